@@ -1,0 +1,126 @@
+"""Checkpoints in the C reference's binary format (SPEC section 7).
+
+A 72-byte header, the C struct ``HyperParameter`` with natural alignment,
+little-endian, then float64 W1, W2, b2, W3, b3, row-major.  Files written by
+the C program load here, and files written here load there.
+"""
+from __future__ import annotations
+
+import math
+import os
+import struct
+import tempfile
+from dataclasses import astuple, dataclass, fields
+from pathlib import Path
+
+import numpy as np
+
+# int32 x5, pad, float64 x2, int32 x7, pad
+HEADER = struct.Struct("<5i4x2d7i4x")
+MAX_UNITS = 1 << 20            # sanity bound on any one size in a header
+
+
+class CheckpointError(ValueError):
+    """A checkpoint cannot be read or does not fit; the message names the file."""
+
+
+@dataclass(frozen=True)
+class Header:
+    batch_size: int            # miniBatchSize
+    embedding_size: int        # layer1Neurons, h1
+    hidden_size: int           # layer2Neurons, h2
+    epochs: int
+    early_stop: int            # earlyStopIteration
+    momentum: float
+    learning_rate: float
+    validation_period: int     # verifyPerIterBatch
+    train_rows: int            # rawDataRow4Training
+    valid_rows: int
+    test_rows: int
+    columns: int               # rawDataColumn, 4
+    context_size: int          # inputDimension, D
+    vocab_size: int            # V
+
+    def shapes(self) -> dict[str, tuple[int, ...]]:
+        h1, h2, D, V = self.embedding_size, self.hidden_size, self.context_size, self.vocab_size
+        return {"W1": (h1, V), "W2": (h2, D * h1), "b2": (h2,), "W3": (V, h2), "b3": (V,)}
+
+    def file_size(self) -> int:
+        return HEADER.size + 8 * sum(math.prod(s) for s in self.shapes().values())
+
+    def problems(self) -> list[str]:
+        out = []
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if f.type == "float" and not math.isfinite(v):
+                out.append(f"{f.name} is {v}")
+        for name in ("batch_size", "embedding_size", "hidden_size", "context_size", "vocab_size"):
+            v = getattr(self, name)
+            if not 0 < v <= MAX_UNITS:
+                out.append(f"{name} is {v}, not in 1..{MAX_UNITS}")
+        return out
+
+
+def save(path, header: Header, params: dict[str, np.ndarray]) -> None:
+    """Write ``params`` (W1, W2, b2, W3, b3) under ``header``, atomically."""
+    blobs = [HEADER.pack(*astuple(header))]
+    for name, shape in header.shapes().items():
+        a = np.asarray(params[name])
+        if a.shape != shape:
+            raise CheckpointError(f"{path}: {name} has shape {a.shape}, the header says {shape}")
+        blobs.append(np.ascontiguousarray(a, dtype="<f8").tobytes())
+    atomic_write(Path(path), b"".join(blobs))
+
+
+def load(path, vocab_size: int | None = None) -> tuple[Header, dict[str, np.ndarray]]:
+    """(header, params) from a C-format checkpoint, checking it whole first."""
+    path = Path(path)
+    try:
+        blob = path.read_bytes()
+    except IsADirectoryError:
+        raise CheckpointError(f"{path}: is a folder, not a checkpoint") from None
+    except OSError as e:
+        raise CheckpointError(f"{path}: cannot read ({e.strerror})") from None
+    if len(blob) < HEADER.size:
+        raise CheckpointError(f"{path}: {len(blob)} bytes, shorter than the "
+                              f"{HEADER.size}-byte header: not a WordNet checkpoint")
+    header = Header(*HEADER.unpack_from(blob))
+    bad = header.problems()
+    if bad:
+        raise CheckpointError(f"{path}: implausible header: {'; '.join(bad)}")
+    if len(blob) != header.file_size():
+        raise CheckpointError(f"{path}: {len(blob)} bytes, but its header describes "
+                              f"{header.file_size()} (truncated or not a WordNet checkpoint)")
+    if vocab_size is not None and header.vocab_size != vocab_size:
+        raise CheckpointError(f"{path}: vocabulary of {header.vocab_size} words, "
+                              f"the data has {vocab_size}")
+    params, offset = {}, HEADER.size
+    for name, shape in header.shapes().items():
+        n = math.prod(shape)
+        a = np.frombuffer(blob, dtype="<f8", count=n, offset=offset).reshape(shape)
+        if not np.isfinite(a).all():
+            raise CheckpointError(f"{path}: {name} holds NaN or infinite values")
+        params[name] = a.astype(np.float64)       # a native, writable copy
+        offset += 8 * n
+    return header, params
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write to a temporary file beside ``path``, then rename it over ``path``.
+
+    A crash at any point leaves either the old file or the new one, whole.
+    """
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise

@@ -1,0 +1,200 @@
+"""The vocabulary and the train / validation / test 4-grams.
+
+A data folder holds ``vocab.txt`` and either the three CSV files
+(``train_data.csv``, ``valid_data.csv``, ``test_data.csv``: rows
+``w1,w2,w3,target``, 1-based) or ``raw_sentences.txt``, from which the split
+is rebuilt (SPEC section 2): every 4-gram inside each sentence, in file
+order; the first 372,550 train, the next 46,568 validate, the rest test.
+Both routes give the same arrays.  In memory, rows are int32 and 0-based.
+"""
+from __future__ import annotations
+
+import difflib
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+CONTEXT = 3                  # D, words in
+COLUMNS = CONTEXT + 1        # the 4-gram: context, then target
+TRAIN_ROWS, VALID_ROWS = 372_550, 46_568
+SPLITS = ("train", "valid", "test")
+
+
+class DataError(ValueError):
+    """A data file is missing or malformed; the message names the file (and line)."""
+
+
+class UnknownWordError(KeyError):
+    """A word is not in the vocabulary; ``suggestions`` holds the closest ones."""
+
+    def __init__(self, word: str, suggestions: list[str]):
+        super().__init__(word)
+        self.word, self.suggestions = word, suggestions
+
+    def __str__(self) -> str:
+        hint = f" (closest: {', '.join(self.suggestions)})" if self.suggestions else ""
+        return f"'{self.word}' is not in the vocabulary{hint}"
+
+
+@dataclass(frozen=True)
+class Vocabulary:
+    words: tuple[str, ...]
+    index: dict[str, int] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self):
+        object.__setattr__(self, "index", {w: i for i, w in enumerate(self.words)})
+
+    def __len__(self) -> int:
+        return len(self.words)
+
+    def encode(self, words) -> np.ndarray:
+        """0-based indices of ``words``; an unknown word raises UnknownWordError."""
+        out = []
+        for w in words:
+            if w not in self.index:
+                raise UnknownWordError(w, difflib.get_close_matches(w, self.words, n=3, cutoff=0.5))
+            out.append(self.index[w])
+        return np.asarray(out, dtype=np.int32)
+
+    @classmethod
+    def read(cls, path: Path) -> "Vocabulary":
+        path = Path(path)
+        try:
+            lines = path.read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as e:
+            raise DataError(f"{path}: cannot read the vocabulary ({_reason(e)})") from None
+        words = []
+        for n, line in enumerate(lines, 1):
+            word = line.strip()
+            if not word or len(word.split()) != 1:
+                raise DataError(f"{path}:{n}: expected one word per line, got {line!r}")
+            words.append(word)
+        if not words:
+            raise DataError(f"{path}: the vocabulary is empty")
+        if len(set(words)) != len(words):
+            raise DataError(f"{path}: a word appears twice")
+        return cls(tuple(words))
+
+
+@dataclass(frozen=True)
+class Dataset:
+    vocab: Vocabulary
+    train: np.ndarray        # (rows, 4) int32, 0-based: w1, w2, w3, target
+    valid: np.ndarray
+    test: np.ndarray
+    files: dict[str, str]    # file name -> SHA-256 of the files read
+    source: Path
+
+    def split(self, name: str) -> np.ndarray:
+        return {"train": self.train, "valid": self.valid, "test": self.test}[name]
+
+
+def sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def load_dataset(data_dir) -> Dataset:
+    """The vocabulary and the three splits from ``data_dir`` (CSV files if present)."""
+    data_dir = Path(data_dir)
+    if not data_dir.is_dir():
+        raise DataError(f"{data_dir}: no such data folder")
+    vocab = Vocabulary.read(_need(data_dir / "vocab.txt"))
+    csvs = [data_dir / f"{name}_data.csv" for name in SPLITS]
+    if all(p.exists() for p in csvs):
+        splits = [read_csv(p, len(vocab)) for p in csvs]
+        used = [data_dir / "vocab.txt", *csvs]
+    else:
+        raw = _need(data_dir / "raw_sentences.txt",
+                    hint="it needs the three *_data.csv files or raw_sentences.txt")
+        sentences, _ = read_sentences(raw, vocab)
+        splits = split_ngrams(sentences)
+        used = [data_dir / "vocab.txt", raw]
+    return Dataset(vocab, *splits, files={p.name: sha256(p) for p in used}, source=data_dir)
+
+
+def read_csv(path: Path, vocab_size: int) -> np.ndarray:
+    """Rows ``w1,w2,w3,target`` (1-based) as an (rows, 4) 0-based int32 array."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="ascii")
+    except (OSError, UnicodeDecodeError) as e:
+        raise DataError(f"{path}: cannot read ({_reason(e)})") from None
+    lines = text.splitlines()
+    try:  # the fast path; on any doubt, the slow one finds the faulty line
+        rows = np.array([line.split(",") for line in lines], dtype=np.int64)
+        ok = rows.ndim == 2 and rows.shape[1] == COLUMNS and len(rows) > 0
+        ok = ok and rows.min() >= 1 and rows.max() <= vocab_size
+    except (ValueError, OverflowError):
+        ok = False
+    if not ok:
+        _raise_first_bad_row(path, lines, vocab_size)
+    return (rows - 1).astype(np.int32)
+
+
+def _raise_first_bad_row(path, lines, vocab_size):
+    for n, line in enumerate(lines, 1):
+        fields = line.split(",")
+        if len(fields) != COLUMNS:
+            raise DataError(f"{path}:{n}: expected {COLUMNS} comma-separated word indices, "
+                            f"got {len(fields)} field(s): {line[:60]!r}")
+        for f in fields:
+            try:
+                v = int(f)
+            except ValueError:
+                raise DataError(f"{path}:{n}: {f.strip()[:30]!r} is not a word index") from None
+            if not 1 <= v <= vocab_size:
+                raise DataError(f"{path}:{n}: word index {v} outside 1..{vocab_size}")
+    raise DataError(f"{path}: no rows")
+
+
+def read_sentences(path: Path, vocab: Vocabulary):
+    """(sentences as 0-based index arrays, number of words outside the vocabulary).
+
+    Each line is lower-cased and split on white space.  A word outside the
+    vocabulary cuts its sentence in two, so no 4-gram contains it.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise DataError(f"{path}: cannot read ({_reason(e)})") from None
+    index, sentences, unknown = vocab.index, [], 0
+    for line in text.splitlines():
+        run = []
+        for w in line.lower().split():
+            i = index.get(w)
+            if i is None:
+                unknown += 1
+                sentences.append(run)
+                run = []
+            else:
+                run.append(i)
+        sentences.append(run)
+    return [np.asarray(s, dtype=np.int32) for s in sentences if len(s) >= COLUMNS], unknown
+
+
+def split_ngrams(sentences):
+    """(train, valid, test): every 4-gram inside each sentence, split in file order."""
+    grams = [np.lib.stride_tricks.sliding_window_view(s, COLUMNS) for s in sentences]
+    rows = np.ascontiguousarray(np.concatenate(grams) if grams else np.empty((0, COLUMNS), np.int32))
+    if len(rows) <= TRAIN_ROWS + VALID_ROWS:
+        raise DataError(f"only {len(rows)} 4-grams: the split needs more than "
+                        f"{TRAIN_ROWS + VALID_ROWS}")
+    a, b = TRAIN_ROWS, TRAIN_ROWS + VALID_ROWS
+    return rows[:a].copy(), rows[a:b].copy(), rows[b:].copy()
+
+
+def _need(path: Path, hint: str = "") -> Path:
+    if not path.is_file():
+        raise DataError(f"{path}: missing" + (f" ({hint})" if hint else ""))
+    return path
+
+
+def _reason(e: Exception) -> str:
+    return e.strerror if isinstance(e, OSError) and e.strerror else type(e).__name__

@@ -1,0 +1,176 @@
+"""The 4-gram network: configuration, parameters, forward and backward passes.
+
+Shapes follow the C reference (SPEC section 1); a batch holds one example per
+column, so ``y1`` is (D·h1) x N, ``y2`` is h2 x N and ``y3`` is V x N:
+
+    y1  = [W1[:, x1]; W1[:, x2]; W1[:, x3]]
+    y2  = sigmoid(W2 y1 + b2)
+    y3  = softmax(W3 y2 + b3)                  L = -log y3[target]
+
+    dz3 = y3 - onehot(target)    dW3 = dz3 y2ᵀ    db3 = Σ_i dz3
+    dy2 = W3ᵀ dz3                dz2 = dy2 ∘ y2 ∘ (1 - y2)
+    dW2 = dz2 y1ᵀ                db2 = Σ_i dz2    dy1 = W2ᵀ dz2
+    dW1[:, v] = Σ over positions d and examples i with x[i, d] = v of dy1[d]
+
+Two backends compute the products: ``exact`` in the C reference's summation
+order (bit-identical results), ``fast`` through BLAS.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+import numpy as np
+
+from . import init as init_schemes
+from ._activations import bias_sigmoid, bias_softmax, cross_entropy
+from ._gradients import embed, embed_grad, sigmoid_grad, softmax_grad, sum_columns
+from ._products import gemm
+from ._updates import momentum_update
+
+BACKENDS = ("exact", "fast")
+INT_MAX = 2**31 - 1
+PARAMS = ("W1", "W2", "b2", "W3", "b3")       # checkpoint order
+UPDATE_ORDER = ("W3", "b3", "W2", "b2", "W1")  # the C reference's update order
+
+
+class ConfigError(ValueError):
+    """A hyperparameter is unknown or out of range."""
+
+
+@dataclass(frozen=True)
+class Config:
+    """Hyperparameters; the defaults are the C reference's recipe (SPEC section 3)."""
+    batch_size: int = 100                  # N
+    embedding_size: int = 50               # h1
+    hidden_size: int = 200                 # h2
+    epochs: int = 9
+    early_stop: int = 3000                 # minibatch of the last epoch that ends training
+    learning_rate: float = 0.1
+    momentum: float = 0.9
+    validation_period: int = INT_MAX       # validate after minibatches b > 0, b % period == 0
+    backend: str = "exact"
+    init: str = "c-reference"
+    seed: int = 0                          # for init "gaussian"
+
+    def __post_init__(self):
+        for f in fields(self):
+            v = getattr(self, f.name)
+            want = {"int": int, "float": (int, float), "str": str}[f.type]
+            if isinstance(v, bool) or not isinstance(v, want):
+                raise ConfigError(f"{f.name} must be {f.type}, got {v!r}")
+        for name in ("batch_size", "embedding_size", "hidden_size", "epochs", "validation_period"):
+            if not 1 <= getattr(self, name) <= INT_MAX:
+                raise ConfigError(f"{name} must be a positive integer, got {getattr(self, name)}")
+        if not 0 <= self.early_stop <= INT_MAX:
+            raise ConfigError(f"early_stop must be 0 or more, got {self.early_stop}")
+        if not (0.0 < self.learning_rate < float("inf")):
+            raise ConfigError(f"learning_rate must be positive and finite, got {self.learning_rate}")
+        if not 0.0 <= self.momentum < 1.0:
+            raise ConfigError(f"momentum must be in [0, 1), got {self.momentum}")
+        if self.backend not in BACKENDS:
+            raise ConfigError(f"backend must be one of {', '.join(BACKENDS)}, got {self.backend!r}")
+        if self.init not in init_schemes.SCHEMES:
+            raise ConfigError(f"init must be one of {', '.join(init_schemes.SCHEMES)}, "
+                              f"got {self.init!r}")
+
+
+class Buffers:
+    """Activations and their gradients for a batch of N examples."""
+
+    def __init__(self, model: "Model", N: int):
+        V, h1, h2, D = model.vocab_size, model.embedding_size, model.hidden_size, model.context_size
+        self.N = N
+        self.y1, self.dy1 = np.empty((D * h1, N)), np.empty((D * h1, N))
+        self.z2, self.y2 = np.empty((h2, N)), np.empty((h2, N))
+        self.dy2, self.dz2 = np.empty((h2, N)), np.empty((h2, N))
+        self.z3, self.y3, self.dz3 = np.empty((V, N)), np.empty((V, N)), np.empty((V, N))
+        self.scratch = np.empty(N)
+
+
+class Model:
+    """Parameters W1 (h1 x V), W2 (h2 x D·h1), b2, W3 (V x h2), b3, float64."""
+
+    def __init__(self, params: dict[str, np.ndarray], backend: str = "exact"):
+        if backend not in BACKENDS:
+            raise ConfigError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+        for name in PARAMS:
+            setattr(self, name, np.array(params[name], dtype=np.float64, order="C"))
+        h1, V = self.W1.shape
+        h2, Dh1 = self.W2.shape
+        if Dh1 % h1 or self.W3.shape != (V, h2) or self.b2.shape != (h2,) or self.b3.shape != (V,):
+            raise ValueError("parameter shapes do not fit together")
+        self.vocab_size, self.embedding_size, self.hidden_size = V, h1, h2
+        self.context_size = Dh1 // h1
+        self.backend = backend
+        self._exact = backend == "exact"
+
+    @classmethod
+    def initialize(cls, config: Config, vocab_size: int, context_size: int = 3) -> "Model":
+        shapes = {"W1": (config.embedding_size, vocab_size),
+                  "W2": (config.hidden_size, context_size * config.embedding_size),
+                  "b2": (config.hidden_size,),
+                  "W3": (vocab_size, config.hidden_size),
+                  "b3": (vocab_size,)}
+        return cls(init_schemes.initial_weights(shapes, config.init, config.seed), config.backend)
+
+    def params(self) -> dict[str, np.ndarray]:
+        return {name: getattr(self, name) for name in PARAMS}
+
+    def _gemm(self, A, B, C, trans_a=False, trans_b=False):
+        gemm(A, B, C, trans_a, trans_b, self._exact)
+
+    def forward(self, x: np.ndarray, b: Buffers) -> np.ndarray:
+        """y3 (V x N) for contexts x (N x D, int32, 0-based)."""
+        embed(self.W1, x, b.y1)                          # y1 = [W1 x1; W1 x2; W1 x3]
+        self._gemm(self.W2, b.y1, b.z2)                  # z2 = W2 y1
+        bias_sigmoid(b.z2, self.b2, b.y2)                # y2 = sigmoid(z2 + b2)
+        self._gemm(self.W3, b.y2, b.z3)                  # z3 = W3 y2
+        bias_softmax(b.z3, self.b3, b.y3, b.scratch)     # y3 = softmax(z3 + b3)
+        return b.y3
+
+    def backward(self, x: np.ndarray, t: np.ndarray, b: Buffers, g: dict[str, np.ndarray],
+                 part: np.ndarray) -> None:
+        """Batch-summed gradients into g, after forward(x, b). ``part``: h1 x V scratch."""
+        softmax_grad(b.y3, t, b.dz3)                     # dz3 = y3 - onehot(t)
+        self._gemm(b.dz3, b.y2, g["W3"], trans_b=True)   # dW3 = dz3 y2ᵀ
+        sum_columns(b.dz3, g["b3"])                      # db3 = Σ_i dz3
+        self._gemm(self.W3, b.dz3, b.dy2, trans_a=True)  # dy2 = W3ᵀ dz3
+        sigmoid_grad(b.dy2, b.y2, b.dz2)                 # dz2 = dy2 ∘ y2 ∘ (1 - y2)
+        self._gemm(b.dz2, b.y1, g["W2"], trans_b=True)   # dW2 = dz2 y1ᵀ
+        sum_columns(b.dz2, g["b2"])                      # db2 = Σ_i dz2
+        self._gemm(self.W2, b.dz2, b.dy1, trans_a=True)  # dy1 = W2ᵀ dz2
+        embed_grad(b.dy1, x, g["W1"], part)              # dW1, position by position
+
+    def loss(self, x: np.ndarray, t: np.ndarray, b: Buffers) -> float:
+        """Mean cross-entropy of a batch, as the C reference reports it."""
+        return cross_entropy(self.forward(x, b), t)
+
+    def predict_proba(self, contexts, chunk: int = 4096) -> np.ndarray:
+        """P(next word | context) as an (n, V) array, for (n, D) 0-based contexts."""
+        x = np.ascontiguousarray(np.atleast_2d(contexts), dtype=np.int32)
+        if x.shape[1] != self.context_size:
+            raise ValueError(f"a context has {self.context_size} words, got {x.shape[1]}")
+        out = np.empty((len(x), self.vocab_size))
+        for start in range(0, len(x), chunk):
+            xs = x[start:start + chunk]
+            out[start:start + len(xs)] = self.forward(xs, Buffers(self, len(xs))).T
+        return out
+
+
+class Momentum:
+    """Momentum SGD, as the C does it: vel = m·vel + g·(1/N); θ = θ − lr·vel."""
+
+    def __init__(self, model: Model, learning_rate: float, momentum: float, batch_size: int,
+                 velocity: dict[str, np.ndarray] | None = None):
+        self.model, self.learning_rate, self.momentum = model, learning_rate, momentum
+        self.inv_n = 1.0 / batch_size                    # the rounded reciprocal, as in C
+        self.velocity = {name: np.zeros_like(getattr(model, name)) for name in PARAMS}
+        if velocity is not None:
+            for name in PARAMS:
+                self.velocity[name][...] = velocity[name]
+
+    def step(self, grads: dict[str, np.ndarray]) -> None:
+        for name in UPDATE_ORDER:
+            momentum_update(getattr(self.model, name).reshape(-1),
+                            self.velocity[name].reshape(-1), grads[name].reshape(-1),
+                            self.momentum, self.learning_rate, self.inv_n)
