@@ -41,6 +41,15 @@ class Header:
     context_size: int          # inputDimension, D
     vocab_size: int            # V
 
+    @classmethod
+    def for_run(cls, config, vocab_size: int, rows: tuple[int, int, int],
+                context_size: int = 3) -> "Header":
+        """The header the C program writes for ``config`` on data of ``rows``
+        (train, valid, test) rows."""
+        return cls(config.batch_size, config.embedding_size, config.hidden_size, config.epochs,
+                   config.early_stop, config.momentum, config.learning_rate,
+                   config.validation_period, *rows, context_size + 1, context_size, vocab_size)
+
     def shapes(self) -> dict[str, tuple[int, ...]]:
         h1, h2, D, V = self.embedding_size, self.hidden_size, self.context_size, self.vocab_size
         return {"W1": (h1, V), "W2": (h2, D * h1), "b2": (h2,), "W3": (V, h2), "b3": (V,)}

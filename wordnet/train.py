@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ._activations import cross_entropy
-from .model import Buffers, Config, Model, Momentum
+from .model import Buffers, Config, ConfigError, Model, Momentum
 
 
 @dataclass(frozen=True)
@@ -77,8 +77,11 @@ class Trainer:
         x, t = batches(train_rows, cfg.batch_size)
         M = len(x)
         if M == 0:
-            raise ValueError(f"{len(train_rows)} training rows do not fill one "
-                             f"minibatch of {cfg.batch_size}")
+            raise ConfigError(f"{len(train_rows)} training rows do not fill one "
+                              f"minibatch of {cfg.batch_size}")
+        if cfg.early_stop > M:
+            raise ConfigError(f"early_stop {cfg.early_stop} is beyond the {M} minibatches "
+                              f"of an epoch (at most {M}: the whole last epoch)")
         history, step = History(), 0
         start = time.perf_counter()
         for epoch in range(cfg.epochs):

@@ -1,0 +1,97 @@
+"""Data: both routes to the split, and every way a data file can be wrong."""
+import shutil
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+from wordnet import data
+from wordnet.data import DataError, UnknownWordError, Vocabulary
+
+
+def test_csv_split_sizes(dataset):
+    assert len(dataset.vocab) == 250
+    assert dataset.train.shape == (372_550, 4) and dataset.train.dtype == np.int32
+    assert dataset.valid.shape == dataset.test.shape == (46_568, 4)
+    assert dataset.train.min() == 0 and dataset.train.max() == 249
+
+
+def test_raw_sentences_give_the_same_split(data_dir, dataset, tmp_path):
+    for name in ("vocab.txt", "raw_sentences.txt"):
+        shutil.copy(data_dir / name, tmp_path / name)
+    rebuilt = data.load_dataset(tmp_path)
+    for name in data.SPLITS:
+        assert np.array_equal(rebuilt.split(name), dataset.split(name)), name
+
+
+def test_words_outside_the_vocabulary_cut_the_sentence(tmp_path):
+    vocab = Vocabulary(("a", "b", "c", "d"))
+    (tmp_path / "raw.txt").write_text("A b c d\na b zzz c d a b\nb c d a b\n")
+    sentences, unknown = data.read_sentences(tmp_path / "raw.txt", vocab)
+    assert unknown == 1
+    assert [s.tolist() for s in sentences] == [[0, 1, 2, 3], [2, 3, 0, 1], [1, 2, 3, 0, 1]]
+
+
+def test_encode_suggests_close_words():
+    vocab = Vocabulary(("time", "times", "game", "team"))
+    assert vocab.encode(["team", "time"]).tolist() == [3, 0]
+    with pytest.raises(UnknownWordError) as e:
+        vocab.encode(["tme"])
+    assert "'tme' is not in the vocabulary" in str(e.value) and "time" in e.value.suggestions
+
+
+def write_folder(tmp_path, data_dir, bad_line):
+    for name in ("vocab.txt", "valid_data.csv", "test_data.csv"):
+        shutil.copy(data_dir / name, tmp_path / name)
+    (tmp_path / "train_data.csv").write_text("1,2,3,4\n5,6,7,8\n" + bad_line + "\n9,10,11,12\n")
+    return tmp_path / "train_data.csv"
+
+
+@pytest.mark.parametrize("bad_line,message", [
+    ("0,2,3,4", "word index 0 outside 1..250"),
+    ("1,2,3,251", "word index 251 outside 1..250"),
+    ("1,2,3", "expected 4 comma-separated word indices, got 3"),
+    ("1,2,time,4", "'time' is not a word index"),
+    ("", "got 1 field"),
+])
+def test_bad_csv_rows_name_file_and_line(tmp_path, data_dir, bad_line, message):
+    path = write_folder(tmp_path, data_dir, bad_line)
+    before = sorted(p.name for p in tmp_path.iterdir())
+    with pytest.raises(DataError, match=message) as e:
+        data.load_dataset(tmp_path)
+    assert str(e.value).startswith(f"{path}:3: ")
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+def test_missing_files_are_named(tmp_path, data_dir):
+    with pytest.raises(DataError, match="vocab.txt: missing"):
+        data.load_dataset(tmp_path)
+    shutil.copy(data_dir / "vocab.txt", tmp_path / "vocab.txt")
+    with pytest.raises(DataError, match="raw_sentences.txt: missing"):
+        data.load_dataset(tmp_path)
+    with pytest.raises(DataError, match="no such data folder"):
+        data.load_dataset(tmp_path / "nowhere")
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(text=st.text(alphabet=st.sampled_from("0123456789,\n -x\t") | st.characters(), max_size=200))
+def test_random_csv_gives_only_the_documented_error(tmp_path, text):
+    path = tmp_path / "rows.csv"
+    path.write_bytes(text.encode("utf-8", "surrogatepass"))
+    try:
+        rows = data.read_csv(path, 250)
+    except DataError as e:
+        assert str(path) in str(e)
+        return
+    assert rows.ndim == 2 and rows.shape[1] == 4 and rows.min() >= 0 and rows.max() < 250
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(blob=st.binary(max_size=300))
+def test_random_vocabulary_bytes_give_only_the_documented_error(tmp_path, blob):
+    (tmp_path / "vocab.txt").write_bytes(blob)
+    try:
+        vocab = Vocabulary.read(tmp_path / "vocab.txt")
+    except DataError:
+        return
+    assert len(vocab) >= 1 and len(set(vocab.words)) == len(vocab)

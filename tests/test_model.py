@@ -1,0 +1,101 @@
+"""The network: gradients against finite differences, and the published checkpoint."""
+import numpy as np
+import pytest
+
+from wordnet import checkpoint
+from wordnet.model import Buffers, Config, ConfigError, Model
+from wordnet.train import evaluate
+
+
+def small_model(backend, rng):
+    V, h1, h2, D = 11, 4, 6, 3
+    params = {"W1": rng.normal(0, 0.5, (h1, V)), "W2": rng.normal(0, 0.5, (h2, D * h1)),
+              "b2": rng.normal(0, 0.1, h2), "W3": rng.normal(0, 0.5, (V, h2)),
+              "b3": rng.normal(0, 0.1, V)}
+    return Model(params, backend)
+
+
+@pytest.mark.parametrize("backend", ["exact", "fast"])
+def test_gradients_match_central_differences(backend):
+    rng = np.random.default_rng(7)
+    model = small_model(backend, rng)
+    N = 5
+    x = rng.integers(0, model.vocab_size, (N, 3)).astype(np.int32)
+    x[1, 2] = x[0, 0]                            # a word at two positions
+    t = rng.integers(0, model.vocab_size, N).astype(np.int32)
+    buf = Buffers(model, N)
+
+    def total_loss():                            # the batch sum that backward differentiates
+        return model.loss(x, t, buf) * N
+
+    grads = {name: np.empty_like(p) for name, p in model.params().items()}
+    model.forward(x, buf)
+    model.backward(x, t, buf, grads, np.empty_like(model.W1))
+    h = 1e-6
+    for name, theta in model.params().items():
+        numeric = np.empty_like(theta)
+        flat, nflat = theta.reshape(-1), numeric.reshape(-1)
+        for k in range(flat.size):
+            saved = flat[k]
+            flat[k] = saved + h
+            up = total_loss()
+            flat[k] = saved - h
+            down = total_loss()
+            flat[k] = saved
+            nflat[k] = (up - down) / (2 * h)
+        err = np.linalg.norm(grads[name] - numeric) / max(np.linalg.norm(numeric), 1e-12)
+        assert err < 1e-6, f"d{name}: relative error {err:.2e}"
+
+
+def test_backends_agree_closely():
+    rng = np.random.default_rng(3)
+    exact, fast = small_model("exact", rng), None
+    fast = Model(exact.params(), "fast")
+    x = rng.integers(0, exact.vocab_size, (9, 3)).astype(np.int32)
+    np.testing.assert_allclose(exact.predict_proba(x), fast.predict_proba(x), rtol=1e-12)
+
+
+@pytest.mark.parametrize("bad", [dict(batch_size=0), dict(learning_rate=-0.1),
+                                 dict(momentum=1.0), dict(backend="gpu"), dict(init="zeros"),
+                                 dict(epochs=1.5), dict(early_stop=-1)])
+def test_config_refuses_out_of_range_values(bad):
+    with pytest.raises(ConfigError):
+        Config(**bad)
+
+
+def test_config_defaults_are_the_reference_recipe():
+    c = Config()
+    assert (c.batch_size, c.embedding_size, c.hidden_size, c.epochs, c.early_stop) == (100, 50, 200, 9, 3000)
+    assert (c.learning_rate, c.momentum, c.validation_period) == (0.1, 0.9, 2**31 - 1)
+
+
+@pytest.fixture(scope="module")
+def published(data_dir, dataset):
+    header, params = checkpoint.load(data_dir / "model9-3000.bin", vocab_size=len(dataset.vocab))
+    return Model(params, "exact")
+
+
+def test_published_model_predicts_have_a_good(published, dataset):
+    p = published.predict_proba(dataset.vocab.encode(["have", "a", "good"]))[0]
+    top = np.argsort(-p, kind="stable")[:5]
+    got = [(dataset.vocab.words[i], f"{p[i]:.6f}") for i in top]
+    assert got == [("time", "0.332076"), ("day", "0.102091"), ("game", "0.059815"),
+                   ("team", "0.057552"), ("year", "0.041762")]
+
+
+def test_published_model_test_and_validation_ce(published, dataset):
+    test = evaluate(published, dataset.test)
+    assert f"{test.ce:.8f}" == "2.62474208"
+    assert test.examples == 46_500
+    assert f"{test.top1:.4f}" == "0.3632"
+    assert round(test.top5, 3) == 0.666
+    assert f"{evaluate(published, dataset.valid, accuracy=False).ce:.8f}" == "2.61306789"
+
+
+def test_predict_proba_batch_of_one_equals_batch(published):
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 250, (37, 3)).astype(np.int32)
+    together = published.predict_proba(x)
+    alone = np.vstack([published.predict_proba(row) for row in x])
+    assert np.array_equal(together, alone)
+    np.testing.assert_allclose(together.sum(axis=1), 1.0, rtol=1e-12)

@@ -1,0 +1,119 @@
+"""Training: bit-for-bit parity with the C reference, and the recipe's semantics."""
+import hashlib
+
+import numpy as np
+import pytest
+
+from wordnet import checkpoint
+from wordnet.checkpoint import Header
+from wordnet.model import Config, ConfigError, Model
+from wordnet.train import Trainer, evaluate
+
+C_FULL_SHA256 = "81b2d0b58e50122682ac20a386501fe03aea88e9bfa0760698f6111cd0a6d689"
+
+
+def trained(config, dataset):
+    model = Model.initialize(config, len(dataset.vocab))
+    history = Trainer(model, config).run(dataset.train)
+    return model, history
+
+
+def saved_bytes(model, config, dataset, tmp_path):
+    rows = (len(dataset.train), len(dataset.valid), len(dataset.test))
+    path = tmp_path / "model.bin"
+    checkpoint.save(path, Header.for_run(config, len(dataset.vocab), rows), model.params())
+    return path.read_bytes()
+
+
+def reference_trace(path):
+    return [line.rsplit("= ", 1)[1].strip() for line in path.read_text().splitlines()]
+
+
+def test_c_reference_init_is_byte_identical(dataset, reference_file, tmp_path):
+    config = Config(epochs=1, early_stop=0)
+    model = Model.initialize(config, len(dataset.vocab))
+    assert saved_bytes(model, config, dataset, tmp_path) == reference_file("c_init.bin").read_bytes()
+
+
+def test_gaussian_init_is_seeded():
+    a = Model.initialize(Config(init="gaussian", seed=5), 250).W2
+    b = Model.initialize(Config(init="gaussian", seed=5), 250).W2
+    c = Model.initialize(Config(init="gaussian", seed=6), 250).W2
+    assert np.array_equal(a, b) and not np.array_equal(a, c)
+    assert abs(a.std() - 0.01) < 0.0005
+
+
+def test_ten_updates_are_byte_identical(dataset, reference_file, tmp_path):
+    config = Config(epochs=1, early_stop=10)
+    model, history = trained(config, dataset)
+    assert history.updates == 10
+    assert [f"{ce:.8f}" for ce in history.train_ce] == reference_trace(
+        reference_file("c_10_updates_trace.txt"))
+    assert saved_bytes(model, config, dataset, tmp_path) == reference_file("c_10_updates.bin").read_bytes()
+
+
+@pytest.fixture(scope="module")
+def full_exact(dataset):
+    return trained(Config(backend="exact"), dataset)
+
+
+@pytest.mark.slow
+def test_full_recipe_exact_is_byte_identical(full_exact, dataset, reference_file, tmp_path):
+    model, history = full_exact
+    assert history.updates == 32_800 and len(history.train_ce) == 32_801
+    blob = saved_bytes(model, Config(), dataset, tmp_path)
+    assert hashlib.sha256(blob).hexdigest() == C_FULL_SHA256
+    assert blob == reference_file("c_full.bin").read_bytes()
+    epoch1 = reference_trace(reference_file("c_full_trace_epoch1.txt"))
+    assert [f"{ce:.8f}" for ce in history.train_ce[: len(epoch1)]] == epoch1
+    assert f"{evaluate(model, dataset.test).ce:.8f}" == "2.62228520"
+
+
+@pytest.mark.slow
+def test_full_recipe_fast_is_within_1e8(dataset, reference_file):
+    model, history = trained(Config(backend="fast"), dataset)
+    _, reference = checkpoint.load(reference_file("c_full.bin"))
+    for name, theta in model.params().items():
+        assert np.abs(theta - reference[name]).max() < 1e-8, name
+    assert abs(evaluate(model, dataset.test).ce - 2.62228520) < 1e-8
+
+
+def test_early_stop_and_validation_semantics(dataset):
+    rows = dataset.train[:1050]                     # 10 full batches of 100, 50 rows unused
+    config = Config(epochs=2, early_stop=4, validation_period=3, backend="fast")
+    model = Model.initialize(config, len(dataset.vocab))
+    seen = []
+    history = Trainer(model, config).run(rows, dataset.valid[:300],
+                                         on_iteration=seen.append,
+                                         on_validation=lambda step, ce: None)
+    assert history.updates == 10 + 4
+    assert len(history.train_ce) == len(seen) == 15
+    assert [(i.step, i.epoch, i.batch) for i in seen[9:11]] == [(10, 1, 10), (11, 2, 1)]
+    assert seen[10].train_ce == history.train_ce[10]
+    # validation after minibatches b = 3, 6, 9 (0-based) of epoch 1 and b = 3 of epoch 2
+    assert [step for step, _ in history.valid_ce] == [4, 7, 10, 14]
+    assert history.valid_ce[0][1] == pytest.approx(evaluate(
+        after_updates(dataset, config, rows, 4), dataset.valid[:300]).ce, rel=1e-12)
+
+
+def after_updates(dataset, config, rows, n):
+    """The model after exactly n updates of the same recipe."""
+    model = Model.initialize(config, len(dataset.vocab))
+    Trainer(model, Config(**{**config.__dict__, "epochs": 1, "early_stop": n})).run(rows)
+    return model
+
+
+def test_early_stop_at_the_epoch_end_runs_whole_epochs(dataset):
+    config = Config(epochs=2, early_stop=5, backend="fast")
+    model = Model.initialize(config, len(dataset.vocab))
+    history = Trainer(model, config).run(dataset.train[:500])
+    assert history.updates == len(history.train_ce) == 10
+
+
+def test_early_stop_beyond_the_epoch_is_refused_before_training(dataset):
+    config = Config(epochs=2, early_stop=6, backend="fast")
+    model = Model.initialize(config, len(dataset.vocab))
+    W1 = model.W1.copy()
+    with pytest.raises(ConfigError, match="early_stop 6 is beyond the 5 minibatches"):
+        Trainer(model, config).run(dataset.train[:500])
+    assert np.array_equal(model.W1, W1)
