@@ -3,8 +3,11 @@
 Batches are (units x N) row-major, one example per column.  Contexts ``x``
 are (N x D) int32, 0-based word indices.  Products with a one-hot matrix are
 gathers and scatters here: adding the ±0.0 terms of a dense product would
-change nothing.
+change nothing.  ``threads`` splits rows among OpenMP threads, which changes
+no result.
 """
+from cython.parallel cimport prange
+
 
 
 cdef void _embed(const double[:, ::1] W1, const int[:, ::1] x,
@@ -26,20 +29,20 @@ cdef void _softmax_grad(const double[:, ::1] y3, const int[::1] target,
         dz3[target[i], i] = y3[target[i], i] - 1.0
 
 
-cdef void _sum_columns(const double[:, ::1] dz, double[::1] db) noexcept nogil:
+cdef void _sum_columns(const double[:, ::1] dz, double[::1] db, int threads) noexcept nogil:
     cdef Py_ssize_t r, i
     cdef double total
-    for r in range(dz.shape[0]):
+    for r in prange(dz.shape[0], num_threads=threads, schedule="static"):
         total = 0.0
         for i in range(dz.shape[1]):
-            total += dz[r, i]
+            total = total + dz[r, i]
         db[r] = total
 
 
 cdef void _sigmoid_grad(const double[:, ::1] dy2, const double[:, ::1] y2,
-                        double[:, ::1] dz2) noexcept nogil:
+                        double[:, ::1] dz2, int threads) noexcept nogil:
     cdef Py_ssize_t h, i
-    for h in range(dy2.shape[0]):
+    for h in prange(dy2.shape[0], num_threads=threads, schedule="static"):
         for i in range(dy2.shape[1]):
             dz2[h, i] = (dy2[h, i] * y2[h, i]) * (1.0 - y2[h, i])
 
@@ -94,21 +97,22 @@ def softmax_grad(const double[:, ::1] y3, const int[::1] target, double[:, ::1] 
         _softmax_grad(y3, target, dz3)
 
 
-def sum_columns(const double[:, ::1] dz, double[::1] db):
+def sum_columns(const double[:, ::1] dz, double[::1] db, int threads=1):
     """db = sum over columns of dz (the bias gradient), ascending from 0.0."""
     if db.shape[0] != dz.shape[0]:
         raise ValueError("sum_columns: db must have one entry per row")
     with nogil:
-        _sum_columns(dz, db)
+        _sum_columns(dz, db, threads)
 
 
-def sigmoid_grad(const double[:, ::1] dy2, const double[:, ::1] y2, double[:, ::1] dz2):
+def sigmoid_grad(const double[:, ::1] dy2, const double[:, ::1] y2, double[:, ::1] dz2,
+                 int threads=1):
     """dz2 = (dy2 * y2) * (1 - y2), evaluated left to right."""
     if not (dy2.shape[0] == y2.shape[0] == dz2.shape[0]
             and dy2.shape[1] == y2.shape[1] == dz2.shape[1]):
         raise ValueError("sigmoid_grad: shapes do not match")
     with nogil:
-        _sigmoid_grad(dy2, y2, dz2)
+        _sigmoid_grad(dy2, y2, dz2, threads)
 
 
 def embed_grad(const double[:, ::1] dy1, const int[:, ::1] x, double[:, ::1] dW1,

@@ -12,6 +12,7 @@ Two ways to compute the same product:
 Both overwrite C.  Rows of C can be split between threads without changing a
 single bit of the exact result, since each entry's sum stays where it is.
 """
+from cython.parallel cimport prange
 from libc.stdlib cimport calloc, free
 from scipy.linalg.cython_blas cimport dgemm
 
@@ -21,23 +22,29 @@ cdef enum:
     NR = 8
 
 
-cdef inline void _pack(bint trans, int rows, int cols, const double* X, int ldx,
-                       double* P, int ldp) noexcept nogil:
-    """P[i, j] = X[j, i] if ``trans`` else X[i, j], for i < rows, j < cols."""
-    cdef int i, j
-    if trans:
-        for i in range(rows):
-            for j in range(cols):
-                P[i * ldp + j] = X[j * ldx + i]
-    else:
-        for i in range(rows):
-            for j in range(cols):
-                P[i * ldp + j] = X[i * ldx + j]
+cdef void _pack_panels(bint trans, int rows, int cols, int width, const double* X, int ldx,
+                       double* P) noexcept nogil:
+    """Panels of ``width`` columns of op(X) (rows x cols), each stored k-major.
+
+    P[(p * rows + k) * width + j] = op(X)[k, p * width + j], zero past ``cols``;
+    op(X)[k, c] is X[c, k] if ``trans`` else X[k, c].
+    """
+    cdef int p, k, j, c
+    for p in range((cols + width - 1) // width):
+        for k in range(rows):
+            for j in range(width):
+                c = p * width + j
+                if c >= cols:
+                    P[(p * rows + k) * width + j] = 0.0
+                elif trans:
+                    P[(p * rows + k) * width + j] = X[c * ldx + k]
+                else:
+                    P[(p * rows + k) * width + j] = X[k * ldx + c]
 
 
-cdef inline void _block(int K, const double* a, int lda, const double* b, int ldb,
+cdef inline void _block(int K, const double* a, const double* b,
                         double* c, int ldc, int mr, int nr) noexcept nogil:
-    """c[r, s] = sum_k a[k, r] * b[k, s] in ascending k, for a MR x NR block."""
+    """c[r, s] = sum over ascending k of a[k, r] * b[k, s], for one MR x NR block."""
     cdef double acc[MR][NR]
     cdef int k, r, s
     for r in range(MR):
@@ -46,63 +53,57 @@ cdef inline void _block(int K, const double* a, int lda, const double* b, int ld
     for k in range(K):
         for r in range(MR):
             for s in range(NR):
-                acc[r][s] += a[k * lda + r] * b[k * ldb + s]
+                acc[r][s] += a[k * MR + r] * b[k * NR + s]
     for r in range(mr):
         for s in range(nr):
             c[r * ldc + s] = acc[r][s]
 
 
+cdef void _row_blocks(int first, int last, int M, int N, int K, const double* Ap,
+                      const double* Bp, double* C, int ldc) noexcept nogil:
+    """Row blocks first <= i < last of C; each B panel stays in cache while they run."""
+    cdef int i, j
+    for j in range((N + NR - 1) // NR):
+        for i in range(first, last):
+            _block(K, Ap + <size_t> i * K * MR, Bp + <size_t> j * K * NR,
+                   C + <size_t> i * MR * ldc + j * NR, ldc,
+                   min(<int> MR, M - i * MR), min(<int> NR, N - j * NR))
+
+
 cdef int gemm_exact(bint trans_a, bint trans_b, int M, int N, int K,
                     const double* A, int lda, const double* B, int ldb,
-                    double* C, int ldc, int row_start, int row_stop) noexcept nogil:
-    """C[m, :] = op(A)[m, :] · op(B) for rows row_start <= m < row_stop.
+                    double* C, int ldc, int threads) noexcept nogil:
+    """C = op(A) · op(B) in the C reference's order, rows split among ``threads``.
 
-    op(A) is M x K and op(B) is K x N.  Both are packed k-major (op(A)ᵀ and
-    op(B)) into buffers padded with zeros to whole register blocks; the
-    padding only ever produces entries that are thrown away.
-    Returns -1 when out of memory, else 0.
+    op(A) is M x K and op(B) is K x N.  Both are packed into panels padded with
+    zeros to whole register blocks; the padding only produces entries that are
+    never stored.  Returns -1 when out of memory, else 0.
     """
-    cdef int Mb = row_stop - row_start
-    if Mb <= 0 or N <= 0:
-        return 0
-    cdef int Mp = (Mb + MR - 1) // MR * MR
-    cdef int Np = (N + NR - 1) // NR * NR
-    cdef double* Ap = <double*> calloc(<size_t> K * Mp + 1, sizeof(double))
-    cdef double* Bp = <double*> calloc(<size_t> K * Np + 1, sizeof(double))
-    cdef int m, n
+    cdef int blocks = (M + MR - 1) // MR
+    cdef double* Ap = <double*> calloc(<size_t> blocks * MR * K + 1, sizeof(double))
+    cdef double* Bp = <double*> calloc(<size_t> ((N + NR - 1) // NR) * NR * K + 1, sizeof(double))
+    cdef int t
     if Ap == NULL or Bp == NULL:
         free(Ap)
         free(Bp)
         return -1
-    # Ap[k, m] = op(A)[row_start + m, k]
-    if trans_a:
-        _pack(False, K, Mb, A + row_start, lda, Ap, Mp)
+    _pack_panels(not trans_a, K, M, MR, A, lda, Ap)     # panels of op(A)ᵀ
+    _pack_panels(trans_b, K, N, NR, B, ldb, Bp)
+    threads = max(1, min(threads, blocks))
+    if threads == 1:
+        _row_blocks(0, blocks, M, N, K, Ap, Bp, C, ldc)
     else:
-        _pack(True, K, Mb, A + <size_t> row_start * lda, lda, Ap, Mp)
-    # Bp[k, n] = op(B)[k, n]
-    _pack(trans_b, K, N, B, ldb, Bp, Np)
-    m = 0
-    while m < Mb:
-        n = 0
-        while n < N:
-            _block(K, Ap + m, Mp, Bp + n, Np,
-                   C + <size_t> (row_start + m) * ldc + n, ldc,
-                   min(MR, Mb - m), min(NR, N - n))
-            n += NR
-        m += MR
+        for t in prange(threads, num_threads=threads, schedule="static"):
+            _row_blocks(t * blocks // threads, (t + 1) * blocks // threads,
+                        M, N, K, Ap, Bp, C, ldc)
     free(Ap)
     free(Bp)
     return 0
 
 
-cdef void gemm_blas(bint trans_a, bint trans_b, int M, int N, int K,
-                    const double* A, int lda, const double* B, int ldb,
-                    double* C, int ldc) noexcept nogil:
-    """C = op(A) · op(B) through BLAS.
-
-    BLAS is column-major: a row-major matrix is its column-major transpose,
-    so C = op(A)·op(B) is computed as Cᵀ = op(B)ᵀ · op(A)ᵀ.
-    """
+cdef inline void _dgemm_rows(bint trans_a, bint trans_b, int M, int N, int K,
+                             const double* A, int lda, const double* B, int ldb,
+                             double* C, int ldc) noexcept nogil:
     cdef char ta = b'T' if trans_a else b'N'
     cdef char tb = b'T' if trans_b else b'N'
     cdef double one = 1.0, zero = 0.0
@@ -110,8 +111,27 @@ cdef void gemm_blas(bint trans_a, bint trans_b, int M, int N, int K,
           &zero, C, &ldc)
 
 
+cdef void gemm_blas(bint trans_a, bint trans_b, int M, int N, int K,
+                    const double* A, int lda, const double* B, int ldb,
+                    double* C, int ldc, int threads) noexcept nogil:
+    """C = op(A) · op(B) through BLAS, rows of C split among ``threads``.
+
+    BLAS is column-major: a row-major matrix is its column-major transpose,
+    so C = op(A)·op(B) is computed as Cᵀ = op(B)ᵀ · op(A)ᵀ.  Each thread's
+    call should run single-threaded (see threadpoolctl in wordnet.model).
+    """
+    cdef int t, first, rows
+    threads = max(1, min(threads, M))
+    for t in prange(threads, num_threads=threads, schedule="static"):
+        first = t * M // threads
+        rows = (t + 1) * M // threads - first
+        _dgemm_rows(trans_a, trans_b, rows, N, K,
+                    A + (first if trans_a else <size_t> first * lda), lda, B, ldb,
+                    C + <size_t> first * ldc, ldc)
+
+
 def gemm(const double[:, ::1] A, const double[:, ::1] B, double[:, ::1] C,
-         bint trans_a=False, bint trans_b=False, bint exact=True):
+         bint trans_a=False, bint trans_b=False, bint exact=True, int threads=1):
     """C = op(A) · op(B), exact order or BLAS; a thin wrapper for tests."""
     cdef int M = A.shape[1] if trans_a else A.shape[0]
     cdef int K = A.shape[0] if trans_a else A.shape[1]
@@ -130,9 +150,9 @@ def gemm(const double[:, ::1] A, const double[:, ::1] B, double[:, ::1] C,
     with nogil:
         if exact:
             status = gemm_exact(trans_a, trans_b, M, N, K, &A[0, 0], A.shape[1],
-                                &B[0, 0], B.shape[1], &C[0, 0], C.shape[1], 0, M)
+                                &B[0, 0], B.shape[1], &C[0, 0], C.shape[1], threads)
         else:
             gemm_blas(trans_a, trans_b, M, N, K, &A[0, 0], A.shape[1],
-                      &B[0, 0], B.shape[1], &C[0, 0], C.shape[1])
+                      &B[0, 0], B.shape[1], &C[0, 0], C.shape[1], threads)
     if status:
         raise MemoryError("gemm: out of memory")

@@ -9,7 +9,7 @@ import math
 import numpy as np
 import pytest
 
-from wordnet._activations import bias_sigmoid, bias_softmax, cross_entropy
+from wordnet._activations import bias_sigmoid, bias_softmax, cross_entropy, exp_fast
 from wordnet._gradients import embed, embed_grad, sigmoid_grad, softmax_grad, sum_columns
 from wordnet._products import gemm
 from wordnet._updates import momentum_update
@@ -42,9 +42,14 @@ def test_gemm(rng, M, N, K, trans_a, trans_b):
     C = np.full((M, N), np.nan)
     gemm(A, B, C, trans_a, trans_b, True)
     assert np.array_equal(C, expected)
-    C = np.full((M, N), np.nan)
-    gemm(A, B, C, trans_a, trans_b, False)
-    np.testing.assert_allclose(C, expected, rtol=1e-12, atol=1e-12)
+    for threads in (2, 3):                      # rows split among threads: same bits
+        C = np.full((M, N), np.nan)
+        gemm(A, B, C, trans_a, trans_b, True, threads)
+        assert np.array_equal(C, expected)
+    for threads in (1, 2):
+        C = np.full((M, N), np.nan)
+        gemm(A, B, C, trans_a, trans_b, False, threads)
+        np.testing.assert_allclose(C, expected, rtol=1e-12, atol=1e-12)
 
 
 def test_gemm_rejects_mismatched_shapes(rng):
@@ -55,9 +60,13 @@ def test_gemm_rejects_mismatched_shapes(rng):
 @pytest.mark.parametrize("rows,N", [(1, 1), (3, 7), (200, 100), (13, 1)])
 def test_bias_sigmoid(rng, rows, N):
     z, b = rng.standard_normal((rows, N)) * 10, rng.standard_normal(rows)
-    y = np.empty_like(z)
-    bias_sigmoid(z, b, y)
-    assert np.array_equal(y, 1.0 / (1.0 + exp(-(z + b[:, None]))))
+    expected = 1.0 / (1.0 + exp(-(z + b[:, None])))
+    for threads in (1, 2):
+        y = np.empty_like(z)
+        bias_sigmoid(z, b, y, True, threads)
+        assert np.array_equal(y, expected)
+        bias_sigmoid(z, b, y, False, threads)
+        np.testing.assert_allclose(y, expected, rtol=1e-15, atol=0)
 
 
 def softmax_reference(z):
@@ -74,9 +83,29 @@ def softmax_reference(z):
 @pytest.mark.parametrize("V,N", [(1, 1), (2, 3), (250, 100), (17, 1)])
 def test_bias_softmax(rng, V, N):
     z, b = rng.standard_normal((V, N)) * 5, rng.standard_normal(V)
-    y = np.empty_like(z)
-    bias_softmax(z, b, y)
-    assert np.array_equal(y, softmax_reference(z + b[:, None]))
+    expected = softmax_reference(z + b[:, None])
+    for threads in (1, 2):
+        y = np.empty_like(z)
+        bias_softmax(z, b, y, None, True, threads)
+        assert np.array_equal(y, expected)
+        bias_softmax(z, b, y, None, False, threads)
+        np.testing.assert_allclose(y, expected, rtol=4e-16 * V, atol=0)
+
+
+def test_exp_fast_is_within_two_ulp_of_libm():
+    x = np.concatenate([np.linspace(-708, 709, 200_001), np.random.default_rng(0).normal(0, 5, 10_000),
+                        [0.0, -0.0, 1e-300, -1e-300, 0.5 * math.log(2), -0.5 * math.log(2)]])
+    out = np.empty_like(x)
+    exp_fast(x, out)
+    expected = exp(x)
+    ulps = np.abs(out - expected) / np.spacing(expected)
+    assert ulps.max() <= 2, ulps.max()
+
+
+def test_exp_fast_keeps_nan_and_saturates():
+    out = np.empty(4)
+    exp_fast(np.array([np.nan, -1e4, 1e4, -np.inf]), out)
+    assert np.isnan(out[0]) and 0 <= out[1] < 1e-300 and out[2] > 1e307 and 0 <= out[3] < 1e-300
 
 
 @pytest.mark.parametrize("V,N", [(1, 1), (5, 3), (250, 100)])
@@ -106,17 +135,19 @@ def test_sum_columns(rng, rows, N):
     expected = np.zeros(rows)
     for i in range(N):
         expected = expected + dz[:, i]
-    db = np.empty(rows)
-    sum_columns(dz, db)
-    assert np.array_equal(db, expected)
+    for threads in (1, 2):
+        db = np.empty(rows)
+        sum_columns(dz, db, threads)
+        assert np.array_equal(db, expected)
 
 
 @pytest.mark.parametrize("rows,N", [(1, 1), (3, 7), (200, 100)])
 def test_sigmoid_grad(rng, rows, N):
     dy2, y2 = rng.standard_normal((rows, N)), rng.random((rows, N))
-    dz2 = np.empty_like(y2)
-    sigmoid_grad(dy2, y2, dz2)
-    assert np.array_equal(dz2, (dy2 * y2) * (1.0 - y2))
+    for threads in (1, 2):
+        dz2 = np.empty_like(y2)
+        sigmoid_grad(dy2, y2, dz2, threads)
+        assert np.array_equal(dz2, (dy2 * y2) * (1.0 - y2))
 
 
 @pytest.mark.parametrize("h1,V,N,D", [(1, 1, 1, 1), (3, 5, 7, 3), (50, 250, 100, 3), (4, 9, 1, 2)])
@@ -154,6 +185,6 @@ def test_momentum_update(rng, n):
     m, lr, inv_n = 0.9, 0.1, 1.0 / 100
     expected_vel = m * vel + g * inv_n
     expected_theta = theta - lr * expected_vel
-    momentum_update(theta, vel, g, m, lr, inv_n)
+    momentum_update(theta, vel, g, m, lr, inv_n, 2)
     assert np.array_equal(vel, expected_vel)
     assert np.array_equal(theta, expected_theta)

@@ -17,9 +17,12 @@ order (bit-identical results), ``fast`` through BLAS.
 """
 from __future__ import annotations
 
+import os
+from contextlib import nullcontext
 from dataclasses import dataclass, fields
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from . import init as init_schemes
 from ._activations import bias_sigmoid, bias_softmax, cross_entropy
@@ -90,7 +93,8 @@ class Buffers:
 class Model:
     """Parameters W1 (h1 x V), W2 (h2 x D·h1), b2, W3 (V x h2), b3, float64."""
 
-    def __init__(self, params: dict[str, np.ndarray], backend: str = "exact"):
+    def __init__(self, params: dict[str, np.ndarray], backend: str = "exact",
+                 threads: int | None = None):
         if backend not in BACKENDS:
             raise ConfigError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
         for name in PARAMS:
@@ -103,6 +107,9 @@ class Model:
         self.context_size = Dh1 // h1
         self.backend = backend
         self._exact = backend == "exact"
+        # Every kernel splits its work among this many OpenMP threads; BLAS
+        # then runs single-threaded inside each (see single_threaded_blas).
+        self.threads = threads or len(os.sched_getaffinity(0))
 
     @classmethod
     def initialize(cls, config: Config, vocab_size: int, context_size: int = 3) -> "Model":
@@ -116,16 +123,22 @@ class Model:
     def params(self) -> dict[str, np.ndarray]:
         return {name: getattr(self, name) for name in PARAMS}
 
+    def single_threaded_blas(self):
+        """A context in which BLAS does not start threads of its own inside ours."""
+        if self.threads > 1 and not self._exact:
+            return threadpool_limits(1, user_api="blas")
+        return nullcontext()
+
     def _gemm(self, A, B, C, trans_a=False, trans_b=False):
-        gemm(A, B, C, trans_a, trans_b, self._exact)
+        gemm(A, B, C, trans_a, trans_b, self._exact, self.threads)
 
     def forward(self, x: np.ndarray, b: Buffers) -> np.ndarray:
         """y3 (V x N) for contexts x (N x D, int32, 0-based)."""
         embed(self.W1, x, b.y1)                          # y1 = [W1 x1; W1 x2; W1 x3]
         self._gemm(self.W2, b.y1, b.z2)                  # z2 = W2 y1
-        bias_sigmoid(b.z2, self.b2, b.y2)                # y2 = sigmoid(z2 + b2)
+        bias_sigmoid(b.z2, self.b2, b.y2, self._exact, self.threads)  # y2 = sigmoid(z2 + b2)
         self._gemm(self.W3, b.y2, b.z3)                  # z3 = W3 y2
-        bias_softmax(b.z3, self.b3, b.y3, b.scratch)     # y3 = softmax(z3 + b3)
+        bias_softmax(b.z3, self.b3, b.y3, b.scratch, self._exact, self.threads)  # softmax(z3 + b3)
         return b.y3
 
     def backward(self, x: np.ndarray, t: np.ndarray, b: Buffers, g: dict[str, np.ndarray],
@@ -133,11 +146,11 @@ class Model:
         """Batch-summed gradients into g, after forward(x, b). ``part``: h1 x V scratch."""
         softmax_grad(b.y3, t, b.dz3)                     # dz3 = y3 - onehot(t)
         self._gemm(b.dz3, b.y2, g["W3"], trans_b=True)   # dW3 = dz3 y2ᵀ
-        sum_columns(b.dz3, g["b3"])                      # db3 = Σ_i dz3
+        sum_columns(b.dz3, g["b3"], self.threads)        # db3 = Σ_i dz3
         self._gemm(self.W3, b.dz3, b.dy2, trans_a=True)  # dy2 = W3ᵀ dz3
-        sigmoid_grad(b.dy2, b.y2, b.dz2)                 # dz2 = dy2 ∘ y2 ∘ (1 - y2)
+        sigmoid_grad(b.dy2, b.y2, b.dz2, self.threads)   # dz2 = dy2 ∘ y2 ∘ (1 - y2)
         self._gemm(b.dz2, b.y1, g["W2"], trans_b=True)   # dW2 = dz2 y1ᵀ
-        sum_columns(b.dz2, g["b2"])                      # db2 = Σ_i dz2
+        sum_columns(b.dz2, g["b2"], self.threads)        # db2 = Σ_i dz2
         self._gemm(self.W2, b.dz2, b.dy1, trans_a=True)  # dy1 = W2ᵀ dz2
         embed_grad(b.dy1, x, g["W1"], part)              # dW1, position by position
 
@@ -151,9 +164,10 @@ class Model:
         if x.shape[1] != self.context_size:
             raise ValueError(f"a context has {self.context_size} words, got {x.shape[1]}")
         out = np.empty((len(x), self.vocab_size))
-        for start in range(0, len(x), chunk):
-            xs = x[start:start + chunk]
-            out[start:start + len(xs)] = self.forward(xs, Buffers(self, len(xs))).T
+        with self.single_threaded_blas():
+            for start in range(0, len(x), chunk):
+                xs = x[start:start + chunk]
+                out[start:start + len(xs)] = self.forward(xs, Buffers(self, len(xs))).T
         return out
 
 
@@ -173,4 +187,4 @@ class Momentum:
         for name in UPDATE_ORDER:
             momentum_update(getattr(self.model, name).reshape(-1),
                             self.velocity[name].reshape(-1), grads[name].reshape(-1),
-                            self.momentum, self.learning_rate, self.inv_n)
+                            self.momentum, self.learning_rate, self.inv_n, self.model.threads)

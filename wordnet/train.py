@@ -73,7 +73,7 @@ class Trainer:
 
     def run(self, train_rows: np.ndarray, valid_rows: np.ndarray | None = None,
             on_iteration=None, on_validation=None) -> History:
-        cfg, model, buf = self.config, self.model, self.buffers
+        cfg = self.config
         x, t = batches(train_rows, cfg.batch_size)
         M = len(x)
         if M == 0:
@@ -82,6 +82,12 @@ class Trainer:
         if cfg.early_stop > M:
             raise ConfigError(f"early_stop {cfg.early_stop} is beyond the {M} minibatches "
                               f"of an epoch (at most {M}: the whole last epoch)")
+        with self.model.single_threaded_blas():
+            return self._run(x, t, valid_rows, on_iteration, on_validation)
+
+    def _run(self, x, t, valid_rows, on_iteration, on_validation) -> History:
+        cfg, model, buf = self.config, self.model, self.buffers
+        M = len(x)
         history, step = History(), 0
         start = time.perf_counter()
         for epoch in range(cfg.epochs):
