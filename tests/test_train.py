@@ -7,7 +7,7 @@ import pytest
 from wordnet import checkpoint
 from wordnet.checkpoint import Header
 from wordnet.model import Config, ConfigError, Model
-from wordnet.train import Trainer, evaluate
+from wordnet.train import Diverged, Position, Trainer, evaluate
 
 C_FULL_SHA256 = "81b2d0b58e50122682ac20a386501fe03aea88e9bfa0760698f6111cd0a6d689"
 
@@ -117,3 +117,35 @@ def test_early_stop_beyond_the_epoch_is_refused_before_training(dataset):
     with pytest.raises(ConfigError, match="early_stop 6 is beyond the 5 minibatches"):
         Trainer(model, config).run(dataset.train[:500])
     assert np.array_equal(model.W1, W1)
+
+
+def test_interrupted_and_resumed_run_is_byte_identical(dataset, tmp_path):
+    rows = dataset.train[:2000]
+    config = Config(epochs=2, early_stop=7)
+    whole = Model.initialize(config, len(dataset.vocab))
+    expected = Trainer(whole, config).run(rows)
+
+    model = Model.initialize(config, len(dataset.vocab))
+    trainer = Trainer(model, config)
+    first = trainer.run(rows, on_iteration=lambda it: it.step == 25 and trainer.request_stop())
+    assert first.stopped and not first.finished and trainer.position.updates == 25
+    path = tmp_path / "model.bin"
+    header = Header.for_run(config, len(dataset.vocab), (len(rows), 0, 0))
+    checkpoint.save(path, header, model.params())
+    checkpoint.save_state(path, trainer.velocity, trainer.position.__dict__)
+
+    _, params = checkpoint.load(path)
+    velocity, position = checkpoint.load_state(path)
+    resumed = Model(params, config.backend)
+    second = Trainer(resumed, config, velocity, Position(**position)).run(rows)
+    assert second.finished
+    assert first.train_ce + second.train_ce == expected.train_ce
+    for name, theta in whole.params().items():
+        assert np.array_equal(resumed.params()[name], theta), name
+
+
+def test_divergence_names_the_iteration_and_the_setting(dataset):
+    config = Config(epochs=1, early_stop=50, learning_rate=1e300, backend="fast")
+    model = Model.initialize(config, len(dataset.vocab))
+    with pytest.raises(Diverged, match=r"diverged at iteration \d+ .*learning_rate than 1e+300"):
+        Trainer(model, config).run(dataset.train[:6000])

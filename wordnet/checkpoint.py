@@ -6,8 +6,11 @@ the C program load here, and files written here load there.
 """
 from __future__ import annotations
 
+import io
+import json
 import math
 import os
+import zipfile
 import struct
 import tempfile
 from dataclasses import astuple, dataclass, fields
@@ -71,12 +74,17 @@ class Header:
 
 
 def save(path, header: Header, params: dict[str, np.ndarray]) -> None:
-    """Write ``params`` (W1, W2, b2, W3, b3) under ``header``, atomically."""
+    """Write ``params`` (W1, W2, b2, W3, b3) under ``header``, atomically.
+
+    Non-finite weights are refused: such a file could not be loaded again.
+    """
     blobs = [HEADER.pack(*astuple(header))]
     for name, shape in header.shapes().items():
         a = np.asarray(params[name])
         if a.shape != shape:
             raise CheckpointError(f"{path}: {name} has shape {a.shape}, the header says {shape}")
+        if not np.isfinite(a).all():
+            raise CheckpointError(f"{path}: not written, {name} holds NaN or infinite values")
         blobs.append(np.ascontiguousarray(a, dtype="<f8").tobytes())
     atomic_write(Path(path), b"".join(blobs))
 
@@ -112,6 +120,34 @@ def load(path, vocab_size: int | None = None) -> tuple[Header, dict[str, np.ndar
         params[name] = a.astype(np.float64)       # a native, writable copy
         offset += 8 * n
     return header, params
+
+
+def state_path(path) -> Path:
+    """The side file that holds what the C format lacks to resume a run."""
+    path = Path(path)
+    return path.with_name(path.name + ".state.npz")
+
+
+def save_state(path, velocity: dict[str, np.ndarray], position: dict) -> None:
+    """Velocities and the run's position beside checkpoint ``path``, atomically."""
+    buffer = io.BytesIO()
+    np.savez(buffer, **{f"vel_{k}": v for k, v in velocity.items()},
+             position=np.array(json.dumps(position)))
+    atomic_write(state_path(path), buffer.getvalue())
+
+
+def load_state(path) -> tuple[dict[str, np.ndarray], dict]:
+    """(velocity, position) saved by save_state beside checkpoint ``path``."""
+    side = state_path(path)
+    try:
+        with np.load(side, allow_pickle=False) as f:
+            velocity = {k[4:]: f[k] for k in f.files if k.startswith("vel_")}
+            position = json.loads(str(f["position"]))
+    except FileNotFoundError:
+        raise CheckpointError(f"{side}: missing: there is nothing to resume") from None
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as e:
+        raise CheckpointError(f"{side}: not a resume state ({e})") from None
+    return velocity, position
 
 
 def atomic_write(path: Path, data: bytes) -> None:

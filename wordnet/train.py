@@ -35,6 +35,8 @@ class History:
     valid_ce: list[tuple[int, float]] = field(default_factory=list)   # (step, CE)
     updates: int = 0
     seconds: float = 0.0
+    finished: bool = False     # the recipe ran to its end
+    stopped: bool = False      # request_stop() ended it early
 
     @property
     def updates_per_second(self) -> float:
@@ -61,18 +63,56 @@ def batches(rows: np.ndarray, N: int):
     return x, t
 
 
-class Trainer:
-    """Runs the recipe of ``config`` on ``model``; velocities start at zero."""
+@dataclass(frozen=True)
+class Position:
+    """Where a run stands: the next minibatch of an epoch, and what came before it."""
+    epoch: int = 0        # 0-based
+    batch: int = 0        # 0-based index of the next minibatch
+    step: int = 0         # training CEs reported so far
+    ce: float = 0.0       # this epoch's running mean so far
+    updates: int = 0
 
-    def __init__(self, model: Model, config: Config):
+
+class Diverged(RuntimeError):
+    """The training CE became NaN or infinite."""
+
+    def __init__(self, iteration: Iteration, learning_rate: float):
+        self.iteration = iteration
+        super().__init__(
+            f"training diverged at iteration {iteration.step} (epoch {iteration.epoch}, "
+            f"minibatch {iteration.batch}): the CE is {iteration.train_ce}; "
+            f"try a smaller learning_rate than {learning_rate}")
+
+
+class Trainer:
+    """Runs the recipe of ``config`` on ``model``.
+
+    Velocities start at zero and the run at the first minibatch, unless a
+    ``velocity`` and ``position`` saved from an interrupted run are given:
+    then it continues exactly where that run stopped.
+    """
+
+    def __init__(self, model: Model, config: Config, velocity=None, position: Position = None):
         self.model, self.config = model, config
-        self.optimizer = Momentum(model, config.learning_rate, config.momentum, config.batch_size)
+        self.optimizer = Momentum(model, config.learning_rate, config.momentum,
+                                  config.batch_size, velocity)
+        self.position = position or Position()
         self.buffers = Buffers(model, config.batch_size)
         self.grads = {name: np.empty_like(p) for name, p in model.params().items()}
         self.part = np.empty_like(model.W1)
+        self._stop_requested = False
+
+    @property
+    def velocity(self) -> dict[str, np.ndarray]:
+        return self.optimizer.velocity
+
+    def request_stop(self) -> None:
+        """Stop before the next minibatch (safe to call from a signal handler)."""
+        self._stop_requested = True
 
     def run(self, train_rows: np.ndarray, valid_rows: np.ndarray | None = None,
             on_iteration=None, on_validation=None) -> History:
+        """Train until the recipe ends or request_stop(); ``self.position`` says where."""
         cfg = self.config
         x, t = batches(train_rows, cfg.batch_size)
         M = len(x)
@@ -86,30 +126,43 @@ class Trainer:
             return self._run(x, t, valid_rows, on_iteration, on_validation)
 
     def _run(self, x, t, valid_rows, on_iteration, on_validation) -> History:
-        cfg, model, buf = self.config, self.model, self.buffers
+        cfg, model, buf, pos = self.config, self.model, self.buffers, self.position
         M = len(x)
-        history, step = History(), 0
+        history = History()
         start = time.perf_counter()
-        for epoch in range(cfg.epochs):
-            ce = 0.0
-            for b in range(M):
+        step, updates = pos.step, pos.updates
+        for epoch in range(pos.epoch, cfg.epochs):
+            resuming = epoch == pos.epoch
+            ce = pos.ce if resuming else 0.0
+            for b in range(pos.batch if resuming else 0, M):
+                if self._stop_requested:
+                    history.stopped = True
+                    break
                 batch_ce = model.loss(x[b], t[b], buf)
                 ce += (batch_ce - ce) / (b + 1)
                 step += 1
                 history.train_ce.append(ce)
+                it = Iteration(step, epoch + 1, b + 1, M, ce)
                 if on_iteration is not None:
-                    on_iteration(Iteration(step, epoch + 1, b + 1, M, ce))
+                    on_iteration(it)
+                if not math.isfinite(ce):
+                    raise Diverged(it, cfg.learning_rate)
                 if epoch == cfg.epochs - 1 and b == cfg.early_stop:
-                    history.seconds = time.perf_counter() - start
-                    return history
+                    history.finished = True
+                    break
                 model.backward(x[b], t[b], buf, self.grads, self.part)
                 self.optimizer.step(self.grads)
+                updates += 1
                 history.updates += 1
+                self.position = Position(epoch, b + 1, step, ce, updates)
                 if b > 0 and b % cfg.validation_period == 0 and valid_rows is not None:
                     valid_ce = evaluate(model, valid_rows, cfg.batch_size, accuracy=False).ce
                     history.valid_ce.append((step, valid_ce))
                     if on_validation is not None:
                         on_validation(step, valid_ce)
+            if history.stopped or history.finished:
+                break
+        history.finished = not history.stopped
         history.seconds = time.perf_counter() - start
         return history
 
