@@ -147,5 +147,5 @@ def test_interrupted_and_resumed_run_is_byte_identical(dataset, tmp_path):
 def test_divergence_names_the_iteration_and_the_setting(dataset):
     config = Config(epochs=1, early_stop=50, learning_rate=1e300, backend="fast")
     model = Model.initialize(config, len(dataset.vocab))
-    with pytest.raises(Diverged, match=r"diverged at iteration \d+ .*learning_rate than 1e\\+300"):
+    with pytest.raises(Diverged, match=r"diverged at iteration \d+ .*learning_rate than 1e\+300"):
         Trainer(model, config).run(dataset.train[:6000])
