@@ -10,7 +10,7 @@ from Cython.Build import cythonize
 from setuptools import Extension, setup
 
 FLAGS = ["-O3", "-ffp-contract=off", "-fno-trapping-math", "-fopenmp"]
-KERNELS = ["products", "activations", "gradients", "updates"]
+KERNELS = ["products", "activations", "gradients", "updates", "loop"]
 
 extensions = [
     Extension(
@@ -27,6 +27,7 @@ extensions = [
 setup(
     ext_modules=cythonize(
         extensions,
+        include_path=["."],            # the .pxd declarations live in wordnet/
         compiler_directives={
             "language_level": 3,
             "boundscheck": False,

@@ -2,11 +2,11 @@
 
 A batch of N examples is a (units x N) row-major matrix, as in the C
 reference, so every loop below runs along a row: across examples, never
-across a sum.  With ``exact``, exp and log are the platform C library's,
-whose results the exact backend must reproduce bit for bit; otherwise exp is
-``_exp_fast``, a branch-free version the compiler vectorises.  ``threads``
-splits rows (sigmoid) or examples (softmax) among OpenMP threads, which
-changes no result.
+across a sum.  The kernels work on a block of ``cols`` columns of a matrix
+whose rows are ``ld`` apart, so that threads can share a batch.  With
+``exact``, exp and log are the platform C library's, which the exact backend
+must reproduce bit for bit; otherwise exp is ``exp_fast``, a branch-free
+version the compiler vectorises.
 """
 from cython.parallel cimport prange
 from libc.math cimport exp, log
@@ -24,7 +24,7 @@ cdef extern from *:
     uint64_t to_bits "wordnet_to_bits"(double d) noexcept nogil
 
 
-cdef inline double _exp_fast(double x) noexcept nogil:
+cdef inline double exp_fast(double x) noexcept nogil:
     # exp(x) = 2^n exp(r), n = round(x / ln 2), |r| <= ln(2) / 2, exp(r) by its
     # Taylor series to r^13 (error below one ulp); 2^n is built in the
     # exponent bits.  Adding 1.5 * 2^52 rounds x / ln 2 to an integer held in
@@ -53,75 +53,68 @@ cdef inline double _exp_fast(double x) noexcept nogil:
     return p * from_bits((to_bits(t) - to_bits(shifter) + 1023) << 52)
 
 
-cdef void _bias_sigmoid_rows(const double[:, ::1] z, const double[::1] b, double[:, ::1] y,
-                             Py_ssize_t h, bint exact) noexcept nogil:
-    cdef Py_ssize_t i
-    if exact:
-        for i in range(z.shape[1]):
-            y[h, i] = 1.0 / (1.0 + exp(-(z[h, i] + b[h])))
-    else:
-        for i in range(z.shape[1]):
-            y[h, i] = 1.0 / (1.0 + _exp_fast(-(z[h, i] + b[h])))
+cdef void bias_sigmoid_block(const double* z, const double* b, double* y, int rows, int cols,
+                             int ld, bint exact) noexcept nogil:
+    """y = sigmoid(z + b) on a rows x cols block; sigmoid(x) = 1 / (1 + exp(-x))."""
+    cdef int h, i
+    for h in range(rows):
+        if exact:
+            for i in range(cols):
+                y[h * ld + i] = 1.0 / (1.0 + exp(-(z[h * ld + i] + b[h])))
+        else:
+            for i in range(cols):
+                y[h * ld + i] = 1.0 / (1.0 + exp_fast(-(z[h * ld + i] + b[h])))
 
 
-cdef void _bias_softmax_cols(const double[:, ::1] z, const double[::1] b, double[:, ::1] y,
-                             double[::1] s, Py_ssize_t i0, Py_ssize_t i1,
-                             bint exact) noexcept nogil:
-    cdef Py_ssize_t V = z.shape[0], k, i
+cdef void bias_softmax_block(const double* z, const double* b, double* y, double* s,
+                             int V, int cols, int ld, bint exact) noexcept nogil:
+    """y[:, i] = softmax(z[:, i] + b) for the ``cols`` columns of a V-row block.
+
+    Per column: m = max, e_k = exp(z_k - m), s = sum of e_k in ascending k,
+    y_k = e_k / s.  ``s`` is scratch for ``cols`` values.
+    """
+    cdef int k, i
     cdef double x
-    for i in range(i0, i1):                 # s = max_k (z_k + b_k)
-        s[i] = z[0, i] + b[0]
+    for i in range(cols):                   # s = max_k (z_k + b_k)
+        s[i] = z[i] + b[0]
     for k in range(1, V):
-        for i in range(i0, i1):
-            x = z[k, i] + b[k]
+        for i in range(cols):
+            x = z[k * ld + i] + b[k]
             if x > s[i]:
                 s[i] = x
     for k in range(V):                      # e_k = exp(z_k + b_k - max)
         if exact:
-            for i in range(i0, i1):
-                y[k, i] = exp((z[k, i] + b[k]) - s[i])
+            for i in range(cols):
+                y[k * ld + i] = exp((z[k * ld + i] + b[k]) - s[i])
         else:
-            for i in range(i0, i1):
-                y[k, i] = _exp_fast((z[k, i] + b[k]) - s[i])
-    for i in range(i0, i1):                 # s = sum of e_k in ascending k
+            for i in range(cols):
+                y[k * ld + i] = exp_fast((z[k * ld + i] + b[k]) - s[i])
+    for i in range(cols):                   # s = sum of e_k in ascending k
         s[i] = 0.0
     for k in range(V):
-        for i in range(i0, i1):
-            s[i] += y[k, i]
+        for i in range(cols):
+            s[i] += y[k * ld + i]
     for k in range(V):                      # y_k = e_k / s
-        for i in range(i0, i1):
-            y[k, i] = y[k, i] / s[i]
+        for i in range(cols):
+            y[k * ld + i] = y[k * ld + i] / s[i]
 
 
-cdef void _bias_sigmoid(const double[:, ::1] z, const double[::1] b, double[:, ::1] y,
-                        bint exact, int threads) noexcept nogil:
-    cdef Py_ssize_t h
-    for h in prange(z.shape[0], num_threads=threads, schedule="static"):
-        _bias_sigmoid_rows(z, b, y, h, exact)
-
-
-cdef void _bias_softmax(const double[:, ::1] z, const double[::1] b, double[:, ::1] y,
-                        double[::1] s, bint exact, int threads) noexcept nogil:
-    cdef Py_ssize_t N = z.shape[1]
-    cdef int t
-    threads = max(1, min(threads, <int> N))
-    for t in prange(threads, num_threads=threads, schedule="static"):
-        _bias_softmax_cols(z, b, y, s, t * N // threads, (t + 1) * N // threads, exact)
-
-
-cdef double _cross_entropy(const double[:, ::1] y3, const int[::1] target) noexcept nogil:
-    # The C reference sums the whole (V x N) product of the one-hot targets
-    # and log(y3) row by row: the non-zero terms come ordered by the target's
-    # vocabulary index, then by example.  Keep that order.
-    cdef Py_ssize_t V = y3.shape[0], N = y3.shape[1], k, i
+cdef double cross_entropy_batch(const double* y3, const int* target, int V, int N) noexcept nogil:
+    """-(sum_i log(y3[target_i, i] + exp(-30))) / N, in the C reference's order."""
+    # The C sums the whole (V x N) product of the one-hot targets and log(y3)
+    # row by row: the non-zero terms come ordered by the target's vocabulary
+    # index, then by example.  Keep that order.
+    cdef int k, i
     cdef double eps = exp(-30.0)
     cdef double total = 0.0
     for k in range(V):
         for i in range(N):
             if target[i] == k:
-                total += log(y3[k, i] + eps)
+                total += log(y3[k * N + i] + eps)
     return -total / N
 
+
+# -- Python wrappers: whole batches, split among ``threads`` ------------------------------
 
 def _check_same(name, a, b):
     if a.shape[0] != b.shape[0] or a.shape[1] != b.shape[1]:
@@ -130,20 +123,22 @@ def _check_same(name, a, b):
 
 def bias_sigmoid(const double[:, ::1] z, const double[::1] b, double[:, ::1] y,
                  bint exact=True, int threads=1):
-    """y = sigmoid(z + b[:, None]), sigmoid(x) = 1 / (1 + exp(-x))."""
+    """y = sigmoid(z + b[:, None]), sigmoid(x) = 1 / (1 + exp(-x)); rows split."""
     _check_same("bias_sigmoid", z, y)
     if b.shape[0] != z.shape[0]:
         raise ValueError("bias_sigmoid: bias length does not match")
-    with nogil:
-        _bias_sigmoid(z, b, y, exact, threads)
+    cdef int H = z.shape[0], N = z.shape[1], h
+    if H == 0 or N == 0:
+        return
+    for h in prange(H, nogil=True, num_threads=threads, schedule="static"):
+        bias_sigmoid_block(&z[h, 0], &b[h], &y[h, 0], 1, N, N, exact)
 
 
 def bias_softmax(const double[:, ::1] z, const double[::1] b, double[:, ::1] y,
                  double[::1] scratch=None, bint exact=True, int threads=1):
-    """y[:, i] = softmax(z[:, i] + b) for every column i.
+    """y[:, i] = softmax(z[:, i] + b) for every column i; columns split.
 
-    Per column: m = max, e_k = exp(z_k - m), s = sum of e_k in ascending k,
-    y_k = e_k / s.  ``scratch`` (length N) avoids an allocation per call.
+    ``scratch`` (length N) avoids an allocation per call.
     """
     _check_same("bias_softmax", z, y)
     if b.shape[0] != z.shape[0] or z.shape[0] == 0:
@@ -152,30 +147,31 @@ def bias_softmax(const double[:, ::1] z, const double[::1] b, double[:, ::1] y,
         scratch = np.empty(z.shape[1])
     elif scratch.shape[0] < z.shape[1]:
         raise ValueError("bias_softmax: scratch is shorter than the batch")
-    with nogil:
-        _bias_softmax(z, b, y, scratch, exact, threads)
+    cdef int V = z.shape[0], N = z.shape[1], t, T = max(1, min(threads, N))
+    if N == 0:
+        return
+    for t in prange(T, nogil=True, num_threads=T, schedule="static"):
+        bias_softmax_block(&z[0, t * N // T], &b[0], &y[0, t * N // T], &scratch[t * N // T],
+                           V, (t + 1) * N // T - t * N // T, N, exact)
 
 
 def cross_entropy(const double[:, ::1] y3, const int[::1] target):
     """Batch CE: -(sum_i log(y3[target_i, i] + exp(-30))) / N, in the C order."""
     if target.shape[0] != y3.shape[1]:
         raise ValueError("cross_entropy: one target per column is needed")
-    if y3.shape[1] == 0:
+    if y3.shape[1] == 0 or y3.shape[0] == 0:
         raise ValueError("cross_entropy: empty batch")
     for i in range(target.shape[0]):
         if not 0 <= target[i] < y3.shape[0]:
             raise ValueError(f"cross_entropy: target {target[i]} out of range")
-    cdef double ce
-    with nogil:
-        ce = _cross_entropy(y3, target)
-    return ce
+    return cross_entropy_batch(&y3[0, 0], &target[0], y3.shape[0], y3.shape[1])
 
 
-def exp_fast(const double[::1] x, double[::1] out):
-    """out = exp(x) by the vectorised approximation of the fast backend."""
+def exp_fast_py(const double[::1] x, double[::1] out):
+    """out = exp_fast(x), the fast backend's exp (a test hook)."""
     cdef Py_ssize_t k
     if out.shape[0] != x.shape[0]:
         raise ValueError("exp_fast: x and out differ in length")
     with nogil:
         for k in range(x.shape[0]):
-            out[k] = _exp_fast(x[k])
+            out[k] = exp_fast(x[k])

@@ -1,74 +1,80 @@
-"""The backward pass's non-product steps, and the embedding gather.
+"""The embedding gather and the backward pass's non-product steps.
 
-Batches are (units x N) row-major, one example per column.  Contexts ``x``
-are (N x D) int32, 0-based word indices.  Products with a one-hot matrix are
-gathers and scatters here: adding the ±0.0 terms of a dense product would
-change nothing.  ``threads`` splits rows among OpenMP threads, which changes
-no result.
+Batches are (units x N) row-major, one example per column; the kernels work
+on a block of ``cols`` columns of rows ``ld`` apart, or on a range of rows,
+so that threads can share a batch without changing any result.  Contexts
+``x`` are (N x D) int32, 0-based word indices.  Products with a one-hot
+matrix are gathers and scatters here: adding the ±0.0 terms of a dense
+product would change nothing.
 """
 from cython.parallel cimport prange
 
 
-
-cdef void _embed(const double[:, ::1] W1, const int[:, ::1] x,
-                 double[:, ::1] y1) noexcept nogil:
-    cdef Py_ssize_t h1 = W1.shape[0], N = x.shape[0], D = x.shape[1], d, j, i
+cdef void embed_block(const double* W1, int h1, int V, const int* x, int D,
+                      double* y1, int cols, int ld) noexcept nogil:
+    """y1[d*h1 + j, i] = W1[j, x[i, d]] for the ``cols`` examples of the block."""
+    cdef int d, j, i
     for d in range(D):
         for j in range(h1):
-            for i in range(N):
-                y1[d * h1 + j, i] = W1[j, x[i, d]]
+            for i in range(cols):
+                y1[(d * h1 + j) * ld + i] = W1[j * V + x[i * D + d]]
 
 
-cdef void _softmax_grad(const double[:, ::1] y3, const int[::1] target,
-                        double[:, ::1] dz3) noexcept nogil:
-    cdef Py_ssize_t k, i
-    for k in range(y3.shape[0]):
-        for i in range(y3.shape[1]):
-            dz3[k, i] = y3[k, i]
-    for i in range(y3.shape[1]):
-        dz3[target[i], i] = y3[target[i], i] - 1.0
+cdef void softmax_grad_block(const double* y3, const int* target, double* dz3,
+                             int V, int cols, int ld) noexcept nogil:
+    """dz3 = y3 - onehot(target) on a block of columns."""
+    cdef int k, i
+    for k in range(V):
+        for i in range(cols):
+            dz3[k * ld + i] = y3[k * ld + i]
+    for i in range(cols):
+        dz3[target[i] * ld + i] = y3[target[i] * ld + i] - 1.0
 
 
-cdef void _sum_columns(const double[:, ::1] dz, double[::1] db, int threads) noexcept nogil:
-    cdef Py_ssize_t r, i
+cdef void sum_columns_rows(const double* dz, double* db, int first, int last,
+                           int N) noexcept nogil:
+    """db[r] = sum over the N columns of row r, ascending from 0.0, for first <= r < last."""
+    cdef int r, i
     cdef double total
-    for r in prange(dz.shape[0], num_threads=threads, schedule="static"):
+    for r in range(first, last):
         total = 0.0
-        for i in range(dz.shape[1]):
-            total = total + dz[r, i]
+        for i in range(N):
+            total = total + dz[r * N + i]
         db[r] = total
 
 
-cdef void _sigmoid_grad(const double[:, ::1] dy2, const double[:, ::1] y2,
-                        double[:, ::1] dz2, int threads) noexcept nogil:
-    cdef Py_ssize_t h, i
-    for h in prange(dy2.shape[0], num_threads=threads, schedule="static"):
-        for i in range(dy2.shape[1]):
-            dz2[h, i] = (dy2[h, i] * y2[h, i]) * (1.0 - y2[h, i])
+cdef void sigmoid_grad_block(const double* dy2, const double* y2, double* dz2,
+                             int rows, int cols, int ld) noexcept nogil:
+    """dz2 = (dy2 * y2) * (1 - y2), evaluated left to right."""
+    cdef int h, i
+    for h in range(rows):
+        for i in range(cols):
+            dz2[h * ld + i] = (dy2[h * ld + i] * y2[h * ld + i]) * (1.0 - y2[h * ld + i])
 
 
-cdef void _embed_grad(const double[:, ::1] dy1, const int[:, ::1] x,
-                      double[:, ::1] dW1, double[:, ::1] part) noexcept nogil:
-    # The C order: for each position d, part = the sum over examples i
-    # (ascending, from 0.0) of dy1's rows for d, scattered to the columns
-    # x[i, d]; then dW1 += part.
-    cdef Py_ssize_t h1 = dW1.shape[0], V = dW1.shape[1]
-    cdef Py_ssize_t N = x.shape[0], D = x.shape[1], d, j, i, v
-    for j in range(h1):
+cdef void embed_grad_rows(const double* dy1, const int* x, int N, int D, double* dW1,
+                          double* part, int V, int h1, int first, int last) noexcept nogil:
+    """Rows first <= j < last of dW1, in the C order: for each position d,
+    part = the sum over examples i (ascending, from 0.0) of dy1's rows for d,
+    scattered to the columns x[i, d]; then dW1 += part."""
+    cdef int d, j, i, v
+    for j in range(first, last):
         for v in range(V):
-            dW1[j, v] = 0.0
+            dW1[j * V + v] = 0.0
     for d in range(D):
-        for j in range(h1):
+        for j in range(first, last):
             for v in range(V):
-                part[j, v] = 0.0
+                part[j * V + v] = 0.0
         for i in range(N):
-            v = x[i, d]
-            for j in range(h1):
-                part[j, v] += dy1[d * h1 + j, i]
-        for j in range(h1):
+            v = x[i * D + d]
+            for j in range(first, last):
+                part[j * V + v] += dy1[(d * h1 + j) * N + i]
+        for j in range(first, last):
             for v in range(V):
-                dW1[j, v] += part[j, v]
+                dW1[j * V + v] += part[j * V + v]
 
+
+# -- Python wrappers: whole batches, split among ``threads`` ------------------------------
 
 def _check_contexts(const int[:, ::1] x, Py_ssize_t V):
     for i in range(x.shape[0]):
@@ -82,8 +88,11 @@ def embed(const double[:, ::1] W1, const int[:, ::1] x, double[:, ::1] y1):
     if y1.shape[0] != x.shape[1] * W1.shape[0] or y1.shape[1] != x.shape[0]:
         raise ValueError("embed: y1 must be (D*h1) x N")
     _check_contexts(x, W1.shape[1])
+    if y1.shape[0] == 0 or y1.shape[1] == 0:
+        return
     with nogil:
-        _embed(W1, x, y1)
+        embed_block(&W1[0, 0], W1.shape[0], W1.shape[1], &x[0, 0], x.shape[1],
+                    &y1[0, 0], x.shape[0], x.shape[0])
 
 
 def softmax_grad(const double[:, ::1] y3, const int[::1] target, double[:, ::1] dz3):
@@ -93,26 +102,36 @@ def softmax_grad(const double[:, ::1] y3, const int[::1] target, double[:, ::1] 
     for i in range(target.shape[0]):
         if not 0 <= target[i] < y3.shape[0]:
             raise ValueError(f"softmax_grad: target {target[i]} out of range")
+    if y3.shape[1] == 0:
+        return
     with nogil:
-        _softmax_grad(y3, target, dz3)
+        softmax_grad_block(&y3[0, 0], &target[0], &dz3[0, 0], y3.shape[0], y3.shape[1],
+                           y3.shape[1])
 
 
 def sum_columns(const double[:, ::1] dz, double[::1] db, int threads=1):
-    """db = sum over columns of dz (the bias gradient), ascending from 0.0."""
+    """db = sum over columns of dz (the bias gradient), ascending from 0.0; rows split."""
     if db.shape[0] != dz.shape[0]:
         raise ValueError("sum_columns: db must have one entry per row")
-    with nogil:
-        _sum_columns(dz, db, threads)
+    cdef int R = dz.shape[0], N = dz.shape[1], r
+    if N == 0:
+        db[:] = 0.0
+        return
+    for r in prange(R, nogil=True, num_threads=threads, schedule="static"):
+        sum_columns_rows(&dz[0, 0], &db[0], r, r + 1, N)
 
 
 def sigmoid_grad(const double[:, ::1] dy2, const double[:, ::1] y2, double[:, ::1] dz2,
                  int threads=1):
-    """dz2 = (dy2 * y2) * (1 - y2), evaluated left to right."""
+    """dz2 = (dy2 * y2) * (1 - y2), evaluated left to right; rows split."""
     if not (dy2.shape[0] == y2.shape[0] == dz2.shape[0]
             and dy2.shape[1] == y2.shape[1] == dz2.shape[1]):
         raise ValueError("sigmoid_grad: shapes do not match")
-    with nogil:
-        _sigmoid_grad(dy2, y2, dz2, threads)
+    cdef int H = dy2.shape[0], N = dy2.shape[1], h
+    if N == 0:
+        return
+    for h in prange(H, nogil=True, num_threads=threads, schedule="static"):
+        sigmoid_grad_block(&dy2[h, 0], &y2[h, 0], &dz2[h, 0], 1, N, N)
 
 
 def embed_grad(const double[:, ::1] dy1, const int[:, ::1] x, double[:, ::1] dW1,
@@ -125,5 +144,11 @@ def embed_grad(const double[:, ::1] dy1, const int[:, ::1] x, double[:, ::1] dW1
             or part.shape[0] != dW1.shape[0] or part.shape[1] != dW1.shape[1]):
         raise ValueError("embed_grad: shapes do not match")
     _check_contexts(x, dW1.shape[1])
+    if dW1.shape[0] == 0 or dW1.shape[1] == 0:
+        return
+    if x.shape[0] == 0:
+        dW1[:, :] = 0.0
+        return
     with nogil:
-        _embed_grad(dy1, x, dW1, part)
+        embed_grad_rows(&dy1[0, 0], &x[0, 0], x.shape[0], x.shape[1], &dW1[0, 0],
+                        &part[0, 0], dW1.shape[1], dW1.shape[0], 0, dW1.shape[0])

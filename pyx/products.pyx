@@ -122,6 +122,9 @@ cdef void gemm_blas(bint trans_a, bint trans_b, int M, int N, int K,
     """
     cdef int t, first, rows
     threads = max(1, min(threads, M))
+    if threads == 1:
+        _dgemm_rows(trans_a, trans_b, M, N, K, A, lda, B, ldb, C, ldc)
+        return
     for t in prange(threads, num_threads=threads, schedule="static"):
         first = t * M // threads
         rows = (t + 1) * M // threads - first

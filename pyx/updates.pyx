@@ -1,22 +1,28 @@
-"""The momentum update of one parameter array, in the C reference's order."""
+"""The momentum update of a parameter array, in the C reference's order."""
 from cython.parallel cimport prange
 
 
-cdef void _momentum_update(double[::1] theta, double[::1] vel, const double[::1] g,
-                           double momentum, double learning_rate,
-                           double inv_n, int threads) noexcept nogil:
-    # vel = momentum * vel + g * (1/N);  theta = theta - learning_rate * vel.
-    # g is scaled by the rounded reciprocal of N, as the C does, not divided.
-    cdef Py_ssize_t k
-    for k in prange(theta.shape[0], num_threads=threads, schedule="static"):
+cdef void momentum_update_range(double* theta, double* vel, const double* g, int first,
+                                int last, double momentum, double learning_rate,
+                                double inv_n) noexcept nogil:
+    """vel = momentum * vel + g * (1/N); theta = theta - learning_rate * vel.
+
+    g is scaled by the rounded reciprocal of N, as the C does, not divided.
+    """
+    cdef int k
+    for k in range(first, last):
         vel[k] = momentum * vel[k] + g[k] * inv_n
         theta[k] = theta[k] - learning_rate * vel[k]
 
 
 def momentum_update(double[::1] theta, double[::1] vel, const double[::1] g,
                     double momentum, double learning_rate, double inv_n, int threads=1):
-    """One step of momentum SGD on a flat parameter array, in place."""
+    """One step of momentum SGD on a flat parameter array, in place; entries split."""
     if not theta.shape[0] == vel.shape[0] == g.shape[0]:
         raise ValueError("momentum_update: theta, vel and g differ in length")
-    with nogil:
-        _momentum_update(theta, vel, g, momentum, learning_rate, inv_n, threads)
+    cdef int n = theta.shape[0], t, T = max(1, min(threads, n))
+    if n == 0:
+        return
+    for t in prange(T, nogil=True, num_threads=T, schedule="static"):
+        momentum_update_range(&theta[0], &vel[0], &g[0], t * n // T, (t + 1) * n // T,
+                              momentum, learning_rate, inv_n)

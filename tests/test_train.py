@@ -120,15 +120,16 @@ def test_early_stop_beyond_the_epoch_is_refused_before_training(dataset):
 
 
 def test_interrupted_and_resumed_run_is_byte_identical(dataset, tmp_path):
-    rows = dataset.train[:2000]
-    config = Config(epochs=2, early_stop=7)
+    rows = dataset.train[:20_000]
+    config = Config(epochs=2, early_stop=70)
     whole = Model.initialize(config, len(dataset.vocab))
     expected = Trainer(whole, config).run(rows)
 
     model = Model.initialize(config, len(dataset.vocab))
     trainer = Trainer(model, config)
-    first = trainer.run(rows, on_iteration=lambda it: it.step == 25 and trainer.request_stop())
-    assert first.stopped and not first.finished and trainer.position.updates == 25
+    first = trainer.run(rows, on_iteration=lambda it: it.step == 100 and trainer.request_stop())
+    assert first.stopped and not first.finished
+    assert 100 <= trainer.position.updates == first.updates < expected.updates
     path = tmp_path / "model.bin"
     header = Header.for_run(config, len(dataset.vocab), (len(rows), 0, 0))
     checkpoint.save(path, header, model.params())

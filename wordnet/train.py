@@ -16,7 +16,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ._activations import cross_entropy
+from ._loop import train_minibatches
 from .model import Buffers, Config, ConfigError, Model, Momentum
+
+CHUNK = 64   # minibatches per call into the fused loop: callbacks and Ctrl-C wait at most this
 
 
 @dataclass(frozen=True)
@@ -126,45 +129,65 @@ class Trainer:
             return self._run(x, t, valid_rows, on_iteration, on_validation)
 
     def _run(self, x, t, valid_rows, on_iteration, on_validation) -> History:
-        cfg, model, buf, pos = self.config, self.model, self.buffers, self.position
+        cfg, model, pos = self.config, self.model, self.position
         M = len(x)
         history = History()
-        start = time.perf_counter()
+        trace = np.empty(CHUNK)
         step, updates = pos.step, pos.updates
+        start = time.perf_counter()
         for epoch in range(pos.epoch, cfg.epochs):
             resuming = epoch == pos.epoch
             ce = pos.ce if resuming else 0.0
-            for b in range(pos.batch if resuming else 0, M):
-                if self._stop_requested:
-                    history.stopped = True
-                    break
-                batch_ce = model.loss(x[b], t[b], buf)
-                ce += (batch_ce - ce) / (b + 1)
-                step += 1
-                history.train_ce.append(ce)
-                it = Iteration(step, epoch + 1, b + 1, M, ce)
-                if on_iteration is not None:
-                    on_iteration(it)
-                if not math.isfinite(ce):
+            b = pos.batch if resuming else 0
+            last_epoch = epoch == cfg.epochs - 1
+            stop = cfg.early_stop if last_epoch else M      # minibatches b < stop are applied
+            while b < stop and not self._stop_requested:
+                end = min(stop, b + CHUNK, self._after_validation(b) if valid_rows is not None else M)
+                done, ce, diverged = train_minibatches(
+                    model, self.velocity, self.grads, self.buffers, self.part, x, t, b, end, ce,
+                    trace, cfg.learning_rate, cfg.momentum, self.optimizer.inv_n,
+                    model.backend == "exact", model.threads)
+                for k in range(done):
+                    step += 1
+                    history.train_ce.append(float(trace[k]))
+                    it = Iteration(step, epoch + 1, b + k + 1, M, float(trace[k]))
+                    if on_iteration is not None:
+                        on_iteration(it)
+                if diverged:
                     raise Diverged(it, cfg.learning_rate)
-                if epoch == cfg.epochs - 1 and b == cfg.early_stop:
-                    history.finished = True
-                    break
-                model.backward(x[b], t[b], buf, self.grads, self.part)
-                self.optimizer.step(self.grads)
-                updates += 1
-                history.updates += 1
-                self.position = Position(epoch, b + 1, step, ce, updates)
-                if b > 0 and b % cfg.validation_period == 0 and valid_rows is not None:
+                updates += done
+                history.updates += done
+                b = end
+                self.position = Position(epoch, b, step, ce, updates)
+                if valid_rows is not None and self._validates_after(b - 1):
                     valid_ce = evaluate(model, valid_rows, cfg.batch_size, accuracy=False).ce
                     history.valid_ce.append((step, valid_ce))
                     if on_validation is not None:
                         on_validation(step, valid_ce)
-            if history.stopped or history.finished:
+            if self._stop_requested:
+                history.stopped = True
                 break
+            if last_epoch and stop < M:
+                # The early-stop minibatch: its CE is reported, its update never made.
+                ce += (model.loss(x[stop], t[stop], self.buffers) - ce) / (stop + 1)
+                step += 1
+                history.train_ce.append(ce)
+                it = Iteration(step, epoch + 1, stop + 1, M, ce)
+                if on_iteration is not None:
+                    on_iteration(it)
+                if not math.isfinite(ce):
+                    raise Diverged(it, cfg.learning_rate)
         history.finished = not history.stopped
         history.seconds = time.perf_counter() - start
         return history
+
+    def _validates_after(self, b: int) -> bool:
+        return b > 0 and b % self.config.validation_period == 0
+
+    def _after_validation(self, b: int) -> int:
+        """One past the first minibatch >= b after which validation runs."""
+        period = self.config.validation_period
+        return max(period, -(-b // period) * period) + 1
 
 
 def evaluate(model: Model, rows: np.ndarray, batch_size: int = 100,

@@ -1,0 +1,150 @@
+"""The training step, fused: minibatches first..last-1 with no Python between kernels.
+
+One OpenMP parallel region runs them all.  Each of the T threads takes a
+share of the examples (columns) for the forward pass and the input-side
+gradients, then a share of the rows for the weight gradients and the update:
+
+    columns c0:c1   y1, z2, y2, z3, y3, dz3, dy2 = W3ᵀ dz3, dz2, dy1 = W2ᵀ dz2
+    -- barrier --   (thread 0: the batch CE and its running mean)
+    -- barrier --
+    rows of V       dW3 = dz3 y2ᵀ, db3, then update W3, b3
+    rows of h2      dW2 = dz2 y1ᵀ, db2, then update W2, b2
+    rows of h1      dW1 (per position), then update W1
+    -- barrier --
+
+Each thread updates only the rows whose gradient it computed, after every
+thread has finished reading the weights, so three barriers suffice.  With
+``exact`` every product keeps the C reference's order: the split changes no
+bit.  A non-finite running CE stops the loop before that minibatch's update.
+"""
+from cython.parallel cimport parallel, threadid
+from libc.math cimport isfinite
+
+from wordnet._activations cimport bias_sigmoid_block, bias_softmax_block, cross_entropy_batch
+from wordnet._gradients cimport (embed_block, embed_grad_rows, sigmoid_grad_block,
+                                 softmax_grad_block, sum_columns_rows)
+from wordnet._products cimport gemm_blas, gemm_exact
+from wordnet._updates cimport momentum_update_range
+
+cdef extern from *:
+    """
+    static void wordnet_barrier(void) {
+        #pragma omp barrier
+    }
+    """
+    void barrier "wordnet_barrier"() noexcept nogil
+
+
+cdef inline int product(bint exact, bint trans_a, bint trans_b, int M, int N, int K,
+                        const double* A, int lda, const double* B, int ldb,
+                        double* C, int ldc) noexcept nogil:
+    """C = op(A) · op(B) on this thread alone; -1 when out of memory."""
+    if M <= 0 or N <= 0:
+        return 0
+    if exact:
+        return gemm_exact(trans_a, trans_b, M, N, K, A, lda, B, ldb, C, ldc, 1)
+    gemm_blas(trans_a, trans_b, M, N, K, A, lda, B, ldb, C, ldc, 1)
+    return 0
+
+
+cdef inline void update_rows(double* theta, double* vel, const double* g, int first, int last,
+                             int width, double momentum, double learning_rate,
+                             double inv_n) noexcept nogil:
+    momentum_update_range(theta, vel, g, first * width, last * width,
+                          momentum, learning_rate, inv_n)
+
+
+def train_minibatches(model, velocity, grads, buffers, double[:, ::1] part,
+                      const int[:, :, ::1] x, const int[:, ::1] t, int first, int last,
+                      double ce, double[::1] trace, double learning_rate, double momentum,
+                      double inv_n, bint exact, int threads):
+    """Train on minibatches first <= b < last of (x, t) in place.
+
+    ``ce`` is the epoch's running mean before minibatch ``first``;
+    ``trace[b - first]`` receives it after each minibatch's CE.  Returns
+    (minibatches reported, running CE, diverged): on divergence the last one
+    reported was not applied.
+    """
+    cdef double[:, ::1] W1 = model.W1, W2 = model.W2, W3 = model.W3
+    cdef double[::1] b2 = model.b2, b3 = model.b3
+    cdef double[:, ::1] vW1 = velocity["W1"], vW2 = velocity["W2"], vW3 = velocity["W3"]
+    cdef double[::1] vb2 = velocity["b2"], vb3 = velocity["b3"]
+    cdef double[:, ::1] gW1 = grads["W1"], gW2 = grads["W2"], gW3 = grads["W3"]
+    cdef double[::1] gb2 = grads["b2"], gb3 = grads["b3"]
+    cdef double[:, ::1] y1 = buffers.y1, z2 = buffers.z2, y2 = buffers.y2, z3 = buffers.z3
+    cdef double[:, ::1] y3 = buffers.y3, dz3 = buffers.dz3, dy2 = buffers.dy2
+    cdef double[:, ::1] dz2 = buffers.dz2, dy1 = buffers.dy1
+    cdef double[::1] s = buffers.scratch
+    cdef int H1 = W1.shape[0], V = W1.shape[1], H2 = W2.shape[0], DH1 = W2.shape[1]
+    cdef int N = x.shape[1], D = x.shape[2]
+    if trace.shape[0] < last - first or not (0 <= first <= last <= x.shape[0]):
+        raise ValueError("train_minibatches: trace too short or minibatch range out of bounds")
+    if y1.shape[1] != N or t.shape[1] != N or D * H1 != DH1:
+        raise ValueError("train_minibatches: buffers do not fit the minibatches")
+    cdef double shared[3]                  # running CE, diverged flag, out-of-memory flag
+    shared[0], shared[1], shared[2] = ce, 0.0, 0.0
+    cdef int T = max(1, min(threads, N, H1))
+    cdef int done[1]                       # minibatches reported, set by thread 0
+    cdef int tid, c0, nc, v0, v1, h0, h1, j0, j1, b, status
+    cdef const int* xb
+    cdef const int* tb
+    if last == first:
+        return 0, ce, False
+    with nogil, parallel(num_threads=T):
+        tid = threadid()
+        c0 = tid * N // T
+        nc = (tid + 1) * N // T - c0
+        v0, v1 = tid * V // T, (tid + 1) * V // T
+        h0, h1 = tid * H2 // T, (tid + 1) * H2 // T
+        j0, j1 = tid * H1 // T, (tid + 1) * H1 // T
+        b = first
+        while b < last:
+            xb, tb = &x[b, 0, 0], &t[b, 0]
+            status = 0
+            # forward and input-side gradients, on columns c0:c0+nc
+            embed_block(&W1[0, 0], H1, V, xb + c0 * D, D, &y1[0, c0], nc, N)
+            status = status + product(exact, False, False, H2, nc, DH1, &W2[0, 0], DH1,
+                              &y1[0, c0], N, &z2[0, c0], N)
+            bias_sigmoid_block(&z2[0, c0], &b2[0], &y2[0, c0], H2, nc, N, exact)
+            status = status + product(exact, False, False, V, nc, H2, &W3[0, 0], H2,
+                              &y2[0, c0], N, &z3[0, c0], N)
+            bias_softmax_block(&z3[0, c0], &b3[0], &y3[0, c0], &s[c0], V, nc, N, exact)
+            softmax_grad_block(&y3[0, c0], tb + c0, &dz3[0, c0], V, nc, N)
+            status = status + product(exact, True, False, H2, nc, V, &W3[0, 0], H2,
+                              &dz3[0, c0], N, &dy2[0, c0], N)
+            sigmoid_grad_block(&dy2[0, c0], &y2[0, c0], &dz2[0, c0], H2, nc, N)
+            status = status + product(exact, True, False, DH1, nc, H2, &W2[0, 0], DH1,
+                              &dz2[0, c0], N, &dy1[0, c0], N)
+            if status != 0:
+                shared[2] = 1.0
+            barrier()
+            if tid == 0:
+                shared[0] = shared[0] + (cross_entropy_batch(&y3[0, 0], tb, V, N) - shared[0]) / (b + 1)
+                trace[b - first] = shared[0]
+                if not isfinite(shared[0]) or shared[2] != 0.0:
+                    shared[1] = 1.0
+            barrier()
+            if shared[1] != 0.0:
+                break
+            # weight gradients and the update, on this thread's rows
+            status = status + product(exact, False, True, v1 - v0, H2, N, &dz3[v0, 0], N,
+                              &y2[0, 0], N, &gW3[v0, 0], H2)
+            sum_columns_rows(&dz3[0, 0], &gb3[0], v0, v1, N)
+            update_rows(&W3[0, 0], &vW3[0, 0], &gW3[0, 0], v0, v1, H2, momentum, learning_rate, inv_n)
+            update_rows(&b3[0], &vb3[0], &gb3[0], v0, v1, 1, momentum, learning_rate, inv_n)
+            status = status + product(exact, False, True, h1 - h0, DH1, N, &dz2[h0, 0], N,
+                              &y1[0, 0], N, &gW2[h0, 0], DH1)
+            sum_columns_rows(&dz2[0, 0], &gb2[0], h0, h1, N)
+            update_rows(&W2[0, 0], &vW2[0, 0], &gW2[0, 0], h0, h1, DH1, momentum, learning_rate, inv_n)
+            update_rows(&b2[0], &vb2[0], &gb2[0], h0, h1, 1, momentum, learning_rate, inv_n)
+            embed_grad_rows(&dy1[0, 0], xb, N, D, &gW1[0, 0], &part[0, 0], V, H1, j0, j1)
+            update_rows(&W1[0, 0], &vW1[0, 0], &gW1[0, 0], j0, j1, V, momentum, learning_rate, inv_n)
+            if status != 0:
+                shared[2] = 1.0
+            barrier()
+            b = b + 1
+        if tid == 0:
+            done[0] = b - first + (1 if b < last else 0)
+    if shared[2] != 0.0:
+        raise MemoryError("train_minibatches: out of memory")
+    return done[0], shared[0], shared[1] != 0.0

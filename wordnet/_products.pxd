@@ -1,0 +1,7 @@
+# Declarations of pyx/products.pyx, for the fused training loop (pyx/loop.pyx).
+cdef int gemm_exact(bint trans_a, bint trans_b, int M, int N, int K,
+                    const double* A, int lda, const double* B, int ldb,
+                    double* C, int ldc, int threads) noexcept nogil
+cdef void gemm_blas(bint trans_a, bint trans_b, int M, int N, int K,
+                    const double* A, int lda, const double* B, int ldb,
+                    double* C, int ldc, int threads) noexcept nogil
