@@ -6,7 +6,7 @@ import pytest
 
 from wordnet import checkpoint
 from wordnet.checkpoint import Header
-from wordnet.model import Config, ConfigError, Model
+from wordnet.model import Buffers, Config, ConfigError, Model, Momentum
 from wordnet.train import Diverged, Position, Trainer, evaluate
 
 C_FULL_SHA256 = "81b2d0b58e50122682ac20a386501fe03aea88e9bfa0760698f6111cd0a6d689"
@@ -150,3 +150,26 @@ def test_divergence_names_the_iteration_and_the_setting(dataset):
     model = Model.initialize(config, len(dataset.vocab))
     with pytest.raises(Diverged, match=r"diverged at iteration \d+ .*learning_rate than 1e\+300"):
         Trainer(model, config).run(dataset.train[:6000])
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_fused_loop_equals_the_readable_step(dataset, threads):
+    """The trainer's fused loop does, bit for bit, what model.py spells out."""
+    config = Config(epochs=1, early_stop=3)
+    rows = dataset.train[:400]
+    fused = Model.initialize(config, len(dataset.vocab))
+    fused.threads = threads
+    Trainer(fused, config).run(rows)
+
+    readable = Model.initialize(config, len(dataset.vocab))
+    optimizer = Momentum(readable, config.learning_rate, config.momentum, config.batch_size)
+    buf = Buffers(readable, config.batch_size)
+    grads = {name: np.empty_like(p) for name, p in readable.params().items()}
+    for b in range(3):
+        x = np.ascontiguousarray(rows[b * 100:(b + 1) * 100, :3])
+        t = np.ascontiguousarray(rows[b * 100:(b + 1) * 100, 3])
+        readable.forward(x, buf)
+        readable.backward(x, t, buf, grads, np.empty_like(readable.W1))
+        optimizer.step(grads)
+    for name, theta in readable.params().items():
+        assert np.array_equal(fused.params()[name], theta), name
