@@ -1,0 +1,1 @@
+"""Declarative training recipes (*.toml), installed as the package data of wordnet.pipelines."""

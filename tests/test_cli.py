@@ -1,0 +1,270 @@
+"""wordnet.cli through click's runner and through the installed console script."""
+import json
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import click
+import pytest
+from click.testing import CliRunner
+
+from wordnet import __version__
+from wordnet.cli import cli
+
+SCRIPT = str(Path(sys.executable).with_name("wordnet-pipeline"))
+HAVE_A_GOOD = [("time", 0.332076), ("day", 0.102091), ("game", 0.059815), ("team", 0.057552),
+               ("year", 0.041762)]                                    # SPEC section 6
+TINY = ["--set", "backend=exact", "--set", "epochs=1", "--set", "early_stop=20"]
+
+
+@pytest.fixture(scope="module")
+def model9(data_dir) -> str:
+    return str(data_dir / "model9-3000.bin")
+
+
+def invoke(*args, input=None):
+    return CliRunner().invoke(cli, [str(a) for a in args], input=input)
+
+
+def one_line_error(result, code: int) -> str:
+    """The error of a failed command: one line, the last, and no traceback."""
+    assert result.exit_code == code, result.output
+    assert "Traceback" not in result.output
+    lines = result.stderr.strip().splitlines()
+    errors = [line for line in lines if line.startswith("Error: ")]
+    assert errors == lines[-1:], result.stderr
+    return errors[0]
+
+
+def all_commands(group, path=()):
+    for name, command in group.commands.items():
+        yield path + (name,)
+        if isinstance(command, click.Group):
+            yield from all_commands(command, path + (name,))
+
+
+# -- the group ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("command", [()] + list(all_commands(cli)), ids=" ".join)
+def test_every_command_has_help(command):
+    result = invoke(*command, "--help")
+    assert result.exit_code == 0 and "Usage: " in result.output
+
+
+def test_help_documents_the_exit_status():
+    assert "Exit status: 0 success; 1 failure" in invoke("--help").output
+
+
+def test_version():
+    assert invoke("--version").output.strip() == f"wordnet-pipeline, version {__version__}"
+
+
+# -- predict and friends --------------------------------------------------------------------
+
+def test_predict_json_gives_the_spec_top_5(model9):
+    result = invoke("predict", "have a good", "--model", model9, "--json")
+    assert result.exit_code == 0, result.output
+    answer = json.loads(result.stdout)
+    assert answer["context"] == ["have", "a", "good"]
+    assert [p["word"] for p in answer["predictions"]] == [w for w, _ in HAVE_A_GOOD]
+    for p, (_, expected) in zip(answer["predictions"], HAVE_A_GOOD):
+        assert p["probability"] == pytest.approx(expected, abs=5e-7)
+
+
+def test_predict_normalises_like_the_training_data(model9):
+    expected = invoke("predict", "have a good", "--model", model9).stdout
+    assert invoke("predict", "  HAVE a\tGood ", "--model", model9).stdout == expected
+    assert invoke("predict", "have", "a", "good", "--model", model9).stdout == expected
+    top2 = invoke("predict", "have a good", "--model", model9, "--top-k", "2").stdout
+    assert top2.splitlines() == [" 1. time  0.332076", " 2. day   0.102091"]
+
+
+@pytest.mark.parametrize("text, message", [
+    ("hve a good", "'hve' is not in the vocabulary (closest: have"),
+    ("a good", "expected 3 words, got 2"),
+    ("have a good day", "expected 3 words, got 4"),
+    ("   ", "empty input"),
+    ("have a caf\u00e9", "non-ASCII character"),
+    ("have " * 300, "too long"),
+])
+def test_bad_input_is_a_one_line_usage_error(model9, text, message):
+    assert message in one_line_error(invoke("predict", text, "--model", model9), 2)
+
+
+def test_a_missing_model_is_a_one_line_error(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    error = one_line_error(invoke("predict", "have a good", "--model", tmp_path / "no.bin"), 1)
+    assert "no such model file" in error
+    error = one_line_error(invoke("predict", "have a good"), 1)
+    assert "no trained model" in error and "wordnet-pipeline run --stage all" in error
+    (tmp_path / "bad.bin").write_bytes(b"\0" * 10)
+    assert "not a WordNet checkpoint" in one_line_error(
+        invoke("predict", "have a good", "--model", tmp_path / "bad.bin"), 1)
+
+
+def test_debug_shows_the_traceback(model9):
+    result = invoke("--debug", "predict", "hve a good", "--model", model9)
+    assert type(result.exception).__name__ == "UnknownWordError"
+
+
+def test_generate(model9):
+    greedy = invoke("generate", "have a good", "--words", "3", "--model", model9)
+    assert greedy.stdout.split()[:4] == ["have", "a", "good", "time"]
+    assert len(greedy.stdout.split()) == 6
+    sampled = [invoke("generate", "Have A good", "-n", "8", "--sample", "--seed", "7",
+                      "--temperature", "1.5", "--model", model9).stdout for _ in range(2)]
+    assert sampled[0] == sampled[1] and sampled[0].startswith("have a good ")
+    assert "give 3 words" in one_line_error(invoke("generate", "--model", model9), 2)
+    result = invoke("generate", "have a good", "--seed", "1", "--model", model9)
+    assert result.exit_code == 2 and "--seed only applies with --sample" in result.output
+
+
+def test_generate_interactive_is_the_c_loop(model9):
+    result = invoke("generate", "--interactive", "--model", model9, input="have a good\n2\n\nq\n")
+    assert result.exit_code == 0, result.output
+    out = result.stdout
+    assert out.startswith("|Input first 3 words > have a good\n*Top 5 = 1.time(0.332076) "
+                          "2.day(0.102091) 3.game(0.059815) 4.team(0.057552) 5.year(0.041762)")
+    assert "> have a good day\n" in out                      # 2 chose the second word
+    assert out.count("|Choose a number (default = 1)> ") == 3
+
+
+def test_nearest_and_distance(model9):
+    lines = invoke("nearest", "Day", "--k", "3", "--model", model9).stdout.splitlines()
+    words = [line.split()[0] for line in lines]
+    distances = [float(line.split()[1]) for line in lines]
+    assert len(words) == 3 and "day" not in words and distances == sorted(distances)
+    d = float(invoke("distance", "day", words[0], "--model", model9).stdout)
+    assert d == pytest.approx(distances[0], abs=1e-6)
+    assert float(invoke("distance", "day", "day", "--model", model9).stdout) == 0.0
+    assert "'dya' is not in the vocabulary" in one_line_error(
+        invoke("nearest", "dya", "--model", model9), 2)
+
+
+def test_info_shows_the_header_as_the_c_program(model9):
+    out = invoke("info", model9).stdout.splitlines()
+    assert out[0] == "## Model Info"
+    assert "   Mini-batch size          =      100" in out
+    assert "   Momentum                 = 0.900000" in out
+    assert "   Verify per iteration     = 2147483647" in out
+    assert "   Vocabulary size          =      250" in out
+    assert "cannot read" in one_line_error(invoke("info", "/no/such.bin"), 1)
+
+
+# -- run and sweep --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("args, message", [
+    (["--set", "epoch=2"], "unknown key"),
+    (["--set", "learning_rate=fast"], "'fast' is not a number"),
+    (["--set", "momentum=2"], "momentum must be in [0, 1)"),
+    (["--pipeline", "nope"], "unknown pipeline 'nope'"),
+    (["--stage", "test", "--set", "epochs=3"], "only applies with --stage train"),
+    (["--stage", "test", "--from-run", "abc", "--no-tracking"], "--from-run needs MLflow"),
+    (["--stage", "fit"], "'fit' is not one of"),
+])
+def test_run_usage_errors_come_before_anything_runs(args, message, tmp_path):
+    result = invoke("run", *args, "--out", tmp_path / "out")
+    assert result.exit_code == 2 and message in result.output
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_unreachable_tracking_server_fails_in_seconds(tmp_path):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    start = time.monotonic()
+    error = one_line_error(invoke("run", "--out", tmp_path, "--tracking-uri",
+                                  f"http://127.0.0.1:{port}"), 1)
+    assert time.monotonic() - start < 10
+    assert "cannot reach the tracking server" in error and "--no-tracking" in error
+
+
+def test_an_unwritable_output_folder_fails_at_the_start(tmp_path):
+    (tmp_path / "file").write_text("")
+    error = one_line_error(invoke("run", "--out", tmp_path / "file" / "out", "--no-tracking"), 1)
+    assert "cannot write the run's files there" in error
+
+
+def test_missing_data_offline_fails_with_a_hint(tmp_path, monkeypatch):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        monkeypatch.setenv("WORDNET_DATA_URL", f"http://127.0.0.1:{s.getsockname()[1]}")
+    result = invoke("run", "--stage", "load", "--data-dir", tmp_path / "data",
+                    "--out", tmp_path / "out", "--no-tracking")
+    assert result.exit_code == 1
+    assert "cannot download vocab.txt" in result.stderr and "--data-dir DIR" in result.stderr
+
+
+def test_train_then_test_then_predict_the_latest_run(data_dir, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)                              # artifacts/ lands here
+    result = invoke("run", "--stage", "train", *TINY, "--data-dir", data_dir, "--no-tracking",
+                    "--run-name", "tiny")
+    assert result.exit_code == 0, result.output
+    out = tmp_path / "artifacts" / "tiny"
+    assert json.loads((out / "run.json").read_text())["status"] == "FINISHED"
+    result = invoke("run", "--stage", "test", "--data-dir", data_dir, "--no-tracking")
+    assert result.exit_code == 0, result.output                # finds artifacts/tiny itself
+    assert "test_ce" in json.loads((out / "metrics.json").read_text())
+    result = invoke("predict", "have a good", "--json")
+    assert result.exit_code == 0, result.output
+    assert len(json.loads(result.stdout)["predictions"]) == 5
+
+
+def test_sweep_runs_every_combination(data_dir, tmp_path):
+    result = invoke("sweep", "--set", "learning_rate=0.05,0.2", "--set", "epochs=1",
+                    "--set", "early_stop=5", "--set", "backend=exact", "--stage", "validate",
+                    "--data-dir", data_dir, "--out", tmp_path, "--no-tracking")
+    assert result.exit_code == 0, result.output
+    results = json.loads((tmp_path / "sweep.json").read_text())
+    assert [r["learning_rate"] for r in results] == ["0.05", "0.2"]
+    assert all(r["status"] == "FINISHED" and "valid_ce" in r for r in results)
+    assert (tmp_path / "learning_rate=0.2-epochs=1-early_stop=5-backend=exact" / "model.bin").is_file()
+
+
+# -- the console script ---------------------------------------------------------------------
+
+def test_the_console_script_predicts_fast_without_mlflow(model9):
+    start = time.monotonic()
+    done = subprocess.run([SCRIPT, "predict", "have a good", "--model", model9, "--json"],
+                          capture_output=True, text=True, timeout=60)
+    elapsed = time.monotonic() - start
+    assert done.returncode == 0, done.stderr
+    assert [p["word"] for p in json.loads(done.stdout)["predictions"]] == [w for w, _ in HAVE_A_GOOD]
+    assert elapsed < 5                                       # 0.3 s on an idle machine
+    probe = ("import sys; from wordnet.cli import cli; "
+             f"cli.main(['predict', 'have a good', '--model', {model9!r}], standalone_mode=False); "
+             "print([m for m in ('mlflow', 'scipy', 'wordnet.model', 'matplotlib') if m in sys.modules])")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
+    assert done.stdout.splitlines()[-1] == "[]", done.stderr
+
+
+def test_the_console_script_reports_errors_in_one_line():
+    done = subprocess.run([SCRIPT, "predict", "have a good", "--model", "/no/such.bin"],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1
+    assert done.stderr == "Error: /no/such.bin: no such model file\n"
+
+
+def test_ctrl_c_stops_a_run_with_status_130(data_dir, tmp_path):
+    """SIGINT during training: exit status 130 and the run recorded as KILLED."""
+    process = subprocess.Popen(
+        [SCRIPT, "run", "--stage", "train", "--set", "backend=exact", "--data-dir", str(data_dir),
+         "--out", str(tmp_path), "--no-tracking"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        for line in process.stdout:                          # wait until training starts
+            if line.startswith("data:"):
+                break
+        time.sleep(1.0)
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 130, stderr
+    assert "Interrupted." in stderr and "Traceback" not in stderr
+    assert json.loads((tmp_path / "run.json").read_text())["status"] == "KILLED"

@@ -1,0 +1,116 @@
+"""wordnet.fetch: the data folder, downloads and copies checked against pinned SHA-256."""
+import functools
+import http.server
+import shutil
+import socket
+import threading
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from wordnet import fetch
+from wordnet.cli import cli
+from wordnet.data import sha256
+
+
+def closed_port() -> int:
+    """A loopback port nothing listens on."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def upstream(data_dir, tmp_path):
+    """A loopback HTTP server laid out like the upstream repository; yields its URL."""
+    root = tmp_path / "upstream"
+    for name, (path, _) in fetch.UPSTREAM.items():
+        (root / path).parent.mkdir(parents=True, exist_ok=True)
+        (root / path).symlink_to(data_dir / name)
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
+    handler.log_message = lambda *args: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_the_pins_are_those_of_the_shipped_data(data_dir):
+    sums = dict(reversed(line.split()) for line in (data_dir / "SHA256SUMS").read_text().splitlines())
+    assert fetch.PINNED == sums
+
+
+def test_the_data_folder_is_the_option_then_the_environment_then_data(monkeypatch):
+    monkeypatch.delenv(fetch.DATA_ENV, raising=False)
+    assert fetch.data_dir(None) == Path("data")
+    monkeypatch.setenv(fetch.DATA_ENV, "/somewhere")
+    assert fetch.data_dir(None) == Path("/somewhere")
+    assert fetch.data_dir("mine") == Path("mine")
+
+
+def test_has_data(data_dir, tmp_path):
+    assert fetch.has_data(data_dir)
+    assert not fetch.has_data(tmp_path)
+    (tmp_path / "vocab.txt").symlink_to(data_dir / "vocab.txt")
+    assert not fetch.has_data(tmp_path)
+    (tmp_path / "raw_sentences.txt").symlink_to(data_dir / "raw_sentences.txt")
+    assert fetch.has_data(tmp_path)
+
+
+def test_copy_from_a_local_folder(data_dir, tmp_path):
+    dest = tmp_path / "data"
+    fetch.fetch(dest, source=data_dir)
+    assert {p.name: sha256(p) for p in dest.iterdir()} == fetch.PINNED
+
+
+def test_download_then_rebuild_the_training_split(upstream, tmp_path, monkeypatch):
+    monkeypatch.setenv(fetch.URL_ENV, upstream)
+    dest, messages = tmp_path / "data", []
+    fetch.fetch(dest, log=messages.append)
+    assert {p.name: sha256(p) for p in dest.iterdir()} == fetch.PINNED
+    assert "rebuilding train_data.csv from raw_sentences.txt" in messages
+    messages.clear()
+    fetch.fetch(dest, log=messages.append)               # all present and verified: nothing to do
+    assert messages == []
+
+
+def test_a_checksum_mismatch_removes_the_file_and_fails(data_dir, tmp_path):
+    source, dest = tmp_path / "source", tmp_path / "data"
+    shutil.copytree(data_dir, source)
+    (source / "vocab_ordered.txt").chmod(0o644)
+    (source / "vocab_ordered.txt").write_text("not\nthe\nvocabulary\n")
+    dest.mkdir()
+    (dest / "vocab_ordered.txt").write_text("a stale copy\n")
+    with pytest.raises(fetch.FetchError, match="vocab_ordered.txt: SHA-256 .* does not match"):
+        fetch.fetch(dest, source=source)
+    assert not (dest / "vocab_ordered.txt").exists()
+
+
+def test_offline_fails_with_how_to_point_at_a_local_copy(tmp_path, monkeypatch):
+    monkeypatch.setenv(fetch.URL_ENV, f"http://127.0.0.1:{closed_port()}")
+    with pytest.raises(fetch.FetchError) as info:
+        fetch.fetch(tmp_path / "data")
+    message = str(info.value)
+    assert "cannot download" in message
+    for hint in ("--data-dir", fetch.DATA_ENV, "data fetch --from"):
+        assert hint in message
+
+
+def test_cli_data_fetch(data_dir, tmp_path, monkeypatch):
+    runner = CliRunner()
+    result = runner.invoke(cli, ["data", "fetch", "--from", str(data_dir),
+                                 "--data-dir", str(tmp_path / "d")])
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in (tmp_path / "d").iterdir()) == sorted(fetch.PINNED)
+
+    monkeypatch.setenv(fetch.URL_ENV, f"http://127.0.0.1:{closed_port()}")
+    result = runner.invoke(cli, ["data", "fetch", "--data-dir", str(tmp_path / "e")])
+    assert result.exit_code == 1
+    *progress, error = result.stderr.strip().splitlines()
+    assert error.startswith("Error: cannot download") and "--from DIR" in error
+    assert progress == ["downloading vocab.txt"]

@@ -1,0 +1,63 @@
+"""wordnet.predict: the numpy forward pass, input normalisation, generation and distances."""
+import numpy as np
+import pytest
+
+from wordnet.checkpoint import load
+from wordnet.data import UnknownWordError
+from wordnet.model import Model
+from wordnet.predict import InputError, Predictor, words_of
+
+
+@pytest.fixture(scope="module")
+def predictor(data_dir) -> Predictor:
+    return Predictor.load(data_dir / "model9-3000.bin", data_dir / "vocab.txt")
+
+
+def test_the_numpy_forward_pass_is_the_engines(predictor, dataset, data_dir):
+    contexts = dataset.test[:2000, :-1]
+    engine = Model(load(data_dir / "model9-3000.bin")[1], "exact").predict_proba(contexts)
+    np.testing.assert_allclose(predictor.probabilities(contexts), engine, rtol=0, atol=1e-13)
+
+
+@pytest.mark.parametrize("text, words", [
+    ("have a good", ["have", "a", "good"]),
+    ("  HAVE\ta\n Good  ", ["have", "a", "good"]),
+    ("it 's .", ["it", "'s", "."]),
+])
+def test_input_is_normalised_like_the_training_data(text, words):
+    assert words_of(text, 3) == words
+
+
+@pytest.mark.parametrize("text, message", [
+    ("", "empty input"), (" \t ", "empty input"), ("a b", "expected 3 words, got 2"),
+    ("na\u00efve a b", "non-ASCII character '\u00ef'"), ("a " * 600, "too long"),
+])
+def test_bad_input(text, message):
+    with pytest.raises(InputError, match=message):
+        words_of(text, 3)
+
+
+def test_an_unknown_word_names_the_closest(predictor):
+    with pytest.raises(UnknownWordError) as info:
+        predictor.predict("have a godo")
+    assert "good" in info.value.suggestions
+
+
+def test_generation_greedy_and_sampled(predictor):
+    greedy = predictor.generate("have a good", 4)
+    assert greedy[0] == "time" and len(greedy) == 4
+    sampled = [predictor.generate("have a good", 20, np.random.default_rng(5), 1.0)
+               for _ in range(2)]
+    assert sampled[0] == sampled[1] != predictor.generate("have a good", 20)
+    cold = predictor.generate("have a good", 4, np.random.default_rng(5), temperature=1e-3)
+    assert cold == greedy                           # a temperature near 0 is the argmax
+
+
+def test_distances_are_between_embeddings(predictor):
+    d = predictor.distance("day", "week")
+    assert d == pytest.approx(float(np.linalg.norm(predictor.embedding("day")
+                                                   - predictor.embedding("week"))))
+    assert predictor.distance("week", "day") == d
+    nearest = predictor.nearest("day", 249)
+    assert len(nearest) == 249 and "day" not in dict(nearest)
+    assert [n for _, n in nearest] == sorted(n for _, n in nearest)

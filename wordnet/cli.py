@@ -1,0 +1,417 @@
+"""``wordnet-pipeline``: train, evaluate and reproduce (``run``, ``sweep``), fetch the
+data, and use a model (``predict``, ``generate``, ``nearest``, ``distance``, ``info``).
+
+The commands that use a model import neither MLflow nor the compiled engine
+unless they need them, so that a cold ``predict`` answers within half a second.
+"""
+from __future__ import annotations
+
+import json
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+
+import click
+from click.core import ParameterSource
+
+from . import __version__
+from .data import UnknownWordError
+from .predict import InputError
+
+STAGE_CHOICES = ("load", "train", "validate", "test", "reproduce", "all")
+DEBUG = "wordnet.debug"
+
+EPILOG = """\b
+Exit status: 0 success; 1 failure (training diverged, a reproduction check
+failed, a missing file or an unreachable server); 2 usage error (bad option,
+--set key or value, or input words); 130 interrupted (Ctrl-C).
+"""
+
+
+class BadInput(click.ClickException):
+    """Input the command cannot use: one line, exit status 2."""
+    exit_code = 2
+
+
+class Group(click.Group):
+    """Turns the package's errors into one-line messages (tracebacks with --debug)."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except KeyboardInterrupt:
+            click.echo("Interrupted.", err=True)
+            raise click.exceptions.Exit(130) from None
+        except Exception as e:
+            if ctx.meta.get(DEBUG):
+                raise
+            if isinstance(e, (InputError, UnknownWordError)):
+                raise BadInput(str(e)) from None
+            # The package's own errors and OS errors carry a message meant for users.
+            if isinstance(e, OSError) or type(e).__module__.startswith("wordnet."):
+                raise click.ClickException(str(e)) from None
+            raise click.ClickException(f"unexpected {type(e).__name__}: {e} "
+                                       "(run with --debug for the traceback)") from None
+
+
+@click.group(cls=Group, epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="wordnet-pipeline")
+@click.option("--debug", is_flag=True, envvar="WORDNET_DEBUG",
+              help="Show the traceback of an error.")
+@click.pass_context
+def cli(ctx, debug):
+    """Hinton's 4-gram neural language model: train it, track it with MLflow, use it.
+
+    \b
+    Start with:
+      wordnet-pipeline run --stage all       train, evaluate, compare with the C reference
+      wordnet-pipeline predict "have a good" the likeliest next words
+      mlflow ui                              compare the runs in a browser
+    """
+    ctx.meta[DEBUG] = debug
+
+
+# -- the pipeline -------------------------------------------------------------------------
+
+def pipeline_options(f):
+    options = [
+        click.option("--pipeline", "recipe", default="reference", show_default=True,
+                     metavar="NAME|PATH", help="Recipe: reference, quick, or a .toml file."),
+        click.option("--data-dir", type=click.Path(file_okay=False),
+                     help="Data folder [default: $WORDNET_DATA_DIR, else data/]."),
+        click.option("--out", type=click.Path(file_okay=False),
+                     help="Output folder [default: a new folder under artifacts/]."),
+        click.option("--tracking-uri", envvar="MLFLOW_TRACKING_URI", show_envvar=True,
+                     help="MLflow tracking URI [default: MLflow's, ./mlflow.db]."),
+        click.option("--experiment", envvar="MLFLOW_EXPERIMENT_NAME", default="wordnet",
+                     show_default=True, help="MLflow experiment."),
+        click.option("--run-name", help="MLflow run name [default: RECIPE-DATE-TIME]."),
+        click.option("--no-tracking", is_flag=True, help="Do not log to MLflow."),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+@cli.command(epilog=EPILOG)
+@click.option("--stage", "stages", multiple=True, type=click.Choice(STAGE_CHOICES),
+              default=("all",), show_default=True,
+              help="Stage to run (repeatable); `all` is the five in order.")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
+              help="Override a recipe value (repeatable), e.g. --set learning_rate=0.05.")
+@click.option("--from-run", metavar="RUN_ID", help="Take the model of this MLflow run.")
+@pipeline_options
+def run(stages, sets, from_run, recipe, data_dir, out, tracking_uri, experiment, run_name,
+        no_tracking):
+    """Run pipeline stages: load, train, validate, test, reproduce.
+
+    \b
+    load       find the data (--data-dir, $WORDNET_DATA_DIR, data/), else download it
+    train      the training loop; writes model.bin (C format) and the CE curves
+    validate   CE, perplexity, top-1 and top-5 accuracy on the validation set
+    test       the same on the test set
+    reproduce  compare with the C reference; exit status 1 when a check fails
+
+    A stage run alone takes the model from --out, --from-run or the latest run.
+    --set keys: the recipe's hyperparameters (batch_size, embedding_size,
+    hidden_size, epochs, early_stop, learning_rate, momentum, validation_period,
+    backend, init, seed) and reference_checkpoint=PATH (compared byte for byte).
+    """
+    from . import pipeline
+
+    chosen = tuple(s for s in pipeline.STAGES if s in stages or "all" in stages)
+    base, overrides = _recipe(recipe, sets)
+    training_only = sorted(set(overrides) - set(pipeline.EVALUATION_KEYS))
+    if "train" not in chosen and training_only:
+        raise click.UsageError(f"--set {', '.join(training_only)}: only applies with --stage train")
+    if from_run and no_tracking:
+        raise click.UsageError("--from-run needs MLflow: drop --no-tracking")
+    if from_run and "train" in chosen:
+        raise click.UsageError("--from-run gives a trained model: drop --stage train")
+    run_name = run_name or f"{base.name}-{datetime.now():%Y%m%d-%H%M%S}"
+    needs_model = "train" not in chosen and chosen != ("load",)     # a model from before
+    out = pipeline.output_folder(out, run_name, needs_model, from_run)
+    pipeline.check_writable(out)
+    data = _data_dir(data_dir)
+    if not no_tracking:
+        _connect(tracking_uri, experiment)
+    click.echo(f"run {run_name}")
+    pipeline.run(base, overrides, chosen, out, data, track=not no_tracking, run_name=run_name,
+                 from_run=from_run, echo=click.echo, progress=Progress)
+    click.echo(f"done: {out}/")
+
+
+@cli.command(epilog=EPILOG)
+@click.option("--set", "sets", multiple=True, required=True, metavar="KEY=V1,V2,...",
+              help="Values to sweep (repeatable): one run per combination.")
+@click.option("--stage", "stages", multiple=True, default=("train", "validate", "test"),
+              type=click.Choice(("train", "validate", "test", "reproduce")), show_default=True,
+              help="Stages of each run (repeatable).")
+@pipeline_options
+def sweep(sets, stages, recipe, data_dir, out, tracking_uri, experiment, run_name, no_tracking):
+    """One run per combination of --set values.
+
+    The runs are nested under one parent MLflow run, for comparison side by side.
+    Example: wordnet-pipeline sweep --set learning_rate=0.01,0.1,1.0 --set hidden_size=100,200
+    """
+    from . import pipeline
+    from .model import ConfigError
+
+    base = _recipe(recipe, ())[0]
+    try:
+        grid = pipeline.sweep_grid(sets)
+        for combination in grid:
+            pipeline.with_overrides(base, combination)
+    except ConfigError as e:
+        raise click.BadParameter(str(e), param_hint="--set") from None
+    chosen = tuple(s for s in pipeline.STAGES if s in stages or s == "train")
+    run_name = run_name or f"sweep-{base.name}-{datetime.now():%Y%m%d-%H%M%S}"
+    out = pipeline.output_folder(out, run_name, False, None)
+    pipeline.check_writable(out)
+    data = _data_dir(data_dir)
+    if not no_tracking:
+        _connect(tracking_uri, experiment)
+    click.echo(f"{run_name}: {len(grid)} runs ({base.name} recipe) -> {out}/")
+    results = pipeline.sweep(base, grid, chosen, out, data, track=not no_tracking,
+                             run_name=run_name, echo=click.echo, progress=Progress)
+    keys = list(grid[0])
+    shown = [k for k in ("train_ce", "valid_ce", "test_ce") if any(k in r for r in results)]
+    click.echo("\n" + "  ".join(f"{k:>14}" for k in keys + shown + ["status"]))
+    for r in results:
+        values = [r[k] for k in keys] + [f"{r[k]:.6f}" if k in r else "-" for k in shown]
+        click.echo("  ".join(f"{v:>14}" for v in values + [r["status"]]))
+    if any(r["status"] != "FINISHED" for r in results):
+        raise click.ClickException("some runs failed (see above)")
+
+
+@cli.group()
+def data():
+    """The data files (pinned by SHA-256)."""
+
+
+@data.command()
+@click.option("--from", "source", type=click.Path(exists=True, file_okay=False),
+              help="Copy from this folder instead of downloading.")
+@click.option("--data-dir", type=click.Path(file_okay=False),
+              help="Where to put them [default: $WORDNET_DATA_DIR, else data/].")
+def fetch(source, data_dir):
+    """Download the data files from upstream (or copy them --from a folder), checking
+    each SHA-256; train_data.csv is rebuilt from raw_sentences.txt."""
+    from .fetch import fetch as fetch_files
+    dest = _data_dir(data_dir)
+    fetch_files(dest, Path(source) if source else None, log=lambda m: click.echo(m, err=True))
+    click.echo(f"data ready in {dest}/")
+
+
+# -- using a model ------------------------------------------------------------------------
+
+def model_options(f):
+    f = click.option("--data-dir", type=click.Path(file_okay=False),
+                     help="Where to find vocab.txt when it is not beside the model.")(f)
+    return click.option("--model", metavar="PATH|runs:/ID|models:/NAME/VERSION",
+                        help="Checkpoint, run folder or MLflow model [default: latest run].")(f)
+
+
+@cli.command(epilog=EPILOG)
+@click.argument("context", nargs=-1, required=True)
+@model_options
+@click.option("--top-k", "-k", type=click.IntRange(min=1), default=5, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def predict(context, model, data_dir, top_k, as_json):
+    """The likeliest next words after a context.
+
+    CONTEXT is 3 words; the top-k next words are shown with their probabilities.
+    Example: wordnet-pipeline predict "have a good"
+    """
+    predictor = _predictor(model, data_dir)
+    text = " ".join(context)
+    ranked = predictor.predict(text, min(top_k, len(predictor.vocab)))
+    if as_json:
+        click.echo(json.dumps({"context": text.lower().split(),
+                               "predictions": [{"word": p.word, "probability": p.probability}
+                                               for p in ranked]}))
+        return
+    width = max(len(p.word) for p in ranked)
+    for n, p in enumerate(ranked, 1):
+        click.echo(f"{n:>2}. {p.word:<{width}}  {p.probability:.6f}")
+
+
+@cli.command(epilog=EPILOG)
+@click.argument("context", nargs=-1)
+@model_options
+@click.option("--words", "-n", type=click.IntRange(min=1, max=10_000), default=10,
+              show_default=True, help="How many words to add.")
+@click.option("--sample", is_flag=True, help="Sample each word instead of taking the likeliest.")
+@click.option("--temperature", type=click.FloatRange(min=0, min_open=True), default=1.0,
+              show_default=True, help="With --sample: below 1 sharper, above 1 flatter.")
+@click.option("--seed", type=int, help="With --sample: the random seed.")
+@click.option("--interactive", "-i", is_flag=True,
+              help="Choose each next word among the top 5, as the C program does.")
+@click.pass_context
+def generate(ctx, context, model, data_dir, words, sample, temperature, seed, interactive):
+    """Continue a context word by word.
+
+    CONTEXT is 3 words; each next word is the likeliest, or sampled with --sample.
+    """
+    for name in ("temperature", "seed"):
+        if not sample and ctx.get_parameter_source(name) != ParameterSource.DEFAULT:
+            raise click.UsageError(f"--{name} only applies with --sample")
+    if not context and not interactive:
+        raise BadInput("give 3 words to start from, e.g. \"have a good\"")
+    predictor = _predictor(model, data_dir)
+    if interactive:
+        return _interactive(predictor, " ".join(context))
+    import numpy as np
+    rng = np.random.default_rng(seed) if sample else None
+    text = " ".join(context)
+    click.echo(" ".join(text.lower().split() + predictor.generate(text, words, rng, temperature)))
+
+
+def _interactive(predictor, text):
+    """The C program's loop: show the top 5, read 1 to 5 (Enter for 1); Ctrl-D or q ends."""
+    if not text:
+        click.echo("|Input first 3 words > ", nl=False)
+        text = sys.stdin.readline()
+    predictor.encode(text)                              # fails early on a bad context
+    words = text.lower().split()
+    while True:
+        ranked = predictor.predict(" ".join(words[-predictor.context_size:]), 5)
+        click.echo(" ".join(words))
+        click.echo("*Top 5 = " + " ".join(f"{n}.{p.word}({p.probability:.6f})"
+                                          for n, p in enumerate(ranked, 1)))
+        while True:
+            click.echo("|Choose a number (default = 1)> ", nl=False)
+            answer = sys.stdin.readline()
+            choice = answer.strip()
+            if not answer or choice == "q":
+                click.echo()
+                return
+            if choice in ("", "1", "2", "3", "4", "5"):
+                break
+            click.echo("choose 1 to 5, Enter for 1, q to quit")
+        words.append(ranked[int(choice or 1) - 1].word)
+
+
+@cli.command(epilog=EPILOG)
+@click.argument("word")
+@model_options
+@click.option("--k", "-k", type=click.IntRange(min=1), default=10, show_default=True)
+def nearest(word, model, data_dir, k):
+    """The words nearest to WORD in embedding space.
+
+    The K words whose embeddings (columns of W1) are closest in Euclidean distance.
+    """
+    predictor = _predictor(model, data_dir)
+    for other, d in predictor.nearest(word, k):
+        click.echo(f"{other:<12} {d:.6f}")
+
+
+@cli.command(epilog=EPILOG)
+@click.argument("word1")
+@click.argument("word2")
+@model_options
+def distance(word1, word2, model, data_dir):
+    """The distance between two words' embeddings.
+
+    The Euclidean distance between the embeddings of WORD1 and WORD2.
+    """
+    click.echo(f"{_predictor(model, data_dir).distance(word1, word2):.6f}")
+
+
+@cli.command(epilog=EPILOG)
+@click.argument("model")
+def info(model):
+    """A checkpoint's hyperparameters and sizes.
+
+    The header of the checkpoint MODEL, as the C program's `info` shows it.
+    """
+    from .checkpoint import load
+    h, params = load(model)
+    rows = [("Mini-batch size", h.batch_size), ("Layer 1 Neurons", h.embedding_size),
+            ("Layer 2 Neurons", h.hidden_size), ("Training epochs", h.epochs),
+            ("Early stop @ iteration", h.early_stop), ("Momentum", h.momentum),
+            ("Learning rate", h.learning_rate), ("Verify per iteration", h.validation_period),
+            ("Raw training data rows", h.train_rows), ("Raw validation data rows", h.valid_rows),
+            ("Raw test data rows", h.test_rows), ("Raw data columns", h.columns),
+            ("Input dimension", h.context_size), ("Vocabulary size", h.vocab_size)]
+    click.echo("## Model Info")
+    for name, value in rows:
+        shown = f"{value:f}" if isinstance(value, float) else f"{value:8d}"
+        click.echo(f"   {name:<24} = {shown}")
+    click.echo(f"   {'Parameters':<24} = {sum(p.size for p in params.values()):8d}")
+
+
+# -- helpers ------------------------------------------------------------------------------
+
+def _recipe(name, sets):
+    from . import pipeline
+    from .model import ConfigError
+    try:
+        base = pipeline.load_recipe(name)
+    except ConfigError as e:
+        raise click.BadParameter(str(e), param_hint="--pipeline") from None
+    try:
+        overrides = pipeline.parse_overrides(sets)
+        pipeline.with_overrides(base, overrides)
+    except ConfigError as e:
+        raise click.BadParameter(str(e), param_hint="--set") from None
+    return base, overrides
+
+
+def _data_dir(option):
+    from .fetch import data_dir
+    return data_dir(option)
+
+
+def _connect(tracking_uri, experiment):
+    from .tracking import connect
+    click.echo("connecting to MLflow...", err=True)
+    connect(tracking_uri, experiment)
+
+
+def _predictor(model, data_dir):
+    from .predict import load
+    return load(model, Path(data_dir) if data_dir else None)
+
+
+class Progress:
+    """Training progress on stderr: a bar redrawn in place on a terminal, otherwise a
+    line every few seconds (logs stay readable)."""
+
+    WIDTH = 24
+
+    def __init__(self, total: int):
+        self.total, self.stream = total, sys.stderr
+        self.interactive = self.stream.isatty()
+        self.interval = 0.2 if self.interactive else 5.0
+        self.start = time.monotonic()
+        self.next = self.start + self.interval
+
+    def update(self, it) -> None:
+        now = time.monotonic()
+        if now < self.next and it.step < self.total:
+            return
+        self.next = now + self.interval
+        rate = it.step / max(now - self.start, 1e-9)
+        eta = time.strftime("%H:%M:%S", time.gmtime((self.total - it.step) / rate))
+        text = (f"iteration {it.step:,}/{self.total:,} (epoch {it.epoch}, minibatch "
+                f"{it.batch:,}/{it.batches:,})  {rate:,.0f} updates/s  CE {it.train_ce:.4f}  "
+                f"ETA {eta}")
+        if self.interactive:
+            done = self.WIDTH * it.step // self.total
+            self.stream.write(f"\r[{'#' * done}{'.' * (self.WIDTH - done)}] {text}\x1b[K")
+        else:
+            self.stream.write(text + "\n")
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self.interactive:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+def main():
+    cli(prog_name="wordnet-pipeline")

@@ -1,0 +1,192 @@
+"""Using a trained model: next-word probabilities, generation, embedding distances.
+
+The forward pass here is plain numpy, not :class:`wordnet.model.Model`: the
+compiled kernels pull in scipy's BLAS bindings (a third of a second to
+import), and a cold ``wordnet-pipeline predict`` must answer within half a
+second.  It matches ``Model.predict_proba`` to rounding (about 1e-15).
+"""
+from __future__ import annotations
+
+import json
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from . import checkpoint
+from .data import Vocabulary
+
+MAX_CHARS = 1000                      # longest text accepted as input
+RUNS_DIR = Path("artifacts")          # where `run` puts a folder per run
+CHECKPOINT, VOCAB, MANIFEST = "model.bin", "vocab.txt", "run.json"
+
+
+class InputError(ValueError):
+    """Text that cannot be a context: empty, too long, non-ASCII, or the wrong length."""
+
+
+class ModelNotFound(LookupError):
+    """No model where one was asked for (or no trained model at all)."""
+
+
+def words_of(text: str, count: int | None = None) -> list[str]:
+    """``text`` normalised like the training data: lower-cased, split on white space."""
+    if len(text) > MAX_CHARS:
+        raise InputError(f"input of {len(text)} characters is too long (at most {MAX_CHARS})")
+    if not text.isascii():
+        bad = next(c for c in text if not c.isascii())
+        raise InputError(f"non-ASCII character {bad!r}: the vocabulary is plain English words")
+    words = text.lower().split()
+    if not words:
+        raise InputError("empty input: give words such as \"have a good\"")
+    if count is not None and len(words) != count:
+        raise InputError(f"expected {count} words, got {len(words)}: {' '.join(words)!r}")
+    return words
+
+
+@dataclass(frozen=True)
+class Prediction:
+    word: str
+    probability: float
+
+
+class Predictor:
+    """A checkpoint's parameters with their vocabulary."""
+
+    def __init__(self, params: dict[str, np.ndarray], vocab: Vocabulary,
+                 header: checkpoint.Header | None = None):
+        self.W1, self.W2, self.b2 = params["W1"], params["W2"], params["b2"]
+        self.W3, self.b3 = params["W3"], params["b3"]
+        self.vocab, self.header = vocab, header
+        self.context_size = self.W2.shape[1] // self.W1.shape[0]
+        if len(vocab) != self.W1.shape[1]:
+            raise ValueError(f"the vocabulary has {len(vocab)} words, the model {self.W1.shape[1]}")
+
+    @classmethod
+    def load(cls, model_path: Path, vocab_path: Path) -> "Predictor":
+        header, params = checkpoint.load(model_path)
+        vocab = Vocabulary.read(vocab_path)
+        if len(vocab) != header.vocab_size:
+            raise checkpoint.CheckpointError(
+                f"{model_path}: vocabulary of {header.vocab_size} words, "
+                f"but {vocab_path} has {len(vocab)}")
+        return cls(params, vocab, header)
+
+    def encode(self, text: str) -> np.ndarray:
+        """The indices of a context; UnknownWordError names the closest words."""
+        return self.vocab.encode(words_of(text, self.context_size))
+
+    def probabilities(self, contexts: np.ndarray) -> np.ndarray:
+        """P(next word | context), (n, V), for (n, D) 0-based contexts."""
+        x = np.atleast_2d(contexts)
+        y1 = self.W1[:, x].transpose(1, 2, 0).reshape(len(x), -1)   # [W1 x1; W1 x2; W1 x3]
+        y2 = 1.0 / (1.0 + np.exp(-(y1 @ self.W2.T + self.b2)))
+        z3 = y2 @ self.W3.T + self.b3
+        e = np.exp(z3 - z3.max(axis=1, keepdims=True))
+        return e / e.sum(axis=1, keepdims=True)
+
+    def top(self, p: np.ndarray, k: int) -> list[Prediction]:
+        order = np.argsort(-p, kind="stable")[:k]            # ties: the lower index first
+        return [Prediction(self.vocab.words[i], float(p[i])) for i in order]
+
+    def predict(self, text: str, k: int = 5) -> list[Prediction]:
+        return self.top(self.probabilities(self.encode(text))[0], k)
+
+    def generate(self, text: str, words: int, rng: np.random.Generator | None = None,
+                 temperature: float = 1.0) -> list[str]:
+        """``text`` continued by ``words`` words: the most likely each time, or sampled
+        from p^(1/temperature) when ``rng`` is given."""
+        context = list(self.encode(text))
+        out = []
+        for _ in range(words):
+            p = self.probabilities(np.asarray(context[-self.context_size:]))[0]
+            if rng is None:
+                i = int(np.argmax(p))
+            else:
+                logits = np.log(p) / temperature
+                q = np.exp(logits - logits.max())
+                i = int(rng.choice(len(q), p=q / q.sum()))
+            context.append(i)
+            out.append(self.vocab.words[i])
+        return out
+
+    def embedding(self, word: str) -> np.ndarray:
+        return self.W1[:, self.vocab.encode(words_of(word, 1))[0]]
+
+    def distance(self, a: str, b: str) -> float:
+        """Euclidean distance between two word embeddings (columns of W1)."""
+        return float(np.linalg.norm(self.embedding(a) - self.embedding(b)))
+
+    def nearest(self, word: str, k: int = 10) -> list[tuple[str, float]]:
+        """The ``k`` words closest to ``word`` in embedding space, closest first."""
+        i = int(self.vocab.encode(words_of(word, 1))[0])
+        d = np.linalg.norm(self.W1 - self.W1[:, [i]], axis=0)
+        order = [j for j in np.argsort(d, kind="stable") if j != i][:k]
+        return [(self.vocab.words[j], float(d[j])) for j in order]
+
+
+def load(model: str | None, data_dir: Path | None = None) -> Predictor:
+    """The model of ``--model``: a checkpoint file, a run's folder, a ``runs:/`` or
+    ``models:/`` URI, or None for the latest finished run."""
+    if model is not None and model.startswith(("runs:/", "models:/")):
+        with tempfile.TemporaryDirectory(prefix="wordnet-model-") as tmp:
+            return Predictor.load(*_download(model, Path(tmp)))
+    if model is None:
+        folder = latest_run()
+        if folder is None:
+            raise ModelNotFound(f"no trained model under {RUNS_DIR}/: train one with "
+                                "`wordnet-pipeline run --stage all`, or pass --model PATH")
+        return Predictor.load(folder / CHECKPOINT, folder / VOCAB)
+    path = Path(model)
+    if path.is_dir():
+        path = path / CHECKPOINT
+    if not path.is_file():
+        raise ModelNotFound(f"{model}: no such model file")
+    return Predictor.load(path, _vocabulary_for(path, data_dir))
+
+
+def latest_run(root: Path = RUNS_DIR) -> Path | None:
+    """The folder of the last run that finished with a checkpoint."""
+    best, best_time = None, ""
+    for manifest in root.glob(f"*/{MANIFEST}"):
+        try:
+            info = json.loads(manifest.read_text())
+        except (OSError, ValueError):
+            continue
+        folder = manifest.parent
+        if (info.get("status") == "FINISHED" and (folder / CHECKPOINT).is_file()
+                and info.get("finished", "") > best_time):
+            best, best_time = folder, info["finished"]
+    return best
+
+
+def _vocabulary_for(checkpoint_path: Path, data_dir: Path | None) -> Path:
+    beside = checkpoint_path.parent / VOCAB
+    if beside.is_file():
+        return beside
+    from .fetch import data_dir as default_data_dir
+    in_data = default_data_dir(data_dir) / VOCAB
+    if in_data.is_file():
+        return in_data
+    raise ModelNotFound(f"no {VOCAB} beside {checkpoint_path} nor in {in_data.parent}/: "
+                        "pass --data-dir DIR")
+
+
+def _download(uri: str, dest: Path) -> tuple[Path, Path]:
+    """(checkpoint, vocabulary) of the pyfunc model at ``uri``, downloaded into ``dest``."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+    from mlflow.models import Model as MLmodel
+
+    if uri.startswith("runs:/") and uri.rstrip("/").count("/") == 1:
+        uri = uri.rstrip("/") + "/model"              # runs:/ID means the run's logged model
+    try:
+        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(dest)))
+        artifacts = MLmodel.load(str(local)).flavors["python_function"]["artifacts"]
+        return local / artifacts["checkpoint"]["path"], local / artifacts["vocab"]["path"]
+    except (MlflowException, OSError) as e:
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ModelNotFound(f"{uri}: cannot download the model ({reason})") from None
+    except KeyError:
+        raise ModelNotFound(f"{uri}: not a WordNet model (no checkpoint and vocabulary)") from None

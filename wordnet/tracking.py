@@ -1,0 +1,251 @@
+"""MLflow tracking: one MLflow run per pipeline run, metrics batched off the training thread.
+
+One MLflow call per training iteration would cost more than the training
+itself (3,000 calls take about 10 s here).  The training thread only puts
+each point in a queue (under a microsecond); a worker thread sends them with
+``log_batch``, up to 1,000 a call, no point waiting more than a second.
+
+MLflow is imported by the functions that need it, never at import time.
+"""
+from __future__ import annotations
+
+import queue
+import subprocess
+import threading
+import time
+import urllib.error
+import urllib.request
+import warnings
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+
+MAX_BATCH = 1000            # metrics per log_batch call: MLflow's limit per request
+FLUSH_INTERVAL = 1.0        # seconds a point may wait in the queue
+PROBE_TIMEOUT = 5.0         # seconds to wait for a tracking server to answer
+SERVING_CODE = Path(__file__).with_name("serving.py")
+
+
+class TrackingError(Exception):
+    """The tracking server cannot be reached or refused a request."""
+
+
+class MetricQueue:
+    """(key, value, step) points, logged in batches by a worker thread.
+
+    ``send`` receives lists of ``(key, value, timestamp_ms, step)``.  The first
+    error in the worker is raised, once, by the next :meth:`flush` or
+    :meth:`close`; the points after it are dropped rather than retried.
+    """
+
+    _STOP = object()
+
+    def __init__(self, send, max_batch: int = MAX_BATCH, interval: float = FLUSH_INTERVAL):
+        self._send, self._max_batch, self._interval = send, max_batch, interval
+        self._queue = queue.SimpleQueue()
+        self._error: Exception | None = None
+        self._reported = False
+        self._thread = threading.Thread(target=self._work, name="wordnet-metrics", daemon=True)
+        self._thread.start()
+
+    def put(self, key: str, value: float, step: int) -> None:
+        self._queue.put((key, float(value), int(time.time() * 1000), int(step)))
+
+    def flush(self) -> None:
+        """Return once every point put so far is logged."""
+        done = threading.Event()
+        self._queue.put(done)
+        done.wait()
+        self._raise()
+
+    def close(self) -> None:
+        if self._thread.is_alive():
+            self._queue.put(self._STOP)
+            self._thread.join()
+        self._raise()
+
+    def _raise(self):
+        if self._error is not None and not self._reported:
+            self._reported = True
+            raise TrackingError(f"logging metrics failed: {self._error}") from self._error
+
+    def _work(self):
+        pending, deadline = [], 0.0
+        while True:
+            timeout = max(0.0, deadline - time.monotonic()) if pending else None
+            try:
+                item = self._queue.get(timeout=timeout)
+            except queue.Empty:
+                item = None                                   # the interval is over
+            if isinstance(item, tuple):
+                if not pending:
+                    deadline = time.monotonic() + self._interval
+                pending.append(item)
+                if len(pending) < self._max_batch:
+                    continue
+            if pending:
+                self._deliver(pending)
+                pending = []
+            if isinstance(item, threading.Event):
+                item.set()
+            elif item is self._STOP:
+                return
+
+    def _deliver(self, points):
+        if self._error is not None:
+            return
+        try:
+            self._send(points)
+        except Exception as e:                                 # kept for the main thread
+            self._error = e
+
+
+class NoRun:
+    """What a pipeline run logs to under --no-tracking: nothing."""
+
+    run_id = None
+
+    def log_params(self, params: dict) -> None: ...
+    def set_tags(self, tags: dict) -> None: ...
+    def log_metric(self, key: str, value: float, step: int = 0) -> None: ...
+    def log_metrics(self, metrics: dict, step: int = 0) -> None: ...
+    def log_artifacts(self, *paths: Path) -> None: ...
+    def log_dataset(self, rows, name, context, source, digest) -> None: ...
+    def log_model(self, checkpoint: Path, vocab: Path, example: str) -> None: ...
+    def flush(self) -> None: ...
+
+
+class Run(NoRun):
+    """An active MLflow run (the fluent API's current run)."""
+
+    def __init__(self, run_id: str, metrics: MetricQueue):
+        self.run_id, self.metrics = run_id, metrics
+
+    def log_params(self, params: dict) -> None:
+        import mlflow
+        mlflow.log_params(params)
+
+    def set_tags(self, tags: dict) -> None:
+        import mlflow
+        mlflow.set_tags(tags)
+
+    def log_metric(self, key: str, value: float, step: int = 0) -> None:
+        self.metrics.put(key, value, step)
+
+    def log_metrics(self, metrics: dict, step: int = 0) -> None:
+        for key, value in metrics.items():
+            self.metrics.put(key, value, step)
+
+    def log_artifacts(self, *paths: Path) -> None:
+        import mlflow
+        for path in paths:
+            mlflow.log_artifact(str(path))
+
+    def log_dataset(self, rows: np.ndarray, name: str, context: str, source: Path,
+                    digest: str) -> None:
+        """``rows`` as a run input (mlflow.data), identified by its file's SHA-256."""
+        import mlflow
+        from mlflow.data.dataset_source_registry import resolve_dataset_source
+        with warnings.catch_warnings():
+            # MLflow registers one local-file source class under two schemes, then
+            # warns that a path resolves to both.
+            warnings.filterwarnings("ignore", message=".*can be interpreted in multiple ways")
+            origin = resolve_dataset_source(str(Path(source).resolve()))
+        dataset = mlflow.data.from_numpy(rows[:, :-1], targets=rows[:, -1], source=origin,
+                                         name=name, digest=digest[:20])
+        mlflow.log_input(dataset, context=context)
+
+    def log_model(self, checkpoint: Path, vocab: Path, example: str) -> None:
+        """The pyfunc model of :mod:`wordnet.serving`, under the artifact path ``model``."""
+        import mlflow
+
+        from . import __version__
+        mlflow.pyfunc.log_model(
+            name="model", python_model=str(SERVING_CODE),
+            artifacts={"checkpoint": str(checkpoint), "vocab": str(vocab)},
+            input_example=([example], {"top_k": 5}),
+            pip_requirements=[f"wordnet=={__version__}"])
+
+    def flush(self) -> None:
+        self.metrics.flush()
+
+
+def connect(tracking_uri: str | None, experiment: str) -> None:
+    """Point MLflow at ``tracking_uri`` (else its default) and ``experiment``; fail
+    within seconds when the tracking server cannot be reached."""
+    if tracking_uri and tracking_uri.startswith(("http://", "https://")):
+        _probe(tracking_uri)
+    import mlflow
+    if tracking_uri:
+        mlflow.set_tracking_uri(tracking_uri)
+    try:
+        mlflow.set_experiment(experiment)
+    except Exception as e:                    # MLflow, SQLAlchemy and OS errors alike
+        uri = mlflow.get_tracking_uri()
+        raise TrackingError(f"cannot use the tracking store {uri} "
+                            f"({_first_line(e)}); pass --no-tracking to run without it") from None
+
+
+@contextmanager
+def start_run(run_name: str | None, tags: dict | None = None, nested: bool = False):
+    """An MLflow run, ended FINISHED, FAILED (an exception) or KILLED (Ctrl-C)."""
+    import mlflow
+    from mlflow import MlflowClient
+    from mlflow.entities import Metric
+
+    active = mlflow.start_run(run_name=run_name, tags=tags, nested=nested)
+    run_id, client = active.info.run_id, MlflowClient()
+    metrics = MetricQueue(lambda points: client.log_batch(
+        run_id, metrics=[Metric(k, v, ts, step) for k, v, ts, step in points], synchronous=True))
+    run = Run(run_id, metrics)
+    try:
+        yield run
+    except BaseException as e:
+        status = "KILLED" if isinstance(e, KeyboardInterrupt) else "FAILED"
+        _end(metrics, status, quiet=True)
+        raise
+    _end(metrics, "FINISHED")
+
+
+def _end(metrics: MetricQueue, status: str, quiet: bool = False) -> None:
+    """End the run with ``status``, FAILED if its metrics could not all be logged;
+    ``quiet`` keeps that error from hiding the one that ended the run."""
+    import mlflow
+    error = None
+    try:
+        metrics.close()
+    except TrackingError as e:
+        error = e
+    mlflow.end_run("FAILED" if error and status == "FINISHED" else status)
+    if error and not quiet:
+        raise error
+
+
+def git_commit() -> str | None:
+    """The commit of the source tree this package runs from, if it is a git checkout."""
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent,
+                             capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+def _probe(uri: str) -> None:
+    """Any HTTP answer means a server is there; no answer is an error now, not after
+    MLflow's retries (minutes)."""
+    url = uri.rstrip("/") + "/api/2.0/mlflow/experiments/search?max_results=1"
+    try:
+        urllib.request.urlopen(url, timeout=PROBE_TIMEOUT).close()
+    except urllib.error.HTTPError:
+        return
+    except (urllib.error.URLError, OSError) as e:
+        reason = getattr(e, "reason", e)
+        raise TrackingError(f"cannot reach the tracking server at {uri} ({reason}); "
+                            "start it, fix --tracking-uri, or pass --no-tracking") from None
+
+
+def _first_line(e: Exception) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
