@@ -43,3 +43,15 @@ def reference_file(reference_dir):
             pytest.fail(f"{path} is missing")
         return path
     return get
+
+
+@pytest.fixture(scope="session")
+def empty_store(tmp_path_factory) -> Path:
+    """An SQLite tracking store with MLflow's tables made (seconds of migrations, once)."""
+    path = tmp_path_factory.getbasetemp() / "mlflow-empty.db"
+    if not path.exists():
+        from mlflow import MlflowClient
+        with pytest.MonkeyPatch.context() as mp:
+            mp.chdir(path.parent)
+            MlflowClient(f"sqlite:///{path}").search_experiments()
+    return path

@@ -23,18 +23,6 @@ HAVE_A_GOOD = [("time", 0.332076), ("day", 0.102091), ("game", 0.059815), ("team
                ("year", 0.041762)]                                    # SPEC section 6
 
 
-@pytest.fixture(scope="session")
-def empty_store(tmp_path_factory) -> Path:
-    """An SQLite tracking store with MLflow's tables made (seconds of migrations, once)."""
-    path = tmp_path_factory.getbasetemp() / "mlflow-empty.db"
-    if not path.exists():
-        from mlflow import MlflowClient
-        with pytest.MonkeyPatch.context() as mp:
-            mp.chdir(path.parent)
-            MlflowClient(f"sqlite:///{path}").search_experiments()
-    return path
-
-
 @pytest.fixture(scope="module")
 def logged(empty_store, data_dir, tmp_path_factory):
     """model9-3000.bin logged as the pyfunc model of a run, and registered as `wordnet` 1;

@@ -26,18 +26,6 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="session")
-def empty_store(tmp_path_factory) -> Path:
-    """An SQLite tracking store with MLflow's tables made (seconds of migrations, once)."""
-    path = tmp_path_factory.getbasetemp() / "mlflow-empty.db"
-    if not path.exists():
-        from mlflow import MlflowClient
-        with pytest.MonkeyPatch.context() as mp:
-            mp.chdir(path.parent)
-            MlflowClient(f"sqlite:///{path}").search_experiments()
-    return path
-
-
 @pytest.fixture
 def tracking_uri(empty_store, tmp_path, monkeypatch):
     """A fresh local store, current for MLflow; run artifacts go under tmp_path."""
