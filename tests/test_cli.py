@@ -268,3 +268,45 @@ def test_ctrl_c_stops_a_run_with_status_130(data_dir, tmp_path):
     assert process.returncode == 130, stderr
     assert "Interrupted." in stderr and "Traceback" not in stderr
     assert json.loads((tmp_path / "run.json").read_text())["status"] == "KILLED"
+
+
+def test_sigterm_then_resume_gives_the_uninterrupted_model(data_dir, tmp_path):
+    """SIGTERM mid-training saves model and state; --resume finishes byte-identically."""
+    recipe = ["--set", "backend=exact", "--set", "epochs=2", "--set", "early_stop=300",
+              "--data-dir", str(data_dir), "--no-tracking"]
+    whole, parts = tmp_path / "whole", tmp_path / "parts"
+    subprocess.run([SCRIPT, "run", "--stage", "train", "--out", str(whole), *recipe],
+                   check=True, capture_output=True, timeout=300)
+
+    process = subprocess.Popen([SCRIPT, "run", "--stage", "train", "--out", str(parts), *recipe],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        for line in process.stdout:                          # wait until training starts
+            if line.startswith("data:"):
+                break
+        time.sleep(1.5)
+        process.send_signal(signal.SIGTERM)
+        out, err = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 130, err
+    assert "stopped at iteration" in out and "Traceback" not in err
+    assert json.loads((parts / "run.json").read_text())["status"] == "KILLED"
+    assert (parts / "model.bin.state.npz").is_file()
+
+    resumed = subprocess.run([SCRIPT, "run", "--stage", "train", "--resume", "--out", str(parts),
+                              "--data-dir", str(data_dir), "--no-tracking"],
+                             capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resuming at iteration" in resumed.stdout
+    assert (parts / "model.bin").read_bytes() == (whole / "model.bin").read_bytes()
+    assert not (parts / "model.bin.state.npz").exists()
+    history = json.loads((parts / "history.json").read_text())
+    assert history["train_ce"] == json.loads((whole / "history.json").read_text())["train_ce"]
+
+
+def test_resume_needs_an_out_folder_and_no_overrides():
+    result = CliRunner().invoke(cli, ["run", "--resume", "--set", "epochs=2"])
+    assert result.exit_code == 2 and "--resume continues the training" in result.output

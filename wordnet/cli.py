@@ -103,9 +103,11 @@ def pipeline_options(f):
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
               help="Override a recipe value (repeatable), e.g. --set learning_rate=0.05.")
 @click.option("--from-run", metavar="RUN_ID", help="Take the model of this MLflow run.")
+@click.option("--resume", is_flag=True,
+              help="Continue the training that Ctrl-C or SIGTERM stopped in --out.")
 @pipeline_options
-def run(stages, sets, from_run, recipe, data_dir, out, tracking_uri, experiment, run_name,
-        no_tracking):
+def run(stages, sets, from_run, resume, recipe, data_dir, out, tracking_uri, experiment,
+        run_name, no_tracking):
     """Run pipeline stages: load, train, validate, test, reproduce.
 
     \b
@@ -116,6 +118,8 @@ def run(stages, sets, from_run, recipe, data_dir, out, tracking_uri, experiment,
     reproduce  compare with the C reference; exit status 1 when a check fails
 
     A stage run alone takes the model from --out, --from-run or the latest run.
+    Ctrl-C or SIGTERM during training saves the model and the state it needs to
+    go on; --resume --out DIR continues it (bit for bit, with the exact backend).
     --set keys: the recipe's hyperparameters (batch_size, embedding_size,
     hidden_size, epochs, early_stop, learning_rate, momentum, validation_period,
     backend, init, seed) and reference_checkpoint=PATH (compared byte for byte).
@@ -131,6 +135,9 @@ def run(stages, sets, from_run, recipe, data_dir, out, tracking_uri, experiment,
         raise click.UsageError("--from-run needs MLflow: drop --no-tracking")
     if from_run and "train" in chosen:
         raise click.UsageError("--from-run gives a trained model: drop --stage train")
+    if resume and ("train" not in chosen or not out or sets):
+        raise click.UsageError("--resume continues the training stopped in --out DIR, with "
+                               "its recipe: give --out, keep --stage train, drop --set")
     run_name = run_name or f"{base.name}-{datetime.now():%Y%m%d-%H%M%S}"
     needs_model = "train" not in chosen and chosen != ("load",)     # a model from before
     out = pipeline.output_folder(out, run_name, needs_model, from_run)
@@ -140,7 +147,7 @@ def run(stages, sets, from_run, recipe, data_dir, out, tracking_uri, experiment,
         _connect(tracking_uri, experiment)
     click.echo(f"run {run_name}")
     pipeline.run(base, overrides, chosen, out, data, track=not no_tracking, run_name=run_name,
-                 from_run=from_run, echo=click.echo, progress=Progress)
+                 from_run=from_run, echo=click.echo, progress=Progress, resume=resume)
     click.echo(f"done: {out}/")
 
 

@@ -18,9 +18,11 @@ import importlib.resources
 import itertools
 import json
 import math
+import signal
 import tempfile
+import threading
 import tomllib
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -33,7 +35,7 @@ from .fetch import fetch, has_data
 from .model import Config, ConfigError, Model
 from .predict import CHECKPOINT, MANIFEST, RUNS_DIR, VOCAB, latest_run
 from .tracking import NoRun
-from .train import Diverged, Trainer, evaluate
+from .train import Diverged, Position, Trainer, evaluate
 
 STAGES = ("load", "train", "validate", "test", "reproduce")
 CONFIG_KEYS = tuple(f.name for f in dataclasses.fields(Config))
@@ -141,12 +143,13 @@ class PipelineRun:
     """The stages of one run, sharing the data, the model and the output folder."""
 
     def __init__(self, recipe: Recipe, data_dir: Path, out: Path, tracked=None,
-                 echo=print, progress=None, dataset=None):
+                 echo=print, progress=None, dataset=None, resume: bool = False):
         self.recipe, self.config = recipe, recipe.config
         self.data_dir, self.out = Path(data_dir), Path(out)
         self.tracked = tracked or NoRun()           # the MLflow run, if any
         self.echo, self.progress = echo, progress
         self._dataset, self._model = dataset, None
+        self.resume = resume                        # continue an interrupted training
         self._evaluated = {}                        # split -> Metrics of this run's model
         self.step = 0                               # the last training iteration, for metrics
         self.metrics = self._read_json("metrics.json") or {}
@@ -190,7 +193,7 @@ class PipelineRun:
 
     def train(self):
         cfg, data = self.config, self.dataset
-        model = Model.initialize(cfg, len(data.vocab))
+        model, trainer, before = self._trainer()
         bar = self.progress(iterations(cfg, len(data.train))) if self.progress else None
 
         def on_iteration(it):
@@ -202,12 +205,27 @@ class PipelineRun:
             self.tracked.log_metric("valid_ce", valid_ce, step)
 
         try:
-            history = Trainer(model, cfg).run(data.train, data.valid, on_iteration, on_validation)
+            with stop_on_signals(trainer.request_stop):
+                history = trainer.run(data.train, data.valid, on_iteration, on_validation)
         except Diverged as e:                       # a failed run, as a failed check is
             raise PipelineError(str(e)) from e
         finally:
             if bar:
                 bar.close()
+        history.train_ce[:0], history.valid_ce[:0] = before["train_ce"], before["valid_ce"]
+        state = checkpoint.state_path(self.out / CHECKPOINT)
+        if history.stopped:
+            self._save_model(model)
+            checkpoint.save_state(self.out / CHECKPOINT, trainer.velocity,
+                                  dataclasses.asdict(trainer.position))
+            self._write_json("history.json", {"train_ce": history.train_ce,
+                                              "valid_ce": history.valid_ce})
+            self.tracked.set_tags({"wordnet.stopped_at_iteration": trainer.position.step})
+            self.echo(f"stopped at iteration {trainer.position.step}: the model and what "
+                      f"resuming needs are in {self.out}/; `wordnet-pipeline run --resume "
+                      f"--out {self.out}` continues")
+            raise KeyboardInterrupt
+        state.unlink(missing_ok=True)
         self._model, self.step = model, len(history.train_ce)
         self.metrics, self._evaluated = {}, {}      # those of an earlier model are stale
         self._save_model(model)
@@ -264,6 +282,20 @@ class PipelineRun:
 
     # -- helpers --------------------------------------------------------------------------
 
+    def _trainer(self):
+        """(model, trainer, history so far): fresh, or where an interrupted run stopped."""
+        if not self.resume:
+            model = Model.initialize(self.config, len(self.dataset.vocab))
+            return model, Trainer(model, self.config), {"train_ce": [], "valid_ce": []}
+        path = self.out / CHECKPOINT
+        velocity, position = checkpoint.load_state(path)
+        _, params = checkpoint.load(path, len(self.dataset.vocab))
+        model = Model(params, self.config.backend)
+        before = self._read_json("history.json") or {"train_ce": [], "valid_ce": []}
+        trainer = Trainer(model, self.config, velocity, Position(**position))
+        self.echo(f"resuming at iteration {trainer.position.step + 1} from {path}")
+        return model, trainer, before
+
     @property
     def dataset(self):
         if self._dataset is None:
@@ -318,7 +350,8 @@ class PipelineRun:
 
 def run(recipe: Recipe, overrides: dict[str, str], stages, out: Path, data_dir: Path,
         track: bool = False, run_name: str | None = None, from_run: str | None = None,
-        echo=print, progress=None, dataset=None, nested: bool = False) -> dict:
+        echo=print, progress=None, dataset=None, nested: bool = False,
+        resume: bool = False) -> dict:
     """Run ``stages`` as one (MLflow) run; record how it ended in ``out/run.json``."""
     check_writable(out)
     status, run_id = "FAILED", None
@@ -328,11 +361,11 @@ def run(recipe: Recipe, overrides: dict[str, str], stages, out: Path, data_dir: 
             run_id = tracked.run_id
             if from_run:
                 download_run(from_run, out)
-            if "train" not in stages:
+            if "train" not in stages or resume:
                 recipe = saved_recipe(out) or recipe     # the model's, not the command line's
             recipe = with_overrides(recipe, overrides)
             metrics = PipelineRun(recipe, data_dir, out, tracked, echo, progress,
-                                  dataset).execute(stages)
+                                  dataset, resume).execute(stages)
         status = "FINISHED"
         return metrics
     except KeyboardInterrupt:
@@ -422,6 +455,28 @@ def saved_recipe(folder: Path) -> Recipe | None:
         return None
     except (OSError, ValueError, TypeError, KeyError) as e:
         raise PipelineError(f"{folder / RECIPE}: unreadable ({e})") from None
+
+
+@contextmanager
+def stop_on_signals(stop):
+    """SIGINT and SIGTERM call ``stop()``, so that training ends between minibatches
+    and its state can be saved; a second signal acts as it would have."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+
+    def handler(signum, frame):
+        signal.signal(signum, previous[signum])
+        stop()
+
+    for s in previous:
+        signal.signal(s, handler)
+    try:
+        yield
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
 
 
 def write_manifest(folder: Path, **fields) -> None:
