@@ -23,7 +23,7 @@ from libc.math cimport isfinite
 from wordnet._activations cimport bias_sigmoid_block, bias_softmax_block, cross_entropy_batch
 from wordnet._gradients cimport (embed_block, embed_grad_rows, sigmoid_grad_block,
                                  softmax_grad_block, sum_columns_rows)
-from wordnet._products cimport gemm_blas, gemm_exact
+from wordnet._products cimport gemm_blas, gemm_exact, load_blas
 from wordnet._updates cimport momentum_update_range
 
 cdef extern from *:
@@ -90,6 +90,8 @@ def train_minibatches(model, velocity, grads, buffers, double[:, ::1] part,
     cdef const int* tb
     if last == first:
         return 0, ce, False
+    if not exact:
+        load_blas()
     with nogil, parallel(num_threads=T):
         tid = threadid()
         c0 = tid * N // T

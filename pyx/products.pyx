@@ -12,9 +12,27 @@ Two ways to compute the same product:
 Both overwrite C.  Rows of C can be split between threads without changing a
 single bit of the exact result, since each entry's sum stays where it is.
 """
+from cpython.pycapsule cimport PyCapsule_GetName, PyCapsule_GetPointer
 from cython.parallel cimport prange
 from libc.stdlib cimport calloc, free
-from scipy.linalg.cython_blas cimport dgemm
+
+ctypedef void (*dgemm_t)(char* transa, char* transb, int* m, int* n, int* k, double* alpha,
+                         double* a, int* lda, double* b, int* ldb, double* beta, double* c,
+                         int* ldc) noexcept nogil
+
+# scipy's BLAS dgemm, fetched on first use: importing scipy.linalg takes a third
+# of a second, which a cold `predict` (exact products only) need not pay.
+cdef dgemm_t dgemm = NULL
+
+
+cdef int load_blas() except -1:
+    """Make gemm_blas usable: fetch dgemm from scipy.linalg.cython_blas."""
+    global dgemm
+    if dgemm == NULL:
+        from scipy.linalg import cython_blas
+        capsule = cython_blas.__pyx_capi__["dgemm"]
+        dgemm = <dgemm_t> PyCapsule_GetPointer(capsule, PyCapsule_GetName(capsule))
+    return 0
 
 # Register block of the exact kernel: MR rows x NR columns of C.
 cdef enum:
@@ -114,7 +132,7 @@ cdef inline void _dgemm_rows(bint trans_a, bint trans_b, int M, int N, int K,
 cdef void gemm_blas(bint trans_a, bint trans_b, int M, int N, int K,
                     const double* A, int lda, const double* B, int ldb,
                     double* C, int ldc, int threads) noexcept nogil:
-    """C = op(A) · op(B) through BLAS, rows of C split among ``threads``.
+    """C = op(A) · op(B) through BLAS, rows of C split among ``threads`` (after load_blas()).
 
     BLAS is column-major: a row-major matrix is its column-major transpose,
     so C = op(A)·op(B) is computed as Cᵀ = op(B)ᵀ · op(A)ᵀ.  Each thread's
@@ -150,6 +168,8 @@ def gemm(const double[:, ::1] A, const double[:, ::1] B, double[:, ::1] C,
     if K == 0:
         C[:, :] = 0.0
         return
+    if not exact:
+        load_blas()
     with nogil:
         if exact:
             status = gemm_exact(trans_a, trans_b, M, N, K, &A[0, 0], A.shape[1],

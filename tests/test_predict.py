@@ -1,4 +1,4 @@
-"""wordnet.predict: the numpy forward pass, input normalisation, generation and distances."""
+"""wordnet.predict: next words, input normalisation, generation and distances."""
 import numpy as np
 import pytest
 
@@ -13,10 +13,19 @@ def predictor(data_dir) -> Predictor:
     return Predictor.load(data_dir / "model9-3000.bin", data_dir / "vocab.txt")
 
 
-def test_the_numpy_forward_pass_is_the_engines(predictor, dataset, data_dir):
-    contexts = dataset.test[:2000, :-1]
-    engine = Model(load(data_dir / "model9-3000.bin")[1], "exact").predict_proba(contexts)
-    np.testing.assert_allclose(predictor.probabilities(contexts), engine, rtol=0, atol=1e-13)
+def test_predict_gives_the_published_top_five(predictor):
+    got = [(p.word, f"{p.probability:.6f}") for p in predictor.predict("Have  a GOOD", k=5)]
+    assert got == [("time", "0.332076"), ("day", "0.102091"), ("game", "0.059815"),
+                   ("team", "0.057552"), ("year", "0.041762")]
+
+
+def test_a_batch_of_contexts_is_predicted_at_once(predictor, dataset, data_dir):
+    contexts = dataset.test[:10_000, :-1]
+    p = predictor.probabilities(contexts)
+    assert p.shape == (10_000, 250)
+    np.testing.assert_allclose(p.sum(axis=1), 1.0, rtol=1e-12)
+    engine = Model(load(data_dir / "model9-3000.bin")[1], "fast").predict_proba(contexts)
+    np.testing.assert_allclose(p, engine, rtol=0, atol=1e-13)
 
 
 @pytest.mark.parametrize("text, words", [

@@ -5,3 +5,4 @@ cdef int gemm_exact(bint trans_a, bint trans_b, int M, int N, int K,
 cdef void gemm_blas(bint trans_a, bint trans_b, int M, int N, int K,
                     const double* A, int lda, const double* B, int ldb,
                     double* C, int ldc, int threads) noexcept nogil
+cdef int load_blas() except -1

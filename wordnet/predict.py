@@ -1,9 +1,8 @@
 """Using a trained model: next-word probabilities, generation, embedding distances.
 
-The forward pass here is plain numpy, not :class:`wordnet.model.Model`: the
-compiled kernels pull in scipy's BLAS bindings (a third of a second to
-import), and a cold ``wordnet-pipeline predict`` must answer within half a
-second.  It matches ``Model.predict_proba`` to rounding (about 1e-15).
+The forward pass is the engine's, with the exact backend: its products need
+no BLAS, so a cold ``wordnet-pipeline predict`` neither imports scipy nor
+MLflow and answers within half a second, with the C program's digits.
 """
 from __future__ import annotations
 
@@ -16,6 +15,7 @@ import numpy as np
 
 from . import checkpoint
 from .data import Vocabulary
+from .model import Model
 
 MAX_CHARS = 1000                      # longest text accepted as input
 RUNS_DIR = Path("artifacts")          # where `run` puts a folder per run
@@ -56,12 +56,13 @@ class Predictor:
 
     def __init__(self, params: dict[str, np.ndarray], vocab: Vocabulary,
                  header: checkpoint.Header | None = None):
-        self.W1, self.W2, self.b2 = params["W1"], params["W2"], params["b2"]
-        self.W3, self.b3 = params["W3"], params["b3"]
+        self.model = Model(params, "exact")
+        self.W1 = self.model.W1                   # column v: the embedding of word v
         self.vocab, self.header = vocab, header
-        self.context_size = self.W2.shape[1] // self.W1.shape[0]
-        if len(vocab) != self.W1.shape[1]:
-            raise ValueError(f"the vocabulary has {len(vocab)} words, the model {self.W1.shape[1]}")
+        self.context_size = self.model.context_size
+        if len(vocab) != self.model.vocab_size:
+            raise ValueError(f"the vocabulary has {len(vocab)} words, "
+                             f"the model {self.model.vocab_size}")
 
     @classmethod
     def load(cls, model_path: Path, vocab_path: Path) -> "Predictor":
@@ -79,12 +80,7 @@ class Predictor:
 
     def probabilities(self, contexts: np.ndarray) -> np.ndarray:
         """P(next word | context), (n, V), for (n, D) 0-based contexts."""
-        x = np.atleast_2d(contexts)
-        y1 = self.W1[:, x].transpose(1, 2, 0).reshape(len(x), -1)   # [W1 x1; W1 x2; W1 x3]
-        y2 = 1.0 / (1.0 + np.exp(-(y1 @ self.W2.T + self.b2)))
-        z3 = y2 @ self.W3.T + self.b3
-        e = np.exp(z3 - z3.max(axis=1, keepdims=True))
-        return e / e.sum(axis=1, keepdims=True)
+        return self.model.predict_proba(contexts)
 
     def top(self, p: np.ndarray, k: int) -> list[Prediction]:
         order = np.argsort(-p, kind="stable")[:k]            # ties: the lower index first
