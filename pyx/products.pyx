@@ -179,3 +179,8 @@ def gemm(const double[:, ::1] A, const double[:, ::1] B, double[:, ::1] C,
                       &B[0, 0], B.shape[1], &C[0, 0], C.shape[1], threads)
     if status:
         raise MemoryError("gemm: out of memory")
+
+
+def prepare_blas():
+    """Load BLAS now, e.g. so that threadpoolctl sees it before limiting its threads."""
+    load_blas()

@@ -27,7 +27,7 @@ from threadpoolctl import threadpool_limits
 from . import init as init_schemes
 from ._activations import bias_sigmoid, bias_softmax, cross_entropy
 from ._gradients import embed, embed_grad, sigmoid_grad, softmax_grad, sum_columns
-from ._products import gemm
+from ._products import gemm, prepare_blas
 from ._updates import momentum_update
 
 BACKENDS = ("exact", "fast")
@@ -126,6 +126,7 @@ class Model:
     def single_threaded_blas(self):
         """A context in which BLAS does not start threads of its own inside ours."""
         if self.threads > 1 and not self._exact:
+            prepare_blas()                     # threadpoolctl only sees loaded libraries
             return threadpool_limits(1, user_api="blas")
         return nullcontext()
 
