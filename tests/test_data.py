@@ -22,6 +22,7 @@ def test_raw_sentences_give_the_same_split(data_dir, dataset, tmp_path):
     rebuilt = data.load_dataset(tmp_path)
     for name in data.SPLITS:
         assert np.array_equal(rebuilt.split(name), dataset.split(name)), name
+    assert rebuilt.unknown_words == 0
 
 
 def test_words_outside_the_vocabulary_cut_the_sentence(tmp_path):

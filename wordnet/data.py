@@ -86,6 +86,7 @@ class Dataset:
     test: np.ndarray
     files: dict[str, str]    # file name -> SHA-256 of the files read
     source: Path
+    unknown_words: int = 0   # words of raw_sentences.txt outside the vocabulary (skipped)
 
     def split(self, name: str) -> np.ndarray:
         return {"train": self.train, "valid": self.valid, "test": self.test}[name]
@@ -106,16 +107,18 @@ def load_dataset(data_dir) -> Dataset:
         raise DataError(f"{data_dir}: no such data folder")
     vocab = Vocabulary.read(_need(data_dir / "vocab.txt"))
     csvs = [data_dir / f"{name}_data.csv" for name in SPLITS]
+    unknown = 0
     if all(p.exists() for p in csvs):
         splits = [read_csv(p, len(vocab)) for p in csvs]
         used = [data_dir / "vocab.txt", *csvs]
     else:
         raw = _need(data_dir / "raw_sentences.txt",
                     hint="it needs the three *_data.csv files or raw_sentences.txt")
-        sentences, _ = read_sentences(raw, vocab)
+        sentences, unknown = read_sentences(raw, vocab)
         splits = split_ngrams(sentences)
         used = [data_dir / "vocab.txt", raw]
-    return Dataset(vocab, *splits, files={p.name: sha256(p) for p in used}, source=data_dir)
+    return Dataset(vocab, *splits, files={p.name: sha256(p) for p in used}, source=data_dir,
+                   unknown_words=unknown)
 
 
 def read_csv(path: Path, vocab_size: int) -> np.ndarray:
