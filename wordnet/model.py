@@ -34,6 +34,7 @@ BACKENDS = ("exact", "fast")
 INT_MAX = 2**31 - 1
 PARAMS = ("W1", "W2", "b2", "W3", "b3")       # checkpoint order
 UPDATE_ORDER = ("W3", "b3", "W2", "b2", "W1")  # the C reference's update order
+MAX_THREADS = 4
 
 
 class ConfigError(ValueError):
@@ -108,8 +109,9 @@ class Model:
         self.backend = backend
         self._exact = backend == "exact"
         # Every kernel splits its work among this many OpenMP threads; BLAS
-        # then runs single-threaded inside each (see single_threaded_blas).
-        self.threads = threads or len(os.sched_getaffinity(0))
+        # then runs single-threaded inside each (see single_threaded_blas).  A
+        # minibatch of 100 leaves too little work for more than a few threads.
+        self.threads = threads or min(len(os.sched_getaffinity(0)), MAX_THREADS)
 
     @classmethod
     def initialize(cls, config: Config, vocab_size: int, context_size: int = 3) -> "Model":
