@@ -188,6 +188,39 @@ def test_an_unwritable_output_folder_fails_at_the_start(tmp_path):
     assert "cannot write the run's files there" in error
 
 
+@pytest.mark.parametrize("out", ["/sys/kernel", "/sys/wordnet-out"],
+                         ids=["a folder that takes no files", "a folder that cannot be made"])
+def test_a_read_only_output_folder_fails_before_anything_starts(out, data_dir, tmp_path,
+                                                                monkeypatch):
+    """Root writes through chmod, so sysfs (read-only in containers, refusing new
+    files as root elsewhere) stands for a read-only --out.  Tracking is on, yet no
+    MLflow store is even opened."""
+    monkeypatch.chdir(tmp_path)
+    start = time.monotonic()
+    error = one_line_error(invoke("run", "--stage", "train", *TINY, "--data-dir", data_dir,
+                                  "--out", out), 1)
+    assert error.startswith(f"Error: {out}: cannot write the run's files there (")
+    assert error.endswith("); choose another --out")
+    assert time.monotonic() - start < 5
+    assert list(tmp_path.iterdir()) == []                   # no mlflow.db, no artifacts/
+
+
+def test_a_full_disk_fails_before_training(data_dir, tmp_path, monkeypatch):
+    """Less free space than the checkpoint, resume state and history need: a one-line
+    error before the first update, no model written, the run recorded as FAILED."""
+    from collections import namedtuple
+
+    from wordnet import pipeline
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(pipeline.shutil, "disk_usage", lambda path: usage(10**9, 10**9, 10**5))
+    error = one_line_error(invoke("run", "--stage", "train", *TINY, "--data-dir", data_dir,
+                                  "--out", tmp_path, "--no-tracking"), 1)
+    assert f"{tmp_path}: only 0.1 MB free, and the run needs about " in error
+    assert "choose another --out" in error
+    assert json.loads((tmp_path / "run.json").read_text())["status"] == "FAILED"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run.json"]
+
+
 def test_missing_data_offline_fails_with_a_hint(tmp_path, monkeypatch):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

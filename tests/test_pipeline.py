@@ -215,6 +215,20 @@ def test_an_unwritable_output_folder_is_caught_first(tmp_path):
         pipeline.check_writable(tmp_path / "file" / "out")
 
 
+def test_the_space_a_run_needs():
+    reference = Config()
+    model = checkpoint.Header.for_run(reference, 250, (0, 0, 0)).file_size()
+    needed = pipeline.space_needed(reference, 250, 32_801)
+    assert 4 * model + 32_801 * 25 < needed < 20 * 2**20        # about 9 MB
+    bigger = dataclasses.replace(reference, hidden_size=2000)
+    more_params = (2000 - 200) * (3 * 50 + 1 + 250)             # W2, b2, W3
+    assert pipeline.space_needed(bigger, 250, 32_801) - needed == 4 * 8 * more_params
+    pipeline.check_space(Path("."), 1)
+    with pytest.raises(pipeline.PipelineError, match=r"only .* MB free, and the run needs about "
+                                                     r"1,000,000,000,000,000.0 MB"):
+        pipeline.check_space(Path("."), 10**21)
+
+
 def test_the_output_folder(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert pipeline.output_folder("x", "run", True, None) == Path("x")

@@ -115,6 +115,19 @@ def test_an_unreachable_server_fails_in_seconds():
     assert time.monotonic() - start < 10
 
 
+def test_a_server_that_never_answers_fails_in_seconds(monkeypatch):
+    """A port that accepts connections (the kernel's backlog) and never answers."""
+    monkeypatch.setattr(tracking, "PROBE_TIMEOUT", 1.0)
+    with socket.socket() as listening:
+        listening.bind(("127.0.0.1", 0))
+        listening.listen(8)
+        start = time.monotonic()
+        with pytest.raises(TrackingError, match="cannot reach the tracking server .*timed out"
+                                                ".*--no-tracking"):
+            tracking.connect(f"http://127.0.0.1:{listening.getsockname()[1]}", "x")
+        assert time.monotonic() - start < 5
+
+
 def test_an_unusable_store_fails_with_a_hint(tmp_path):
     import mlflow
     (tmp_path / "file").write_text("")
@@ -123,6 +136,26 @@ def test_an_unusable_store_fails_with_a_hint(tmp_path):
             tracking.connect(f"sqlite:///{tmp_path / 'file' / 'mlflow.db'}", "x")
     finally:
         mlflow.set_tracking_uri(None)
+
+
+def test_an_experiment_another_process_just_made_is_the_one_used(tracking_uri, monkeypatch):
+    """Two processes find no experiment and both create it: MLflow returns the winner's
+    to the loser without making it active, so its runs went to "Default"."""
+    from mlflow import MlflowClient
+    from mlflow.tracking._tracking_service.client import TrackingServiceClient
+    made = MlflowClient().create_experiment("raced")            # by "the other process"
+    real, calls = TrackingServiceClient.get_experiment_by_name, []
+
+    def not_yet(self, name):                                    # looked before it was made
+        calls.append(name)
+        return None if len(calls) == 1 else real(self, name)
+
+    monkeypatch.setattr(TrackingServiceClient, "get_experiment_by_name", not_yet)
+    tracking.connect(None, "raced")
+    assert calls == ["raced", "raced"]                          # the race did happen
+    with tracking.start_run("r") as run:
+        pass
+    assert MlflowClient().get_run(run.run_id).info.experiment_id == made
 
 
 @pytest.mark.parametrize("error, status", [(None, "FINISHED"), (RuntimeError, "FAILED"),
@@ -219,6 +252,61 @@ def test_the_quick_pipeline_against_a_real_mlflow_server(mlflow_server, data_dir
         assert answer.context == ["have", "a", "good"] and len(answer.predictions) == 3
     finally:
         mlflow.set_tracking_uri(None)
+
+
+def test_two_pipelines_at_once_on_one_new_sqlite_store(data_dir, tmp_path):
+    """Both finish, and both runs are whole: in the experiment asked for, every parameter,
+    the full train_ce history, the metrics.  The store is new, so both also race to
+    create MLflow's tables; that leaves no stray table behind."""
+    import sqlite3
+
+    from mlflow import MlflowClient
+    store = tmp_path / "shared.db"
+    uri = f"sqlite:///{store}"
+    command = [str(BIN / "wordnet-pipeline"), "run", "--pipeline", "quick", "--stage", "train",
+               "--stage", "test", "--set", "early_stop=100", "--set", "backend=fast",
+               "--data-dir", str(data_dir), "--tracking-uri", uri, "--experiment", "together"]
+    processes = {name: subprocess.Popen([*command, "--out", str(tmp_path / name),
+                                         "--run-name", name],
+                                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                        text=True, cwd=tmp_path)
+                 for name in ("a", "b")}
+    try:
+        outputs = {name: p.communicate(timeout=300)[0] for name, p in processes.items()}
+    finally:
+        for p in processes.values():
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    for name, p in processes.items():
+        assert p.returncode == 0, outputs[name]
+
+    client = MlflowClient(uri)
+    [experiment] = [e for e in client.search_experiments() if e.name == "together"]
+    runs = {r.info.run_name: r for r in client.search_runs([experiment.experiment_id])}
+    assert sorted(runs) == ["a", "b"]
+    for name, run in runs.items():
+        out = tmp_path / name
+        assert json.loads((out / "run.json").read_text())["mlflow_run_id"] == run.info.run_id
+        assert run.info.status == "FINISHED"
+        params = run.data.params
+        assert {"batch_size", "embedding_size", "hidden_size", "epochs", "early_stop",
+                "learning_rate", "momentum", "validation_period", "backend", "init", "seed",
+                "recipe", "wordnet_version", "data.sha256.train_data.csv"} <= set(params)
+        assert (params["early_stop"], params["backend"]) == ("100", "fast")
+        history = json.loads((out / "history.json").read_text())["train_ce"]
+        logged = client.get_metric_history(run.info.run_id, "train_ce")
+        assert sorted((m.step, m.value) for m in logged) == list(enumerate(history, 1))
+        assert len(history) == 101
+        metrics = json.loads((out / "metrics.json").read_text())
+        assert set(metrics) <= set(run.data.metrics)
+        for key in ("test_ce", "test_top1", "test_top5", "updates_per_second"):
+            assert run.data.metrics[key] == pytest.approx(metrics[key])
+        assert "model.bin" in {a.path for a in client.list_artifacts(run.info.run_id)}
+    with sqlite3.connect(store) as db:
+        assert db.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+        assert db.execute("SELECT name FROM sqlite_master WHERE name LIKE '%alembic_tmp%'"
+                          ).fetchall() == []
 
 
 def test_a_sweep_nests_one_run_per_combination(tracking_uri, data_dir, tmp_path):

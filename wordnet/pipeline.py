@@ -18,6 +18,7 @@ import importlib.resources
 import itertools
 import json
 import math
+import shutil
 import signal
 import tempfile
 import threading
@@ -44,6 +45,7 @@ KEYS = CONFIG_KEYS + EXTRA_KEYS
 EVALUATION_KEYS = ("backend",) + EXTRA_KEYS  # the keys that mean something without training
 REFERENCE_MODEL = "model9-3000.bin"
 RECIPE = "recipe.json"                       # the recipe a model was trained with
+SPACE_MARGIN = 4 * 2**20                     # bytes for the plots, reports and JSON files
 
 
 class PipelineError(Exception):
@@ -193,8 +195,10 @@ class PipelineRun:
 
     def train(self):
         cfg, data = self.config, self.dataset
+        total = iterations(cfg, len(data.train))
+        check_space(self.out, space_needed(cfg, len(data.vocab), total))
         model, trainer, before = self._trainer()
-        bar = self.progress(iterations(cfg, len(data.train))) if self.progress else None
+        bar = self.progress(total) if self.progress else None
 
         def on_iteration(it):
             self.tracked.log_metric("train_ce", it.train_ce, it.step)
@@ -443,6 +447,28 @@ def check_writable(folder: Path) -> None:
     except OSError as e:
         raise PipelineError(f"{folder}: cannot write the run's files there "
                             f"({e.strerror or e}); choose another --out") from None
+
+
+def space_needed(config: Config, vocab_size: int, iterations: int) -> int:
+    """Bytes a training run may hold in its folder at once: the checkpoint and the
+    resume state, each beside the temporary copy atomic_write replaces it with; the
+    history (about 25 bytes a CE in JSON), likewise; and SPACE_MARGIN."""
+    model = checkpoint.Header.for_run(config, vocab_size, (0, 0, 0)).file_size()
+    return 2 * 2 * model + 2 * 32 * iterations + SPACE_MARGIN
+
+
+def check_space(folder: Path, needed: int) -> None:
+    """Fail before training, not when saving its result, when ``folder``'s file system
+    has less than ``needed`` bytes free."""
+    free = shutil.disk_usage(folder).free
+    if free < needed:
+        raise PipelineError(f"{folder}: only {_megabytes(free)} free, and the run needs about "
+                            f"{_megabytes(needed)} (checkpoint, resume state, history); free "
+                            "some space or choose another --out")
+
+
+def _megabytes(size: int) -> str:
+    return f"{size / 1e6:,.1f} MB"
 
 
 def saved_recipe(folder: Path) -> Recipe | None:

@@ -9,6 +9,7 @@ MLflow is imported by the functions that need it, never at import time.
 """
 from __future__ import annotations
 
+import os
 import queue
 import subprocess
 import threading
@@ -24,6 +25,7 @@ import numpy as np
 MAX_BATCH = 1000            # metrics per log_batch call: MLflow's limit per request
 FLUSH_INTERVAL = 1.0        # seconds a point may wait in the queue
 PROBE_TIMEOUT = 5.0         # seconds to wait for a tracking server to answer
+STORE_LOCK_TIMEOUT = 60.0   # seconds to wait for another process to set up a SQLite store
 SERVING_CODE = Path(__file__).with_name("serving.py")
 
 
@@ -173,18 +175,63 @@ class Run(NoRun):
 
 def connect(tracking_uri: str | None, experiment: str) -> None:
     """Point MLflow at ``tracking_uri`` (else its default) and ``experiment``; fail
-    within seconds when the tracking server cannot be reached."""
+    within seconds when the tracking server cannot be reached.
+
+    Pipelines started together on one SQLite store would race twice here.  On a
+    new file both would create MLflow's tables: one fails, and the file keeps a
+    stray ``_alembic_tmp_*`` table; so connecting to a SQLite store is done by one
+    process at a time (:func:`_sqlite_lock`).  And both would create the
+    experiment: MLflow then returns the other's without making it active, and
+    the run lands in "Default"; setting it again by id makes it active.
+    """
     if tracking_uri and tracking_uri.startswith(("http://", "https://")):
         _probe(tracking_uri)
     import mlflow
     if tracking_uri:
         mlflow.set_tracking_uri(tracking_uri)
+    uri = mlflow.get_tracking_uri()
     try:
-        mlflow.set_experiment(experiment)
+        with _sqlite_lock(uri):
+            found = mlflow.set_experiment(experiment)
+            mlflow.set_experiment(experiment_id=found.experiment_id)
     except Exception as e:                    # MLflow, SQLAlchemy and OS errors alike
-        uri = mlflow.get_tracking_uri()
         raise TrackingError(f"cannot use the tracking store {uri} "
                             f"({_first_line(e)}); pass --no-tracking to run without it") from None
+
+
+@contextmanager
+def _sqlite_lock(uri: str):
+    """While connecting to the SQLite store ``uri``, an exclusive lock (flock) on its
+    folder: processes on this machine then create its tables and experiments one at
+    a time.  Not on the database file: closing a descriptor of it would drop SQLite's
+    own locks.  No flock (Windows), no folder, or STORE_LOCK_TIMEOUT over: no lock."""
+    try:
+        import fcntl
+    except ImportError:
+        fcntl = None
+    folder = None
+    if fcntl and uri.startswith("sqlite:///"):
+        database = Path(uri.removeprefix("sqlite:///").partition("?")[0])
+        try:
+            folder = os.open(database.parent, os.O_RDONLY)
+        except OSError:
+            pass                              # MLflow makes it, or says what is wrong
+    if folder is None:
+        yield
+        return
+    try:
+        deadline = time.monotonic() + STORE_LOCK_TIMEOUT
+        while True:
+            try:
+                fcntl.flock(folder, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    break                     # a stuck process: go on unserialised
+                time.sleep(0.05)
+        yield
+    finally:
+        os.close(folder)                      # and with it the lock
 
 
 @contextmanager
