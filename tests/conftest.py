@@ -4,9 +4,18 @@ WORDNET_DATA_DIR and WORDNET_REFERENCE_DIR point at them (.ci/run sets both).
 Without them a test that needs them is skipped, except under CI, where it fails.
 """
 import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+
+BIN = Path(sys.executable).parent
 
 
 def _folder(var: str) -> Path:
@@ -55,3 +64,54 @@ def empty_store(tmp_path_factory) -> Path:
             mp.chdir(path.parent)
             MlflowClient(f"sqlite:///{path}").search_experiments()
     return path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def background_server(command, ready_url: str, log: Path, timeout: float = 90, env=None, cwd=None):
+    """Run ``command`` in a process group of its own until ``ready_url`` answers; yield
+    the process, then end it and its workers.  The venv's bin comes first on PATH:
+    `mlflow models serve --env-manager local` starts uvicorn from there."""
+    env = {**os.environ, **(env or {}), "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+    with open(log, "wb") as out:
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env,
+                                   cwd=cwd, start_new_session=True)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            if process.poll() is not None:
+                pytest.fail(f"the server exited with {process.returncode}:\n"
+                            f"{log.read_text()[-3000:]}")
+            try:
+                with urllib.request.urlopen(ready_url, timeout=2):
+                    break
+            except OSError:
+                if time.monotonic() > deadline:
+                    pytest.fail(f"no answer from {ready_url} within {timeout} s:\n"
+                                f"{log.read_text()[-3000:]}")
+                time.sleep(0.3)
+        yield process
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGTERM)
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+
+
+class Servers:
+    """Servers on loopback for the tests: a free port, and start() that always stops."""
+    free_port = staticmethod(free_port)
+    start = staticmethod(background_server)
+
+
+@pytest.fixture(scope="session")
+def servers():
+    return Servers

@@ -281,24 +281,33 @@ def test_the_console_script_reports_errors_in_one_line():
     assert done.stderr == "Error: /no/such.bin: no such model file\n"
 
 
-def test_ctrl_c_stops_a_run_with_status_130(data_dir, tmp_path):
-    """SIGINT during training: exit status 130 and the run recorded as KILLED."""
-    process = subprocess.Popen(
-        [SCRIPT, "run", "--stage", "train", "--set", "backend=exact", "--data-dir", str(data_dir),
-         "--out", str(tmp_path), "--no-tracking"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+def interrupted(args, signum, after: float):
+    """(exit status, stdout, stderr) of the console script sent ``signum`` ``after``
+    seconds into training."""
+    process = subprocess.Popen([SCRIPT, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True)
     try:
+        seen = []
         for line in process.stdout:                          # wait until training starts
+            seen.append(line)
             if line.startswith("data:"):
                 break
-        time.sleep(1.0)
-        process.send_signal(signal.SIGINT)
-        _, stderr = process.communicate(timeout=60)
+        time.sleep(after)
+        process.send_signal(signum)
+        out, err = process.communicate(timeout=120)
     finally:
         if process.poll() is None:
             process.kill()
             process.wait()
-    assert process.returncode == 130, stderr
+    return process.returncode, "".join(seen) + out, err
+
+
+def test_ctrl_c_stops_a_run_with_status_130(data_dir, tmp_path):
+    """SIGINT during training: exit status 130 and the run recorded as KILLED."""
+    status, _, stderr = interrupted(["run", "--stage", "train", "--set", "backend=exact",
+                                     "--data-dir", data_dir, "--out", tmp_path, "--no-tracking"],
+                                    signal.SIGINT, after=1.0)
+    assert status == 130, stderr
     assert "Interrupted." in stderr and "Traceback" not in stderr
     assert json.loads((tmp_path / "run.json").read_text())["status"] == "KILLED"
 
@@ -311,20 +320,9 @@ def test_sigterm_then_resume_gives_the_uninterrupted_model(data_dir, tmp_path):
     subprocess.run([SCRIPT, "run", "--stage", "train", "--out", str(whole), *recipe],
                    check=True, capture_output=True, timeout=300)
 
-    process = subprocess.Popen([SCRIPT, "run", "--stage", "train", "--out", str(parts), *recipe],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        for line in process.stdout:                          # wait until training starts
-            if line.startswith("data:"):
-                break
-        time.sleep(1.5)
-        process.send_signal(signal.SIGTERM)
-        out, err = process.communicate(timeout=120)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-    assert process.returncode == 130, err
+    status, out, err = interrupted(["run", "--stage", "train", "--out", parts, *recipe],
+                                   signal.SIGTERM, after=1.5)
+    assert status == 130, err
     assert "stopped at iteration" in out and "Traceback" not in err
     assert json.loads((parts / "run.json").read_text())["status"] == "KILLED"
     assert (parts / "model.bin.state.npz").is_file()

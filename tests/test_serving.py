@@ -5,10 +5,7 @@ import http.client
 import json
 import os
 import shutil
-import signal
-import socket
 import statistics
-import subprocess
 import sys
 import threading
 import time
@@ -103,42 +100,17 @@ def test_predict_with_a_missing_mlflow_model_is_a_one_line_error(logged):
 
 
 @pytest.fixture(scope="module")
-def served(logged):
+def served(logged, servers):
     """`mlflow models serve` of the logged model on a free loopback port, once for the
     module; yields (URL, log file), then stops the server and its workers."""
     folder, uri, run_id = logged
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = {**os.environ, "MLFLOW_TRACKING_URI": uri,
-           "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}   # uvicorn comes from PATH
-    log = folder / "serve.log"
-    with open(log, "wb") as out:
-        process = subprocess.Popen(
-            [str(BIN / "mlflow"), "models", "serve", "-m", f"runs:/{run_id}/model",
-             "--env-manager", "local", "--host", "127.0.0.1", "--port", str(port)],
-            stdout=out, stderr=subprocess.STDOUT, env=env, cwd=folder, start_new_session=True)
+    port, log = servers.free_port(), folder / "serve.log"
     url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            assert process.poll() is None, log.read_text()[-3000:]
-            try:
-                with urllib.request.urlopen(f"{url}/ping", timeout=2):
-                    break
-            except OSError:
-                assert time.monotonic() < deadline, log.read_text()[-3000:]
-                time.sleep(0.3)
+    with servers.start([str(BIN / "mlflow"), "models", "serve", "-m", f"runs:/{run_id}/model",
+                        "--env-manager", "local", "--host", "127.0.0.1", "--port", str(port)],
+                       f"{url}/ping", log, env={"MLFLOW_TRACKING_URI": uri}, cwd=folder) as process:
         yield url, log
         assert process.poll() is None, "the server died:\n" + log.read_text()[-3000:]
-    finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
 
 
 def test_mlflow_models_serve_answers_over_http(served):

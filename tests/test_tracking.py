@@ -3,13 +3,11 @@ pipeline against a real `mlflow server` on loopback."""
 import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
 import threading
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -19,11 +17,6 @@ from wordnet.tracking import MetricQueue, TrackingError
 
 BIN = Path(sys.executable).parent
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture
@@ -36,30 +29,6 @@ def tracking_uri(empty_store, tmp_path, monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     yield uri
     mlflow.set_tracking_uri(None)
-
-
-def wait_until_ready(url: str, process: subprocess.Popen, timeout: float, log: Path) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"the server exited with {process.returncode}:\n{log.read_text()[-3000:]}")
-        try:
-            with urllib.request.urlopen(url, timeout=2):
-                return
-        except OSError:
-            time.sleep(0.3)
-    pytest.fail(f"no answer from {url} within {timeout} s:\n{log.read_text()[-3000:]}")
-
-
-def stop(process: subprocess.Popen) -> None:
-    """End the server we started and its workers (its own process group)."""
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
 
 
 # -- the metric queue -----------------------------------------------------------------------
@@ -108,10 +77,10 @@ def test_putting_a_point_costs_microseconds():
 
 # -- connecting and runs --------------------------------------------------------------------
 
-def test_an_unreachable_server_fails_in_seconds():
+def test_an_unreachable_server_fails_in_seconds(servers):
     start = time.monotonic()
     with pytest.raises(TrackingError, match="cannot reach the tracking server.*--no-tracking"):
-        tracking.connect(f"http://127.0.0.1:{free_port()}", "x")
+        tracking.connect(f"http://127.0.0.1:{servers.free_port()}", "x")
     assert time.monotonic() - start < 10
 
 
@@ -179,24 +148,17 @@ def test_a_run_ends_with_the_status_of_what_happened(tracking_uri, error, status
 # -- end to end -----------------------------------------------------------------------------
 
 @pytest.fixture
-def mlflow_server(empty_store, tmp_path):
+def mlflow_server(empty_store, tmp_path, servers):
     """`mlflow server` on a free loopback port; yields its URL, then stops it."""
     shutil.copy(empty_store, tmp_path / "server.db")
-    port, log = free_port(), tmp_path / "server.log"
-    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
-           "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
-    with open(log, "wb") as out:
-        process = subprocess.Popen(
-            [str(BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port),
-             "--workers", "1", "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
-             "--artifacts-destination", str(tmp_path / "server-artifacts")],
-            stdout=out, stderr=subprocess.STDOUT, env=env, cwd=tmp_path, start_new_session=True)
+    port = servers.free_port()
     url = f"http://127.0.0.1:{port}"
-    try:
-        wait_until_ready(f"{url}/health", process, timeout=120, log=log)
+    with servers.start([str(BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port),
+                        "--workers", "1", "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
+                        "--artifacts-destination", str(tmp_path / "server-artifacts")],
+                       f"{url}/health", tmp_path / "server.log", timeout=120,
+                       env={"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}, cwd=tmp_path):
         yield url
-    finally:
-        stop(process)
 
 
 def test_the_quick_pipeline_against_a_real_mlflow_server(mlflow_server, data_dir, tmp_path):
