@@ -13,7 +13,10 @@ column, so ``y1`` is (D·h1) x N, ``y2`` is h2 x N and ``y3`` is V x N:
     dW1[:, v] = Σ over positions d and examples i with x[i, d] = v of dy1[d]
 
 Two backends compute the products: ``exact`` in the C reference's summation
-order (bit-identical results), ``fast`` through BLAS.
+order (bit-identical results), ``fast`` through BLAS.  ``forward`` serves
+evaluation and prediction; ``backward`` and ``Momentum.step`` spell the
+training step out, which the trainer runs fused, with no Python between the
+kernels (pyx/loop.pyx): a test holds the two equal, bit for bit.
 """
 from __future__ import annotations
 
