@@ -160,12 +160,15 @@ def test_a_stage_alone_takes_the_model_from_the_folder(trained, dataset, data_di
     assert metrics["test_ce"] == pytest.approx(before["test_ce"], abs=1e-9)
 
 
-def test_divergence_stops_training_and_names_the_iteration(dataset, data_dir, tmp_path):
+def test_divergence_stops_training_and_keeps_the_last_checkpoint(dataset, data_dir, tmp_path):
+    last = (data_dir / "model9-3000.bin").read_bytes()
+    (tmp_path / "model.bin").write_bytes(last)
     run = pipeline.PipelineRun(recipe(learning_rate=1e305, early_stop=5), data_dir, tmp_path,
                                echo=lambda m: None, dataset=dataset)
     with pytest.raises(pipeline.PipelineError,
                        match=r"diverged at iteration \d+ .*learning_rate than 1e\+305"):
         run.execute(("train",))
+    assert (tmp_path / "model.bin").read_bytes() == last
 
 
 def test_reproduce_checks_the_reference_facts_and_reports(trained, dataset, data_dir):
