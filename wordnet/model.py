@@ -114,7 +114,7 @@ class Model:
         # Every kernel splits its work among this many OpenMP threads; BLAS
         # then runs single-threaded inside each (see single_threaded_blas).  A
         # minibatch of 100 leaves too little work for more than a few threads.
-        self.threads = threads or min(len(os.sched_getaffinity(0)), MAX_THREADS)
+        self.threads = threads or min(_usable_cpus(), MAX_THREADS)
 
     @classmethod
     def initialize(cls, config: Config, vocab_size: int, context_size: int = 3) -> "Model":
@@ -175,6 +175,13 @@ class Model:
                 xs = x[start:start + chunk]
                 out[start:start + len(xs)] = self.forward(xs, Buffers(self, len(xs))).T
         return out
+
+
+def _usable_cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))      # the CPUs this process may run on
+    except AttributeError:                       # not on every platform
+        return os.cpu_count() or 1
 
 
 class Momentum:
