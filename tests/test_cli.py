@@ -259,7 +259,7 @@ def test_sweep_runs_every_combination(data_dir, tmp_path):
 
 # -- the console script ---------------------------------------------------------------------
 
-def test_the_console_script_predicts_fast_without_mlflow(model9):
+def test_the_console_script_predicts_fast_without_mlflow(model9, tmp_path):
     start = time.monotonic()
     done = subprocess.run([SCRIPT, "predict", "have a good", "--model", model9, "--json"],
                           capture_output=True, text=True, timeout=60)
@@ -270,8 +270,10 @@ def test_the_console_script_predicts_fast_without_mlflow(model9):
     probe = ("import sys; from wordnet.cli import cli; "
              f"cli.main(['predict', 'have a good', '--model', {model9!r}], standalone_mode=False); "
              "print([m for m in ('mlflow', 'scipy', 'matplotlib') if m in sys.modules])")
-    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
-    assert done.stdout.splitlines()[-1] == "[]", done.stderr
+    # From another folder: in the checkout, `python -c` would import the sources.
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                          timeout=60, cwd=tmp_path)
+    assert done.stdout.splitlines()[-1:] == ["[]"], done.stderr
 
 
 def test_the_console_script_reports_errors_in_one_line():
