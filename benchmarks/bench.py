@@ -55,7 +55,8 @@ import scipy
 from threadpoolctl import threadpool_info, threadpool_limits
 
 # The environment this script was started with, before importing wordnet
-# changes it (OMP_WAIT_POLICY): the torch peer's process gets this one.
+# changes it (GOMP_SPINCOUNT): the torch peer's process gets this one.
+OMP_WAIT_VARIABLES = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")
 START_ENV = dict(os.environ)
 
 from wordnet.data import load_dataset                     # noqa: E402
@@ -295,9 +296,10 @@ class NumpyNet:
 class TorchPeer:
     """A torch_peer.py process for one dtype, alive for the whole run.
 
-    Importing wordnet sets OMP_WAIT_POLICY=PASSIVE process-wide, and torch
-    would share wordnet's libgomp: in this process torch runs at about half
-    its speed.  The child gets the environment bench.py was started with and
+    Importing wordnet sets how long OpenMP threads spin (GOMP_SPINCOUNT)
+    process-wide, and torch would share wordnet's libgomp: with the engine's
+    earlier setting (OMP_WAIT_POLICY=PASSIVE) torch ran at half its speed
+    here.  The child gets the environment bench.py was started with and
     never imports wordnet (see torch_peer.py).
     """
 
@@ -535,8 +537,9 @@ def environment() -> dict:
         "cpus": os.cpu_count(),
         "loadavg_start": list(os.getloadavg()),
         "openblas_env": {v: START_ENV.get(v) for v in OPENBLAS_OVERRIDES},
-        "omp_wait_policy": {"at_start": START_ENV.get("OMP_WAIT_POLICY"),
-                            "after_importing_wordnet": os.environ.get("OMP_WAIT_POLICY")},
+        "omp_wait": {var: {"at_start": START_ENV.get(var),
+                           "after_importing_wordnet": os.environ.get(var)}
+                     for var in OMP_WAIT_VARIABLES},
     }
     return env
 
@@ -567,11 +570,11 @@ def print_environment(env: dict) -> None:
         else:
             print(f"  {var}={value}: SET — the kernels above may not be the CPU's own; run with "
                   f"env -u {' -u '.join(OPENBLAS_OVERRIDES)}")
-    omp = env["omp_wait_policy"]
-    if omp["at_start"] != omp["after_importing_wordnet"]:
-        print(f"  OMP_WAIT_POLICY: {omp['at_start'] or 'unset'} at start, "
-              f"{omp['after_importing_wordnet']} once wordnet is imported (the engine's "
-              f"choice, in force for our rows; the torch peer runs without it)")
+    for var, omp in env["omp_wait"].items():
+        if omp["at_start"] != omp["after_importing_wordnet"]:
+            print(f"  {var}: {omp['at_start'] or 'unset'} at start, "
+                  f"{omp['after_importing_wordnet']} once wordnet is imported (the engine's "
+                  f"choice, in force for our rows; the torch peer runs without it)")
     if env["loadavg_start"][0] > 0.5:
         print("  note: the machine is not idle; ratios in one run stay comparable, "
               "absolute figures do not")

@@ -1,12 +1,12 @@
 """The PyTorch peer of bench.py, in a process of its own.
 
 Run by bench.py, not by hand.  It imports numpy and torch only, never the
-wordnet package: importing wordnet sets OMP_WAIT_POLICY=PASSIVE for the whole
-process, and wordnet's extensions load the system's libgomp, which torch
-then shares (same soname).  torch runs about half as fast with sleeping
-OpenMP threads, so a peer measured in bench.py's own process would be
-handicapped by our engine's choices; here it gets the environment that
-bench.py itself was started with.
+wordnet package: importing wordnet sets how long OpenMP threads spin
+(GOMP_SPINCOUNT) for the whole process, and wordnet's extensions load the
+system's libgomp, which torch then shares (same soname).  torch ran about half
+as fast with the engine's earlier setting (sleeping OpenMP threads), so a peer
+measured in bench.py's own process could be handicapped by our engine's
+choices; here it gets the environment that bench.py itself was started with.
 
 Protocol: bench.py writes one command per line on stdin and reads one JSON
 line per command on stdout:
