@@ -51,6 +51,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+from rates import run_for   # benchmarks/rates.py, beside this script
 import scipy
 from threadpoolctl import threadpool_info, threadpool_limits
 
@@ -81,18 +83,6 @@ OPENBLAS_OVERRIDES = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
 def blas_threads(n: int | None):
     """A context limiting every loaded BLAS to n threads; None keeps the library default."""
     return threadpool_limits(limits=n, user_api="blas") if n else contextlib.nullcontext()
-
-
-def run_for(step, seconds: float) -> float:
-    """Call ``step()`` until ``seconds`` of wall time have passed; calls per second."""
-    count, start = 0, time.perf_counter()
-    deadline = start + seconds
-    while True:
-        step()
-        count += 1
-        now = time.perf_counter()
-        if now >= deadline:
-            return count / (now - start)
 
 
 def cycle_batches(step_on_batch, batch_count: int):
