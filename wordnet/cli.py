@@ -141,10 +141,7 @@ def run(stages, sets, from_run, resume, recipe, data_dir, out, tracking_uri, exp
     run_name = run_name or f"{base.name}-{datetime.now():%Y%m%d-%H%M%S}"
     needs_model = "train" not in chosen and chosen != ("load",)     # a model from before
     out = pipeline.output_folder(out, run_name, needs_model, from_run)
-    pipeline.check_writable(out)
-    data = _data_dir(data_dir)
-    if not no_tracking:
-        _connect(tracking_uri, experiment)
+    data = _prepare(out, data_dir, tracking_uri, experiment, no_tracking)
     click.echo(f"run {run_name}")
     pipeline.run(base, overrides, chosen, out, data, track=not no_tracking, run_name=run_name,
                  from_run=from_run, echo=click.echo, progress=Progress, resume=resume)
@@ -177,10 +174,7 @@ def sweep(sets, stages, recipe, data_dir, out, tracking_uri, experiment, run_nam
     chosen = tuple(s for s in pipeline.STAGES if s in stages or s == "train")
     run_name = run_name or f"sweep-{base.name}-{datetime.now():%Y%m%d-%H%M%S}"
     out = pipeline.output_folder(out, run_name, False, None)
-    pipeline.check_writable(out)
-    data = _data_dir(data_dir)
-    if not no_tracking:
-        _connect(tracking_uri, experiment)
+    data = _prepare(out, data_dir, tracking_uri, experiment, no_tracking)
     click.echo(f"{run_name}: {len(grid)} runs ({base.name} recipe) -> {out}/")
     results = pipeline.sweep(base, grid, chosen, out, data, track=not no_tracking,
                              run_name=run_name, echo=click.echo, progress=Progress)
@@ -366,6 +360,16 @@ def _recipe(name, sets):
     except ConfigError as e:
         raise click.BadParameter(str(e), param_hint="--set") from None
     return base, overrides
+
+
+def _prepare(out, data_dir, tracking_uri, experiment, no_tracking):
+    """Before any work: refuse an unwritable --out, find the data folder, reach MLflow."""
+    from .pipeline import check_writable
+    check_writable(out)
+    data = _data_dir(data_dir)
+    if not no_tracking:
+        _connect(tracking_uri, experiment)
+    return data
 
 
 def _data_dir(option):
