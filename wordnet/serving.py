@@ -16,8 +16,8 @@ would become a 400 saying only "unexpected error", with a traceback).  Bad
 JSON, a payload without ``inputs``, or inputs that are not a list of strings
 never reach ``predict``: MLflow itself answers those with 400.  One bad
 context fails the whole request, naming it by its index.  Two bad requests
-MLflow (3.17) answers with 500 before the model sees them, and goes on
-serving: no Content-Type header, and JSON nested thousands of levels deep.
+MLflow's scoring server (3.17) would answer with 500 before the model sees
+them; ``_guard_scoring_server`` turns them into a 415 and a 400.
 
 This file is the model's code ("models from code"): MLflow copies it into the
 logged model and runs it when loading, taking the model from ``set_model``
@@ -26,10 +26,11 @@ below.  The checkpoint and the vocabulary travel as the model's artifacts.
 from __future__ import annotations
 
 import numbers
+import os
 
 import mlflow
 from mlflow.exceptions import MlflowException
-from mlflow.pyfunc import PythonModel
+from mlflow.pyfunc import PythonModel, scoring_server
 from pydantic import BaseModel      # MLflow's own dependency; it turns these into the schema
 
 from wordnet.data import UnknownWordError
@@ -50,6 +51,8 @@ class NextWords(BaseModel):
 
 class WordNetModel(PythonModel):
     def load_context(self, context) -> None:
+        if scoring_server._SERVER_MODEL_PATH in os.environ:     # inside `mlflow models serve`
+            _guard_scoring_server()
         self.predictor = Predictor.load(context.artifacts["checkpoint"],
                                         context.artifacts["vocab"])
 
@@ -83,6 +86,31 @@ class WordNetModel(PythonModel):
             raise MlflowException.invalid_parameter_value(
                 f"top_k must be in 1..{size}, got {value!r}")
         return int(value)
+
+
+def _guard_scoring_server() -> None:
+    """Make MLflow's scoring server answer two bad requests with a 4xx, not a 500.
+
+    Its /invocations route calls ``scoring_server.invocations``, which fails on a
+    request without a Content-Type header (it splits None) and on JSON nested deeper
+    than Python's recursion limit (json.loads raises RecursionError).  The wrapper
+    gives the first MLflow's own 415 for an unsupported content type, and the second
+    the 400 MLflow gives any other invalid JSON.
+    """
+    invocations = scoring_server.invocations
+    if getattr(invocations, "guarded", False):
+        return
+
+    def guarded(data, content_type, model, input_schema):
+        try:
+            return invocations(data, content_type or "", model, input_schema)
+        except RecursionError:
+            raise MlflowException.invalid_parameter_value(
+                "Ensure that input is a valid JSON formatted string: "
+                "it is nested too deeply to parse") from None
+
+    guarded.guarded = True
+    scoring_server.invocations = guarded
 
 
 def _shown(text: str, limit: int = 60) -> str:
