@@ -4,29 +4,57 @@ The flags matter: the `exact` backend is bit-identical with the C reference
 only if the compiler neither fuses a multiply and an add (-ffp-contract=off)
 nor reorders a sum (no -ffast-math).  -fno-trapping-math changes no value: it
 lets the compiler turn the branches of the fast exp into vector blends.
+
+The kernels are compiled for x86-64-v3 (AVX2, 2013 onwards) when the building
+CPU has it: four doubles per instruction instead of two, 30 % more updates a
+second, the same bits (no FMA: -ffp-contract=off forbids it).  WORDNET_MARCH
+chooses another -march (``WORDNET_MARCH=x86-64`` for a wheel that runs on any
+x86-64; empty for the compiler's default).  ``wordnet._cpu``, built without it,
+refuses to load kernels this CPU cannot run, with a message instead of a crash.
 """
+import os
+import platform
+
 import numpy
 from Cython.Build import cythonize
 from setuptools import Extension, setup
 
 FLAGS = ["-O3", "-ffp-contract=off", "-fno-trapping-math", "-fopenmp"]
 KERNELS = ["products", "activations", "gradients", "updates", "loop"]
+X86_64_V3 = {"avx", "avx2", "bmi1", "bmi2", "f16c", "fma", "abm", "movbe", "xsave"}
 
-extensions = [
-    Extension(
+
+def host_has_x86_64_v3() -> bool:
+    if platform.machine().lower() not in ("x86_64", "amd64"):
+        return False
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next((line.split(":", 1)[1].split() for line in f
+                          if line.startswith("flags")), [])
+    except OSError:                       # not Linux: build for the compiler's default
+        return False
+    return X86_64_V3 <= set(flags)
+
+
+MARCH = os.environ.get("WORDNET_MARCH", "x86-64-v3" if host_has_x86_64_v3() else "")
+ARCH_FLAGS = [f"-march={MARCH}"] if MARCH else []
+
+
+def extension(name, flags):
+    return Extension(
         f"wordnet._{name}",
         [f"pyx/{name}.pyx"],
         include_dirs=[numpy.get_include()],
-        define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
-        extra_compile_args=FLAGS,
+        define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION"),
+                       ("WORDNET_MARCH", f'"{MARCH}"')],
+        extra_compile_args=flags,
         extra_link_args=["-fopenmp"],
     )
-    for name in KERNELS
-]
+
 
 setup(
     ext_modules=cythonize(
-        extensions,
+        [extension(name, FLAGS + ARCH_FLAGS) for name in KERNELS] + [extension("cpu", ["-O2"])],
         include_path=["."],            # the .pxd declarations live in wordnet/
         compiler_directives={
             "language_level": 3,

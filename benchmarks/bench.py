@@ -35,7 +35,6 @@ import argparse
 import contextlib
 import dataclasses
 import importlib.util
-import inspect
 import json
 import math
 import os
@@ -714,15 +713,10 @@ def profile_fast(s, seconds: float, foreign_limit: float, wait_idle: float) -> d
     """
     import wordnet.model as engine
     print("\n== Where a fast update spends its time: the kernels one by one, one core ==")
-    takes_threads = "threads" in inspect.signature(Model).parameters
-    model = Model(s.params, "fast", threads=1) if takes_threads else Model(s.params, "fast")
+    model = Model(s.params, "fast", threads=1)
     cfg = dataclasses.replace(s.cfg, backend="fast")
     trainer = Trainer(model, cfg)
-    try:
-        buf, grads, part, opt = trainer.buffers, trainer.grads, trainer.part, trainer.optimizer
-    except AttributeError as e:
-        print(f"skipped: the Trainer no longer exposes its buffers ({e})")
-        return None
+    buf, grads, part, opt = trainer.buffers, trainer.grads, trainer.part, trainer.optimizer
     M = len(s.x)
 
     def update(b):
@@ -741,8 +735,7 @@ def profile_fast(s, seconds: float, foreign_limit: float, wait_idle: float) -> d
             rate = run_for(step, seconds)
             elapsed = time.perf_counter() - t0
             foreign = meter.foreign(before, meter.sample())
-        fused = TrainerTiming(Model(s.params, "fast", threads=1) if takes_threads
-                              else Model(s.params, "fast"), cfg, s.train, 1)
+        fused = TrainerTiming(Model(s.params, "fast", threads=1), cfg, s.train, 1)
         fused(0.3)
         fused_rate = max(fused(seconds / 2) for _ in range(2))
     updates = round(rate * elapsed)
@@ -879,8 +872,8 @@ def start_torch_peers(s: Setup, args, workdir: Path) -> dict:
     return peers
 
 
-def build_benches(s: Setup, args, torch_peers: dict) -> tuple[list[Bench], bool]:
-    """The rows of the table, in order; and whether our Config has a usable dtype."""
+def build_benches(s: Setup, args, torch_peers: dict) -> list[Bench]:
+    """The rows of the table, in order."""
     cfg, params, M = s.cfg, s.params, len(s.x)
     N, h1, h2 = cfg.batch_size, cfg.embedding_size, cfg.hidden_size
     only = set(args.only.split(",")) if args.only else None
@@ -894,34 +887,24 @@ def build_benches(s: Setup, args, torch_peers: dict) -> tuple[list[Bench], bool]
             benches.append(Bench(key, label, measure, group))
 
     # Our backends with their defaults, and confined to one core: Model(threads=1)
-    # where the engine has that knob, and BLAS limited to one thread.
-    takes_threads = "threads" in inspect.signature(Model).parameters
-    ours = [("fast", "fast", None), ("fast-1t", "fast", 1), ("exact", "exact", None)]
-    if takes_threads:
-        ours.append(("exact-1t", "exact", 1))
+    # and BLAS limited to one thread.
+    ours = [("fast", "fast", None), ("fast-1t", "fast", 1), ("exact", "exact", None),
+            ("exact-1t", "exact", 1)]
     for key, backend, threads in ours:
         if not wanted(key):
             continue
         if threads is None:
-            model, how = Model(params, backend), "defaults"
-            if hasattr(model, "threads"):
-                how += f": {model.threads} threads"
-        elif takes_threads:
-            model, how = Model(params, backend, threads=1), "threads=1, BLAS 1 thread"
+            model = Model(params, backend)
+            how = f"defaults: {model.threads} threads"
         else:
-            model, how = Model(params, backend), "BLAS 1 thread"
+            model, how = Model(params, backend, threads=1), "threads=1, BLAS 1 thread"
         timing = TrainerTiming(model, dataclasses.replace(cfg, backend=backend), s.train, threads)
         add(key, f"ours: {backend} backend, Trainer ({how})", timing, "ours")
 
-    has_dtype = "dtype" in {f.name for f in dataclasses.fields(Config)}
-    if has_dtype and wanted("fast-f32"):
-        try:
-            cfg32 = dataclasses.replace(cfg, backend="fast", dtype="float32")
-            add("fast-f32", "ours: fast backend, float32, Trainer (defaults)",
-                TrainerTiming(Model.initialize(cfg32, s.V, s.D), cfg32, s.train, None), "ours")
-        except Exception as e:                       # the option exists but is not usable yet
-            print(f"fast float32 skipped: Config(dtype='float32') failed: {e}")
-            has_dtype = False
+    if wanted("fast-f32"):
+        cfg32 = dataclasses.replace(cfg, backend="fast", dtype="float32")
+        add("fast-f32", "ours: fast backend, float32, Trainer (defaults)",
+            TrainerTiming(Model.initialize(cfg32, s.V, s.D), cfg32, s.train, None), "ours")
 
     if wanted("numpy") or wanted("numpy-2t"):
         net = NumpyNet(params, N, cfg.learning_rate, cfg.momentum)
@@ -945,7 +928,7 @@ def build_benches(s: Setup, args, torch_peers: dict) -> tuple[list[Bench], bool]
         TwoHalves(halves, lockstep=False).measure, "bound")
     add("gemm-halves-sync", "six GEMMs, 2 halves, barrier every step",
         TwoHalves(halves, lockstep=True).measure, "bound")
-    return benches, has_dtype
+    return benches
 
 
 def time_benches(benches: list[Bench], args, memory: dict) -> None:
@@ -999,7 +982,7 @@ def print_table(benches: list[Bench], foreign_limit: float) -> None:
           f"used more than {foreign_limit} cores)")
 
 
-def print_ratios(benches: list[Bench], has_dtype: bool) -> dict:
+def print_ratios(benches: list[Bench]) -> dict:
     print("\n== Target ratios (fastest repeats of this run) ==")
     rate = {b.key: b.best for b in benches}
     ratios = {}
@@ -1014,11 +997,7 @@ def print_ratios(benches: list[Bench], has_dtype: bool) -> dict:
     ratio("fast / numpy (1 thread)", "fast", "numpy")
     ratio("fast / torch float64", "fast", "torch64")
     ratio("fast / two-core bound", "fast", "gemm-halves")
-    if has_dtype:
-        ratio("fast float32 / fast float64", "fast-f32", "fast")
-    else:
-        print(f"  {'fast float32 / fast float64':<32} skipped: Config has no dtype option "
-              f"(the engine is float64 only)")
+    ratio("fast float32 / fast float64", "fast-f32", "fast")
     for key in ("exact", "exact-1t"):
         if key in rate:
             name = f"{key} / C reference"
@@ -1079,11 +1058,11 @@ def measure_and_report(s: Setup, args, env: dict, memory: dict, torch_peers: dic
 
     benches, ratios = [], {}
     if not args.no_timing:
-        benches, has_dtype = build_benches(s, args, torch_peers)
+        benches = build_benches(s, args, torch_peers)
         time_benches(benches, args, memory)
         memory_mark(memory, "end")
         print_table(benches, args.foreign_limit)
-        ratios = print_ratios(benches, has_dtype)
+        ratios = print_ratios(benches)
         print_memory(memory, {d: p.peak_rss_mib() for d, p in torch_peers.items()})
     env["loadavg_end"] = list(os.getloadavg())
 

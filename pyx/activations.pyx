@@ -6,11 +6,12 @@ across a sum.  The kernels work on a block of ``cols`` columns of a matrix
 whose rows are ``ld`` apart, so that threads can share a batch.  With
 ``exact``, exp and log are the platform C library's, which the exact backend
 must reproduce bit for bit; otherwise exp is ``exp_fast``, a branch-free
-version the compiler vectorises.
+version the compiler vectorises.  ``floating`` is float64 or, for the fast
+backend only, float32.
 """
+from cython cimport floating
 from cython.parallel cimport prange
 from libc.math cimport exp, log
-import numpy as np
 
 cdef extern from *:
     """
@@ -18,13 +19,25 @@ cdef extern from *:
     #include <string.h>
     static inline double wordnet_from_bits(uint64_t u) { double d; memcpy(&d, &u, 8); return d; }
     static inline uint64_t wordnet_to_bits(double d) { uint64_t u; memcpy(&u, &d, 8); return u; }
+    static inline float wordnet_from_bits32(uint32_t u) { float f; memcpy(&f, &u, 4); return f; }
+    static inline uint32_t wordnet_to_bits32(float f) { uint32_t u; memcpy(&u, &f, 4); return u; }
     """
     ctypedef unsigned long long uint64_t
+    ctypedef unsigned int uint32_t
     double from_bits "wordnet_from_bits"(uint64_t u) noexcept nogil
     uint64_t to_bits "wordnet_to_bits"(double d) noexcept nogil
+    float from_bits32 "wordnet_from_bits32"(uint32_t u) noexcept nogil
+    uint32_t to_bits32 "wordnet_to_bits32"(float f) noexcept nogil
 
 
-cdef inline double exp_fast(double x) noexcept nogil:
+cdef inline floating exp_fast(floating x) noexcept nogil:
+    if floating is double:
+        return _exp64(x)
+    else:
+        return _exp32(x)
+
+
+cdef inline double _exp64(double x) noexcept nogil:
     # exp(x) = 2^n exp(r), n = round(x / ln 2), |r| <= ln(2) / 2, exp(r) by its
     # Taylor series to r^13 (error below one ulp), evaluated by Estrin's scheme
     # (short dependency chains, so vector lanes and pipelines stay busy); 2^n
@@ -47,20 +60,42 @@ cdef inline double exp_fast(double x) noexcept nogil:
     return p * from_bits((to_bits(t) - to_bits(shifter) + 1023) << 52)
 
 
-cdef void bias_sigmoid_block(const double* z, const double* b, double* y, int rows, int cols,
-                             int ld, bint exact) noexcept nogil:
+cdef inline float _exp32(float x) noexcept nogil:
+    # As _exp64 in single precision: the shifter is 1.5 * 2^23, ln 2 is split
+    # in a part exact in float32 and the rest, and the Taylor series stops at
+    # r^7 (truncation error 5e-9, below the float32 ulp).  Every constant is a
+    # float: one double in the expression would widen the whole of it.
+    cdef float shifter = 12582912.0, log2e = 1.44269504, ln2_hi = 0.693145751953125
+    cdef float ln2_lo = 1.4286068203094173e-06, c2 = 0.5, c3 = 1.0 / 6, c4 = 1.0 / 24
+    cdef float c5 = 1.0 / 120, c6 = 1.0 / 720, c7 = 1.0 / 5040, one = 1.0
+    cdef float lo = -87.0, hi = 88.0
+    cdef float t, n, r, r2, r4, p
+    x = lo if x < lo else x                  # so written, a NaN stays NaN
+    x = hi if x > hi else x
+    t = x * log2e + shifter
+    n = t - shifter
+    r = (x - n * ln2_hi) - n * ln2_lo
+    r2 = r * r
+    r4 = r2 * r2
+    p = ((one + r) + (c2 + r * c3) * r2) + ((c4 + r * c5) + (c6 + r * c7) * r2) * r4
+    return p * from_bits32((to_bits32(t) - to_bits32(shifter) + 127) << 23)
+
+
+cdef void bias_sigmoid_block(const floating* z, const floating* b, floating* y, int rows,
+                             int cols, int ld, bint exact) noexcept nogil:
     """y = sigmoid(z + b) on a rows x cols block; sigmoid(x) = 1 / (1 + exp(-x))."""
     cdef int h, i
+    cdef floating one = 1.0
     for h in range(rows):
         if exact:
             for i in range(cols):
-                y[h * ld + i] = 1.0 / (1.0 + exp(-(z[h * ld + i] + b[h])))
+                y[h * ld + i] = one / (one + exp(-(z[h * ld + i] + b[h])))
         else:
             for i in range(cols):
-                y[h * ld + i] = 1.0 / (1.0 + exp_fast(-(z[h * ld + i] + b[h])))
+                y[h * ld + i] = one / (one + exp_fast(-(z[h * ld + i] + b[h])))
 
 
-cdef void bias_softmax_block(const double* z, const double* b, double* y, double* s,
+cdef void bias_softmax_block(const floating* z, const floating* b, floating* y, floating* s,
                              int V, int cols, int ld, bint exact) noexcept nogil:
     """y[:, i] = softmax(z[:, i] + b) for the ``cols`` columns of a V-row block.
 
@@ -68,7 +103,7 @@ cdef void bias_softmax_block(const double* z, const double* b, double* y, double
     y_k = e_k / s.  ``s`` is scratch for ``cols`` values.
     """
     cdef int k, i
-    cdef double x
+    cdef floating x
     for i in range(cols):                   # s = max_k (z_k + b_k)
         s[i] = z[i] + b[0]
     for k in range(1, V):
@@ -93,8 +128,9 @@ cdef void bias_softmax_block(const double* z, const double* b, double* y, double
             y[k * ld + i] = y[k * ld + i] / s[i]
 
 
-cdef double cross_entropy_batch(const double* y3, const int* target, int V, int N) noexcept nogil:
-    """-(sum_i log(y3[target_i, i] + exp(-30))) / N, in the C reference's order."""
+cdef double cross_entropy_batch(const floating* y3, const int* target, int V,
+                               int N) noexcept nogil:
+    """-(sum_i log(y3[target_i, i] + exp(-30))) / N, in the C reference's order (in float64)."""
     # The C sums the whole (V x N) product of the one-hot targets and log(y3)
     # row by row: the non-zero terms come ordered by the target's vocabulary
     # index, then by example.  Keep that order.
@@ -104,7 +140,7 @@ cdef double cross_entropy_batch(const double* y3, const int* target, int V, int 
     for k in range(V):
         for i in range(N):
             if target[i] == k:
-                total += log(y3[k * N + i] + eps)
+                total += log(<double> y3[k * N + i] + eps)
     return -total / N
 
 
@@ -115,7 +151,7 @@ def _check_same(name, a, b):
         raise ValueError(f"{name}: shapes {tuple(a.shape)[:2]} and {tuple(b.shape)[:2]} differ")
 
 
-def bias_sigmoid(const double[:, ::1] z, const double[::1] b, double[:, ::1] y,
+def bias_sigmoid(const floating[:, ::1] z, const floating[::1] b, floating[:, ::1] y,
                  bint exact=True, int threads=1):
     """y = sigmoid(z + b[:, None]), sigmoid(x) = 1 / (1 + exp(-x)); rows split."""
     _check_same("bias_sigmoid", z, y)
@@ -128,18 +164,16 @@ def bias_sigmoid(const double[:, ::1] z, const double[::1] b, double[:, ::1] y,
         bias_sigmoid_block(&z[h, 0], &b[h], &y[h, 0], 1, N, N, exact)
 
 
-def bias_softmax(const double[:, ::1] z, const double[::1] b, double[:, ::1] y,
-                 double[::1] scratch=None, bint exact=True, int threads=1):
+def bias_softmax(const floating[:, ::1] z, const floating[::1] b, floating[:, ::1] y,
+                 floating[::1] scratch, bint exact=True, int threads=1):
     """y[:, i] = softmax(z[:, i] + b) for every column i; columns split.
 
-    ``scratch`` (length N) avoids an allocation per call.
+    ``scratch`` has room for N values.
     """
     _check_same("bias_softmax", z, y)
     if b.shape[0] != z.shape[0] or z.shape[0] == 0:
         raise ValueError("bias_softmax: bias length does not match, or no rows")
-    if scratch is None:
-        scratch = np.empty(z.shape[1])
-    elif scratch.shape[0] < z.shape[1]:
+    if scratch.shape[0] < z.shape[1]:
         raise ValueError("bias_softmax: scratch is shorter than the batch")
     cdef int V = z.shape[0], N = z.shape[1], t, T = max(1, min(threads, N))
     if N == 0:
@@ -149,7 +183,7 @@ def bias_softmax(const double[:, ::1] z, const double[::1] b, double[:, ::1] y,
                            V, (t + 1) * N // T - t * N // T, N, exact)
 
 
-def cross_entropy(const double[:, ::1] y3, const int[::1] target):
+def cross_entropy(const floating[:, ::1] y3, const int[::1] target):
     """Batch CE: -(sum_i log(y3[target_i, i] + exp(-30))) / N, in the C order."""
     if target.shape[0] != y3.shape[1]:
         raise ValueError("cross_entropy: one target per column is needed")
@@ -161,7 +195,7 @@ def cross_entropy(const double[:, ::1] y3, const int[::1] target):
     return cross_entropy_batch(&y3[0, 0], &target[0], y3.shape[0], y3.shape[1])
 
 
-def exp_fast_py(const double[::1] x, double[::1] out):
+def exp_fast_py(const floating[::1] x, floating[::1] out):
     """out = exp_fast(x), the fast backend's exp (a test hook)."""
     cdef Py_ssize_t k
     if out.shape[0] != x.shape[0]:

@@ -5,13 +5,15 @@ on a block of ``cols`` columns of rows ``ld`` apart, or on a range of rows,
 so that threads can share a batch without changing any result.  Contexts
 ``x`` are (N x D) int32, 0-based word indices.  Products with a one-hot
 matrix are gathers and scatters here: adding the ±0.0 terms of a dense
-product would change nothing.
+product would change nothing.  ``floating`` is float64 or, for the fast
+backend only, float32.
 """
+from cython cimport floating
 from cython.parallel cimport prange
 
 
-cdef void embed_block(const double* W1, int h1, int V, const int* x, int D,
-                      double* y1, int cols, int ld) noexcept nogil:
+cdef void embed_block(const floating* W1, int h1, int V, const int* x, int D,
+                      floating* y1, int cols, int ld) noexcept nogil:
     """y1[d*h1 + j, i] = W1[j, x[i, d]] for the ``cols`` examples of the block."""
     cdef int d, j, i
     for d in range(D):
@@ -20,22 +22,23 @@ cdef void embed_block(const double* W1, int h1, int V, const int* x, int D,
                 y1[(d * h1 + j) * ld + i] = W1[j * V + x[i * D + d]]
 
 
-cdef void softmax_grad_block(const double* y3, const int* target, double* dz3,
+cdef void softmax_grad_block(const floating* y3, const int* target, floating* dz3,
                              int V, int cols, int ld) noexcept nogil:
     """dz3 = y3 - onehot(target) on a block of columns."""
     cdef int k, i
+    cdef floating one = 1.0
     for k in range(V):
         for i in range(cols):
             dz3[k * ld + i] = y3[k * ld + i]
     for i in range(cols):
-        dz3[target[i] * ld + i] = y3[target[i] * ld + i] - 1.0
+        dz3[target[i] * ld + i] = y3[target[i] * ld + i] - one
 
 
-cdef void sum_columns_rows(const double* dz, double* db, int first, int last,
+cdef void sum_columns_rows(const floating* dz, floating* db, int first, int last,
                            int N) noexcept nogil:
     """db[r] = sum over the N columns of row r, ascending from 0.0, for first <= r < last."""
     cdef int r, i
-    cdef double total
+    cdef floating total
     for r in range(first, last):
         total = 0.0
         for i in range(N):
@@ -43,17 +46,18 @@ cdef void sum_columns_rows(const double* dz, double* db, int first, int last,
         db[r] = total
 
 
-cdef void sigmoid_grad_block(const double* dy2, const double* y2, double* dz2,
+cdef void sigmoid_grad_block(const floating* dy2, const floating* y2, floating* dz2,
                              int rows, int cols, int ld) noexcept nogil:
     """dz2 = (dy2 * y2) * (1 - y2), evaluated left to right."""
     cdef int h, i
+    cdef floating one = 1.0
     for h in range(rows):
         for i in range(cols):
-            dz2[h * ld + i] = (dy2[h * ld + i] * y2[h * ld + i]) * (1.0 - y2[h * ld + i])
+            dz2[h * ld + i] = (dy2[h * ld + i] * y2[h * ld + i]) * (one - y2[h * ld + i])
 
 
-cdef void embed_grad_rows(const double* dy1, const int* x, int N, int D, double* dW1,
-                          double* part, int V, int h1, int first, int last) noexcept nogil:
+cdef void embed_grad_rows(const floating* dy1, const int* x, int N, int D, floating* dW1,
+                          floating* part, int V, int h1, int first, int last) noexcept nogil:
     """Rows first <= j < last of dW1, in the C order: for each position d,
     part = the sum over examples i (ascending, from 0.0) of dy1's rows for d,
     scattered to the columns x[i, d]; then dW1 += part."""
@@ -83,7 +87,7 @@ def _check_contexts(const int[:, ::1] x, Py_ssize_t V):
                 raise ValueError(f"word index {x[i, d]} outside 0..{V - 1}")
 
 
-def embed(const double[:, ::1] W1, const int[:, ::1] x, double[:, ::1] y1):
+def embed(const floating[:, ::1] W1, const int[:, ::1] x, floating[:, ::1] y1):
     """y1 = [W1[:, x_1]; W1[:, x_2]; ...; W1[:, x_D]] for every example (column)."""
     if y1.shape[0] != x.shape[1] * W1.shape[0] or y1.shape[1] != x.shape[0]:
         raise ValueError("embed: y1 must be (D*h1) x N")
@@ -95,7 +99,7 @@ def embed(const double[:, ::1] W1, const int[:, ::1] x, double[:, ::1] y1):
                     &y1[0, 0], x.shape[0], x.shape[0])
 
 
-def softmax_grad(const double[:, ::1] y3, const int[::1] target, double[:, ::1] dz3):
+def softmax_grad(const floating[:, ::1] y3, const int[::1] target, floating[:, ::1] dz3):
     """dz3 = y3 - onehot(target): the gradient of CE at the softmax's input."""
     if dz3.shape[0] != y3.shape[0] or dz3.shape[1] != y3.shape[1] or target.shape[0] != y3.shape[1]:
         raise ValueError("softmax_grad: shapes do not match")
@@ -109,7 +113,7 @@ def softmax_grad(const double[:, ::1] y3, const int[::1] target, double[:, ::1] 
                            y3.shape[1])
 
 
-def sum_columns(const double[:, ::1] dz, double[::1] db, int threads=1):
+def sum_columns(const floating[:, ::1] dz, floating[::1] db, int threads=1):
     """db = sum over columns of dz (the bias gradient), ascending from 0.0; rows split."""
     if db.shape[0] != dz.shape[0]:
         raise ValueError("sum_columns: db must have one entry per row")
@@ -121,7 +125,7 @@ def sum_columns(const double[:, ::1] dz, double[::1] db, int threads=1):
         sum_columns_rows(&dz[0, 0], &db[0], r, r + 1, N)
 
 
-def sigmoid_grad(const double[:, ::1] dy2, const double[:, ::1] y2, double[:, ::1] dz2,
+def sigmoid_grad(const floating[:, ::1] dy2, const floating[:, ::1] y2, floating[:, ::1] dz2,
                  int threads=1):
     """dz2 = (dy2 * y2) * (1 - y2), evaluated left to right; rows split."""
     if not (dy2.shape[0] == y2.shape[0] == dz2.shape[0]
@@ -134,8 +138,8 @@ def sigmoid_grad(const double[:, ::1] dy2, const double[:, ::1] y2, double[:, ::
         sigmoid_grad_block(&dy2[h, 0], &y2[h, 0], &dz2[h, 0], 1, N, N)
 
 
-def embed_grad(const double[:, ::1] dy1, const int[:, ::1] x, double[:, ::1] dW1,
-               double[:, ::1] part):
+def embed_grad(const floating[:, ::1] dy1, const int[:, ::1] x, floating[:, ::1] dW1,
+               floating[:, ::1] part):
     """dW1[:, v] = sum_d sum_{i : x[i, d] = v} dy1[d*h1:(d+1)*h1, i], per position.
 
     ``part`` is (h1 x V) scratch.

@@ -16,7 +16,9 @@ Each thread updates only the rows whose gradient it computed, after every
 thread has finished reading the weights, so three barriers suffice.  With
 ``exact`` every product keeps the C reference's order: the split changes no
 bit.  A non-finite running CE stops the loop before that minibatch's update.
+``floating`` is float64 or, for the fast backend only, float32.
 """
+from cython cimport floating
 from cython.parallel cimport parallel, threadid
 from libc.math cimport isfinite
 
@@ -36,25 +38,26 @@ cdef extern from *:
 
 
 cdef inline int product(bint exact, bint trans_a, bint trans_b, int M, int N, int K,
-                        const double* A, int lda, const double* B, int ldb,
-                        double* C, int ldc) noexcept nogil:
+                        const floating* A, int lda, const floating* B, int ldb,
+                        floating* C, int ldc) noexcept nogil:
     """C = op(A) · op(B) on this thread alone; -1 when out of memory."""
     if M <= 0 or N <= 0:
         return 0
-    if exact:
-        return gemm_exact(trans_a, trans_b, M, N, K, A, lda, B, ldb, C, ldc, 1)
+    if floating is double:
+        if exact:
+            return gemm_exact(trans_a, trans_b, M, N, K, A, lda, B, ldb, C, ldc, 1)
     gemm_blas(trans_a, trans_b, M, N, K, A, lda, B, ldb, C, ldc, 1)
     return 0
 
 
-cdef inline void update_rows(double* theta, double* vel, const double* g, int first, int last,
-                             int width, double momentum, double learning_rate,
-                             double inv_n) noexcept nogil:
+cdef inline void update_rows(floating* theta, floating* vel, const floating* g, int first,
+                             int last, int width, floating momentum, floating learning_rate,
+                             floating inv_n) noexcept nogil:
     momentum_update_range(theta, vel, g, first * width, last * width,
                           momentum, learning_rate, inv_n)
 
 
-def train_minibatches(model, velocity, grads, buffers, double[:, ::1] part,
+def train_minibatches(model, velocity, grads, buffers, floating[:, ::1] part,
                       const int[:, :, ::1] x, const int[:, ::1] t, int first, int last,
                       double ce, double[::1] trace, double learning_rate, double momentum,
                       double inv_n, bint exact, int threads):
@@ -63,24 +66,27 @@ def train_minibatches(model, velocity, grads, buffers, double[:, ::1] part,
     ``ce`` is the epoch's running mean before minibatch ``first``;
     ``trace[b - first]`` receives it after each minibatch's CE.  Returns
     (minibatches reported, running CE, diverged): on divergence the last one
-    reported was not applied.
+    reported was not applied.  Every array has the dtype of ``part``.
     """
-    cdef double[:, ::1] W1 = model.W1, W2 = model.W2, W3 = model.W3
-    cdef double[::1] b2 = model.b2, b3 = model.b3
-    cdef double[:, ::1] vW1 = velocity["W1"], vW2 = velocity["W2"], vW3 = velocity["W3"]
-    cdef double[::1] vb2 = velocity["b2"], vb3 = velocity["b3"]
-    cdef double[:, ::1] gW1 = grads["W1"], gW2 = grads["W2"], gW3 = grads["W3"]
-    cdef double[::1] gb2 = grads["b2"], gb3 = grads["b3"]
-    cdef double[:, ::1] y1 = buffers.y1, z2 = buffers.z2, y2 = buffers.y2, z3 = buffers.z3
-    cdef double[:, ::1] y3 = buffers.y3, dz3 = buffers.dz3, dy2 = buffers.dy2
-    cdef double[:, ::1] dz2 = buffers.dz2, dy1 = buffers.dy1
-    cdef double[::1] s = buffers.scratch
+    cdef floating[:, ::1] W1 = model.W1, W2 = model.W2, W3 = model.W3
+    cdef floating[::1] b2 = model.b2, b3 = model.b3
+    cdef floating[:, ::1] vW1 = velocity["W1"], vW2 = velocity["W2"], vW3 = velocity["W3"]
+    cdef floating[::1] vb2 = velocity["b2"], vb3 = velocity["b3"]
+    cdef floating[:, ::1] gW1 = grads["W1"], gW2 = grads["W2"], gW3 = grads["W3"]
+    cdef floating[::1] gb2 = grads["b2"], gb3 = grads["b3"]
+    cdef floating[:, ::1] y1 = buffers.y1, z2 = buffers.z2, y2 = buffers.y2, z3 = buffers.z3
+    cdef floating[:, ::1] y3 = buffers.y3, dz3 = buffers.dz3, dy2 = buffers.dy2
+    cdef floating[:, ::1] dz2 = buffers.dz2, dy1 = buffers.dy1
+    cdef floating[::1] s = buffers.scratch
+    cdef floating mu = momentum, lr = learning_rate, scale = inv_n
     cdef int H1 = W1.shape[0], V = W1.shape[1], H2 = W2.shape[0], DH1 = W2.shape[1]
     cdef int N = x.shape[1], D = x.shape[2]
     if trace.shape[0] < last - first or not (0 <= first <= last <= x.shape[0]):
         raise ValueError("train_minibatches: trace too short or minibatch range out of bounds")
     if y1.shape[1] != N or t.shape[1] != N or D * H1 != DH1:
         raise ValueError("train_minibatches: buffers do not fit the minibatches")
+    if exact and floating is float:
+        raise ValueError("train_minibatches: the exact backend is float64 only")
     cdef double shared[3]                  # running CE, diverged flag, out-of-memory flag
     shared[0], shared[1], shared[2] = ce, 0.0, 0.0
     cdef int T = max(1, min(threads, N, H1))
@@ -132,15 +138,15 @@ def train_minibatches(model, velocity, grads, buffers, double[:, ::1] part,
             status = status + product(exact, False, True, v1 - v0, H2, N, &dz3[v0, 0], N,
                               &y2[0, 0], N, &gW3[v0, 0], H2)
             sum_columns_rows(&dz3[0, 0], &gb3[0], v0, v1, N)
-            update_rows(&W3[0, 0], &vW3[0, 0], &gW3[0, 0], v0, v1, H2, momentum, learning_rate, inv_n)
-            update_rows(&b3[0], &vb3[0], &gb3[0], v0, v1, 1, momentum, learning_rate, inv_n)
+            update_rows(&W3[0, 0], &vW3[0, 0], &gW3[0, 0], v0, v1, H2, mu, lr, scale)
+            update_rows(&b3[0], &vb3[0], &gb3[0], v0, v1, 1, mu, lr, scale)
             status = status + product(exact, False, True, h1 - h0, DH1, N, &dz2[h0, 0], N,
                               &y1[0, 0], N, &gW2[h0, 0], DH1)
             sum_columns_rows(&dz2[0, 0], &gb2[0], h0, h1, N)
-            update_rows(&W2[0, 0], &vW2[0, 0], &gW2[0, 0], h0, h1, DH1, momentum, learning_rate, inv_n)
-            update_rows(&b2[0], &vb2[0], &gb2[0], h0, h1, 1, momentum, learning_rate, inv_n)
+            update_rows(&W2[0, 0], &vW2[0, 0], &gW2[0, 0], h0, h1, DH1, mu, lr, scale)
+            update_rows(&b2[0], &vb2[0], &gb2[0], h0, h1, 1, mu, lr, scale)
             embed_grad_rows(&dy1[0, 0], xb, N, D, &gW1[0, 0], &part[0, 0], V, H1, j0, j1)
-            update_rows(&W1[0, 0], &vW1[0, 0], &gW1[0, 0], j0, j1, V, momentum, learning_rate, inv_n)
+            update_rows(&W1[0, 0], &vW1[0, 0], &gW1[0, 0], j0, j1, V, mu, lr, scale)
             if status != 0:
                 shared[2] = 1.0
             barrier()

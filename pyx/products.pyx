@@ -1,4 +1,4 @@
-"""Matrix products C = op(A) · op(B) on row-major float64 matrices.
+"""Matrix products C = op(A) · op(B) on row-major matrices.
 
 Two ways to compute the same product:
 
@@ -6,30 +6,38 @@ Two ways to compute the same product:
   an accumulator that starts at 0.0 and adds ``op(A)[m, k] * op(B)[k, n]`` for
   k = 0, 1, 2, ... in turn.  It is vectorised across entries of C, never
   across a sum: a block of MR x NR entries stays in registers while k runs.
-* ``gemm_blas`` hands the product to BLAS ``dgemm`` (through scipy), which
-  sums in an order of its own choosing and is much faster.
+  float64 only.
+* ``gemm_blas`` hands the product to BLAS ``dgemm`` or ``sgemm`` (through
+  scipy), which sums in an order of its own choosing and is much faster.
 
 Both overwrite C.  Rows of C can be split between threads without changing a
 single bit of the exact result, since each entry's sum stays where it is.
 """
 from cpython.pycapsule cimport PyCapsule_GetName, PyCapsule_GetPointer
+from cython cimport floating
 from cython.parallel cimport prange
 from libc.stdlib cimport calloc, free
 
 ctypedef void (*dgemm_t)(char* transa, char* transb, int* m, int* n, int* k, double* alpha,
                          double* a, int* lda, double* b, int* ldb, double* beta, double* c,
                          int* ldc) noexcept nogil
+ctypedef void (*sgemm_t)(char* transa, char* transb, int* m, int* n, int* k, float* alpha,
+                         float* a, int* lda, float* b, int* ldb, float* beta, float* c,
+                         int* ldc) noexcept nogil
 
-# scipy's BLAS dgemm, fetched on first use: importing scipy.linalg takes a third
-# of a second, which a cold `predict` (exact products only) need not pay.
+# scipy's BLAS dgemm and sgemm, fetched on first use: importing scipy.linalg takes
+# a third of a second, which a cold `predict` (exact products only) need not pay.
 cdef dgemm_t dgemm = NULL
+cdef sgemm_t sgemm = NULL
 
 
 cdef int load_blas() except -1:
-    """Make gemm_blas usable: fetch dgemm from scipy.linalg.cython_blas."""
-    global dgemm
+    """Make gemm_blas usable: fetch dgemm and sgemm from scipy.linalg.cython_blas."""
+    global dgemm, sgemm
     if dgemm == NULL:
         from scipy.linalg import cython_blas
+        capsule = cython_blas.__pyx_capi__["sgemm"]
+        sgemm = <sgemm_t> PyCapsule_GetPointer(capsule, PyCapsule_GetName(capsule))
         capsule = cython_blas.__pyx_capi__["dgemm"]
         dgemm = <dgemm_t> PyCapsule_GetPointer(capsule, PyCapsule_GetName(capsule))
     return 0
@@ -119,19 +127,23 @@ cdef int gemm_exact(bint trans_a, bint trans_b, int M, int N, int K,
     return 0
 
 
-cdef inline void _dgemm_rows(bint trans_a, bint trans_b, int M, int N, int K,
-                             const double* A, int lda, const double* B, int ldb,
-                             double* C, int ldc) noexcept nogil:
+cdef inline void _blas_rows(bint trans_a, bint trans_b, int M, int N, int K,
+                            const floating* A, int lda, const floating* B, int ldb,
+                            floating* C, int ldc) noexcept nogil:
     cdef char ta = b'T' if trans_a else b'N'
     cdef char tb = b'T' if trans_b else b'N'
-    cdef double one = 1.0, zero = 0.0
-    dgemm(&tb, &ta, &N, &M, &K, &one, <double*> B, &ldb, <double*> A, &lda,
-          &zero, C, &ldc)
+    cdef floating one = 1.0, zero = 0.0
+    if floating is double:
+        dgemm(&tb, &ta, &N, &M, &K, &one, <double*> B, &ldb, <double*> A, &lda,
+              &zero, C, &ldc)
+    else:
+        sgemm(&tb, &ta, &N, &M, &K, &one, <float*> B, &ldb, <float*> A, &lda,
+              &zero, C, &ldc)
 
 
 cdef void gemm_blas(bint trans_a, bint trans_b, int M, int N, int K,
-                    const double* A, int lda, const double* B, int ldb,
-                    double* C, int ldc, int threads) noexcept nogil:
+                    const floating* A, int lda, const floating* B, int ldb,
+                    floating* C, int ldc, int threads) noexcept nogil:
     """C = op(A) · op(B) through BLAS, rows of C split among ``threads`` (after load_blas()).
 
     BLAS is column-major: a row-major matrix is its column-major transpose,
@@ -141,19 +153,19 @@ cdef void gemm_blas(bint trans_a, bint trans_b, int M, int N, int K,
     cdef int t, first, rows
     threads = max(1, min(threads, M))
     if threads == 1:
-        _dgemm_rows(trans_a, trans_b, M, N, K, A, lda, B, ldb, C, ldc)
+        _blas_rows(trans_a, trans_b, M, N, K, A, lda, B, ldb, C, ldc)
         return
     for t in prange(threads, num_threads=threads, schedule="static"):
         first = t * M // threads
         rows = (t + 1) * M // threads - first
-        _dgemm_rows(trans_a, trans_b, rows, N, K,
+        _blas_rows(trans_a, trans_b, rows, N, K,
                     A + (first if trans_a else <size_t> first * lda), lda, B, ldb,
                     C + <size_t> first * ldc, ldc)
 
 
-def gemm(const double[:, ::1] A, const double[:, ::1] B, double[:, ::1] C,
+def gemm(const floating[:, ::1] A, const floating[:, ::1] B, floating[:, ::1] C,
          bint trans_a=False, bint trans_b=False, bint exact=True, int threads=1):
-    """C = op(A) · op(B), exact order or BLAS; a thin wrapper for tests."""
+    """C = op(A) · op(B), exact order (float64 only) or BLAS; a thin wrapper for tests."""
     cdef int M = A.shape[1] if trans_a else A.shape[0]
     cdef int K = A.shape[0] if trans_a else A.shape[1]
     cdef int Kb = B.shape[1] if trans_b else B.shape[0]
@@ -163,6 +175,8 @@ def gemm(const double[:, ::1] A, const double[:, ::1] B, double[:, ::1] C,
         raise ValueError(
             f"gemm shapes do not match: op(A) {M}x{K}, op(B) {Kb}x{N}, "
             f"C {C.shape[0]}x{C.shape[1]}")
+    if exact and floating is float:
+        raise ValueError("gemm: the exact order is for float64 only")
     if M == 0 or N == 0:
         return
     if K == 0:
@@ -171,10 +185,11 @@ def gemm(const double[:, ::1] A, const double[:, ::1] B, double[:, ::1] C,
     if not exact:
         load_blas()
     with nogil:
-        if exact:
-            status = gemm_exact(trans_a, trans_b, M, N, K, &A[0, 0], A.shape[1],
-                                &B[0, 0], B.shape[1], &C[0, 0], C.shape[1], threads)
-        else:
+        if floating is double:
+            if exact:
+                status = gemm_exact(trans_a, trans_b, M, N, K, &A[0, 0], A.shape[1],
+                                    &B[0, 0], B.shape[1], &C[0, 0], C.shape[1], threads)
+        if not exact:
             gemm_blas(trans_a, trans_b, M, N, K, &A[0, 0], A.shape[1],
                       &B[0, 0], B.shape[1], &C[0, 0], C.shape[1], threads)
     if status:

@@ -1,10 +1,11 @@
 """The momentum update of a parameter array, in the C reference's order."""
+from cython cimport floating
 from cython.parallel cimport prange
 
 
-cdef void momentum_update_range(double* theta, double* vel, const double* g, int first,
-                                int last, double momentum, double learning_rate,
-                                double inv_n) noexcept nogil:
+cdef void momentum_update_range(floating* theta, floating* vel, const floating* g, int first,
+                                int last, floating momentum, floating learning_rate,
+                                floating inv_n) noexcept nogil:
     """vel = momentum * vel + g * (1/N); theta = theta - learning_rate * vel.
 
     g is scaled by the rounded reciprocal of N, as the C does, not divided.
@@ -15,7 +16,7 @@ cdef void momentum_update_range(double* theta, double* vel, const double* g, int
         theta[k] = theta[k] - learning_rate * vel[k]
 
 
-def momentum_update(double[::1] theta, double[::1] vel, const double[::1] g,
+def momentum_update(floating[::1] theta, floating[::1] vel, const floating[::1] g,
                     double momentum, double learning_rate, double inv_n, int threads=1):
     """One step of momentum SGD on a flat parameter array, in place; entries split."""
     if not theta.shape[0] == vel.shape[0] == g.shape[0]:

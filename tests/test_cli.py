@@ -160,6 +160,7 @@ def test_info_shows_the_header_as_the_c_program(model9):
     (["--set", "epoch=2"], "unknown key"),
     (["--set", "learning_rate=fast"], "'fast' is not a number"),
     (["--set", "momentum=2"], "momentum must be in [0, 1)"),
+    (["--set", "dtype=float32"], "dtype float32 needs backend = fast"),
     (["--pipeline", "nope"], "unknown pipeline 'nope'"),
     (["--stage", "test", "--set", "epochs=3"], "only applies with --stage train"),
     (["--stage", "test", "--from-run", "abc", "--no-tracking"], "--from-run needs MLflow"),

@@ -5,6 +5,8 @@ The exact kernels must match bit for bit, so the references here sum in the
 same order and take exp/log from the C library (via math), not numpy's SIMD.
 """
 import math
+import os
+import platform
 
 import numpy as np
 import pytest
@@ -87,9 +89,9 @@ def test_bias_softmax(rng, V, N):
     expected = softmax_reference(z + b[:, None])
     for threads in (1, 2):
         y = np.empty_like(z)
-        bias_softmax(z, b, y, None, True, threads)
+        bias_softmax(z, b, y, np.empty(N), True, threads)
         assert np.array_equal(y, expected)
-        bias_softmax(z, b, y, None, False, threads)
+        bias_softmax(z, b, y, np.empty(N), False, threads)
         np.testing.assert_allclose(y, expected, rtol=4e-16 * V, atol=0)
 
 
@@ -189,3 +191,101 @@ def test_momentum_update(rng, n):
     momentum_update(theta, vel, g, m, lr, inv_n, 2)
     assert np.array_equal(vel, expected_vel)
     assert np.array_equal(theta, expected_theta)
+
+
+# -- float32, for the fast backend only: the same kernels, specialised ----------------------
+
+f32 = np.float32
+
+
+def test_float32_gemm_goes_through_blas_and_refuses_the_exact_order(rng):
+    A, B = rng.standard_normal((17, 33)).astype(f32), rng.standard_normal((33, 5)).astype(f32)
+    C = np.full((17, 5), np.nan, f32)
+    gemm(A, B, C, False, False, False, 2)
+    np.testing.assert_allclose(C, A.astype(float) @ B.astype(float), rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError, match="float64 only"):
+        gemm(A, B, C, False, False, True)
+    with pytest.raises(ValueError, match="dtype mismatch"):      # one dtype per call
+        gemm(A, B.astype(float), C, False, False, False)
+
+
+def test_float32_exp_fast_is_within_two_ulp():
+    x = np.concatenate([np.linspace(-87, 88, 200_001), np.random.default_rng(0).normal(0, 5, 10_000),
+                        [0.0, -0.0, 1e-30, -1e-30]]).astype(f32)
+    out = np.empty_like(x)
+    exp_fast(x, out)
+    expected = np.exp(x.astype(np.float64))
+    ulps = np.abs(out - expected) / np.spacing(expected.astype(f32))
+    assert out.dtype == f32 and ulps.max() <= 2, ulps.max()
+    special = np.empty(3, f32)
+    exp_fast(np.array([np.nan, -1e4, 1e4], f32), special)
+    assert np.isnan(special[0]) and 0 <= special[1] < 1e-37 and special[2] > 1e38
+
+
+@pytest.mark.parametrize("V,N", [(1, 1), (13, 7), (250, 100)])
+def test_float32_activations_match_float64_to_float32_precision(rng, V, N):
+    z, b = (rng.standard_normal((V, N)) * 5).astype(f32), rng.standard_normal(V).astype(f32)
+    zb = (z + b[:, None]).astype(float)                 # the bias is added in float32
+    y = np.empty_like(z)
+    bias_sigmoid(z, b, y, False, 2)
+    np.testing.assert_allclose(y, 1 / (1 + np.exp(-zb)), rtol=4e-7)
+    bias_softmax(z, b, y, np.empty(N, f32), False, 2)
+    np.testing.assert_allclose(y, softmax_reference(zb), rtol=1e-6 * V, atol=1e-12)
+    t = rng.integers(0, V, N).astype(np.int32)
+    assert cross_entropy(y, t) == pytest.approx(cross_entropy(y.astype(float), t), rel=1e-12)
+
+
+def test_float32_gradient_kernels_compute_in_float32(rng):
+    V, N, h1, D = 11, 7, 3, 3
+    y3, t = rng.random((V, N)).astype(f32), rng.integers(0, V, N).astype(np.int32)
+    dz3 = np.empty_like(y3)
+    softmax_grad(y3, t, dz3)
+    onehot = np.zeros_like(y3)
+    onehot[t, np.arange(N)] = 1
+    assert np.array_equal(dz3, y3 - onehot)
+    db = np.empty(V, f32)
+    sum_columns(dz3, db, 2)
+    expected = np.zeros(V, f32)
+    for i in range(N):
+        expected = expected + dz3[:, i]
+    assert np.array_equal(db, expected)
+    dy2, y2 = rng.standard_normal((V, N)).astype(f32), rng.random((V, N)).astype(f32)
+    dz2 = np.empty_like(y2)
+    sigmoid_grad(dy2, y2, dz2, 2)
+    assert np.array_equal(dz2, (dy2 * y2) * (f32(1) - y2))
+    W1, x = rng.standard_normal((h1, V)).astype(f32), rng.integers(0, 4, (N, D)).astype(np.int32)
+    y1 = np.empty((D * h1, N), f32)
+    embed(W1, x, y1)
+    assert np.array_equal(y1, np.concatenate([W1[:, x[:, d]] for d in range(D)]))
+    dW1 = np.empty((h1, V), f32)
+    embed_grad(y1, x, dW1, np.empty((h1, V), f32))
+    reference = np.zeros((h1, V))
+    for d in range(D):
+        np.add.at(reference.T, x[:, d], y1[d * h1:(d + 1) * h1].T.astype(float))
+    np.testing.assert_allclose(dW1, reference, rtol=1e-6, atol=1e-6)
+
+
+def test_float32_momentum_update(rng):
+    theta, vel, g = (rng.standard_normal(1000).astype(f32) for _ in range(3))
+    m, lr, inv_n = f32(0.9), f32(0.1), f32(1 / 100)
+    expected_vel = m * vel + g * inv_n
+    expected_theta = theta - lr * expected_vel
+    momentum_update(theta, vel, g, 0.9, 0.1, 1 / 100, 2)
+    assert np.array_equal(vel, expected_vel) and np.array_equal(theta, expected_theta)
+
+
+def test_kernels_are_built_for_the_best_instruction_set_the_builder_had():
+    """x86-64-v3 (AVX2) when the building CPU has it, unless WORDNET_MARCH chose otherwise:
+    the default build on this machine must not fall back to baseline x86-64 unnoticed."""
+    from wordnet import _cpu
+    if os.environ.get("WORDNET_MARCH") is not None:
+        assert _cpu.BUILT_FOR == os.environ["WORDNET_MARCH"]
+        return
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = set(next(l for l in f if l.startswith("flags")).split(":")[1].split())
+    except (OSError, StopIteration):
+        flags = set()
+    has_v3 = {"avx2", "fma", "bmi2", "movbe", "f16c"} <= flags and platform.machine() == "x86_64"
+    assert _cpu.BUILT_FOR == ("x86-64-v3" if has_v3 else "")
+    _cpu.check()                                          # and this CPU runs them

@@ -57,10 +57,40 @@ def test_backends_agree_closely():
 
 @pytest.mark.parametrize("bad", [dict(batch_size=0), dict(learning_rate=-0.1),
                                  dict(momentum=1.0), dict(backend="gpu"), dict(init="zeros"),
-                                 dict(epochs=1.5), dict(early_stop=-1)])
+                                 dict(epochs=1.5), dict(early_stop=-1), dict(dtype="float16"),
+                                 dict(dtype="float32"), dict(dtype="float32", backend="exact")])
 def test_config_refuses_out_of_range_values(bad):
     with pytest.raises(ConfigError):
         Config(**bad)
+
+
+def test_float32_is_for_the_fast_backend_and_says_so():
+    with pytest.raises(ConfigError, match="dtype float32 needs backend = fast"):
+        Config(dtype="float32")
+    assert Config(backend="fast", dtype="float32").dtype == "float32"
+    with pytest.raises(ConfigError, match="needs backend = fast"):
+        Model(small_model("exact", np.random.default_rng(0)).params(), "exact", dtype="float32")
+
+
+def test_float32_gradients_match_float64():
+    rng = np.random.default_rng(5)
+    wide = small_model("fast", rng)
+    narrow = Model(wide.params(), "fast", dtype="float32")
+    assert all(p.dtype == np.float32 for p in narrow.params().values())
+    x = rng.integers(0, wide.vocab_size, (8, 3)).astype(np.int32)
+    t = rng.integers(0, wide.vocab_size, 8).astype(np.int32)
+    grads = {}
+    for model in (wide, narrow):
+        buf = Buffers(model, 8)
+        assert buf.y3.dtype == model.dtype
+        g = {name: np.empty_like(p) for name, p in model.params().items()}
+        model.forward(x, buf)
+        model.backward(x, t, buf, g, np.empty_like(model.W1))
+        grads[model.dtype] = g
+    for name, g64 in grads[np.dtype(np.float64)].items():
+        g32 = grads[np.dtype(np.float32)][name]
+        assert g32.dtype == np.float32
+        np.testing.assert_allclose(g32, g64, rtol=1e-4, atol=1e-6, err_msg=name)
 
 
 def test_config_defaults_are_the_reference_recipe():

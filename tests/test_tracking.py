@@ -227,7 +227,7 @@ def test_two_pipelines_at_once_on_one_new_sqlite_store(data_dir, tmp_path):
     uri = f"sqlite:///{store}"
     command = [str(BIN / "wordnet-pipeline"), "run", "--pipeline", "quick", "--stage", "train",
                "--stage", "test", "--set", "early_stop=100", "--set", "backend=fast",
-               "--data-dir", str(data_dir), "--tracking-uri", uri, "--experiment", "together"]
+               "--set", "dtype=float32", "--data-dir", str(data_dir), "--tracking-uri", uri, "--experiment", "together"]
     processes = {name: subprocess.Popen([*command, "--out", str(tmp_path / name),
                                          "--run-name", name],
                                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -253,9 +253,10 @@ def test_two_pipelines_at_once_on_one_new_sqlite_store(data_dir, tmp_path):
         assert run.info.status == "FINISHED"
         params = run.data.params
         assert {"batch_size", "embedding_size", "hidden_size", "epochs", "early_stop",
-                "learning_rate", "momentum", "validation_period", "backend", "init", "seed",
-                "recipe", "wordnet_version", "data.sha256.train_data.csv"} <= set(params)
-        assert (params["early_stop"], params["backend"]) == ("100", "fast")
+                "learning_rate", "momentum", "validation_period", "backend", "dtype", "init",
+                "seed", "recipe", "wordnet_version", "data.sha256.train_data.csv"} <= set(params)
+        assert (params["early_stop"], params["backend"], params["dtype"]) == ("100", "fast",
+                                                                              "float32")
         history = json.loads((out / "history.json").read_text())["train_ce"]
         logged = client.get_metric_history(run.info.run_id, "train_ce")
         assert sorted((m.step, m.value) for m in logged) == list(enumerate(history, 1))

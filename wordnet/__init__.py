@@ -11,3 +11,7 @@ __version__ = "0.1.0"
 # both.  Set before the first extension loads libgomp; the user's settings win.
 if "OMP_WAIT_POLICY" not in os.environ:
     os.environ.setdefault("GOMP_SPINCOUNT", "10000")
+
+from ._cpu import check as _check_cpu     # before any kernel: they may need AVX2
+
+_check_cpu()

@@ -13,7 +13,8 @@ column, so ``y1`` is (D·h1) x N, ``y2`` is h2 x N and ``y3`` is V x N:
     dW1[:, v] = Σ over positions d and examples i with x[i, d] = v of dy1[d]
 
 Two backends compute the products: ``exact`` in the C reference's summation
-order (bit-identical results), ``fast`` through BLAS.  ``forward`` serves
+order (bit-identical results, float64), ``fast`` through BLAS, in float64 or
+float32.  ``forward`` serves
 evaluation and prediction; ``backward`` and ``Momentum.step`` spell the
 training step out, which the trainer runs fused, with no Python between the
 kernels (pyx/loop.pyx): a test holds the two equal, bit for bit.
@@ -34,6 +35,7 @@ from ._products import gemm, prepare_blas
 from ._updates import momentum_update
 
 BACKENDS = ("exact", "fast")
+DTYPES = ("float64", "float32")
 INT_MAX = 2**31 - 1
 PARAMS = ("W1", "W2", "b2", "W3", "b3")       # checkpoint order
 UPDATE_ORDER = ("W3", "b3", "W2", "b2", "W1")  # the C reference's update order
@@ -56,6 +58,7 @@ class Config:
     momentum: float = 0.9
     validation_period: int = INT_MAX       # validate after minibatches b > 0, b % period == 0
     backend: str = "exact"
+    dtype: str = "float64"                 # float32: fast backend only
     init: str = "c-reference"
     seed: int = 0                          # for init "gaussian"
 
@@ -74,8 +77,7 @@ class Config:
             raise ConfigError(f"learning_rate must be positive and finite, got {self.learning_rate}")
         if not 0.0 <= self.momentum < 1.0:
             raise ConfigError(f"momentum must be in [0, 1), got {self.momentum}")
-        if self.backend not in BACKENDS:
-            raise ConfigError(f"backend must be one of {', '.join(BACKENDS)}, got {self.backend!r}")
+        _check_backend(self.backend, self.dtype)
         if self.init not in init_schemes.SCHEMES:
             raise ConfigError(f"init must be one of {', '.join(init_schemes.SCHEMES)}, "
                               f"got {self.init!r}")
@@ -87,22 +89,22 @@ class Buffers:
     def __init__(self, model: "Model", N: int):
         V, h1, h2, D = model.vocab_size, model.embedding_size, model.hidden_size, model.context_size
         self.N = N
-        self.y1, self.dy1 = np.empty((D * h1, N)), np.empty((D * h1, N))
-        self.z2, self.y2 = np.empty((h2, N)), np.empty((h2, N))
-        self.dy2, self.dz2 = np.empty((h2, N)), np.empty((h2, N))
-        self.z3, self.y3, self.dz3 = np.empty((V, N)), np.empty((V, N)), np.empty((V, N))
-        self.scratch = np.empty(N)
+        shapes = {"y1": (D * h1, N), "dy1": (D * h1, N), "z2": (h2, N), "y2": (h2, N),
+                  "dy2": (h2, N), "dz2": (h2, N), "z3": (V, N), "y3": (V, N), "dz3": (V, N),
+                  "scratch": (N,)}
+        for name, shape in shapes.items():
+            setattr(self, name, np.empty(shape, dtype=model.dtype))
 
 
 class Model:
-    """Parameters W1 (h1 x V), W2 (h2 x D·h1), b2, W3 (V x h2), b3, float64."""
+    """Parameters W1 (h1 x V), W2 (h2 x D·h1), b2, W3 (V x h2), b3, of one dtype."""
 
     def __init__(self, params: dict[str, np.ndarray], backend: str = "exact",
-                 threads: int | None = None):
-        if backend not in BACKENDS:
-            raise ConfigError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+                 threads: int | None = None, dtype: str = "float64"):
+        _check_backend(backend, dtype)
+        self.dtype = np.dtype(dtype)
         for name in PARAMS:
-            setattr(self, name, np.array(params[name], dtype=np.float64, order="C"))
+            setattr(self, name, np.array(params[name], dtype=self.dtype, order="C"))
         h1, V = self.W1.shape
         h2, Dh1 = self.W2.shape
         if Dh1 % h1 or self.W3.shape != (V, h2) or self.b2.shape != (h2,) or self.b3.shape != (V,):
@@ -123,7 +125,8 @@ class Model:
                   "b2": (config.hidden_size,),
                   "W3": (vocab_size, config.hidden_size),
                   "b3": (vocab_size,)}
-        return cls(init_schemes.initial_weights(shapes, config.init, config.seed), config.backend)
+        return cls(init_schemes.initial_weights(shapes, config.init, config.seed), config.backend,
+                   dtype=config.dtype)
 
     def params(self) -> dict[str, np.ndarray]:
         return {name: getattr(self, name) for name in PARAMS}
@@ -169,12 +172,21 @@ class Model:
         x = np.ascontiguousarray(np.atleast_2d(contexts), dtype=np.int32)
         if x.shape[1] != self.context_size:
             raise ValueError(f"a context has {self.context_size} words, got {x.shape[1]}")
-        out = np.empty((len(x), self.vocab_size))
+        out = np.empty((len(x), self.vocab_size), dtype=self.dtype)
         with self.single_threaded_blas():
             for start in range(0, len(x), chunk):
                 xs = x[start:start + chunk]
                 out[start:start + len(xs)] = self.forward(xs, Buffers(self, len(xs))).T
         return out
+
+
+def _check_backend(backend: str, dtype: str) -> None:
+    if backend not in BACKENDS:
+        raise ConfigError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+    if dtype not in DTYPES:
+        raise ConfigError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
+    if dtype != "float64" and backend == "exact":
+        raise ConfigError(f"dtype {dtype} needs backend = fast: the exact backend is float64")
 
 
 def _usable_cpus() -> int:
