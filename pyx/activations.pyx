@@ -12,6 +12,7 @@ backend only, float32.
 from cython cimport floating
 from cython.parallel cimport prange
 from libc.math cimport exp, log
+import numpy as np
 
 cdef extern from *:
     """
@@ -85,14 +86,17 @@ cdef void bias_sigmoid_block(const floating* z, const floating* b, floating* y, 
                              int cols, int ld, bint exact) noexcept nogil:
     """y = sigmoid(z + b) on a rows x cols block; sigmoid(x) = 1 / (1 + exp(-x))."""
     cdef int h, i
-    cdef floating one = 1.0
+    cdef floating one = 1.0, bh
+    cdef const floating* zh
+    cdef floating* yh
     for h in range(rows):
+        zh, yh, bh = z + <Py_ssize_t> h * ld, y + <Py_ssize_t> h * ld, b[h]
         if exact:
             for i in range(cols):
-                y[h * ld + i] = one / (one + exp(-(z[h * ld + i] + b[h])))
+                yh[i] = one / (one + exp(-(zh[i] + bh)))
         else:
             for i in range(cols):
-                y[h * ld + i] = one / (one + exp_fast(-(z[h * ld + i] + b[h])))
+                yh[i] = one / (one + exp_fast(-(zh[i] + bh)))
 
 
 cdef void bias_softmax_block(const floating* z, const floating* b, floating* y, floating* s,
@@ -102,30 +106,37 @@ cdef void bias_softmax_block(const floating* z, const floating* b, floating* y, 
     Per column: m = max, e_k = exp(z_k - m), s = sum of e_k in ascending k,
     y_k = e_k / s.  ``s`` is scratch for ``cols`` values.
     """
+    # Rows are addressed through pointers (zk[i], not z[k * ld + i]): with the
+    # index arithmetic inline, GCC's vectorised loops fell back to scalar code.
     cdef int k, i
-    cdef floating x
+    cdef floating x, bk
+    cdef const floating* zk
+    cdef floating* yk
     for i in range(cols):                   # s = max_k (z_k + b_k)
         s[i] = z[i] + b[0]
     for k in range(1, V):
+        zk, bk = z + <Py_ssize_t> k * ld, b[k]
         for i in range(cols):
-            x = z[k * ld + i] + b[k]
-            if x > s[i]:
-                s[i] = x
+            x = zk[i] + bk
+            s[i] = x if x > s[i] else s[i]  # a store every time: the loop vectorises
     for k in range(V):                      # e_k = exp(z_k + b_k - max)
+        zk, yk, bk = z + <Py_ssize_t> k * ld, y + <Py_ssize_t> k * ld, b[k]
         if exact:
             for i in range(cols):
-                y[k * ld + i] = exp((z[k * ld + i] + b[k]) - s[i])
+                yk[i] = exp((zk[i] + bk) - s[i])
         else:
             for i in range(cols):
-                y[k * ld + i] = exp_fast((z[k * ld + i] + b[k]) - s[i])
+                yk[i] = exp_fast((zk[i] + bk) - s[i])
     for i in range(cols):                   # s = sum of e_k in ascending k
         s[i] = 0.0
     for k in range(V):
+        yk = y + <Py_ssize_t> k * ld
         for i in range(cols):
-            s[i] += y[k * ld + i]
+            s[i] += yk[i]
     for k in range(V):                      # y_k = e_k / s
+        yk = y + <Py_ssize_t> k * ld
         for i in range(cols):
-            y[k * ld + i] = y[k * ld + i] / s[i]
+            yk[i] = yk[i] / s[i]
 
 
 cdef double cross_entropy_batch(const floating* y3, const int* target, int V,
@@ -141,6 +152,25 @@ cdef double cross_entropy_batch(const floating* y3, const int* target, int V,
         for i in range(N):
             if target[i] == k:
                 total += log(<double> y3[k * N + i] + eps)
+    return -total / N
+
+
+cdef void log_likelihood_block(const floating* y3, const int* target, double* logp, int cols,
+                               int ld) noexcept nogil:
+    """logp[i] = log(y3[target_i, i] + exp(-30)), the CE's terms, for a block of columns."""
+    cdef int i
+    cdef double eps = exp(-30.0)
+    for i in range(cols):
+        logp[i] = log(<double> y3[target[i] * ld + i] + eps)
+
+
+cdef double cross_entropy_ordered(const double* logp, const int* order, int N) noexcept nogil:
+    """-(sum of logp[order[0]], logp[order[1]], ...) / N.  With ``order`` the examples
+    sorted by target, ties in example order, this is cross_entropy_batch's sum."""
+    cdef int j
+    cdef double total = 0.0
+    for j in range(N):
+        total += logp[order[j]]
     return -total / N
 
 
@@ -193,6 +223,21 @@ def cross_entropy(const floating[:, ::1] y3, const int[::1] target):
         if not 0 <= target[i] < y3.shape[0]:
             raise ValueError(f"cross_entropy: target {target[i]} out of range")
     return cross_entropy_batch(&y3[0, 0], &target[0], y3.shape[0], y3.shape[1])
+
+
+def cross_entropy_in_order(const floating[:, ::1] y3, const int[::1] target,
+                           const int[::1] order):
+    """Batch CE from its terms summed in ``order`` (the fused loop's way; a test hook)."""
+    cdef int N = y3.shape[1]
+    if target.shape[0] != N or order.shape[0] != N or N == 0:
+        raise ValueError("cross_entropy_in_order: one target and one order entry per column")
+    for i in range(N):
+        if not (0 <= target[i] < y3.shape[0] and 0 <= order[i] < N):
+            raise ValueError("cross_entropy_in_order: target or order out of range")
+    logp = np.empty(N)
+    cdef double[::1] lp = logp
+    log_likelihood_block(&y3[0, 0], &target[0], &lp[0], N, N)
+    return cross_entropy_ordered(&lp[0], &order[0], N)
 
 
 def exp_fast_py(const floating[::1] x, floating[::1] out):

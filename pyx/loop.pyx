@@ -4,16 +4,19 @@ One OpenMP parallel region runs them all.  Each of the T threads takes a
 share of the examples (columns) for the forward pass and the input-side
 gradients, then a share of the rows for the weight gradients and the update:
 
-    columns c0:c1   y1, z2, y2, z3, y3, dz3, dy2 = W3ᵀ dz3, dz2, dy1 = W2ᵀ dz2
-    -- barrier --   (thread 0: the batch CE and its running mean)
+    columns c0:c1   y1, z2, y2, z3, y3, the CE's terms log y3[target],
+                    dz3, dy2 = W3ᵀ dz3, dz2, dy1 = W2ᵀ dz2
     -- barrier --
+    all             the batch CE, its running mean, stop if not finite
     rows of V       dW3 = dz3 y2ᵀ, db3, then update W3, b3
     rows of h2      dW2 = dz2 y1ᵀ, db2, then update W2, b2
     rows of h1      dW1 (per position), then update W1
     -- barrier --
 
 Each thread updates only the rows whose gradient it computed, after every
-thread has finished reading the weights, so three barriers suffice.  With
+thread has finished reading the weights, so two barriers suffice.  Every
+thread sums the CE's terms itself, in the C reference's order: each gets the
+same value and takes the same decision, with no barrier to share it.  With
 ``exact`` every product keeps the C reference's order: the split changes no
 bit.  A non-finite running CE stops the loop before that minibatch's update.
 ``floating`` is float64 or, for the fast backend only, float32.
@@ -22,7 +25,8 @@ from cython cimport floating
 from cython.parallel cimport parallel, threadid
 from libc.math cimport isfinite
 
-from wordnet._activations cimport bias_sigmoid_block, bias_softmax_block, cross_entropy_batch
+from wordnet._activations cimport (bias_sigmoid_block, bias_softmax_block, cross_entropy_ordered,
+                                   log_likelihood_block)
 from wordnet._gradients cimport (embed_block, embed_grad_rows, sigmoid_grad_block,
                                  softmax_grad_block, sum_columns_rows)
 from wordnet._products cimport gemm_blas, gemm_exact, load_blas
@@ -58,13 +62,15 @@ cdef inline void update_rows(floating* theta, floating* vel, const floating* g, 
 
 
 def train_minibatches(model, velocity, grads, buffers, floating[:, ::1] part,
-                      const int[:, :, ::1] x, const int[:, ::1] t, int first, int last,
-                      double ce, double[::1] trace, double learning_rate, double momentum,
+                      const int[:, :, ::1] x, const int[:, ::1] t, const int[:, ::1] order,
+                      int first, int last, double ce, double[::1] trace, double learning_rate, double momentum,
                       double inv_n, bint exact, int threads):
     """Train on minibatches first <= b < last of (x, t) in place.
 
-    ``ce`` is the epoch's running mean before minibatch ``first``;
-    ``trace[b - first]`` receives it after each minibatch's CE.  Returns
+    ``order[b]`` lists minibatch b's examples sorted by target, ties in example
+    order (the C reference's order of the CE's terms).  ``ce`` is the epoch's
+    running mean before minibatch ``first``; ``trace[b - first]`` receives it
+    after each minibatch's CE.  Returns
     (minibatches reported, running CE, diverged): on divergence the last one
     reported was not applied.  Every array has the dtype of ``part``.
     """
@@ -78,20 +84,23 @@ def train_minibatches(model, velocity, grads, buffers, floating[:, ::1] part,
     cdef floating[:, ::1] y3 = buffers.y3, dz3 = buffers.dz3, dy2 = buffers.dy2
     cdef floating[:, ::1] dz2 = buffers.dz2, dy1 = buffers.dy1
     cdef floating[::1] s = buffers.scratch
+    cdef double[::1] logp = buffers.logp
     cdef floating mu = momentum, lr = learning_rate, scale = inv_n
     cdef int H1 = W1.shape[0], V = W1.shape[1], H2 = W2.shape[0], DH1 = W2.shape[1]
     cdef int N = x.shape[1], D = x.shape[2]
     if trace.shape[0] < last - first or not (0 <= first <= last <= x.shape[0]):
         raise ValueError("train_minibatches: trace too short or minibatch range out of bounds")
-    if y1.shape[1] != N or t.shape[1] != N or D * H1 != DH1:
+    if (y1.shape[1] != N or t.shape[1] != N or D * H1 != DH1 or order.shape[1] != N
+            or order.shape[0] != x.shape[0]):
         raise ValueError("train_minibatches: buffers do not fit the minibatches")
     if exact and floating is float:
         raise ValueError("train_minibatches: the exact backend is float64 only")
-    cdef double shared[3]                  # running CE, diverged flag, out-of-memory flag
-    shared[0], shared[1], shared[2] = ce, 0.0, 0.0
+    cdef double shared[2]                  # the final running CE, an out-of-memory flag
+    shared[0], shared[1] = ce, 0.0
     cdef int T = max(1, min(threads, N, H1))
     cdef int done[1]                       # minibatches reported, set by thread 0
     cdef int tid, c0, nc, v0, v1, h0, h1, j0, j1, b, status
+    cdef double running
     cdef const int* xb
     cdef const int* tb
     if last == first:
@@ -105,10 +114,11 @@ def train_minibatches(model, velocity, grads, buffers, floating[:, ::1] part,
         v0, v1 = tid * V // T, (tid + 1) * V // T
         h0, h1 = tid * H2 // T, (tid + 1) * H2 // T
         j0, j1 = tid * H1 // T, (tid + 1) * H1 // T
+        running = ce                       # each thread's copy, the same value in all
+        status = 0                         # this thread's failed products, ever
         b = first
         while b < last:
             xb, tb = &x[b, 0, 0], &t[b, 0]
-            status = 0
             # forward and input-side gradients, on columns c0:c0+nc
             embed_block(&W1[0, 0], H1, V, xb + c0 * D, D, &y1[0, c0], nc, N)
             status = status + product(exact, False, False, H2, nc, DH1, &W2[0, 0], DH1,
@@ -117,22 +127,20 @@ def train_minibatches(model, velocity, grads, buffers, floating[:, ::1] part,
             status = status + product(exact, False, False, V, nc, H2, &W3[0, 0], H2,
                               &y2[0, c0], N, &z3[0, c0], N)
             bias_softmax_block(&z3[0, c0], &b3[0], &y3[0, c0], &s[c0], V, nc, N, exact)
+            log_likelihood_block(&y3[0, c0], tb + c0, &logp[c0], nc, N)
             softmax_grad_block(&y3[0, c0], tb + c0, &dz3[0, c0], V, nc, N)
             status = status + product(exact, True, False, H2, nc, V, &W3[0, 0], H2,
                               &dz3[0, c0], N, &dy2[0, c0], N)
             sigmoid_grad_block(&dy2[0, c0], &y2[0, c0], &dz2[0, c0], H2, nc, N)
             status = status + product(exact, True, False, DH1, nc, H2, &W2[0, 0], DH1,
                               &dz2[0, c0], N, &dy1[0, c0], N)
-            if status != 0:
-                shared[2] = 1.0
+            if status != 0:                # written before the barrier, read only after it
+                shared[1] = 1.0
             barrier()
+            running = running + (cross_entropy_ordered(&logp[0], &order[b, 0], N) - running) / (b + 1)
             if tid == 0:
-                shared[0] = shared[0] + (cross_entropy_batch(&y3[0, 0], tb, V, N) - shared[0]) / (b + 1)
-                trace[b - first] = shared[0]
-                if not isfinite(shared[0]) or shared[2] != 0.0:
-                    shared[1] = 1.0
-            barrier()
-            if shared[1] != 0.0:
+                trace[b - first] = running
+            if not isfinite(running) or shared[1] != 0.0:
                 break
             # weight gradients and the update, on this thread's rows
             status = status + product(exact, False, True, v1 - v0, H2, N, &dz3[v0, 0], N,
@@ -147,12 +155,13 @@ def train_minibatches(model, velocity, grads, buffers, floating[:, ::1] part,
             update_rows(&b2[0], &vb2[0], &gb2[0], h0, h1, 1, mu, lr, scale)
             embed_grad_rows(&dy1[0, 0], xb, N, D, &gW1[0, 0], &part[0, 0], V, H1, j0, j1)
             update_rows(&W1[0, 0], &vW1[0, 0], &gW1[0, 0], j0, j1, V, mu, lr, scale)
-            if status != 0:
-                shared[2] = 1.0
             barrier()
             b = b + 1
+        if status != 0:
+            shared[1] = 1.0
         if tid == 0:
             done[0] = b - first + (1 if b < last else 0)
-    if shared[2] != 0.0:
+            shared[0] = running
+    if shared[1] != 0.0:
         raise MemoryError("train_minibatches: out of memory")
-    return done[0], shared[0], shared[1] != 0.0
+    return done[0], shared[0], not isfinite(shared[0])

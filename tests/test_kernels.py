@@ -289,3 +289,14 @@ def test_kernels_are_built_for_the_best_instruction_set_the_builder_had():
     has_v3 = {"avx2", "fma", "bmi2", "movbe", "f16c"} <= flags and platform.machine() == "x86_64"
     assert _cpu.BUILT_FOR == ("x86-64-v3" if has_v3 else "")
     _cpu.check()                                          # and this CPU runs them
+
+
+@pytest.mark.parametrize("V,N", [(1, 1), (5, 3), (250, 100)])
+def test_cross_entropy_from_terms_in_target_order_is_the_same_sum(rng, V, N):
+    """The fused loop's CE (terms, then summed in target order) equals cross_entropy's."""
+    from wordnet._activations import cross_entropy_in_order
+    from wordnet.train import target_order
+    y3 = rng.dirichlet(np.ones(V), size=N).T.copy()
+    t = rng.integers(0, min(V, 4), N).astype(np.int32)           # many ties
+    order = target_order(t[None])[0]
+    assert cross_entropy_in_order(y3, t, order) == cross_entropy(y3, t)

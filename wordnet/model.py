@@ -94,6 +94,7 @@ class Buffers:
                   "scratch": (N,)}
         for name, shape in shapes.items():
             setattr(self, name, np.empty(shape, dtype=model.dtype))
+        self.logp = np.empty(N)                # the CE's terms, summed in float64
 
 
 class Model:

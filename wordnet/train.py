@@ -66,6 +66,12 @@ def batches(rows: np.ndarray, N: int):
     return x, t
 
 
+def target_order(t: np.ndarray) -> np.ndarray:
+    """Each batch's examples sorted by target, ties in example order: the order in
+    which the C reference adds up the terms of a batch's CE."""
+    return np.argsort(t, axis=1, kind="stable").astype(np.int32)
+
+
 @dataclass(frozen=True)
 class Position:
     """Where a run stands: the next minibatch of an epoch, and what came before it."""
@@ -131,6 +137,7 @@ class Trainer:
     def _run(self, x, t, valid_rows, on_iteration, on_validation) -> History:
         cfg, model, pos = self.config, self.model, self.position
         M = len(x)
+        order = target_order(t)
         history = History()
         trace = np.empty(CHUNK)
         step, updates = pos.step, pos.updates
@@ -144,8 +151,8 @@ class Trainer:
             while b < stop and not self._stop_requested:
                 end = min(stop, b + CHUNK, self._after_validation(b) if valid_rows is not None else M)
                 done, ce, diverged = train_minibatches(
-                    model, self.velocity, self.grads, self.buffers, self.part, x, t, b, end, ce,
-                    trace, cfg.learning_rate, cfg.momentum, self.optimizer.inv_n,
+                    model, self.velocity, self.grads, self.buffers, self.part, x, t, order,
+                    b, end, ce, trace, cfg.learning_rate, cfg.momentum, self.optimizer.inv_n,
                     model.backend == "exact", model.threads)
                 for k in range(done):
                     step += 1
