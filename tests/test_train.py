@@ -187,3 +187,20 @@ def test_float32_training_tracks_float64(dataset):
     np.testing.assert_allclose(traces["float32"], traces["float64"], rtol=0, atol=1e-5)
     for name, p64 in params["float64"].items():
         np.testing.assert_allclose(params["float32"][name], p64, rtol=0, atol=1e-4, err_msg=name)
+
+
+def test_top_k_accuracy_counts_ties_as_a_stable_sort_does():
+    """evaluate ranks the target as np.argsort(-y3, kind="stable") would, ties included."""
+    from wordnet.train import evaluate
+    rng = np.random.default_rng(2)
+    V, N, D, h1, h2 = 7, 50, 3, 2, 3
+    params = {"W1": rng.normal(size=(h1, V)), "W2": rng.normal(size=(h2, D * h1)),
+              "b2": rng.normal(size=h2), "W3": np.zeros((V, h2)), "b3": np.zeros(V)}
+    params["W3"][:3] = rng.normal(size=(3, h2))     # words 3..6 tie with each other
+    model = Model(params, "exact")
+    rows = rng.integers(0, V, (N, D + 1)).astype(np.int32)
+    metrics = evaluate(model, rows, batch_size=N)
+    y3 = model.predict_proba(rows[:, :D]).T
+    top5 = np.argsort(-y3, axis=0, kind="stable")[:5] == rows[:, D]
+    assert metrics.top1 == top5[0].mean() and metrics.top5 == top5.any(axis=0).mean()
+    assert 0 < metrics.top5 < 1
