@@ -133,10 +133,18 @@ cdef void bias_softmax_block(const floating* z, const floating* b, floating* y, 
         yk = y + <Py_ssize_t> k * ld
         for i in range(cols):
             s[i] += yk[i]
-    for k in range(V):                      # y_k = e_k / s
-        yk = y + <Py_ssize_t> k * ld
+    if exact:                               # y_k = e_k / s
+        for k in range(V):
+            yk = y + <Py_ssize_t> k * ld
+            for i in range(cols):
+                yk[i] = yk[i] / s[i]
+    else:                                   # y_k = e_k * (1 / s): one division per column
         for i in range(cols):
-            yk[i] = yk[i] / s[i]
+            s[i] = 1 / s[i]
+        for k in range(V):
+            yk = y + <Py_ssize_t> k * ld
+            for i in range(cols):
+                yk[i] = yk[i] * s[i]
 
 
 cdef double cross_entropy_batch(const floating* y3, const int* target, int V,

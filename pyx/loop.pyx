@@ -145,12 +145,12 @@ def train_minibatches(model, velocity, grads, buffers, floating[:, ::1] part,
             # weight gradients and the update, on this thread's rows
             status = status + product(exact, False, True, v1 - v0, H2, N, &dz3[v0, 0], N,
                               &y2[0, 0], N, &gW3[v0, 0], H2)
-            sum_columns_rows(&dz3[0, 0], &gb3[0], v0, v1, N)
+            sum_columns_rows(&dz3[0, 0], &gb3[0], v0, v1, N, exact)
             update_rows(&W3[0, 0], &vW3[0, 0], &gW3[0, 0], v0, v1, H2, mu, lr, scale)
             update_rows(&b3[0], &vb3[0], &gb3[0], v0, v1, 1, mu, lr, scale)
             status = status + product(exact, False, True, h1 - h0, DH1, N, &dz2[h0, 0], N,
                               &y1[0, 0], N, &gW2[h0, 0], DH1)
-            sum_columns_rows(&dz2[0, 0], &gb2[0], h0, h1, N)
+            sum_columns_rows(&dz2[0, 0], &gb2[0], h0, h1, N, exact)
             update_rows(&W2[0, 0], &vW2[0, 0], &gW2[0, 0], h0, h1, DH1, mu, lr, scale)
             update_rows(&b2[0], &vb2[0], &gb2[0], h0, h1, 1, mu, lr, scale)
             embed_grad_rows(&dy1[0, 0], xb, N, D, &gW1[0, 0], &part[0, 0], V, H1, j0, j1)

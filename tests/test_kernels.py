@@ -140,8 +140,10 @@ def test_sum_columns(rng, rows, N):
         expected = expected + dz[:, i]
     for threads in (1, 2):
         db = np.empty(rows)
-        sum_columns(dz, db, threads)
+        sum_columns(dz, db, True, threads)
         assert np.array_equal(db, expected)
+        sum_columns(dz, db, False, threads)                 # four partial sums
+        np.testing.assert_allclose(db, expected, rtol=1e-13, atol=1e-13)
 
 
 @pytest.mark.parametrize("rows,N", [(1, 1), (3, 7), (200, 100)])
@@ -244,7 +246,7 @@ def test_float32_gradient_kernels_compute_in_float32(rng):
     onehot[t, np.arange(N)] = 1
     assert np.array_equal(dz3, y3 - onehot)
     db = np.empty(V, f32)
-    sum_columns(dz3, db, 2)
+    sum_columns(dz3, db, True, 2)
     expected = np.zeros(V, f32)
     for i in range(N):
         expected = expected + dz3[:, i]

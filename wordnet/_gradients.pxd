@@ -6,7 +6,7 @@ cdef void embed_block(const floating* W1, int h1, int V, const int* x, int D,
 cdef void softmax_grad_block(const floating* y3, const int* target, floating* dz3,
                              int V, int cols, int ld) noexcept nogil
 cdef void sum_columns_rows(const floating* dz, floating* db, int first, int last,
-                           int N) noexcept nogil
+                           int N, bint exact) noexcept nogil
 cdef void sigmoid_grad_block(const floating* dy2, const floating* y2, floating* dz2,
                              int rows, int cols, int ld) noexcept nogil
 cdef void embed_grad_rows(const floating* dy1, const int* x, int N, int D, floating* dW1,

@@ -156,11 +156,11 @@ class Model:
         """Batch-summed gradients into g, after forward(x, b). ``part``: h1 x V scratch."""
         softmax_grad(b.y3, t, b.dz3)                     # dz3 = y3 - onehot(t)
         self._gemm(b.dz3, b.y2, g["W3"], trans_b=True)   # dW3 = dz3 y2ᵀ
-        sum_columns(b.dz3, g["b3"], self.threads)        # db3 = Σ_i dz3
+        sum_columns(b.dz3, g["b3"], self._exact, self.threads)  # db3 = Σ_i dz3
         self._gemm(self.W3, b.dz3, b.dy2, trans_a=True)  # dy2 = W3ᵀ dz3
         sigmoid_grad(b.dy2, b.y2, b.dz2, self.threads)   # dz2 = dy2 ∘ y2 ∘ (1 - y2)
         self._gemm(b.dz2, b.y1, g["W2"], trans_b=True)   # dW2 = dz2 y1ᵀ
-        sum_columns(b.dz2, g["b2"], self.threads)        # db2 = Σ_i dz2
+        sum_columns(b.dz2, g["b2"], self._exact, self.threads)  # db2 = Σ_i dz2
         self._gemm(self.W2, b.dz2, b.dy1, trans_a=True)  # dy1 = W2ᵀ dz2
         embed_grad(b.dy1, x, g["W1"], part)              # dW1, position by position
 
