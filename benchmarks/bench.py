@@ -648,6 +648,64 @@ def tracking_section(data_dir: Path, repeats: int, foreign_limit: float,
 
 
 # ----------------------------------------------------------------------------
+# --inference: next-word predictions for many contexts at once
+# ----------------------------------------------------------------------------
+
+INFERENCE_CONTEXTS = 10_000
+
+
+def inference_section(s: Setup, seconds: float) -> dict:
+    """Contexts per second: training's forward pass (fast backend, batches of N), then
+    10,000 test contexts through Model.predict_proba, Predictor.predict_batch (the
+    Python API: the exact backend, the top 5 words) and the pyfunc model, loaded
+    in this process as `mlflow models serve` loads it."""
+    import mlflow
+
+    from wordnet import tracking
+    from wordnet.model import Buffers
+    from wordnet.predict import Predictor
+    print(f"\n== Inference: contexts per second, {INFERENCE_CONTEXTS:,} test contexts ==")
+    dataset = load_dataset(s.data_dir)
+    contexts = np.ascontiguousarray(dataset.test[:INFERENCE_CONTEXTS, :-1])
+    texts = [" ".join(dataset.vocab.words[i] for i in row) for row in contexts]
+    checkpoint_path, vocab_path = s.data_dir / "model9-3000.bin", s.data_dir / "vocab.txt"
+    predictor = Predictor.load(checkpoint_path, vocab_path)
+    fast = Model(predictor.model.params(), "fast")
+    buf, M, N = Buffers(fast, s.cfg.batch_size), len(s.x), s.cfg.batch_size
+    rows = []
+
+    def row(label, calls_per_second, per_call):
+        rows.append((label, calls_per_second * per_call))
+
+    with fast.single_threaded_blas():
+        row(f"training's forward pass (fast, batches of {N})",
+            median_rate(cycle_batches(lambda b: fast.forward(s.x[b], buf), M), seconds), N)
+    for model in (fast, predictor.model):
+        row(f"Model.predict_proba ({model.backend})",
+            median_rate(lambda: model.predict_proba(contexts), seconds), len(contexts))
+    row("Predictor.predict_batch, top 5 (exact)",
+        median_rate(lambda: predictor.predict_batch(contexts, 5), seconds), len(contexts))
+    with tempfile.TemporaryDirectory(prefix="wordnet-pyfunc-") as tmp:
+        mlflow.pyfunc.save_model(
+            Path(tmp) / "model", python_model=str(tracking.SERVING_CODE),
+            artifacts={"checkpoint": str(checkpoint_path), "vocab": str(vocab_path)},
+            input_example=([texts[0]], {"top_k": 5}), pip_requirements=["wordnet"])
+        pyfunc = mlflow.pyfunc.load_model(str(Path(tmp) / "model"))
+        row("pyfunc model.predict, top 5",
+            median_rate(lambda: pyfunc.predict(texts, params={"top_k": 5}), seconds),
+            len(contexts))
+    forward = rows[0][1]
+    for label, rate in rows:
+        print(f"  {label:<48} {rate:>10,.0f} contexts/s   {rate / forward:5.2f} x training's")
+    return {label: rate for label, rate in rows}
+
+
+def median_rate(step, seconds: float, repeats: int = 3) -> float:
+    run_for(step, min(seconds, 0.3))                      # warm up
+    return statistics.median(run_for(step, seconds) for _ in range(repeats))
+
+
+# ----------------------------------------------------------------------------
 # --profile: where a step of our fast backend spends its time
 # ----------------------------------------------------------------------------
 
@@ -798,11 +856,13 @@ def parse_args(argv=None):
                     help="torch.optim.SGD implementation (default: torch's own choice)")
     ap.add_argument("--check-only", action="store_true", help="only check the peers, then exit")
     ap.add_argument("--no-timing", action="store_true",
-                    help="skip the table (to run only --profile and/or --tracking)")
+                    help="skip the table (to run only --profile, --tracking, --inference)")
     ap.add_argument("--profile", action="store_true",
                     help="also time each compiled kernel of our fast backend's update")
     ap.add_argument("--tracking", action="store_true",
                     help="also time the quick pipeline with and without MLflow tracking")
+    ap.add_argument("--inference", action="store_true",
+                    help="also time predictions for 10,000 contexts: API, pyfunc, training's forward")
     ap.add_argument("--tracking-repeats", type=int, default=1,
                     help="pairs of pipeline runs for --tracking (default 1)")
     ap.add_argument("--json", metavar="PATH", help="also write the results as JSON")
@@ -1070,6 +1130,7 @@ def measure_and_report(s: Setup, args, env: dict, memory: dict, torch_peers: dic
                if args.profile else None)
     tracking = (tracking_section(s.data_dir, args.tracking_repeats, args.foreign_limit,
                                  args.wait_idle) if args.tracking else None)
+    inference = inference_section(s, args.seconds) if args.inference else None
     print(f"\ntotal {time.perf_counter() - t_start:.0f} s")
 
     if args.json:
@@ -1092,6 +1153,7 @@ def measure_and_report(s: Setup, args, env: dict, memory: dict, torch_peers: dic
             "memory_mib": memory,
             "profile_us": profile,
             "tracking": tracking,
+            "inference_contexts_per_second": inference,
         }
         Path(args.json).write_text(json.dumps(out, indent=2, default=str) + "\n")
         print(f"results written to {args.json}")

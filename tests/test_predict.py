@@ -5,7 +5,7 @@ import pytest
 from wordnet.checkpoint import load
 from wordnet.data import UnknownWordError
 from wordnet.model import Model
-from wordnet.predict import InputError, Predictor, words_of
+from wordnet.predict import InputError, Predictor, top_k, words_of
 
 
 @pytest.fixture(scope="module")
@@ -26,6 +26,27 @@ def test_a_batch_of_contexts_is_predicted_at_once(predictor, dataset, data_dir):
     np.testing.assert_allclose(p.sum(axis=1), 1.0, rtol=1e-12)
     engine = Model(load(data_dir / "model9-3000.bin")[1], "fast").predict_proba(contexts)
     np.testing.assert_allclose(p, engine, rtol=0, atol=1e-13)
+
+
+@pytest.mark.parametrize("k", [1, 3, 5, 12])
+def test_top_k_is_a_stable_sort_cut_short(k):
+    rng = np.random.default_rng(k)
+    p = rng.integers(0, 4, (200, 12)).astype(float) / 4       # ties everywhere
+    p[7] = 0.5                                                # a row of one value
+    expected = np.argsort(-p, axis=1, kind="stable")[:, :k]
+    assert np.array_equal(top_k(p, k), expected)
+    assert top_k(p, 20).shape == (200, 12) and top_k(p[:0], k).shape == (0, k)
+
+
+def test_predict_batch_ranks_each_context_as_predict_does(predictor, dataset):
+    contexts = np.ascontiguousarray(dataset.test[:300, :-1])
+    batch = predictor.predict_batch(contexts, k=7)
+    assert len(batch) == 300 and all(len(top) == 7 for top in batch)
+    for row, top in zip(contexts[::37], batch[::37]):
+        text = " ".join(predictor.vocab.words[i] for i in row)
+        assert top == predictor.predict(text, k=7)
+    p = predictor.probabilities(contexts)
+    assert [q.probability for q in batch[5]] == sorted(p[5], reverse=True)[:7]
 
 
 @pytest.mark.parametrize("text, words", [
