@@ -4,8 +4,8 @@
 One process measures, on the reference configuration (float64, N=100, h1=50,
 h2=200, V=250, D=3) and the real training data:
 
-  * our ``fast`` and ``exact`` backends, through the public API
-    (``Model.initialize`` + ``Trainer(model, config).run(train_rows)``);
+  * our ``fast`` (float64 and float32) and ``exact`` backends, through the
+    public API (``Model.initialize`` + ``Trainer(model, config).run(train_rows)``);
   * the same model and update in plain numpy (one BLAS thread);
   * the same model in PyTorch CPU (float64 and float32, two threads), if torch
     is installed;
