@@ -862,7 +862,7 @@ def parse_args(argv=None):
     ap.add_argument("--tracking", action="store_true",
                     help="also time the quick pipeline with and without MLflow tracking")
     ap.add_argument("--inference", action="store_true",
-                    help="also time predictions for 10,000 contexts: API, pyfunc, training's forward")
+                    help="also time predictions for 10,000 contexts (API, pyfunc, forward pass)")
     ap.add_argument("--tracking-repeats", type=int, default=1,
                     help="pairs of pipeline runs for --tracking (default 1)")
     ap.add_argument("--json", metavar="PATH", help="also write the results as JSON")

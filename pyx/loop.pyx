@@ -63,8 +63,9 @@ cdef inline void update_rows(floating* theta, floating* vel, const floating* g, 
 
 def train_minibatches(model, velocity, grads, buffers, floating[:, ::1] part,
                       const int[:, :, ::1] x, const int[:, ::1] t, const int[:, ::1] order,
-                      int first, int last, double ce, double[::1] trace, double learning_rate, double momentum,
-                      double inv_n, bint exact, int threads):
+                      int first, int last, double ce, double[::1] trace,
+                      double learning_rate, double momentum, double inv_n, bint exact,
+                      int threads):
     """Train on minibatches first <= b < last of (x, t) in place.
 
     ``order[b]`` lists minibatch b's examples sorted by target, ties in example
@@ -100,7 +101,7 @@ def train_minibatches(model, velocity, grads, buffers, floating[:, ::1] part,
     cdef int T = max(1, min(threads, N, H1))
     cdef int done[1]                       # minibatches reported, set by thread 0
     cdef int tid, c0, nc, v0, v1, h0, h1, j0, j1, b, status
-    cdef double running
+    cdef double running, batch_ce
     cdef const int* xb
     cdef const int* tb
     if last == first:
@@ -137,7 +138,8 @@ def train_minibatches(model, velocity, grads, buffers, floating[:, ::1] part,
             if status != 0:                # written before the barrier, read only after it
                 shared[1] = 1.0
             barrier()
-            running = running + (cross_entropy_ordered(&logp[0], &order[b, 0], N) - running) / (b + 1)
+            batch_ce = cross_entropy_ordered(&logp[0], &order[b, 0], N)
+            running = running + (batch_ce - running) / (b + 1)
             if tid == 0:
                 trace[b - first] = running
             if not isfinite(running) or shared[1] != 0.0:

@@ -5,7 +5,6 @@ cdef void bias_sigmoid_block(const floating* z, const floating* b, floating* y, 
                              int ld, bint exact) noexcept nogil
 cdef void bias_softmax_block(const floating* z, const floating* b, floating* y, floating* s,
                              int V, int cols, int ld, bint exact) noexcept nogil
-cdef double cross_entropy_batch(const floating* y3, const int* target, int V, int N) noexcept nogil
 cdef void log_likelihood_block(const floating* y3, const int* target, double* logp, int cols,
                                int ld) noexcept nogil
 cdef double cross_entropy_ordered(const double* logp, const int* order, int N) noexcept nogil

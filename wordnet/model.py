@@ -14,10 +14,10 @@ column, so ``y1`` is (D·h1) x N, ``y2`` is h2 x N and ``y3`` is V x N:
 
 Two backends compute the products: ``exact`` in the C reference's summation
 order (bit-identical results, float64), ``fast`` through BLAS, in float64 or
-float32.  ``forward`` serves
-evaluation and prediction; ``backward`` and ``Momentum.step`` spell the
-training step out, which the trainer runs fused, with no Python between the
-kernels (pyx/loop.pyx): a test holds the two equal, bit for bit.
+float32.  ``forward`` serves evaluation and prediction; ``backward`` and
+``Momentum.step`` spell the training step out, which the trainer runs fused,
+with no Python between the kernels (pyx/loop.pyx): a test holds the two equal,
+bit for bit.
 """
 from __future__ import annotations
 
