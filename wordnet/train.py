@@ -53,6 +53,7 @@ class Metrics:
     top1: float
     top5: float
     examples: int
+    predicted: np.ndarray | None = field(default=None, repr=False)  # each example's likeliest word
 
     def as_dict(self, prefix: str = "") -> dict[str, float]:
         return {f"{prefix}{k}": float(getattr(self, k)) for k in ("ce", "perplexity", "top1", "top5")}
@@ -200,13 +201,15 @@ class Trainer:
 def evaluate(model: Model, rows: np.ndarray, batch_size: int = 100,
              accuracy: bool = True) -> Metrics:
     """CE (the running mean over full batches, as the C reports it), perplexity,
-    top-1 and top-5 accuracy over the rows of those batches."""
+    top-1 and top-5 accuracy over the rows of those batches, and the likeliest
+    next word of each of those rows."""
     x, t = batches(rows, batch_size)
     if len(x) == 0:
         raise ValueError(f"{len(rows)} rows do not fill one batch of {batch_size}")
     buf = Buffers(model, batch_size)
     ce, hits1, hits5 = 0.0, 0, 0
     words, examples = np.arange(model.vocab_size)[:, None], np.arange(batch_size)
+    predicted = np.empty(len(x) * batch_size, dtype=np.intp) if accuracy else None
     with model.single_threaded_blas():
         for b in range(len(x)):
             y3 = model.forward(x[b], buf)
@@ -218,7 +221,8 @@ def evaluate(model: Model, rows: np.ndarray, batch_size: int = 100,
                 rank = (y3 > p).sum(axis=0) + ((y3 == p) & (words < t[b])).sum(axis=0)
                 hits1 += int((rank == 0).sum())
                 hits5 += int((rank < 5).sum())
+                predicted[b * batch_size:(b + 1) * batch_size] = y3.argmax(axis=0)
     n = len(x) * batch_size
     return Metrics(ce, math.exp(ce), hits1 / n if accuracy else math.nan,
-                   hits5 / n if accuracy else math.nan, n)
+                   hits5 / n if accuracy else math.nan, n, predicted)
 
