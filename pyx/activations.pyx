@@ -9,7 +9,7 @@ must reproduce bit for bit; otherwise exp is ``exp_fast``, a branch-free
 version the compiler vectorises.  ``floating`` is float64 or, for the fast
 backend only, float32.
 """
-from cython cimport floating
+from cython cimport floating, view
 from cython.parallel cimport prange
 from libc.math cimport exp, log
 import numpy as np
@@ -147,8 +147,8 @@ cdef void bias_softmax_block(const floating* z, const floating* b, floating* y, 
                 yk[i] = yk[i] * s[i]
 
 
-cdef double cross_entropy_batch(const floating* y3, const int* target, int V,
-                               int N) noexcept nogil:
+cdef double cross_entropy_batch(const floating* y3, const int* target, int V, int N,
+                               int ld) noexcept nogil:
     """-(sum_i log(y3[target_i, i] + exp(-30))) / N, in the C reference's order (in float64)."""
     # The C sums the whole (V x N) product of the one-hot targets and log(y3)
     # row by row: the non-zero terms come ordered by the target's vocabulary
@@ -159,7 +159,7 @@ cdef double cross_entropy_batch(const floating* y3, const int* target, int V,
     for k in range(V):
         for i in range(N):
             if target[i] == k:
-                total += log(<double> y3[k * N + i] + eps)
+                total += log(<double> y3[k * ld + i] + eps)
     return -total / N
 
 
@@ -189,8 +189,8 @@ def _check_same(name, a, b):
         raise ValueError(f"{name}: shapes {tuple(a.shape)[:2]} and {tuple(b.shape)[:2]} differ")
 
 
-def bias_sigmoid(const floating[:, ::1] z, const floating[::1] b, floating[:, ::1] y,
-                 bint exact=True, int threads=1):
+def bias_sigmoid(const floating[:, ::view.contiguous] z, const floating[::1] b,
+                 floating[:, ::view.contiguous] y, bint exact=True, int threads=1):
     """y = sigmoid(z + b[:, None]), sigmoid(x) = 1 / (1 + exp(-x)); rows split."""
     _check_same("bias_sigmoid", z, y)
     if b.shape[0] != z.shape[0]:
@@ -202,26 +202,30 @@ def bias_sigmoid(const floating[:, ::1] z, const floating[::1] b, floating[:, ::
         bias_sigmoid_block(&z[h, 0], &b[h], &y[h, 0], 1, N, N, exact)
 
 
-def bias_softmax(const floating[:, ::1] z, const floating[::1] b, floating[:, ::1] y,
-                 floating[::1] scratch, bint exact=True, int threads=1):
+def bias_softmax(const floating[:, ::view.contiguous] z, const floating[::1] b,
+                 floating[:, ::view.contiguous] y, floating[::1] scratch, bint exact=True,
+                 int threads=1):
     """y[:, i] = softmax(z[:, i] + b) for every column i; columns split.
 
     ``scratch`` has room for N values.
     """
     _check_same("bias_softmax", z, y)
+    if z.strides[0] != y.strides[0]:
+        raise ValueError("bias_softmax: z and y must have the same row stride")
     if b.shape[0] != z.shape[0] or z.shape[0] == 0:
         raise ValueError("bias_softmax: bias length does not match, or no rows")
     if scratch.shape[0] < z.shape[1]:
         raise ValueError("bias_softmax: scratch is shorter than the batch")
     cdef int V = z.shape[0], N = z.shape[1], t, T = max(1, min(threads, N))
+    cdef int ld = z.strides[0] // sizeof(floating)
     if N == 0:
         return
     for t in prange(T, nogil=True, num_threads=T, schedule="static"):
         bias_softmax_block(&z[0, t * N // T], &b[0], &y[0, t * N // T], &scratch[t * N // T],
-                           V, (t + 1) * N // T - t * N // T, N, exact)
+                           V, (t + 1) * N // T - t * N // T, ld, exact)
 
 
-def cross_entropy(const floating[:, ::1] y3, const int[::1] target):
+def cross_entropy(const floating[:, ::view.contiguous] y3, const int[::1] target):
     """Batch CE: -(sum_i log(y3[target_i, i] + exp(-30))) / N, in the C order."""
     if target.shape[0] != y3.shape[1]:
         raise ValueError("cross_entropy: one target per column is needed")
@@ -230,10 +234,11 @@ def cross_entropy(const floating[:, ::1] y3, const int[::1] target):
     for i in range(target.shape[0]):
         if not 0 <= target[i] < y3.shape[0]:
             raise ValueError(f"cross_entropy: target {target[i]} out of range")
-    return cross_entropy_batch(&y3[0, 0], &target[0], y3.shape[0], y3.shape[1])
+    return cross_entropy_batch(&y3[0, 0], &target[0], y3.shape[0], y3.shape[1],
+                               y3.strides[0] // sizeof(floating))
 
 
-def cross_entropy_in_order(const floating[:, ::1] y3, const int[::1] target,
+def cross_entropy_in_order(const floating[:, ::view.contiguous] y3, const int[::1] target,
                            const int[::1] order):
     """Batch CE from its terms summed in ``order`` (the fused loop's way; a test hook)."""
     cdef int N = y3.shape[1]
@@ -244,7 +249,7 @@ def cross_entropy_in_order(const floating[:, ::1] y3, const int[::1] target,
             raise ValueError("cross_entropy_in_order: target or order out of range")
     logp = np.empty(N)
     cdef double[::1] lp = logp
-    log_likelihood_block(&y3[0, 0], &target[0], &lp[0], N, N)
+    log_likelihood_block(&y3[0, 0], &target[0], &lp[0], N, y3.strides[0] // sizeof(floating))
     return cross_entropy_ordered(&lp[0], &order[0], N)
 
 

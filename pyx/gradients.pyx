@@ -8,7 +8,7 @@ matrix are gathers and scatters here: adding the ±0.0 terms of a dense
 product would change nothing.  ``floating`` is float64 or, for the fast
 backend only, float32.
 """
-from cython cimport floating
+from cython cimport floating, view
 from cython.parallel cimport prange
 from libc.string cimport memcpy
 
@@ -38,14 +38,15 @@ cdef void softmax_grad_block(const floating* y3, const int* target, floating* dz
 
 
 cdef void sum_columns_rows(const floating* dz, floating* db, int first, int last,
-                           int N, bint exact) noexcept nogil:
-    """db[r] = sum over the N columns of row r, for first <= r < last: ascending from
-    0.0 with ``exact``, else in four interleaved partial sums, which vectorise."""
+                           int N, int ld, bint exact) noexcept nogil:
+    """db[r] = sum over the N columns of row r (rows ld apart), for first <= r < last:
+    ascending from 0.0 with ``exact``, else in four interleaved partial sums, which
+    vectorise."""
     cdef int r, i
     cdef floating total, a0, a1, a2, a3
     cdef const floating* row
     for r in range(first, last):
-        row = dz + <Py_ssize_t> r * N
+        row = dz + <Py_ssize_t> r * ld
         total = 0.0
         i = 0
         if not exact:
@@ -76,8 +77,9 @@ cdef void sigmoid_grad_block(const floating* dy2, const floating* y2, floating* 
             dz2h[i] = (dy2h[i] * y2h[i]) * (one - y2h[i])
 
 
-cdef void embed_grad_rows(const floating* dy1, const int* x, int N, int D, floating* dW1,
-                          floating* part, int V, int h1, int first, int last) noexcept nogil:
+cdef void embed_grad_rows(const floating* dy1, int ld, const int* x, int N, int D,
+                          floating* dW1, floating* part, int V, int h1, int first,
+                          int last) noexcept nogil:
     """Rows first <= j < last of dW1, in the C order: for each position d,
     part = the sum over examples i (ascending, from 0.0) of dy1's rows for d,
     scattered to the columns x[i, d]; then dW1 += part.  Row by row: each
@@ -91,7 +93,7 @@ cdef void embed_grad_rows(const floating* dy1, const int* x, int N, int D, float
         for v in range(V):
             dW1j[v] = 0.0
         for d in range(D):
-            dy1row = dy1 + <Py_ssize_t> (d * h1 + j) * N
+            dy1row = dy1 + <Py_ssize_t> (d * h1 + j) * ld
             for v in range(V):
                 partj[v] = 0.0
             for i in range(N):
@@ -109,7 +111,7 @@ def _check_contexts(const int[:, ::1] x, Py_ssize_t V):
                 raise ValueError(f"word index {x[i, d]} outside 0..{V - 1}")
 
 
-def embed(const floating[:, ::1] W1, const int[:, ::1] x, floating[:, ::1] y1):
+def embed(const floating[:, ::1] W1, const int[:, ::1] x, floating[:, ::view.contiguous] y1):
     """y1 = [W1[:, x_1]; W1[:, x_2]; ...; W1[:, x_D]] for every example (column)."""
     if y1.shape[0] != x.shape[1] * W1.shape[0] or y1.shape[1] != x.shape[0]:
         raise ValueError("embed: y1 must be (D*h1) x N")
@@ -118,13 +120,15 @@ def embed(const floating[:, ::1] W1, const int[:, ::1] x, floating[:, ::1] y1):
         return
     with nogil:
         embed_block(&W1[0, 0], W1.shape[0], W1.shape[1], &x[0, 0], x.shape[1],
-                    &y1[0, 0], x.shape[0], x.shape[0])
+                    &y1[0, 0], x.shape[0], y1.strides[0] // sizeof(floating))
 
 
-def softmax_grad(const floating[:, ::1] y3, const int[::1] target, floating[:, ::1] dz3):
+def softmax_grad(const floating[:, ::view.contiguous] y3, const int[::1] target,
+                 floating[:, ::view.contiguous] dz3):
     """dz3 = y3 - onehot(target): the gradient of CE at the softmax's input."""
-    if dz3.shape[0] != y3.shape[0] or dz3.shape[1] != y3.shape[1] or target.shape[0] != y3.shape[1]:
-        raise ValueError("softmax_grad: shapes do not match")
+    if (dz3.shape[0] != y3.shape[0] or dz3.shape[1] != y3.shape[1]
+            or target.shape[0] != y3.shape[1] or dz3.strides[0] != y3.strides[0]):
+        raise ValueError("softmax_grad: shapes or row strides do not match")
     for i in range(target.shape[0]):
         if not 0 <= target[i] < y3.shape[0]:
             raise ValueError(f"softmax_grad: target {target[i]} out of range")
@@ -132,24 +136,25 @@ def softmax_grad(const floating[:, ::1] y3, const int[::1] target, floating[:, :
         return
     with nogil:
         softmax_grad_block(&y3[0, 0], &target[0], &dz3[0, 0], y3.shape[0], y3.shape[1],
-                           y3.shape[1])
+                           y3.strides[0] // sizeof(floating))
 
 
-def sum_columns(const floating[:, ::1] dz, floating[::1] db, bint exact=True, int threads=1):
+def sum_columns(const floating[:, ::view.contiguous] dz, floating[::1] db, bint exact=True,
+                int threads=1):
     """db = sum over columns of dz (the bias gradient), ascending from 0.0 with ``exact``;
     rows split."""
     if db.shape[0] != dz.shape[0]:
         raise ValueError("sum_columns: db must have one entry per row")
-    cdef int R = dz.shape[0], N = dz.shape[1], r
+    cdef int R = dz.shape[0], N = dz.shape[1], ld = dz.strides[0] // sizeof(floating), r
     if N == 0:
         db[:] = 0.0
         return
     for r in prange(R, nogil=True, num_threads=threads, schedule="static"):
-        sum_columns_rows(&dz[0, 0], &db[0], r, r + 1, N, exact)
+        sum_columns_rows(&dz[0, 0], &db[0], r, r + 1, N, ld, exact)
 
 
-def sigmoid_grad(const floating[:, ::1] dy2, const floating[:, ::1] y2, floating[:, ::1] dz2,
-                 int threads=1):
+def sigmoid_grad(const floating[:, ::view.contiguous] dy2, const floating[:, ::view.contiguous] y2,
+                 floating[:, ::view.contiguous] dz2, int threads=1):
     """dz2 = (dy2 * y2) * (1 - y2), evaluated left to right; rows split."""
     if not (dy2.shape[0] == y2.shape[0] == dz2.shape[0]
             and dy2.shape[1] == y2.shape[1] == dz2.shape[1]):
@@ -161,7 +166,7 @@ def sigmoid_grad(const floating[:, ::1] dy2, const floating[:, ::1] y2, floating
         sigmoid_grad_block(&dy2[h, 0], &y2[h, 0], &dz2[h, 0], 1, N, N)
 
 
-def embed_grad(const floating[:, ::1] dy1, const int[:, ::1] x, floating[:, ::1] dW1,
+def embed_grad(const floating[:, ::view.contiguous] dy1, const int[:, ::1] x, floating[:, ::1] dW1,
                floating[:, ::1] part):
     """dW1[:, v] = sum_d sum_{i : x[i, d] = v} dy1[d*h1:(d+1)*h1, i], per position.
 
@@ -177,5 +182,6 @@ def embed_grad(const floating[:, ::1] dy1, const int[:, ::1] x, floating[:, ::1]
         dW1[:, :] = 0.0
         return
     with nogil:
-        embed_grad_rows(&dy1[0, 0], &x[0, 0], x.shape[0], x.shape[1], &dW1[0, 0],
+        embed_grad_rows(&dy1[0, 0], dy1.strides[0] // sizeof(floating), &x[0, 0], x.shape[0],
+                        x.shape[1], &dW1[0, 0],
                         &part[0, 0], dW1.shape[1], dW1.shape[0], 0, dW1.shape[0])

@@ -18,10 +18,13 @@ thread has finished reading the weights, so two barriers suffice.  Every
 thread sums the CE's terms itself, in the C reference's order: each gets the
 same value and takes the same decision, with no barrier to share it.  With
 ``exact`` every product keeps the C reference's order: the split changes no
-bit.  A non-finite running CE stops the loop before that minibatch's update.
+bit.  When the buffers' rows are
+padded to whole 64-byte lines, as Buffers pads them, the columns split on a
+line: two threads writing one line would move it between the cores at every
+write.  A non-finite running CE stops the loop before that minibatch's update.
 ``floating`` is float64 or, for the fast backend only, float32.
 """
-from cython cimport floating
+from cython cimport floating, view
 from cython.parallel cimport parallel, threadid
 from libc.math cimport isfinite
 
@@ -81,19 +84,26 @@ def train_minibatches(model, velocity, grads, buffers, floating[:, ::1] part,
     cdef floating[::1] vb2 = velocity["b2"], vb3 = velocity["b3"]
     cdef floating[:, ::1] gW1 = grads["W1"], gW2 = grads["W2"], gW3 = grads["W3"]
     cdef floating[::1] gb2 = grads["b2"], gb3 = grads["b3"]
-    cdef floating[:, ::1] y1 = buffers.y1, z2 = buffers.z2, y2 = buffers.y2, z3 = buffers.z3
-    cdef floating[:, ::1] y3 = buffers.y3, dz3 = buffers.dz3, dy2 = buffers.dy2
-    cdef floating[:, ::1] dz2 = buffers.dz2, dy1 = buffers.dy1
+    # the batch buffers: rows may be padded (see Buffers), columns are contiguous
+    cdef floating[:, ::view.contiguous] y1 = buffers.y1, z2 = buffers.z2, y2 = buffers.y2
+    cdef floating[:, ::view.contiguous] z3 = buffers.z3, y3 = buffers.y3, dz3 = buffers.dz3
+    cdef floating[:, ::view.contiguous] dy2 = buffers.dy2, dz2 = buffers.dz2, dy1 = buffers.dy1
     cdef floating[::1] s = buffers.scratch
     cdef double[::1] logp = buffers.logp
     cdef floating mu = momentum, lr = learning_rate, scale = inv_n
     cdef int H1 = W1.shape[0], V = W1.shape[1], H2 = W2.shape[0], DH1 = W2.shape[1]
-    cdef int N = x.shape[1], D = x.shape[2]
+    cdef int N = x.shape[1], D = x.shape[2], ld = y1.strides[0] // sizeof(floating)
     if trace.shape[0] < last - first or not (0 <= first <= last <= x.shape[0]):
         raise ValueError("train_minibatches: trace too short or minibatch range out of bounds")
     if (y1.shape[1] != N or t.shape[1] != N or D * H1 != DH1 or order.shape[1] != N
             or order.shape[0] != x.shape[0]):
         raise ValueError("train_minibatches: buffers do not fit the minibatches")
+    for name in ("z2", "y2", "z3", "y3", "dz3", "dy2", "dz2", "dy1"):
+        if getattr(buffers, name).strides[0] != y1.strides[0]:
+            raise ValueError("train_minibatches: the buffers' rows differ in length")
+    cdef int align = 64 // sizeof(floating)
+    if ld % align or (<size_t> &y1[0, 0]) % 64:
+        align = 1
     if exact and floating is float:
         raise ValueError("train_minibatches: the exact backend is float64 only")
     cdef double shared[2]                  # the final running CE, an out-of-memory flag
@@ -110,8 +120,8 @@ def train_minibatches(model, velocity, grads, buffers, floating[:, ::1] part,
         load_blas()
     with nogil, parallel(num_threads=T):
         tid = threadid()
-        c0 = tid * N // T
-        nc = (tid + 1) * N // T - c0
+        c0 = (tid * N // T) // align * align
+        nc = (N if tid == T - 1 else ((tid + 1) * N // T) // align * align) - c0
         v0, v1 = tid * V // T, (tid + 1) * V // T
         h0, h1 = tid * H2 // T, (tid + 1) * H2 // T
         j0, j1 = tid * H1 // T, (tid + 1) * H1 // T
@@ -121,20 +131,20 @@ def train_minibatches(model, velocity, grads, buffers, floating[:, ::1] part,
         while b < last:
             xb, tb = &x[b, 0, 0], &t[b, 0]
             # forward and input-side gradients, on columns c0:c0+nc
-            embed_block(&W1[0, 0], H1, V, xb + c0 * D, D, &y1[0, c0], nc, N)
+            embed_block(&W1[0, 0], H1, V, xb + c0 * D, D, &y1[0, c0], nc, ld)
             status = status + product(exact, False, False, H2, nc, DH1, &W2[0, 0], DH1,
-                              &y1[0, c0], N, &z2[0, c0], N)
-            bias_sigmoid_block(&z2[0, c0], &b2[0], &y2[0, c0], H2, nc, N, exact)
+                              &y1[0, c0], ld, &z2[0, c0], ld)
+            bias_sigmoid_block(&z2[0, c0], &b2[0], &y2[0, c0], H2, nc, ld, exact)
             status = status + product(exact, False, False, V, nc, H2, &W3[0, 0], H2,
-                              &y2[0, c0], N, &z3[0, c0], N)
-            bias_softmax_block(&z3[0, c0], &b3[0], &y3[0, c0], &s[c0], V, nc, N, exact)
-            log_likelihood_block(&y3[0, c0], tb + c0, &logp[c0], nc, N)
-            softmax_grad_block(&y3[0, c0], tb + c0, &dz3[0, c0], V, nc, N)
+                              &y2[0, c0], ld, &z3[0, c0], ld)
+            bias_softmax_block(&z3[0, c0], &b3[0], &y3[0, c0], &s[c0], V, nc, ld, exact)
+            log_likelihood_block(&y3[0, c0], tb + c0, &logp[c0], nc, ld)
+            softmax_grad_block(&y3[0, c0], tb + c0, &dz3[0, c0], V, nc, ld)
             status = status + product(exact, True, False, H2, nc, V, &W3[0, 0], H2,
-                              &dz3[0, c0], N, &dy2[0, c0], N)
-            sigmoid_grad_block(&dy2[0, c0], &y2[0, c0], &dz2[0, c0], H2, nc, N)
+                              &dz3[0, c0], ld, &dy2[0, c0], ld)
+            sigmoid_grad_block(&dy2[0, c0], &y2[0, c0], &dz2[0, c0], H2, nc, ld)
             status = status + product(exact, True, False, DH1, nc, H2, &W2[0, 0], DH1,
-                              &dz2[0, c0], N, &dy1[0, c0], N)
+                              &dz2[0, c0], ld, &dy1[0, c0], ld)
             if status != 0:                # written before the barrier, read only after it
                 shared[1] = 1.0
             barrier()
@@ -145,17 +155,17 @@ def train_minibatches(model, velocity, grads, buffers, floating[:, ::1] part,
             if not isfinite(running) or shared[1] != 0.0:
                 break
             # weight gradients and the update, on this thread's rows
-            status = status + product(exact, False, True, v1 - v0, H2, N, &dz3[v0, 0], N,
-                              &y2[0, 0], N, &gW3[v0, 0], H2)
-            sum_columns_rows(&dz3[0, 0], &gb3[0], v0, v1, N, exact)
+            status = status + product(exact, False, True, v1 - v0, H2, N, &dz3[v0, 0], ld,
+                              &y2[0, 0], ld, &gW3[v0, 0], H2)
+            sum_columns_rows(&dz3[0, 0], &gb3[0], v0, v1, N, ld, exact)
             update_rows(&W3[0, 0], &vW3[0, 0], &gW3[0, 0], v0, v1, H2, mu, lr, scale)
             update_rows(&b3[0], &vb3[0], &gb3[0], v0, v1, 1, mu, lr, scale)
-            status = status + product(exact, False, True, h1 - h0, DH1, N, &dz2[h0, 0], N,
-                              &y1[0, 0], N, &gW2[h0, 0], DH1)
-            sum_columns_rows(&dz2[0, 0], &gb2[0], h0, h1, N, exact)
+            status = status + product(exact, False, True, h1 - h0, DH1, N, &dz2[h0, 0], ld,
+                              &y1[0, 0], ld, &gW2[h0, 0], DH1)
+            sum_columns_rows(&dz2[0, 0], &gb2[0], h0, h1, N, ld, exact)
             update_rows(&W2[0, 0], &vW2[0, 0], &gW2[0, 0], h0, h1, DH1, mu, lr, scale)
             update_rows(&b2[0], &vb2[0], &gb2[0], h0, h1, 1, mu, lr, scale)
-            embed_grad_rows(&dy1[0, 0], xb, N, D, &gW1[0, 0], &part[0, 0], V, H1, j0, j1)
+            embed_grad_rows(&dy1[0, 0], ld, xb, N, D, &gW1[0, 0], &part[0, 0], V, H1, j0, j1)
             update_rows(&W1[0, 0], &vW1[0, 0], &gW1[0, 0], j0, j1, V, mu, lr, scale)
             barrier()
             b = b + 1

@@ -14,7 +14,7 @@ Both overwrite C.  Rows of C can be split between threads without changing a
 single bit of the exact result, since each entry's sum stays where it is.
 """
 from cpython.pycapsule cimport PyCapsule_GetName, PyCapsule_GetPointer
-from cython cimport floating
+from cython cimport floating, view
 from cython.parallel cimport prange
 from libc.stdlib cimport calloc, free
 
@@ -163,9 +163,11 @@ cdef void gemm_blas(bint trans_a, bint trans_b, int M, int N, int K,
                     C + <size_t> first * ldc, ldc)
 
 
-def gemm(const floating[:, ::1] A, const floating[:, ::1] B, floating[:, ::1] C,
-         bint trans_a=False, bint trans_b=False, bint exact=True, int threads=1):
-    """C = op(A) · op(B), exact order (float64 only) or BLAS; a thin wrapper for tests."""
+def gemm(const floating[:, ::view.contiguous] A, const floating[:, ::view.contiguous] B,
+         floating[:, ::view.contiguous] C, bint trans_a=False, bint trans_b=False,
+         bint exact=True, int threads=1):
+    """C = op(A) · op(B), exact order (float64 only) or BLAS; a thin wrapper for tests.
+    Rows may lie further apart than their length (padded rows)."""
     cdef int M = A.shape[1] if trans_a else A.shape[0]
     cdef int K = A.shape[0] if trans_a else A.shape[1]
     cdef int Kb = B.shape[1] if trans_b else B.shape[0]
@@ -184,14 +186,16 @@ def gemm(const floating[:, ::1] A, const floating[:, ::1] B, floating[:, ::1] C,
         return
     if not exact:
         load_blas()
+    cdef int lda = A.strides[0] // sizeof(floating), ldb = B.strides[0] // sizeof(floating)
+    cdef int ldc = C.strides[0] // sizeof(floating)
     with nogil:
         if floating is double:
             if exact:
-                status = gemm_exact(trans_a, trans_b, M, N, K, &A[0, 0], A.shape[1],
-                                    &B[0, 0], B.shape[1], &C[0, 0], C.shape[1], threads)
+                status = gemm_exact(trans_a, trans_b, M, N, K, &A[0, 0], lda, &B[0, 0], ldb,
+                                    &C[0, 0], ldc, threads)
         if not exact:
-            gemm_blas(trans_a, trans_b, M, N, K, &A[0, 0], A.shape[1],
-                      &B[0, 0], B.shape[1], &C[0, 0], C.shape[1], threads)
+            gemm_blas(trans_a, trans_b, M, N, K, &A[0, 0], lda, &B[0, 0], ldb, &C[0, 0], ldc,
+                      threads)
     if status:
         raise MemoryError("gemm: out of memory")
 

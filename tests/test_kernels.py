@@ -302,3 +302,49 @@ def test_cross_entropy_from_terms_in_target_order_is_the_same_sum(rng, V, N):
     t = rng.integers(0, min(V, 4), N).astype(np.int32)           # many ties
     order = target_order(t[None])[0]
     assert cross_entropy_in_order(y3, t, order) == cross_entropy(y3, t)
+
+
+def row_padded(a, pad=5):
+    """The same values in a view whose rows lie ``pad`` entries further apart."""
+    out = np.full((a.shape[0], a.shape[1] + pad), np.nan, dtype=a.dtype)[:, :a.shape[1]]
+    out[...] = a
+    return out
+
+
+@pytest.mark.parametrize("exact", [True, False])
+def test_batch_kernels_honour_the_row_stride(rng, exact):
+    """Buffers have padded rows (Buffers): every batch kernel reads and writes by the row
+    stride, giving the bits it gives on contiguous arrays, and never touches the padding."""
+    V, h1, h2, D, N = 13, 4, 6, 3, 9
+    W1, W2 = rng.standard_normal((h1, V)), rng.standard_normal((h2, D * h1))
+    x = rng.integers(0, V, (N, D)).astype(np.int32)
+    t = rng.integers(0, V, N).astype(np.int32)
+    z, b = rng.standard_normal((V, N)), rng.standard_normal(V)
+    results = {}
+    for layout in ("contiguous", "padded"):
+        arr = (lambda a: a.copy()) if layout == "contiguous" else row_padded
+        y1, z2, y3, dz3 = (arr(np.zeros(s)) for s in [(D * h1, N), (h2, N), (V, N), (V, N)])
+        embed(W1, x, y1)
+        gemm(W2, y1, z2, exact=exact)
+        bias_softmax(arr(z), b, y3, np.empty(N), exact)
+        softmax_grad(y3, t, dz3)
+        db, dW1 = np.empty(V), np.empty_like(W1)
+        sum_columns(dz3, db, exact)
+        embed_grad(y1, x, dW1, np.empty_like(W1))
+        results[layout] = [y1.copy(), z2.copy(), y3.copy(), dz3.copy(), db, dW1,
+                           cross_entropy(y3, t)]
+        if layout == "padded":
+            for a in (y1, z2, y3, dz3):
+                assert np.isnan(a.base[:, N:]).all()
+    for got, want in zip(results["padded"], results["contiguous"]):
+        assert np.array_equal(got, want)
+
+
+def test_kernels_refuse_arrays_whose_rows_differ_in_stride(rng):
+    z = rng.standard_normal((5, 4))
+    with pytest.raises(ValueError, match="row stride"):
+        bias_softmax(z, np.zeros(5), row_padded(np.empty_like(z)), np.empty(4))
+    with pytest.raises(ValueError, match="row strides"):
+        softmax_grad(z, np.zeros(4, dtype=np.int32), row_padded(np.empty_like(z)))
+    with pytest.raises(ValueError, match="contiguous"):
+        sum_columns(z[:, ::2], np.empty(5))

@@ -129,3 +129,14 @@ def test_predict_proba_batch_of_one_equals_batch(published):
     alone = np.vstack([published.predict_proba(row) for row in x])
     assert np.array_equal(together, alone)
     np.testing.assert_allclose(together.sum(axis=1), 1.0, rtol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_buffers_rows_start_on_cache_lines(dtype):
+    """So that threads splitting the columns at a line boundary never share a line."""
+    model = Model.initialize(Config(backend="fast", dtype=dtype), 250)
+    buf = Buffers(model, 100)
+    for name in ("y1", "dy1", "z2", "y2", "dy2", "dz2", "z3", "y3", "dz3"):
+        a = getattr(buf, name)
+        assert a.shape[1] == 100 and a.dtype == model.dtype, name
+        assert a.ctypes.data % 64 == 0 and a.strides[0] % 64 == 0, name

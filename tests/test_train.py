@@ -152,11 +152,12 @@ def test_divergence_names_the_iteration_and_the_setting(dataset):
         Trainer(model, config).run(dataset.train[:6000])
 
 
-@pytest.mark.parametrize("threads", [1, 2, 3])
-def test_fused_loop_equals_the_readable_step(dataset, threads):
-    """The trainer's fused loop does, bit for bit, what model.py spells out."""
-    config = Config(epochs=1, early_stop=3)
-    rows = dataset.train[:400]
+@pytest.mark.parametrize("threads,N", [(1, 100), (2, 100), (3, 100), (2, 7), (3, 20), (2, 17)])
+def test_fused_loop_equals_the_readable_step(dataset, threads, N):
+    """The trainer's fused loop does, bit for bit, what model.py spells out, however
+    its cache-line column split falls (with N = 7, one thread gets no columns)."""
+    config = Config(epochs=1, early_stop=3, batch_size=N)
+    rows = dataset.train[:4 * N]
     fused = Model.initialize(config, len(dataset.vocab))
     fused.threads = threads
     Trainer(fused, config).run(rows)
@@ -166,8 +167,8 @@ def test_fused_loop_equals_the_readable_step(dataset, threads):
     buf = Buffers(readable, config.batch_size)
     grads = {name: np.empty_like(p) for name, p in readable.params().items()}
     for b in range(3):
-        x = np.ascontiguousarray(rows[b * 100:(b + 1) * 100, :3])
-        t = np.ascontiguousarray(rows[b * 100:(b + 1) * 100, 3])
+        x = np.ascontiguousarray(rows[b * N:(b + 1) * N, :3])
+        t = np.ascontiguousarray(rows[b * N:(b + 1) * N, 3])
         readable.forward(x, buf)
         readable.backward(x, t, buf, grads, np.empty_like(readable.W1))
         optimizer.step(grads)

@@ -83,18 +83,33 @@ class Config:
                               f"got {self.init!r}")
 
 
+def _cache_aligned(shape: tuple[int, int], dtype: np.dtype) -> np.ndarray:
+    """An uninitialised (rows x cols) view whose rows start on 64-byte cache lines.
+
+    Threads that split the columns at a line boundary then never write the
+    same line (see pyx/loop.pyx).
+    """
+    per_line = 64 // np.dtype(dtype).itemsize
+    rows, cols = shape
+    ld = -(-cols // per_line) * per_line
+    raw = np.empty(rows * ld + per_line, dtype=dtype)
+    skip = (-raw.ctypes.data % 64) // raw.itemsize
+    return raw[skip:skip + rows * ld].reshape(rows, ld)[:, :cols]
+
+
 class Buffers:
-    """Activations and their gradients for a batch of N examples."""
+    """Activations and their gradients for a batch of N examples: (units x N), one
+    example per column, each row padded to whole 64-byte cache lines."""
 
     def __init__(self, model: "Model", N: int):
         V, h1, h2, D = model.vocab_size, model.embedding_size, model.hidden_size, model.context_size
         self.N = N
-        shapes = {"y1": (D * h1, N), "dy1": (D * h1, N), "z2": (h2, N), "y2": (h2, N),
-                  "dy2": (h2, N), "dz2": (h2, N), "z3": (V, N), "y3": (V, N), "dz3": (V, N),
-                  "scratch": (N,)}
-        for name, shape in shapes.items():
-            setattr(self, name, np.empty(shape, dtype=model.dtype))
-        self.logp = np.empty(N)                # the CE's terms, summed in float64
+        rows = {"y1": D * h1, "dy1": D * h1, "z2": h2, "y2": h2, "dy2": h2, "dz2": h2,
+                "z3": V, "y3": V, "dz3": V}
+        for name, r in rows.items():
+            setattr(self, name, _cache_aligned((r, N), model.dtype))
+        self.scratch = _cache_aligned((1, N), model.dtype)[0]
+        self.logp = _cache_aligned((1, N), np.float64)[0]   # the CE's terms, summed in float64
 
 
 class Model:
