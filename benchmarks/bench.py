@@ -638,13 +638,26 @@ def tracking_section(data_dir: Path, repeats: int, foreign_limit: float,
                 print(f"  {shown}\n      {seconds:7.2f} s  (others used {foreign:.2f} cores{cold})")
     no, tracked = min(results["no_tracking"]), results["tracking"]
     results["overhead_seconds_new_store"] = tracked[0] - no
-    line = (f"  tracking costs {tracked[0] - no:+.2f} s with a new store "
-            f"({tracked[0]:.2f} s against {no:.2f} s without tracking)")
+    line = (f"  tracking costs {tracked[0] - no:+.2f} s ({(tracked[0] - no) / no:+.0%}) with a "
+            f"new store ({tracked[0]:.2f} s against {no:.2f} s without tracking)")
     if len(tracked) > 1:
-        results["overhead_seconds_existing_store"] = min(tracked[1:]) - no
-        line += f", {min(tracked[1:]) - no:+.2f} s with an existing one"
+        extra = min(tracked[1:]) - no
+        results["overhead_seconds_existing_store"] = extra
+        line += f", {extra:+.2f} s ({extra / no:+.0%}) with an existing one"
     print(line)
+    # The floor any MLflow tracking pays: importing it, in a fresh interpreter.
+    floor = min(_seconds([sys.executable, "-c", "import mlflow"]) for _ in range(repeats))
+    floor -= min(_seconds([sys.executable, "-c", "import numpy"]) for _ in range(repeats))
+    results["mlflow_import_seconds"] = floor
+    print(f"  importing mlflow alone takes {floor:.2f} s more than importing numpy: "
+          f"{floor / no:.0%} of the untracked run")
     return results
+
+
+def _seconds(cmd: list[str]) -> float:
+    t0 = time.perf_counter()
+    subprocess.run(cmd, check=True, stdin=subprocess.DEVNULL, capture_output=True)
+    return time.perf_counter() - t0
 
 
 # ----------------------------------------------------------------------------

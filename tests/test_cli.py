@@ -58,6 +58,15 @@ def test_help_documents_the_exit_status():
     assert "Exit status: 0 success; 1 failure" in invoke("--help").output
 
 
+def test_run_help_lists_every_set_key():
+    from dataclasses import fields
+
+    from wordnet.model import Config
+    text = " ".join(invoke("run", "--help").output.split())
+    for f in fields(Config):
+        assert f.name in text, f.name
+
+
 def test_version():
     assert invoke("--version").output.strip() == f"wordnet-pipeline, version {__version__}"
 

@@ -122,7 +122,7 @@ def run(stages, sets, from_run, resume, recipe, data_dir, out, tracking_uri, exp
     go on; --resume --out DIR continues it (bit for bit, with the exact backend).
     --set keys: the recipe's hyperparameters (batch_size, embedding_size,
     hidden_size, epochs, early_stop, learning_rate, momentum, validation_period,
-    backend, init, seed) and reference_checkpoint=PATH (compared byte for byte).
+    backend, dtype, init, seed) and reference_checkpoint=PATH (compared byte for byte).
     """
     from . import pipeline
 
