@@ -5,8 +5,8 @@ Two ways to compute the same product:
 * ``gemm_exact`` keeps the C reference's summation order: every entry of C is
   an accumulator that starts at 0.0 and adds ``op(A)[m, k] * op(B)[k, n]`` for
   k = 0, 1, 2, ... in turn.  It is vectorised across entries of C, never
-  across a sum: a block of MR x NR entries stays in registers while k runs.
-  float64 only.
+  across a sum: a block of MR x NR entries stays in registers while k runs
+  (GCC vector types, one lane per entry: a multiply, then an add).  float64 only.
 * ``gemm_blas`` hands the product to BLAS ``dgemm`` or ``sgemm`` (through
   scipy), which sums in an order of its own choosing and is much faster.
 
@@ -16,7 +16,7 @@ single bit of the exact result, since each entry's sum stays where it is.
 from cpython.pycapsule cimport PyCapsule_GetName, PyCapsule_GetPointer
 from cython cimport floating, view
 from cython.parallel cimport prange
-from libc.stdlib cimport calloc, free
+from libc.stdlib cimport free, malloc
 
 ctypedef void (*dgemm_t)(char* transa, char* transb, int* m, int* n, int* k, double* alpha,
                          double* a, int* lda, double* b, int* ldb, double* beta, double* c,
@@ -42,7 +42,7 @@ cdef int load_blas() except -1:
         dgemm = <dgemm_t> PyCapsule_GetPointer(capsule, PyCapsule_GetName(capsule))
     return 0
 
-# Register block of the exact kernel: MR rows x NR columns of C.
+# Register block of the exact kernel: MR rows x NR columns of C (wordnet_block's 4 x 8).
 cdef enum:
     MR = 4
     NR = 8
@@ -53,46 +53,94 @@ cdef void _pack_panels(bint trans, int rows, int cols, int width, const double* 
     """Panels of ``width`` columns of op(X) (rows x cols), each stored k-major.
 
     P[(p * rows + k) * width + j] = op(X)[k, p * width + j], zero past ``cols``;
-    op(X)[k, c] is X[c, k] if ``trans`` else X[k, c].
+    op(X)[k, c] is X[c, k] if ``trans`` else X[k, c].  A copy: no value changes.
     """
-    cdef int p, k, j, c
+    cdef int p, k, j, c0, w
+    cdef double* panel
+    cdef const double* x
     for p in range((cols + width - 1) // width):
-        for k in range(rows):
-            for j in range(width):
-                c = p * width + j
-                if c >= cols:
-                    P[(p * rows + k) * width + j] = 0.0
-                elif trans:
-                    P[(p * rows + k) * width + j] = X[c * ldx + k]
-                else:
-                    P[(p * rows + k) * width + j] = X[k * ldx + c]
+        c0, w = p * width, min(width, cols - p * width)
+        panel = P + <size_t> p * rows * width
+        if trans:                       # column c of op(X) is row c of X: read it in a run
+            for j in range(w):
+                x = X + <size_t> (c0 + j) * ldx
+                for k in range(rows):
+                    panel[k * width + j] = x[k]
+        else:
+            for k in range(rows):
+                x = X + <size_t> k * ldx + c0
+                for j in range(w):
+                    panel[k * width + j] = x[j]
+        for j in range(w, width):
+            for k in range(rows):
+                panel[k * width + j] = 0.0
 
 
-cdef inline void _block(int K, const double* a, const double* b,
-                        double* c, int ldc, int mr, int nr) noexcept nogil:
-    """c[r, s] = sum over ascending k of a[k, r] * b[k, s], for one MR x NR block."""
-    cdef double acc[MR][NR]
-    cdef int k, r, s
-    for r in range(MR):
-        for s in range(NR):
-            acc[r][s] = 0.0
-    for k in range(K):
-        for r in range(MR):
-            for s in range(NR):
-                acc[r][s] += a[k * MR + r] * b[k * NR + s]
-    for r in range(mr):
-        for s in range(nr):
-            c[r * ldc + s] = acc[r][s]
+cdef extern from *:
+    """
+    #include <string.h>
+    typedef double wordnet_v4d __attribute__((vector_size(32)));
+    /* One 4 x 8 block of C: acc[r][s] += a[r*am + k*ak] * b[k*bk + s] for k = 0, 1, ...
+       Each lane is one entry's own sum: a multiply, then an add, in ascending k. */
+    static inline void wordnet_block(int K, const double* a, Py_ssize_t am, Py_ssize_t ak,
+                                     const double* b, Py_ssize_t bk, double* c, int ldc,
+                                     int mr, int nr) {
+        wordnet_v4d acc[4][2] = {{{0}}};
+        double out[4][8];
+        for (int k = 0; k < K; k++) {
+            wordnet_v4d b0, b1;
+            memcpy(&b0, b + k * bk, 32);
+            memcpy(&b1, b + k * bk + 4, 32);
+            for (int r = 0; r < 4; r++) {
+                double ar = a[r * am + k * ak];
+                wordnet_v4d av = {ar, ar, ar, ar};
+                acc[r][0] += av * b0;
+                acc[r][1] += av * b1;
+            }
+        }
+        memcpy(out, acc, sizeof out);
+        for (int r = 0; r < mr; r++)
+            for (int s = 0; s < nr; s++)
+                c[r * ldc + s] = out[r][s];
+    }
+    """
+    void _block "wordnet_block"(int K, const double* a, Py_ssize_t am, Py_ssize_t ak,
+                                const double* b, Py_ssize_t bk, double* c, int ldc,
+                                int mr, int nr) noexcept nogil
 
 
-cdef void _row_blocks(int first, int last, int M, int N, int K, const double* Ap,
-                      const double* Bp, double* C, int ldc) noexcept nogil:
+cdef struct Operands:
+    # op(A)[m, k] = A[m*am + k*ak]; op(B)[k, n] = B[k*bk + n] when read in place
+    const double* A
+    Py_ssize_t am, ak
+    const double* B
+    Py_ssize_t bk
+    const double* Ap                    # the ragged last row block of op(A), packed (or NULL)
+    const double* Bp                    # op(B)'s packed panels: all, or the ragged last one
+
+
+cdef void _row_blocks(int first, int last, int M, int N, int K, const Operands* o,
+                      double* C, int ldc) noexcept nogil:
     """Row blocks first <= i < last of C; each B panel stays in cache while they run."""
-    cdef int i, j
-    for j in range((N + NR - 1) // NR):
+    cdef int i, j, panels = (N + NR - 1) // NR
+    cdef const double* a
+    cdef const double* b
+    cdef Py_ssize_t am, ak, bk
+    for j in range(panels):
+        if o.Bp == NULL:
+            b, bk = o.B + j * NR, o.bk
+        elif o.bk == 0:                 # every panel packed
+            b, bk = o.Bp + <size_t> j * K * NR, NR
+        elif j == panels - 1:
+            b, bk = o.Bp, NR
+        else:
+            b, bk = o.B + j * NR, o.bk
         for i in range(first, last):
-            _block(K, Ap + <size_t> i * K * MR, Bp + <size_t> j * K * NR,
-                   C + <size_t> i * MR * ldc + j * NR, ldc,
+            if o.Ap != NULL and i == (M - 1) // MR:
+                a, am, ak = o.Ap, 1, MR
+            else:
+                a, am, ak = o.A + i * MR * o.am, o.am, o.ak
+            _block(K, a, am, ak, b, bk, C + <size_t> i * MR * ldc + j * NR, ldc,
                    min(<int> MR, M - i * MR), min(<int> NR, N - j * NR))
 
 
@@ -101,27 +149,45 @@ cdef int gemm_exact(bint trans_a, bint trans_b, int M, int N, int K,
                     double* C, int ldc, int threads) noexcept nogil:
     """C = op(A) · op(B) in the C reference's order, rows split among ``threads``.
 
-    op(A) is M x K and op(B) is K x N.  Both are packed into panels padded with
-    zeros to whole register blocks; the padding only produces entries that are
-    never stored.  Returns -1 when out of memory, else 0.
+    op(A) is M x K and op(B) is K x N.  Rows of op(A) and, unless transposed,
+    rows of B are read in place; op(Bᵀ) and the ragged last blocks are copied
+    into panels padded with zeros to whole register blocks (the padding only
+    produces entries that are never stored).  Returns -1 when out of memory.
     """
-    cdef int blocks = (M + MR - 1) // MR
-    cdef double* Ap = <double*> calloc(<size_t> blocks * MR * K + 1, sizeof(double))
-    cdef double* Bp = <double*> calloc(<size_t> ((N + NR - 1) // NR) * NR * K + 1, sizeof(double))
-    cdef int t
-    if Ap == NULL or Bp == NULL:
+    cdef int blocks = (M + MR - 1) // MR, panels = (N + NR - 1) // NR, t
+    cdef int m0 = (blocks - 1) * MR, n0 = (panels - 1) * NR
+    cdef Operands o
+    cdef double* Ap = NULL
+    cdef double* Bp = NULL
+    o.A, o.B = A, B
+    o.am, o.ak = lda, 1
+    if trans_a:
+        o.am, o.ak = 1, lda
+    o.bk = 0 if trans_b else ldb
+    if M % MR:                          # op(A)ᵀ's last panel: rows m0.. of op(A)
+        Ap = <double*> malloc(<size_t> MR * K * sizeof(double))
+        if Ap != NULL:
+            _pack_panels(not trans_a, K, M - m0, MR, A + (m0 if trans_a else <size_t> m0 * lda),
+                         lda, Ap)
+    if trans_b:
+        Bp = <double*> malloc(<size_t> panels * NR * K * sizeof(double))
+        if Bp != NULL:
+            _pack_panels(True, K, N, NR, B, ldb, Bp)
+    elif N % NR:
+        Bp = <double*> malloc(<size_t> NR * K * sizeof(double))
+        if Bp != NULL:
+            _pack_panels(False, K, N - n0, NR, B + n0, ldb, Bp)
+    if (M % MR and Ap == NULL) or ((trans_b or N % NR) and Bp == NULL):
         free(Ap)
         free(Bp)
         return -1
-    _pack_panels(not trans_a, K, M, MR, A, lda, Ap)     # panels of op(A)ᵀ
-    _pack_panels(trans_b, K, N, NR, B, ldb, Bp)
+    o.Ap, o.Bp = Ap, Bp
     threads = max(1, min(threads, blocks))
     if threads == 1:
-        _row_blocks(0, blocks, M, N, K, Ap, Bp, C, ldc)
+        _row_blocks(0, blocks, M, N, K, &o, C, ldc)
     else:
         for t in prange(threads, num_threads=threads, schedule="static"):
-            _row_blocks(t * blocks // threads, (t + 1) * blocks // threads,
-                        M, N, K, Ap, Bp, C, ldc)
+            _row_blocks(t * blocks // threads, (t + 1) * blocks // threads, M, N, K, &o, C, ldc)
     free(Ap)
     free(Bp)
     return 0
