@@ -128,6 +128,8 @@ def test_predict_proba_batch_of_one_equals_batch(published):
     together = published.predict_proba(x)
     alone = np.vstack([published.predict_proba(row) for row in x])
     assert np.array_equal(together, alone)
+    assert np.array_equal(published.predict_proba(x, chunk=10), together)   # 3 chunks + 7
+    assert published.predict_proba(x[:0]).shape == (0, 250)
     np.testing.assert_allclose(together.sum(axis=1), 1.0, rtol=1e-12)
 
 
