@@ -18,10 +18,10 @@ thread has finished reading the weights, so two barriers suffice.  Every
 thread sums the CE's terms itself, in the C reference's order: each gets the
 same value and takes the same decision, with no barrier to share it.  With
 ``exact`` every product keeps the C reference's order: the split changes no
-bit.  When the buffers' rows are
-padded to whole 64-byte lines, as Buffers pads them, the columns split on a
-line: two threads writing one line would move it between the cores at every
-write.  A non-finite running CE stops the loop before that minibatch's update.
+bit.  When the buffers' rows are padded to whole 64-byte lines, as Buffers
+pads them, the columns split on a line: two threads writing one line would
+move it between the cores at every write.  A non-finite running CE stops the
+loop before that minibatch's update.
 ``floating`` is float64 or, for the fast backend only, float32.
 """
 from cython cimport floating, view
