@@ -1,6 +1,8 @@
 """wordnet.pipeline: recipes, --set overrides, the stages and the reproduction checks."""
 import dataclasses
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -255,3 +257,10 @@ def test_the_output_folder(tmp_path, monkeypatch):
     assert pipeline.output_folder(None, "other", True, None) == Path("artifacts/run")
     pipeline.write_manifest(Path("artifacts/run"), status="FAILED")
     assert latest_run() is None
+
+
+def test_only_drawing_imports_matplotlib():
+    """Its import takes over half a second: the stages that draw nothing skip it."""
+    code = ("import sys, wordnet.pipeline; "
+            "sys.exit('matplotlib' in sys.modules or 'matplotlib.figure' in sys.modules)")
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0
