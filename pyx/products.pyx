@@ -110,7 +110,8 @@ cdef extern from *:
 
 
 cdef struct Operands:
-    # op(A)[m, k] = A[m*am + k*ak]; op(B)[k, n] = B[k*bk + n] when read in place
+    # op(A)[m, k] = A[m*am + k*ak]; op(B)[k, n] = B[k*bk + n] when read in place,
+    # bk = 0 when op(B) = Bᵀ, whose panels are all packed
     const double* A
     Py_ssize_t am, ak
     const double* B
