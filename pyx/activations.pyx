@@ -216,13 +216,15 @@ def bias_softmax(const floating[:, ::view.contiguous] z, const floating[::1] b,
         raise ValueError("bias_softmax: bias length does not match, or no rows")
     if scratch.shape[0] < z.shape[1]:
         raise ValueError("bias_softmax: scratch is shorter than the batch")
-    cdef int V = z.shape[0], N = z.shape[1], t, T = max(1, min(threads, N))
+    cdef int V = z.shape[0], N = z.shape[1], t, c0, T = max(1, min(threads, N)), align
     cdef int ld = z.strides[0] // sizeof(floating)
     if N == 0:
         return
+    align = line_columns(&y[0, 0], y.strides[0], sizeof(floating))
     for t in prange(T, nogil=True, num_threads=T, schedule="static"):
-        bias_softmax_block(&z[0, t * N // T], &b[0], &y[0, t * N // T], &scratch[t * N // T],
-                           V, (t + 1) * N // T - t * N // T, ld, exact)
+        c0 = column_split(t, T, N, align)
+        bias_softmax_block(&z[0, c0], &b[0], &y[0, c0], &scratch[c0], V,
+                           column_split(t + 1, T, N, align) - c0, ld, exact)
 
 
 def cross_entropy(const floating[:, ::view.contiguous] y3, const int[::1] target):

@@ -28,8 +28,8 @@ from cython cimport floating, view
 from cython.parallel cimport parallel, threadid
 from libc.math cimport isfinite
 
-from wordnet._activations cimport (bias_sigmoid_block, bias_softmax_block, cross_entropy_ordered,
-                                   log_likelihood_block)
+from wordnet._activations cimport (bias_sigmoid_block, bias_softmax_block, column_split,
+                                   cross_entropy_ordered, line_columns, log_likelihood_block)
 from wordnet._gradients cimport (embed_block, embed_grad_rows, sigmoid_grad_block,
                                  softmax_grad_block, sum_columns_rows)
 from wordnet._products cimport gemm_blas, gemm_exact, load_blas
@@ -101,9 +101,7 @@ def train_minibatches(model, velocity, grads, buffers, floating[:, ::1] part,
     for name in ("z2", "y2", "z3", "y3", "dz3", "dy2", "dz2", "dy1"):
         if getattr(buffers, name).strides[0] != y1.strides[0]:
             raise ValueError("train_minibatches: the buffers' rows differ in length")
-    cdef int align = 64 // sizeof(floating)
-    if ld % align or (<size_t> &y1[0, 0]) % 64:
-        align = 1
+    cdef int align = line_columns(&y1[0, 0], y1.strides[0], sizeof(floating))
     if exact and floating is float:
         raise ValueError("train_minibatches: the exact backend is float64 only")
     cdef double shared[2]                  # the final running CE, an out-of-memory flag
@@ -120,8 +118,8 @@ def train_minibatches(model, velocity, grads, buffers, floating[:, ::1] part,
         load_blas()
     with nogil, parallel(num_threads=T):
         tid = threadid()
-        c0 = (tid * N // T) // align * align
-        nc = (N if tid == T - 1 else ((tid + 1) * N // T) // align * align) - c0
+        c0 = column_split(tid, T, N, align)
+        nc = column_split(tid + 1, T, N, align) - c0
         v0, v1 = tid * V // T, (tid + 1) * V // T
         h0, h1 = tid * H2 // T, (tid + 1) * H2 // T
         j0, j1 = tid * H1 // T, (tid + 1) * H1 // T

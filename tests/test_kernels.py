@@ -348,3 +348,16 @@ def test_kernels_refuse_arrays_whose_rows_differ_in_stride(rng):
         softmax_grad(z, np.zeros(4, dtype=np.int32), row_padded(np.empty_like(z)))
     with pytest.raises(ValueError, match="contiguous"):
         sum_columns(z[:, ::2], np.empty(5))
+
+
+def test_bias_softmax_on_cache_aligned_rows_with_threads(rng):
+    """Buffers' rows start on cache lines: the columns then split on a line (48 and 52
+    of 100), with the same bits as one thread on contiguous rows."""
+    from wordnet.model import _cache_aligned
+    z, b = rng.standard_normal((250, 100)) * 5, rng.standard_normal(250)
+    want = np.empty_like(z)
+    bias_softmax(z, b, want, np.empty(100), True, 1)
+    z_lines, y = _cache_aligned(z.shape, z.dtype), _cache_aligned(z.shape, z.dtype)
+    z_lines[...] = z
+    bias_softmax(z_lines, b, y, np.empty(100), True, 2)
+    assert np.array_equal(y, want)
