@@ -183,5 +183,5 @@ def embed_grad(const floating[:, ::view.contiguous] dy1, const int[:, ::1] x, fl
         return
     with nogil:
         embed_grad_rows(&dy1[0, 0], dy1.strides[0] // sizeof(floating), &x[0, 0], x.shape[0],
-                        x.shape[1], &dW1[0, 0],
-                        &part[0, 0], dW1.shape[1], dW1.shape[0], 0, dW1.shape[0])
+                        x.shape[1], &dW1[0, 0], &part[0, 0], dW1.shape[1], dW1.shape[0],
+                        0, dW1.shape[0])

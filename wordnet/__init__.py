@@ -3,7 +3,7 @@ import os
 
 __version__ = "0.1.0"
 
-# The kernels split every minibatch between OpenMP threads that meet at three
+# The kernels split every minibatch between OpenMP threads that meet at two
 # barriers per step.  Threads that spin without limit while they wait starve
 # each other the moment another process wants a core (training ran 17 times
 # slower on a busy 2-core machine); threads that sleep at once pay a wake-up per

@@ -102,7 +102,7 @@ class Predictor:
 
     def predict_batch(self, contexts: np.ndarray, k: int = 5) -> list[list[Prediction]]:
         """The ``k`` likeliest next words after each of the (n, D) 0-based ``contexts``,
-        with one forward pass per few thousand contexts rather than one per context."""
+        with one forward pass per thousand contexts rather than one per context."""
         p = self.probabilities(contexts)
         top = top_k(p, k)
         chosen = np.take_along_axis(p, top, axis=1)
