@@ -1,8 +1,12 @@
-"""Fixtures: the data and the C reference's files, found through environment variables.
+"""Fixtures: the data and the C reference's files, from the repository alone.
 
-WORDNET_DATA_DIR and WORDNET_REFERENCE_DIR point at them (.ci/run sets both).
-Without them a test that needs them is skipped, except under CI, where it fails.
+The data is the copy shipped with the package, written out as a data folder
+(the three CSV files rebuilt, each checked against upstream's pin).  The C
+reference's small files are in tests/fixtures/ (xz, pinned in its SHA256SUMS);
+c_full.bin ships with the package.
 """
+import hashlib
+import lzma
 import os
 import signal
 import socket
@@ -16,26 +20,24 @@ from pathlib import Path
 import pytest
 
 BIN = Path(sys.executable).parent
-
-
-def _folder(var: str) -> Path:
-    value = os.environ.get(var)
-    if value and Path(value).is_dir():
-        return Path(value)
-    message = f"{var} is not set to a folder" + (f" ({value!r})" if value else "")
-    if os.environ.get("CI"):
-        pytest.fail(message + ": CI needs it")
-    pytest.skip(message)
+FIXTURES = Path(__file__).with_name("fixtures")
 
 
 @pytest.fixture(scope="session")
-def data_dir() -> Path:
-    return _folder("WORDNET_DATA_DIR")
-
-
-@pytest.fixture(scope="session")
-def reference_dir() -> Path:
-    return _folder("WORDNET_REFERENCE_DIR")
+def data_dir(tmp_path_factory) -> Path:
+    """A data folder as `data fetch` leaves it, written from the embedded copy."""
+    from wordnet import embedded
+    from wordnet.data import csv_bytes, load_dataset
+    folder = tmp_path_factory.mktemp("data")
+    for name in ("vocab.txt", "vocab_ordered.txt", "raw_sentences.txt", "model9-3000.bin"):
+        (folder / name).write_bytes(embedded.read_bytes(name))
+    data = load_dataset()
+    for split in ("train", "valid", "test"):
+        blob = csv_bytes(data.split(split))
+        name = f"{split}_data.csv"
+        assert hashlib.sha256(blob).hexdigest() == embedded.CSV_SHA256[name], name
+        (folder / name).write_bytes(blob)
+    return folder
 
 
 @pytest.fixture(scope="session")
@@ -45,13 +47,64 @@ def dataset(data_dir):
 
 
 @pytest.fixture(scope="session")
-def reference_file(reference_dir):
+def reference_file(tmp_path_factory):
+    """The C reference's file ``name``: c_full.bin from the package, the others from
+    tests/fixtures/, each checked against its pinned SHA-256."""
+    folder = tmp_path_factory.mktemp("reference")
+    pins = dict(reversed(line.split()) for line in (FIXTURES / "SHA256SUMS").read_text().splitlines())
+
     def get(name: str) -> Path:
-        path = reference_dir / name
-        if not path.is_file():
-            pytest.fail(f"{path} is missing")
+        path = folder / name
+        if not path.exists():
+            if name == "c_full.bin":
+                from wordnet import embedded
+                blob = embedded.read_bytes(name)
+            else:
+                blob = lzma.decompress((FIXTURES / f"{name}.xz").read_bytes())
+                assert hashlib.sha256(blob).hexdigest() == pins[name], f"{name}: damaged fixture"
+            path.write_bytes(blob)
         return path
     return get
+
+
+class Recorder:
+    """A tracking run (as wordnet.tracking.Run) that remembers what it was given."""
+
+    run_id = "recorded"
+
+    def __init__(self):
+        self.params, self.metrics, self.artifacts, self.datasets, self.models = {}, [], [], [], []
+        self.tags = {}
+
+    def log_params(self, params):
+        self.params.update(params)
+
+    def set_tags(self, tags):
+        self.tags.update(tags)
+
+    def log_metric(self, key, value, step=0):
+        self.metrics.append((key, value, step))
+
+    def log_metrics(self, metrics, step=0):
+        self.metrics += [(k, v, step) for k, v in metrics.items()]
+
+    def log_artifacts(self, *paths):
+        self.artifacts += [Path(p).name for p in paths]
+
+    def log_dataset(self, rows, name, context, source, digest):
+        self.datasets.append((name, context, len(rows), digest))
+
+    def log_model(self, checkpoint, vocab, example):
+        self.models.append(example)
+
+    def flush(self):
+        pass
+
+
+@pytest.fixture(scope="session")
+def recording_run():
+    """Makes a Recorder: a tracking run that remembers what it was given."""
+    return Recorder
 
 
 @pytest.fixture(scope="session")

@@ -220,9 +220,9 @@ def test_a_full_disk_fails_before_training(data_dir, tmp_path, monkeypatch):
     error before the first update, no model written, the run recorded as FAILED."""
     from collections import namedtuple
 
-    from wordnet import pipeline
+    from wordnet import rundir
     usage = namedtuple("usage", "total used free")
-    monkeypatch.setattr(pipeline.shutil, "disk_usage", lambda path: usage(10**9, 10**9, 10**5))
+    monkeypatch.setattr(rundir.shutil, "disk_usage", lambda path: usage(10**9, 10**9, 10**5))
     error = one_line_error(invoke("run", "--stage", "train", *TINY, "--data-dir", data_dir,
                                   "--out", tmp_path, "--no-tracking"), 1)
     assert f"{tmp_path}: only 0.1 MB free, and the run needs about " in error
@@ -231,14 +231,31 @@ def test_a_full_disk_fails_before_training(data_dir, tmp_path, monkeypatch):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run.json"]
 
 
-def test_missing_data_offline_fails_with_a_hint(tmp_path, monkeypatch):
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        monkeypatch.setenv("WORDNET_DATA_URL", f"http://127.0.0.1:{s.getsockname()[1]}")
-    result = invoke("run", "--stage", "load", "--data-dir", tmp_path / "data",
-                    "--out", tmp_path / "out", "--no-tracking")
-    assert result.exit_code == 1
-    assert "cannot download vocab.txt" in result.stderr and "--data-dir DIR" in result.stderr
+def test_missing_data_fails_before_anything_is_made(tmp_path, monkeypatch):
+    """A --data-dir without the data: one line naming the way out, and no run folder, no
+    data/, no MLflow store (tracking is on), whichever the stages."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "empty").mkdir()
+    for stages in (["--stage", "all"], ["--stage", "test"]):
+        error = one_line_error(invoke("run", *stages, "--data-dir", "empty"), 1)
+        assert error.startswith("Error: empty: no WordNet data there (--data-dir)")
+        assert "`wordnet-pipeline data fetch --data-dir empty` fills it" in error
+    assert [p.name for p in tmp_path.iterdir()] == ["empty"]
+
+
+def test_a_failed_stage_run_never_hides_the_last_good_model(data_dir, tmp_path, monkeypatch):
+    """After a finished run, stage runs on its folder that fail (a failed check, missing
+    data) leave its record as it was: predict and later stages still find its model."""
+    monkeypatch.chdir(tmp_path)
+    result = invoke("run", "--stage", "train", *TINY, "--no-tracking", "--run-name", "tiny")
+    assert result.exit_code == 0, result.output
+    manifest = (tmp_path / "artifacts" / "tiny" / "run.json").read_text()
+    one_line_error(invoke("run", "--stage", "reproduce", "--no-tracking"), 1)  # 20 updates fail
+    one_line_error(invoke("run", "--stage", "test", "--no-tracking", "--data-dir", "nowhere"), 1)
+    assert (tmp_path / "artifacts" / "tiny" / "run.json").read_text() == manifest
+    assert invoke("predict", "have a good").exit_code == 0
+    result = invoke("run", "--stage", "test", "--no-tracking")
+    assert result.exit_code == 0 and "artifacts/tiny" in result.output
 
 
 def test_train_then_test_then_predict_the_latest_run(data_dir, tmp_path, monkeypatch):

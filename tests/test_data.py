@@ -1,5 +1,6 @@
 """Data: both routes to the split, and every way a data file can be wrong."""
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -25,12 +26,64 @@ def test_raw_sentences_give_the_same_split(data_dir, dataset, tmp_path):
     assert rebuilt.unknown_words == 0
 
 
-def test_words_outside_the_vocabulary_cut_the_sentence(tmp_path):
+def test_words_outside_the_vocabulary_cut_the_sentence():
     vocab = Vocabulary(("a", "b", "c", "d"))
-    (tmp_path / "raw.txt").write_text("A b c d\na b zzz c d a b\nb c d a b\n")
-    sentences, unknown = data.read_sentences(tmp_path / "raw.txt", vocab)
+    tokens, unknown = data.tokenize("A b c d\na b zzz c d a b\nb c d a b\n", vocab)
     assert unknown == 1
-    assert [s.tolist() for s in sentences] == [[0, 1, 2, 3], [2, 3, 0, 1], [1, 2, 3, 0, 1]]
+    B = data.BREAK
+    assert tokens.tolist() == [0, 1, 2, 3, B, 0, 1, B, 2, 3, 0, 1, B, 1, 2, 3, 0, 1, B]
+    windows = np.lib.stride_tricks.sliding_window_view(tokens, 4)
+    grams = windows[(windows != B).all(axis=1)].tolist()
+    assert grams == [[0, 1, 2, 3], [2, 3, 0, 1], [1, 2, 3, 0], [2, 3, 0, 1]]
+
+
+def test_the_split_keeps_file_order_and_never_crosses_a_sentence(monkeypatch):
+    monkeypatch.setattr(data, "TRAIN_ROWS", 2)
+    monkeypatch.setattr(data, "VALID_ROWS", 1)
+    vocab = Vocabulary(("a", "b", "c", "d", "e"))
+    tokens, _ = data.tokenize("a b c d e\nb c\nc d e a b\n", vocab)
+    train, valid, test = data.split_ngrams(tokens)
+    assert train.tolist() == [[0, 1, 2, 3], [1, 2, 3, 4]]
+    assert valid.tolist() == [[2, 3, 4, 0]] and test.tolist() == [[3, 4, 0, 1]]
+    assert train.dtype == np.int32 and train.flags.c_contiguous
+
+
+def test_the_embedded_data_is_the_published_split(dataset):
+    from wordnet import embedded
+    shipped = data.load_dataset()
+    assert shipped.source is None and shipped.is_published()
+    for split in data.SPLITS:       # the CSV files of the dataset fixture match upstream's pins
+        assert np.array_equal(shipped.split(split), dataset.split(split))
+        assert shipped.digest(split) == embedded.SPLIT_SHA256[split]
+    assert shipped.files == {name: embedded.SHA256[name] for name in ("vocab.txt", "raw_sentences.txt")}
+
+
+def test_data_lookup_order(tmp_path, monkeypatch, data_dir):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv(data.DATA_ENV, raising=False)
+    assert data.find_data() is None                       # nothing here: the embedded copy
+    (tmp_path / "data").mkdir()
+    assert data.find_data() is None                       # an empty data/ is passed over
+    for name in ("vocab.txt", "raw_sentences.txt"):
+        shutil.copy(data_dir / name, tmp_path / "data" / name)
+    assert data.find_data() == Path("data")
+    monkeypatch.setenv(data.DATA_ENV, str(data_dir))
+    assert data.find_data() == data_dir
+    assert data.find_data(str(tmp_path / "data")) == tmp_path / "data"
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(data.DataError, match="no WordNet data there .--data-dir.*data fetch"):
+        data.find_data(str(empty))
+    monkeypatch.setenv(data.DATA_ENV, str(empty))
+    with pytest.raises(data.DataError, match=f"no WordNet data there .{data.DATA_ENV}"):
+        data.find_data()
+
+
+def test_a_damaged_embedded_file_is_refused(monkeypatch):
+    from wordnet import embedded
+    monkeypatch.setitem(embedded.SHA256, "vocab.txt", "0" * 64)
+    with pytest.raises(embedded.EmbeddedError, match="vocab.txt has SHA-256 .* not the pinned"):
+        data.load_dataset()
 
 
 def test_encode_suggests_close_words():

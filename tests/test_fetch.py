@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 from wordnet import fetch
 from wordnet.cli import cli
-from wordnet.data import sha256
+from wordnet.data import has_data, sha256
 
 
 def closed_port() -> int:
@@ -25,7 +25,7 @@ def closed_port() -> int:
 def upstream(data_dir, tmp_path):
     """A loopback HTTP server laid out like the upstream repository; yields its URL."""
     root = tmp_path / "upstream"
-    for name, (path, _) in fetch.UPSTREAM.items():
+    for name, path in fetch.UPSTREAM.items():
         (root / path).parent.mkdir(parents=True, exist_ok=True)
         (root / path).symlink_to(data_dir / name)
     handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
@@ -40,9 +40,11 @@ def upstream(data_dir, tmp_path):
         server.server_close()
 
 
-def test_the_pins_are_those_of_the_shipped_data(data_dir):
-    sums = dict(reversed(line.split()) for line in (data_dir / "SHA256SUMS").read_text().splitlines())
-    assert fetch.PINNED == sums
+def test_the_pins_are_those_of_the_data_folder(data_dir):
+    """Every file upstream publishes, and the rebuilt train_data.csv, is pinned, and
+    the data folder written from the embedded copy matches the pins."""
+    assert set(fetch.PINNED) == set(fetch.UPSTREAM) | {fetch.TRAIN_CSV}
+    assert {name: sha256(data_dir / name) for name in fetch.PINNED} == fetch.PINNED
 
 
 def test_the_data_folder_is_the_option_then_the_environment_then_data(monkeypatch):
@@ -54,12 +56,12 @@ def test_the_data_folder_is_the_option_then_the_environment_then_data(monkeypatc
 
 
 def test_has_data(data_dir, tmp_path):
-    assert fetch.has_data(data_dir)
-    assert not fetch.has_data(tmp_path)
+    assert has_data(data_dir)
+    assert not has_data(tmp_path)
     (tmp_path / "vocab.txt").symlink_to(data_dir / "vocab.txt")
-    assert not fetch.has_data(tmp_path)
+    assert not has_data(tmp_path)
     (tmp_path / "raw_sentences.txt").symlink_to(data_dir / "raw_sentences.txt")
-    assert fetch.has_data(tmp_path)
+    assert has_data(tmp_path)
 
 
 def test_copy_from_a_local_folder(data_dir, tmp_path):

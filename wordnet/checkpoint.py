@@ -9,14 +9,15 @@ from __future__ import annotations
 import io
 import json
 import math
-import os
-import zipfile
 import struct
-import tempfile
+import zipfile
 from dataclasses import astuple, dataclass, fields
 from pathlib import Path
 
 import numpy as np
+
+from . import embedded
+from .fileio import atomic_write
 
 # int32 x5, pad, float64 x2, int32 x7, pad
 HEADER = struct.Struct("<5i4x2d7i4x")
@@ -98,6 +99,18 @@ def load(path, vocab_size: int | None = None) -> tuple[Header, dict[str, np.ndar
         raise CheckpointError(f"{path}: is a folder, not a checkpoint") from None
     except OSError as e:
         raise CheckpointError(f"{path}: cannot read ({e.strerror})") from None
+    return parse(blob, path, vocab_size)
+
+
+def load_embedded(name: str) -> tuple[Header, dict[str, np.ndarray]]:
+    """(header, params) of a checkpoint shipped with the package (wordnet.embedded)."""
+    return parse(embedded.read_bytes(name), f"{name} (embedded)")
+
+
+def parse(blob: bytes, origin, vocab_size: int | None = None
+          ) -> tuple[Header, dict[str, np.ndarray]]:
+    """(header, params) from a checkpoint's bytes; ``origin`` names it in messages."""
+    path = origin                                  # messages name the file, or its origin
     if len(blob) < HEADER.size:
         raise CheckpointError(f"{path}: {len(blob)} bytes, shorter than the "
                               f"{HEADER.size}-byte header: not a WordNet checkpoint")
@@ -148,31 +161,3 @@ def load_state(path) -> tuple[dict[str, np.ndarray], dict]:
     except (OSError, ValueError, KeyError, zipfile.BadZipFile) as e:
         raise CheckpointError(f"{side}: not a resume state ({e})") from None
     return velocity, position
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write to a temporary file beside ``path``, then rename it over ``path``.
-
-    A crash at any point leaves either the old file or the new one, whole.
-    """
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fchmod(f.fileno(), 0o666 & ~_umask())   # mkstemp's 0600 would hide it
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask

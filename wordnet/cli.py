@@ -81,7 +81,8 @@ def pipeline_options(f):
         click.option("--pipeline", "recipe", default="reference", show_default=True,
                      metavar="NAME|PATH", help="Recipe: reference, quick, or a .toml file."),
         click.option("--data-dir", type=click.Path(file_okay=False),
-                     help="Data folder [default: $WORDNET_DATA_DIR, else data/]."),
+                     help="Data folder [default: $WORDNET_DATA_DIR, else data/ if it "
+                          "holds the data, else the copy shipped with the package]."),
         click.option("--out", type=click.Path(file_okay=False),
                      help="Output folder [default: a new folder under artifacts/]."),
         click.option("--tracking-uri", envvar="MLFLOW_TRACKING_URI", show_envvar=True,
@@ -111,11 +112,13 @@ def run(stages, sets, from_run, resume, recipe, data_dir, out, tracking_uri, exp
     """Run pipeline stages: load, train, validate, test, reproduce.
 
     \b
-    load       find the data (--data-dir, $WORDNET_DATA_DIR, data/), else download it
+    load       read the data (--data-dir, $WORDNET_DATA_DIR, data/, else the copy
+               shipped with the package)
     train      the training loop; writes model.bin (C format) and the CE curves
     validate   CE, perplexity, top-1 and top-5 accuracy on the validation set
     test       the same on the test set
-    reproduce  compare with the C reference; exit status 1 when a check fails
+    reproduce  check the published model9-3000.bin and the model just trained
+               against the C reference; exit status 1 when a check fails
 
     A stage run alone takes the model from --out, --from-run or the latest run.
     Ctrl-C or SIGTERM during training saves the model and the state it needs to
@@ -124,11 +127,12 @@ def run(stages, sets, from_run, resume, recipe, data_dir, out, tracking_uri, exp
     hidden_size, epochs, early_stop, learning_rate, momentum, validation_period,
     backend, dtype, init, seed) and reference_checkpoint=PATH (compared byte for byte).
     """
-    from . import pipeline
+    from . import pipeline, rundir
+    from .recipes import EVALUATION_KEYS
 
     chosen = tuple(s for s in pipeline.STAGES if s in stages or "all" in stages)
     base, overrides = _recipe(recipe, sets)
-    training_only = sorted(set(overrides) - set(pipeline.EVALUATION_KEYS))
+    training_only = sorted(set(overrides) - set(EVALUATION_KEYS))
     if "train" not in chosen and training_only:
         raise click.UsageError(f"--set {', '.join(training_only)}: only applies with --stage train")
     if from_run and no_tracking:
@@ -140,8 +144,9 @@ def run(stages, sets, from_run, resume, recipe, data_dir, out, tracking_uri, exp
                                "its recipe: give --out, keep --stage train, drop --set")
     run_name = run_name or f"{base.name}-{datetime.now():%Y%m%d-%H%M%S}"
     needs_model = "train" not in chosen and chosen != ("load",)     # a model from before
-    out = pipeline.output_folder(out, run_name, needs_model, from_run)
-    data = _prepare(out, data_dir, tracking_uri, experiment, no_tracking)
+    data = _find_data(data_dir)
+    out = rundir.output_folder(out, run_name, needs_model, from_run)
+    _prepare(out, tracking_uri, experiment, no_tracking)
     click.echo(f"run {run_name}")
     pipeline.run(base, overrides, chosen, out, data, track=not no_tracking, run_name=run_name,
                  from_run=from_run, echo=click.echo, progress=Progress, resume=resume)
@@ -161,20 +166,22 @@ def sweep(sets, stages, recipe, data_dir, out, tracking_uri, experiment, run_nam
     The runs are nested under one parent MLflow run, for comparison side by side.
     Example: wordnet-pipeline sweep --set learning_rate=0.01,0.1,1.0 --set hidden_size=100,200
     """
-    from . import pipeline
+    from . import pipeline, rundir
     from .model import ConfigError
+    from .recipes import sweep_grid, with_overrides
 
     base = _recipe(recipe, ())[0]
     try:
-        grid = pipeline.sweep_grid(sets)
+        grid = sweep_grid(sets)
         for combination in grid:
-            pipeline.with_overrides(base, combination)
+            with_overrides(base, combination)
     except ConfigError as e:
         raise click.BadParameter(str(e), param_hint="--set") from None
     chosen = tuple(s for s in pipeline.STAGES if s in stages or s == "train")
     run_name = run_name or f"sweep-{base.name}-{datetime.now():%Y%m%d-%H%M%S}"
-    out = pipeline.output_folder(out, run_name, False, None)
-    data = _prepare(out, data_dir, tracking_uri, experiment, no_tracking)
+    data = _find_data(data_dir)
+    out = rundir.output_folder(out, run_name, False, None)
+    _prepare(out, tracking_uri, experiment, no_tracking)
     click.echo(f"{run_name}: {len(grid)} runs ({base.name} recipe) -> {out}/")
     results = pipeline.sweep(base, grid, chosen, out, data, track=not no_tracking,
                              run_name=run_name, echo=click.echo, progress=Progress)
@@ -348,28 +355,33 @@ def info(model):
 # -- helpers ------------------------------------------------------------------------------
 
 def _recipe(name, sets):
-    from . import pipeline
     from .model import ConfigError
+    from .recipes import load_recipe, parse_overrides, with_overrides
     try:
-        base = pipeline.load_recipe(name)
+        base = load_recipe(name)
     except ConfigError as e:
         raise click.BadParameter(str(e), param_hint="--pipeline") from None
     try:
-        overrides = pipeline.parse_overrides(sets)
-        pipeline.with_overrides(base, overrides)
+        overrides = parse_overrides(sets)
+        with_overrides(base, overrides)
     except ConfigError as e:
         raise click.BadParameter(str(e), param_hint="--set") from None
     return base, overrides
 
 
-def _prepare(out, data_dir, tracking_uri, experiment, no_tracking):
-    """Before any work: refuse an unwritable --out, find the data folder, reach MLflow."""
-    from .pipeline import check_writable
+def _find_data(option):
+    """The data folder (None: the copy shipped with the package), found before
+    anything is made: no folder, no tracking store."""
+    from .data import find_data
+    return find_data(option)
+
+
+def _prepare(out, tracking_uri, experiment, no_tracking):
+    """Before any work: refuse an unwritable --out, reach MLflow."""
+    from .rundir import check_writable
     check_writable(out)
-    data = _data_dir(data_dir)
     if not no_tracking:
         _connect(tracking_uri, experiment)
-    return data
 
 
 def _data_dir(option):

@@ -6,21 +6,31 @@ A data folder holds ``vocab.txt`` and either the three CSV files
 is rebuilt (SPEC section 2): every 4-gram inside each sentence, in file
 order; the first 372,550 train, the next 46,568 validate, the rest test.
 Both routes give the same arrays.  In memory, rows are int32 and 0-based.
+
+Without a folder, the data is the copy shipped with the package
+(:mod:`wordnet.embedded`): the split is rebuilt from its ``raw_sentences.txt``
+and each split checked against its pinned SHA-256.
 """
 from __future__ import annotations
 
 import difflib
 import hashlib
+import os
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from . import embedded
+
 CONTEXT = 3                  # D, words in
 COLUMNS = CONTEXT + 1        # the 4-gram: context, then target
 TRAIN_ROWS, VALID_ROWS = 372_550, 46_568
 SPLITS = ("train", "valid", "test")
+DATA_ENV = "WORDNET_DATA_DIR"
+DEFAULT_DIR = Path("data")
+BREAK = -1                   # in a token stream: a sentence's end, or a word outside the vocabulary
 
 
 class DataError(ValueError):
@@ -63,19 +73,29 @@ class Vocabulary:
     def read(cls, path: Path) -> "Vocabulary":
         path = Path(path)
         try:
-            lines = path.read_text(encoding="utf-8").splitlines()
+            text = path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as e:
             raise DataError(f"{path}: cannot read the vocabulary ({_reason(e)})") from None
+        return cls.parse(text, path)
+
+    @classmethod
+    def embedded(cls) -> "Vocabulary":
+        """The vocabulary shipped with the package."""
+        return cls.parse(embedded.read_bytes("vocab.txt").decode("ascii"), "vocab.txt (embedded)")
+
+    @classmethod
+    def parse(cls, text: str, origin) -> "Vocabulary":
+        """One word per line; ``origin`` names the text in messages."""
         words = []
-        for n, line in enumerate(lines, 1):
+        for n, line in enumerate(text.splitlines(), 1):
             word = line.strip()
             if not word or len(word.split()) != 1:
-                raise DataError(f"{path}:{n}: expected one word per line, got {line!r}")
+                raise DataError(f"{origin}:{n}: expected one word per line, got {line!r}")
             words.append(word)
         if not words:
-            raise DataError(f"{path}: the vocabulary is empty")
+            raise DataError(f"{origin}: the vocabulary is empty")
         if len(set(words)) != len(words):
-            raise DataError(f"{path}: a word appears twice")
+            raise DataError(f"{origin}: a word appears twice")
         return cls(tuple(words))
 
 
@@ -86,11 +106,28 @@ class Dataset:
     valid: np.ndarray
     test: np.ndarray
     files: dict[str, str]    # file name -> SHA-256 of the files read
-    source: Path
+    source: Path | None      # the data folder; None: the copy shipped with the package
     unknown_words: int = 0   # words of raw_sentences.txt outside the vocabulary (skipped)
 
     def split(self, name: str) -> np.ndarray:
         return {"train": self.train, "valid": self.valid, "test": self.test}[name]
+
+    def digest(self, name: str) -> str:
+        """SHA-256 of split ``name``'s rows as 0-based little-endian int32."""
+        return hashlib.sha256(np.ascontiguousarray(self.split(name), "<i4").tobytes()).hexdigest()
+
+    def is_published(self) -> bool:
+        """Whether the splits are those of the course (and of the C reference's runs)."""
+        return all(self.digest(s) == embedded.SPLIT_SHA256[s] for s in SPLITS)
+
+    def path(self, name: str) -> Path:
+        """Where the file ``name`` was read from (the compressed copy, if embedded)."""
+        if self.source is None:
+            return Path(embedded.location()) / f"{name}.xz"
+        return self.source / name
+
+    def describe(self) -> str:
+        return "the copy shipped with the package" if self.source is None else f"{self.source}/"
 
 
 def sha256(path: Path) -> str:
@@ -101,8 +138,37 @@ def sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def load_dataset(data_dir) -> Dataset:
-    """The vocabulary and the three splits from ``data_dir`` (CSV files if present)."""
+def has_data(folder: Path) -> bool:
+    """Whether ``folder`` holds what :func:`load_dataset` reads."""
+    folder = Path(folder)
+    splits = all((folder / f"{s}_data.csv").is_file() for s in SPLITS)
+    return (folder / "vocab.txt").is_file() and (splits or (folder / "raw_sentences.txt").is_file())
+
+
+def find_data(option: str | os.PathLike | None = None) -> Path | None:
+    """The data folder to read: ``option`` (--data-dir), else $WORDNET_DATA_DIR, else
+    ``data/`` if it holds the data; None means the copy shipped with the package.
+
+    A folder named by the option or the variable must hold the data: a typo
+    should not quietly train on something else.
+    """
+    named = option or os.environ.get(DATA_ENV)
+    if named:
+        if not has_data(Path(named)):
+            via = "--data-dir" if option else DATA_ENV
+            raise DataError(f"{named}: no WordNet data there ({via}): it needs vocab.txt and "
+                            "the three *_data.csv files or raw_sentences.txt; `wordnet-pipeline "
+                            f"data fetch --data-dir {named}` fills it, or leave {via} unset to "
+                            "use the copy shipped with the package")
+        return Path(named)
+    return DEFAULT_DIR if has_data(DEFAULT_DIR) else None
+
+
+def load_dataset(data_dir=None) -> Dataset:
+    """The vocabulary and the three splits from ``data_dir`` (CSV files if present), or
+    from the copy shipped with the package when ``data_dir`` is None."""
+    if data_dir is None:
+        return _load_embedded()
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
         raise DataError(f"{data_dir}: no such data folder")
@@ -115,11 +181,27 @@ def load_dataset(data_dir) -> Dataset:
     else:
         raw = _need(data_dir / "raw_sentences.txt",
                     hint="it needs the three *_data.csv files or raw_sentences.txt")
-        sentences, unknown = read_sentences(raw, vocab)
-        splits = split_ngrams(sentences)
+        tokens, unknown = tokenize(_read_text(raw), vocab)
+        splits = split_ngrams(tokens)
         used = [data_dir / "vocab.txt", raw]
     return Dataset(vocab, *splits, files={p.name: sha256(p) for p in used}, source=data_dir,
                    unknown_words=unknown)
+
+
+def _load_embedded() -> Dataset:
+    vocab = Vocabulary.embedded()
+    raw = embedded.read_bytes("raw_sentences.txt")
+    tokens, unknown = tokenize(raw.decode("utf-8"), vocab)
+    data = Dataset(vocab, *split_ngrams(tokens), source=None, unknown_words=unknown,
+                   files={name: embedded.SHA256[name] for name in ("vocab.txt", "raw_sentences.txt")})
+    for split in SPLITS:
+        embedded.check(split, data.digest(split), embedded.SPLIT_SHA256)
+    return data
+
+
+def csv_bytes(rows: np.ndarray) -> bytes:
+    """0-based rows as the CSV files hold them: ``w1,w2,w3,target``, 1-based, one a line."""
+    return "".join(f"{a},{b},{c},{t}\n" for a, b, c, t in (rows + 1).tolist()).encode("ascii")
 
 
 def read_csv(path: Path, vocab_size: int) -> np.ndarray:
@@ -160,41 +242,40 @@ def _raise_first_bad_row(path, lines, vocab_size):
     raise DataError(f"{path}: no rows")
 
 
-def read_sentences(path: Path, vocab: Vocabulary):
-    """(sentences as 0-based index arrays, number of words outside the vocabulary).
+def tokenize(text: str, vocab: Vocabulary) -> tuple[np.ndarray, int]:
+    """(the words of ``text`` as 0-based indices, each line ended by BREAK; the number
+    of words outside the vocabulary).
 
     Each line is lower-cased and split on white space.  A word outside the
-    vocabulary cuts its sentence in two, so no 4-gram contains it.
+    vocabulary becomes a BREAK too: it cuts its sentence in two, so no 4-gram
+    contains it.
     """
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        raise DataError(f"{path}: cannot read ({_reason(e)})") from None
-    index, sentences, unknown = vocab.index, [], 0
+    index, tokens, unknown = vocab.index, [], 0
     for line in text.splitlines():
-        run = []
-        for w in line.lower().split():
-            i = index.get(w)
-            if i is None:
-                unknown += 1
-                sentences.append(run)
-                run = []
-            else:
-                run.append(i)
-        sentences.append(run)
-    return [np.asarray(s, dtype=np.int32) for s in sentences if len(s) >= COLUMNS], unknown
+        words = [index.get(w, BREAK) for w in line.lower().split()]
+        unknown += words.count(BREAK)
+        tokens += words
+        tokens.append(BREAK)
+    return np.asarray(tokens, dtype=np.int32), unknown
 
 
-def split_ngrams(sentences):
-    """(train, valid, test): every 4-gram inside each sentence, split in file order."""
-    grams = [np.lib.stride_tricks.sliding_window_view(s, COLUMNS) for s in sentences]
-    rows = np.ascontiguousarray(np.concatenate(grams) if grams else np.empty((0, COLUMNS), np.int32))
+def split_ngrams(tokens: np.ndarray):
+    """(train, valid, test): every 4-gram of ``tokens`` without a BREAK in it, that
+    is, inside a sentence, split in file order."""
+    windows = np.lib.stride_tricks.sliding_window_view(tokens, COLUMNS)
+    rows = np.ascontiguousarray(windows[(windows != BREAK).all(axis=1)], dtype=np.int32)
     if len(rows) <= TRAIN_ROWS + VALID_ROWS:
         raise DataError(f"only {len(rows)} 4-grams: the split needs more than "
                         f"{TRAIN_ROWS + VALID_ROWS}")
     a, b = TRAIN_ROWS, TRAIN_ROWS + VALID_ROWS
     return rows[:a].copy(), rows[a:b].copy(), rows[b:].copy()
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise DataError(f"{path}: cannot read ({_reason(e)})") from None
 
 
 def _need(path: Path, hint: str = "") -> Path:

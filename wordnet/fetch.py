@@ -1,10 +1,12 @@
-"""Find the data folder, or fill it: download the upstream files or copy a local folder.
+"""Fill a data folder: download the upstream files or copy them from a local folder.
 
-Every file is checked against the SHA-256 pinned below before it is written,
-so a data folder never holds a file that does not match.  ``train_data.csv``
-is not published upstream: it is rebuilt from ``raw_sentences.txt`` by the
-split rule of :mod:`wordnet.data` (SPEC section 2) and checked against its
-own pin.
+The pipeline never needs this (the package ships the data, see
+:mod:`wordnet.embedded`); it is there to get upstream's files as they are
+published.  Every file is checked against the SHA-256 pinned in
+:mod:`wordnet.embedded` before it is written, so a data folder never holds a
+file that does not match.  ``train_data.csv`` is not published upstream: it is
+rebuilt from ``raw_sentences.txt`` by the split rule of :mod:`wordnet.data`
+(SPEC section 2) and checked against its own pin.
 """
 from __future__ import annotations
 
@@ -14,33 +16,26 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from .checkpoint import atomic_write
-from .data import DataError, Vocabulary, read_sentences, sha256, split_ngrams
+from .data import (DATA_ENV, DEFAULT_DIR, DataError, Vocabulary, csv_bytes, sha256,
+                   split_ngrams, tokenize)
+from .embedded import CSV_SHA256, SHA256
+from .fileio import atomic_write
 
 BASE_URL = "https://raw.githubusercontent.com/gingerbig/wordnet/master"
 URL_ENV = "WORDNET_DATA_URL"          # overrides BASE_URL, e.g. for a mirror
-DATA_ENV = "WORDNET_DATA_DIR"
-DEFAULT_DIR = Path("data")
 TIMEOUT = 30                          # seconds per download
 
-# file -> (upstream path, SHA-256)
+# file -> its path upstream
 UPSTREAM = {
-    "vocab.txt": ("src/data/vocab.txt",
-                  "963df394e8a2b435da8d25595fdafcf6145095477ca22c7458475cafac5ae077"),
-    "vocab_ordered.txt": ("src/data/vocab_ordered.txt",
-                          "2f6095a83d957ac40ed9e0ad3cd01d3007e4c758115721af9512c021fd1d397a"),
-    "raw_sentences.txt": ("raw-data/raw_sentences.txt",
-                          "68f938bf5e07dd2a93ba94b8fe6e885d0e9c47bdd9288e4240392b01a516252f"),
-    "valid_data.csv": ("src/data/valid_data.csv",
-                       "55df54636164cd170ee234463471d3c7e9a0f83342ca6bf19fc7b6f6d7a7482e"),
-    "test_data.csv": ("src/data/test_data.csv",
-                      "842a555d72dac89e14c98d28968a084748c0e26b4a5c7c33d7f1fef040dfbe70"),
-    "model9-3000.bin": ("src/model9-3000.bin",
-                        "b954d6fc2c0ceb9e0ac0b83c0f22838e648541b965d4ddfdbb5b2d6536a3bec3"),
+    "vocab.txt": "src/data/vocab.txt",
+    "vocab_ordered.txt": "src/data/vocab_ordered.txt",
+    "raw_sentences.txt": "raw-data/raw_sentences.txt",
+    "valid_data.csv": "src/data/valid_data.csv",
+    "test_data.csv": "src/data/test_data.csv",
+    "model9-3000.bin": "src/model9-3000.bin",
 }
 TRAIN_CSV = "train_data.csv"
-TRAIN_SHA256 = "5f8816ab8fbdbf0e8cde1900f65a4d360b6bb2e631438792092045da3d4375d8"
-PINNED = {name: digest for name, (_, digest) in UPSTREAM.items()} | {TRAIN_CSV: TRAIN_SHA256}
+PINNED = {name: (SHA256 | CSV_SHA256)[name] for name in (*UPSTREAM, TRAIN_CSV)}
 
 HOW_TO_POINT = (f"point at a local copy with --data-dir DIR, {DATA_ENV}=DIR "
                 "or `wordnet-pipeline data fetch --from DIR`")
@@ -51,14 +46,8 @@ class FetchError(Exception):
 
 
 def data_dir(option: str | os.PathLike | None = None) -> Path:
-    """The data folder: ``option`` (--data-dir), else $WORDNET_DATA_DIR, else ``data/``."""
+    """Where to put the data: ``option`` (--data-dir), else $WORDNET_DATA_DIR, else ``data/``."""
     return Path(option or os.environ.get(DATA_ENV) or DEFAULT_DIR)
-
-
-def has_data(folder: Path) -> bool:
-    """Whether ``folder`` holds what :func:`wordnet.data.load_dataset` reads."""
-    splits = all((folder / f"{s}_data.csv").is_file() for s in ("train", "valid", "test"))
-    return (folder / "vocab.txt").is_file() and (splits or (folder / "raw_sentences.txt").is_file())
 
 
 def fetch(dest: Path, source: Path | None = None, base_url: str | None = None,
@@ -76,7 +65,7 @@ def fetch(dest: Path, source: Path | None = None, base_url: str | None = None,
         dest.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise FetchError(f"{dest}: cannot create the data folder ({e.strerror})") from None
-    for name, (upstream, _) in UPSTREAM.items():
+    for name, upstream in UPSTREAM.items():
         if _verified(dest / name):
             continue
         if source is not None:
@@ -132,9 +121,8 @@ def _download(url: str, name: str) -> bytes:
 
 def _rebuild_train(folder: Path) -> bytes:
     try:
-        sentences, _ = read_sentences(folder / "raw_sentences.txt",
-                                      Vocabulary.read(folder / "vocab.txt"))
-        train, _, _ = split_ngrams(sentences)
-    except DataError as e:
+        text = (folder / "raw_sentences.txt").read_text(encoding="utf-8")
+        train, _, _ = split_ngrams(tokenize(text, Vocabulary.read(folder / "vocab.txt"))[0])
+    except (OSError, UnicodeDecodeError, DataError) as e:
         raise FetchError(f"cannot rebuild {TRAIN_CSV}: {e}") from None
-    return "".join(f"{a},{b},{c},{t}\n" for a, b, c, t in (train + 1).tolist()).encode("ascii")
+    return csv_bytes(train)

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .checkpoint import atomic_write
+from .fileio import atomic_write
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure

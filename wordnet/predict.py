@@ -6,7 +6,7 @@ MLflow and answers within half a second, with the C program's digits.
 """
 from __future__ import annotations
 
-import json
+import os
 import tempfile
 from pathlib import Path
 from typing import NamedTuple
@@ -14,12 +14,11 @@ from typing import NamedTuple
 import numpy as np
 
 from . import checkpoint
-from .data import Vocabulary
+from .data import DEFAULT_DIR, Vocabulary
 from .model import Model
+from .rundir import CHECKPOINT, RUNS_DIR, VOCAB, latest_run
 
 MAX_CHARS = 1000                      # longest text accepted as input
-RUNS_DIR = Path("artifacts")          # where `run` puts a folder per run
-CHECKPOINT, VOCAB, MANIFEST = "model.bin", "vocab.txt", "run.json"
 
 
 class InputError(ValueError):
@@ -80,9 +79,12 @@ class Predictor:
                              f"the model {self.model.vocab_size}")
 
     @classmethod
-    def load(cls, model_path: Path, vocab_path: Path) -> "Predictor":
+    def load(cls, model_path: Path, vocab_path: Path | None) -> "Predictor":
+        """The checkpoint at ``model_path`` with the vocabulary at ``vocab_path``
+        (None: the one shipped with the package)."""
         header, params = checkpoint.load(model_path)
-        vocab = Vocabulary.read(vocab_path)
+        vocab = Vocabulary.read(vocab_path) if vocab_path else Vocabulary.embedded()
+        vocab_path = vocab_path or "the vocabulary shipped with the package"
         if len(vocab) != header.vocab_size:
             raise checkpoint.CheckpointError(
                 f"{model_path}: vocabulary of {header.vocab_size} words, "
@@ -163,31 +165,19 @@ def load(model: str | None, data_dir: Path | None = None) -> Predictor:
     return Predictor.load(path, _vocabulary_for(path, data_dir))
 
 
-def latest_run(root: Path = RUNS_DIR) -> Path | None:
-    """The folder of the last run that finished with a checkpoint."""
-    best, best_time = None, ""
-    for manifest in root.glob(f"*/{MANIFEST}"):
-        try:
-            info = json.loads(manifest.read_text())
-        except (OSError, ValueError):
-            continue
-        folder = manifest.parent
-        if (info.get("status") == "FINISHED" and (folder / CHECKPOINT).is_file()
-                and info.get("finished", "") > best_time):
-            best, best_time = folder, info["finished"]
-    return best
-
-
-def _vocabulary_for(checkpoint_path: Path, data_dir: Path | None) -> Path:
+def _vocabulary_for(checkpoint_path: Path, data_dir: Path | None) -> Path | None:
+    """The vocabulary beside the checkpoint, else in --data-dir or $WORDNET_DATA_DIR
+    (which must hold one), else in data/, else None: the one shipped with the package."""
     beside = checkpoint_path.parent / VOCAB
     if beside.is_file():
         return beside
-    from .fetch import data_dir as default_data_dir
-    in_data = default_data_dir(data_dir) / VOCAB
-    if in_data.is_file():
-        return in_data
-    raise ModelNotFound(f"no {VOCAB} beside {checkpoint_path} nor in {in_data.parent}/: "
-                        "pass --data-dir DIR")
+    from .data import DATA_ENV
+    named = data_dir or os.environ.get(DATA_ENV)
+    if named:
+        if not (Path(named) / VOCAB).is_file():
+            raise ModelNotFound(f"no {VOCAB} beside {checkpoint_path} nor in {named}/")
+        return Path(named) / VOCAB
+    return DEFAULT_DIR / VOCAB if (DEFAULT_DIR / VOCAB).is_file() else None
 
 
 def _download(uri: str, dest: Path) -> tuple[Path, Path]:

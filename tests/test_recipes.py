@@ -1,0 +1,85 @@
+"""wordnet.recipes: recipe files, --set overrides and sweep grids."""
+import pytest
+
+from wordnet import recipes
+from wordnet.model import Config, ConfigError
+
+
+def recipe(name="quick", **overrides):
+    return recipes.with_overrides(recipes.load_recipe(name), {k: str(v) for k, v in overrides.items()})
+
+
+def test_the_reference_recipe_is_the_c_programs():
+    assert recipes.load_recipe("reference").config == Config()
+    assert recipes.load_recipe("reference").enforce_statistical_parity
+
+
+def test_the_quick_recipe_is_one_epoch():
+    quick = recipes.load_recipe("quick")
+    assert quick.config.epochs == 1 and quick.config.early_stop == 3725   # the whole epoch
+    assert not quick.enforce_statistical_parity
+    assert {"quick", "reference"} <= set(recipes.recipe_names())
+
+
+def test_a_recipe_from_a_file(tmp_path):
+    path = tmp_path / "mine.toml"
+    path.write_text('description = "mine"\n[config]\nhidden_size = 20\n')
+    mine = recipes.load_recipe(str(path))
+    assert (mine.name, mine.config.hidden_size, mine.config.epochs) == ("mine", 20, 9)
+    path.write_text("[config]\nhiden_size = 20\n")
+    with pytest.raises(ConfigError, match="unknown key.*hiden_size"):
+        recipes.load_recipe(str(path))
+    with pytest.raises(ConfigError, match="unknown pipeline 'nope'"):
+        recipes.load_recipe("nope")
+
+
+def test_overrides_are_typed_and_checked():
+    r = recipe("reference", learning_rate="0.05", hidden_size="100", backend="fast", seed="3")
+    assert (r.config.learning_rate, r.config.hidden_size, r.config.backend, r.config.seed) == (
+        0.05, 100, "fast", 3)
+    with pytest.raises(ConfigError, match="hidden_size: '1.5' is not an integer"):
+        recipe(hidden_size="1.5")
+    with pytest.raises(ConfigError, match="learning_rate: 'fast' is not a number"):
+        recipe(learning_rate="fast")
+    with pytest.raises(ConfigError, match="momentum must be in"):
+        recipe(momentum="1.5")
+    with pytest.raises(ConfigError, match="backend must be one of"):
+        recipe(backend="gpu")
+    with pytest.raises(ConfigError, match="reference_checkpoint: .*: no such file"):
+        recipe(reference_checkpoint="/no/such.bin")
+
+
+@pytest.mark.parametrize("pair, message", [
+    ("epochs", "expected key=value"), ("epochs=", "expected key=value"),
+    ("epoch=3", "unknown key; choose one of batch_size"),
+])
+def test_malformed_overrides(pair, message):
+    with pytest.raises(ConfigError, match=message):
+        recipes.parse_overrides([pair])
+
+
+def test_a_sweep_grid_is_every_combination():
+    grid = recipes.sweep_grid(["learning_rate=0.01,0.1,1.0", "hidden_size=100, 200"])
+    assert len(grid) == 6
+    assert grid[0] == {"learning_rate": "0.01", "hidden_size": "100"}
+    assert grid[1] == {"learning_rate": "0.01", "hidden_size": "200"}
+
+
+def test_a_recipe_remembers_what_was_overridden():
+    quick = recipes.load_recipe("quick")
+    assert quick.max_test_ce == 3.40 and quick.changed() == []
+    assert recipe(backend="exact", dtype="float64").changed() == []     # numerics only
+    changed = recipe(learning_rate="0.05", epochs="2").changed()
+    assert changed == ["epochs=2 (recipe: 1)", "learning_rate=0.05 (recipe: 0.1)"]
+    assert recipe(seed="7").changed() == []                 # the seed only counts with gaussian init
+    assert recipe(init="gaussian", seed="7").changed() == ["init=gaussian (recipe: c-reference)",
+                                                          "seed=7 (recipe: 0)"]
+    again = recipes.Recipe.from_json(recipe(learning_rate="0.05").as_json())
+    assert again.changed() == ["learning_rate=0.05 (recipe: 0.1)"] and again.max_test_ce == 3.40
+
+
+def test_a_bad_bound_in_a_recipe_file(tmp_path):
+    path = tmp_path / "mine.toml"
+    path.write_text('[reproduce]\nmax_test_ce = "low"\n')
+    with pytest.raises(ConfigError, match="max_test_ce must be a positive number"):
+        recipes.load_recipe(str(path))

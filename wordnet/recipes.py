@@ -1,0 +1,149 @@
+"""Recipes: a run's hyperparameters from ``pipelines/*.toml``, ``--set`` overrides, sweep grids.
+
+A recipe file holds a ``description``, the hyperparameters under ``[config]``
+and, under ``[reproduce]``, what the reproduce stage enforces for a model
+trained by the recipe as written: ``enforce_statistical_parity`` (with
+model9-3000.bin) and ``max_test_ce`` (a bound on its test CE).
+"""
+from __future__ import annotations
+
+import dataclasses
+import importlib.resources
+import itertools
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+from .model import Config, ConfigError
+
+CONFIG_KEYS = tuple(f.name for f in dataclasses.fields(Config))
+EXTRA_KEYS = ("reference_checkpoint",)       # a checkpoint `reproduce` compares byte for byte
+KEYS = CONFIG_KEYS + EXTRA_KEYS
+EVALUATION_KEYS = ("backend", "dtype") + EXTRA_KEYS   # they mean something without training
+# What changes the numbers but not what is computed: a recipe's bounds still hold.
+NUMERICS_KEYS = ("backend", "dtype")
+
+
+@dataclass(frozen=True)
+class Recipe:
+    name: str
+    description: str
+    config: Config                           # with the overrides
+    written: Config | None = None            # as the recipe file has it (None: the same)
+    enforce_statistical_parity: bool = True
+    max_test_ce: float | None = None
+    reference_checkpoint: Path | None = None
+
+    def changed(self) -> list[str]:
+        """The training hyperparameters overridden (backend and dtype aside), as
+        ``key=value (recipe: value)``."""
+        return differences(self.config, self.written or self.config)
+
+    def as_json(self) -> dict:
+        return {"name": self.name, "description": self.description,
+                "config": dataclasses.asdict(self.config),
+                "written": dataclasses.asdict(self.written or self.config),
+                "enforce_statistical_parity": self.enforce_statistical_parity,
+                "max_test_ce": self.max_test_ce}
+
+    @classmethod
+    def from_json(cls, saved: dict) -> "Recipe":
+        return cls(saved["name"], saved.get("description", ""), Config(**saved["config"]),
+                   Config(**saved.get("written", saved["config"])),
+                   saved["enforce_statistical_parity"], saved.get("max_test_ce"))
+
+
+def differences(config: Config, other: Config, label: str = "recipe") -> list[str]:
+    """The hyperparameters of ``config`` that make it train another model than
+    ``other`` (backend and dtype aside; the seed only with gaussian init)."""
+    out = []
+    for f in dataclasses.fields(Config):
+        mine, theirs = getattr(config, f.name), getattr(other, f.name)
+        if f.name in NUMERICS_KEYS or mine == theirs:
+            continue
+        if f.name == "seed" and config.init == other.init != "gaussian":
+            continue
+        out.append(f"{f.name}={mine} ({label}: {theirs})")
+    return out
+
+
+def recipe_names() -> list[str]:
+    folder = importlib.resources.files("wordnet.pipelines")
+    return sorted(Path(p.name).stem for p in folder.iterdir() if p.name.endswith(".toml"))
+
+
+def load_recipe(name_or_path: str) -> Recipe:
+    """A recipe by name (``reference``, ``quick``) or from a TOML file."""
+    path = Path(name_or_path)
+    if path.suffix == ".toml" or path.is_file():
+        source, name = path, path.stem
+    elif name_or_path in recipe_names():
+        source = importlib.resources.files("wordnet.pipelines") / f"{name_or_path}.toml"
+        name = name_or_path
+    else:
+        raise ConfigError(f"unknown pipeline {name_or_path!r}: choose one of "
+                          f"{', '.join(recipe_names())} or give a .toml file")
+    try:
+        spec = tomllib.loads(source.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError) as e:
+        raise ConfigError(f"{source}: {getattr(e, 'strerror', None) or e}") from None
+    unknown = set(spec.get("config", {})) - set(CONFIG_KEYS)
+    if unknown:
+        raise ConfigError(f"{source}: unknown key(s) in [config]: {', '.join(sorted(unknown))}")
+    try:
+        config = Config(**spec.get("config", {}))
+    except ConfigError as e:
+        raise ConfigError(f"{source}: {e}") from None
+    checks = spec.get("reproduce", {})
+    bound = checks.get("max_test_ce")
+    if bound is not None and (isinstance(bound, bool) or not isinstance(bound, (int, float))
+                              or not bound > 0):
+        raise ConfigError(f"{source}: [reproduce] max_test_ce must be a positive number, "
+                          f"got {bound!r}")
+    return Recipe(name, spec.get("description", ""), config, config,
+                  bool(checks.get("enforce_statistical_parity", True)),
+                  None if bound is None else float(bound))
+
+
+def parse_overrides(pairs) -> dict[str, str]:
+    """``["key=value", ...]`` as a dict; ConfigError for a malformed pair or unknown key."""
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        key = key.strip()
+        if not sep or not value.strip():
+            raise ConfigError(f"--set {pair!r}: expected key=value")
+        if key not in KEYS:
+            raise ConfigError(f"--set {key}: unknown key; choose one of {', '.join(KEYS)}")
+        out[key] = value.strip()
+    return out
+
+
+def with_overrides(recipe: Recipe, overrides: dict[str, str]) -> Recipe:
+    """``recipe`` with the ``--set`` values, converted to each field's type and checked."""
+    changes = {}
+    for f in dataclasses.fields(Config):
+        if f.name in overrides:
+            changes[f.name] = _typed(f.name, overrides[f.name], f.type)
+    reference = overrides.get("reference_checkpoint")
+    if reference is not None and not Path(reference).is_file():
+        raise ConfigError(f"reference_checkpoint: {reference}: no such file")
+    return dataclasses.replace(
+        recipe, config=dataclasses.replace(recipe.config, **changes),
+        written=recipe.written or recipe.config,
+        reference_checkpoint=Path(reference) if reference else recipe.reference_checkpoint)
+
+
+def sweep_grid(pairs) -> list[dict[str, str]]:
+    """Every combination of ``key=v1,v2,...`` values, the last key varying fastest."""
+    axes = {key: [v.strip() for v in value.split(",") if v.strip()]
+            for key, value in parse_overrides(pairs).items()}
+    return [dict(zip(axes, values)) for values in itertools.product(*axes.values())]
+
+
+def _typed(key: str, text: str, type_name: str):
+    try:
+        return {"int": int, "float": float, "str": str}[type_name](text)
+    except ValueError:
+        kind = {"int": "an integer", "float": "a number"}[type_name]
+        raise ConfigError(f"{key}: {text!r} is not {kind}") from None

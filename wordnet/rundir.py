@@ -1,0 +1,159 @@
+"""A run's folder: the name of every file in it, reading and writing them, and the
+latest run.
+
+    model.bin       the checkpoint (C format)     vocab.txt       its vocabulary
+    recipe.json     the hyperparameters           history.json    every training CE
+    metrics.json    the final metrics             run.json        what ran, how it ended
+    ce_curves.png   embeddings.png                reproduction.md / reproduction.json
+
+``run.json`` (the manifest) records the last run that succeeded in the folder,
+or one that changed its model; :func:`latest_run` trusts only those that
+finished.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from datetime import datetime, timezone
+from pathlib import Path
+
+from . import checkpoint
+from .fileio import atomic_write, write_json
+from .recipes import Recipe
+
+RUNS_DIR = Path("artifacts")          # where `run` puts a folder per run
+CHECKPOINT, VOCAB, MANIFEST, RECIPE = "model.bin", "vocab.txt", "run.json", "recipe.json"
+METRICS, HISTORY = "metrics.json", "history.json"
+CE_PLOT, EMBEDDING_PLOT = "ce_curves.png", "embeddings.png"
+REPORT, REPORT_JSON = "reproduction.md", "reproduction.json"
+SWEEP = "sweep.json"
+SPACE_MARGIN = 4 * 2**20              # bytes for the plots, reports and JSON files
+
+
+class RunFolderError(Exception):
+    """A run folder cannot be written, or holds a file that cannot be read."""
+
+
+class RunDir:
+    """The files of one run's folder."""
+
+    def __init__(self, path):
+        self.path = Path(path)
+
+    def __truediv__(self, name: str) -> Path:
+        return self.path / name
+
+    def __str__(self) -> str:
+        return str(self.path)
+
+    # -- the model --------------------------------------------------------------------
+
+    def save_model(self, header: checkpoint.Header, params: dict, words, recipe: Recipe) -> None:
+        """The checkpoint, its vocabulary and the recipe that trained it."""
+        checkpoint.save(self / CHECKPOINT, header, params)
+        atomic_write(self / VOCAB, ("\n".join(words) + "\n").encode())
+        self.write_json(RECIPE, recipe.as_json())
+
+    def load_model(self, vocab_size: int):
+        """(header, params) of the folder's checkpoint."""
+        return checkpoint.load(self / CHECKPOINT, vocab_size)
+
+    def has_model(self) -> bool:
+        return (self / CHECKPOINT).is_file()
+
+    def recipe(self) -> Recipe | None:
+        """The recipe the folder's model was trained with, if recorded."""
+        saved = self.read_json(RECIPE)
+        if saved is None:
+            return None
+        try:
+            return Recipe.from_json(saved)
+        except (ValueError, TypeError, KeyError) as e:
+            raise RunFolderError(f"{self / RECIPE}: unreadable ({e})") from None
+
+    # -- JSON and the manifest ---------------------------------------------------------
+
+    def write_json(self, name: str, obj) -> None:
+        write_json(self / name, obj)
+
+    def read_json(self, name: str):
+        """The JSON file ``name``, or None if there is none."""
+        try:
+            return json.loads((self / name).read_text())
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as e:
+            raise RunFolderError(f"{self / name}: unreadable ({e})") from None
+
+    def has_manifest(self) -> bool:
+        return (self / MANIFEST).is_file()
+
+    def write_manifest(self, **fields) -> None:
+        fields["finished"] = datetime.now(timezone.utc).isoformat()
+        self.write_json(MANIFEST, fields)
+
+
+def latest_run(root: Path = RUNS_DIR) -> Path | None:
+    """The folder of the last run that finished with a checkpoint."""
+    best, best_time = None, ""
+    for manifest in Path(root).glob(f"*/{MANIFEST}"):
+        try:
+            info = json.loads(manifest.read_text())
+        except (OSError, ValueError):
+            continue
+        folder = manifest.parent
+        if (info.get("status") == "FINISHED" and (folder / CHECKPOINT).is_file()
+                and info.get("finished", "") > best_time):
+            best, best_time = folder, info["finished"]
+    return best
+
+
+def output_folder(out: str | None, run_name: str, needs_model: bool, from_run: str | None) -> Path:
+    """--out, else a fresh folder under artifacts/ for a run that trains (or fetches a
+    run's model), else the folder of the latest finished run."""
+    if out:
+        return Path(out)
+    if needs_model and not from_run:
+        latest = latest_run()
+        if latest is None:
+            raise RunFolderError(f"no trained model under {RUNS_DIR}/: run --stage train "
+                                 "first, or pass --out DIR or --from-run RUN_ID")
+        return latest
+    folder, n = RUNS_DIR / run_name, 1
+    while folder.exists():
+        n += 1
+        folder = RUNS_DIR / f"{run_name}-{n}"
+    return folder
+
+
+def check_writable(folder: Path) -> None:
+    """Fail now, not after an hour of training, when ``folder`` cannot take files."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as e:
+        raise RunFolderError(f"{folder}: cannot write the run's files there "
+                             f"({e.strerror or e}); choose another --out") from None
+
+
+def space_needed(header: checkpoint.Header, iterations: int) -> int:
+    """Bytes a training run may hold in its folder at once: the checkpoint and the
+    resume state, each beside the temporary copy atomic_write replaces it with; the
+    history (about 25 bytes a CE in JSON), likewise; and SPACE_MARGIN."""
+    return 2 * 2 * header.file_size() + 2 * 32 * iterations + SPACE_MARGIN
+
+
+def check_space(folder: Path, needed: int) -> None:
+    """Fail before training, not when saving its result, when ``folder``'s file system
+    has less than ``needed`` bytes free."""
+    free = shutil.disk_usage(folder).free
+    if free < needed:
+        raise RunFolderError(f"{folder}: only {_megabytes(free)} free, and the run needs about "
+                             f"{_megabytes(needed)} (checkpoint, resume state, history); free "
+                             "some space or choose another --out")
+
+
+def _megabytes(size: int) -> str:
+    return f"{size / 1e6:,.1f} MB"
