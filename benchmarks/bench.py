@@ -61,7 +61,8 @@ OMP_WAIT_VARIABLES = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")
 START_ENV = dict(os.environ)
 
 from wordnet.data import load_dataset                     # noqa: E402
-from wordnet.model import PARAMS, Config, Model           # noqa: E402
+from wordnet.model import PARAMS, Model                   # noqa: E402
+from wordnet.recipes import Config                       # noqa: E402
 from wordnet.train import Trainer, batches                # noqa: E402
 
 HERE = Path(__file__).resolve().parent

@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from wordnet import checkpoint
 from wordnet.checkpoint import HEADER, CheckpointError, Header
-from wordnet.model import Config
+from wordnet.recipes import Config
 
 
 def tiny_header(**changes):

@@ -1,5 +1,6 @@
 """wordnet.cli through click's runner and through the installed console script."""
 import json
+import os
 import signal
 import socket
 import subprocess
@@ -11,7 +12,7 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from wordnet import __version__
+from wordnet import __version__, embedded
 from wordnet.cli import cli
 
 SCRIPT = str(Path(sys.executable).with_name("wordnet-pipeline"))
@@ -61,7 +62,7 @@ def test_help_documents_the_exit_status():
 def test_run_help_lists_every_set_key():
     from dataclasses import fields
 
-    from wordnet.model import Config
+    from wordnet.recipes import Config
     text = " ".join(invoke("run", "--help").output.split())
     for f in fields(Config):
         assert f.name in text, f.name
@@ -370,3 +371,30 @@ def test_sigterm_then_resume_gives_the_uninterrupted_model(data_dir, tmp_path):
 def test_resume_needs_an_out_folder_and_no_overrides():
     result = CliRunner().invoke(cli, ["run", "--resume", "--set", "epochs=2"])
     assert result.exit_code == 2 and "--resume continues the training" in result.output
+
+
+@pytest.mark.slow
+def test_out_of_the_box_the_reference_recipe_is_the_c_programs(tmp_path):
+    """What a new user does, in an empty folder, without the network or any setting: the
+    whole reference recipe, tracked, proves byte identity with c_full.bin; then predict
+    answers from that run."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("WORDNET_", "MLFLOW_"))}
+    env["http_proxy"] = env["https_proxy"] = "http://127.0.0.1:9"     # no network, were it tried
+    done = subprocess.run([SCRIPT, "run", "--stage", "all"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "pass  byte identity with c_full.bin: True" in done.stdout
+    assert "reproduce: All 11 checks passed, 6 of them on the model just trained." in done.stdout
+    [out] = (tmp_path / "artifacts").iterdir()
+    assert (out / "model.bin").read_bytes() == embedded.read_bytes("c_full.bin")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["artifacts", "mlflow.db"]  # no data/
+    done = subprocess.run([SCRIPT, "predict", "have a good"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    from wordnet.checkpoint import load_embedded
+    from wordnet.data import Vocabulary
+    from wordnet.predict import Predictor
+    c_full = Predictor(load_embedded("c_full.bin")[1], Vocabulary.embedded())
+    assert [line.split()[1] for line in done.stdout.splitlines()] == [
+        p.word for p in c_full.predict("have a good", 5)]                 # time, team, one, ...

@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 
 from wordnet import checkpoint
-from wordnet.model import Buffers, Config, ConfigError, Model
+from wordnet.model import Buffers, ConfigError, Model
+from wordnet.recipes import Config
 from wordnet.train import evaluate
 
 
@@ -91,12 +92,6 @@ def test_float32_gradients_match_float64():
         g32 = grads[np.dtype(np.float32)][name]
         assert g32.dtype == np.float32
         np.testing.assert_allclose(g32, g64, rtol=1e-4, atol=1e-6, err_msg=name)
-
-
-def test_config_defaults_are_the_reference_recipe():
-    c = Config()
-    assert (c.batch_size, c.embedding_size, c.hidden_size, c.epochs, c.early_stop) == (100, 50, 200, 9, 3000)
-    assert (c.learning_rate, c.momentum, c.validation_period) == (0.1, 0.9, 2**31 - 1)
 
 
 @pytest.fixture(scope="module")

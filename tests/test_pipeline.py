@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from wordnet import checkpoint, pipeline, recipes
-from wordnet.model import Config
+from wordnet.recipes import Config
 from wordnet.rundir import RunDir, latest_run
 
 TINY = {"backend": "exact", "epochs": "1", "early_stop": "20"}
@@ -30,12 +30,6 @@ def trained(dataset, data_dir, tmp_path_factory, recording_run):
 
 
 # -- stages ---------------------------------------------------------------------------------
-
-def test_iterations_counts_the_reported_ces():
-    assert pipeline.iterations(Config(), 372_550) == 32_801          # SPEC section 3
-    assert pipeline.iterations(recipes.load_recipe("quick").config, 372_550) == 3_725
-    assert pipeline.iterations(Config(epochs=1, early_stop=20), 372_550) == 21
-
 
 def test_train_validate_test_write_and_log_everything(trained, dataset):
     out, recorder = trained

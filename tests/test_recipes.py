@@ -2,7 +2,8 @@
 import pytest
 
 from wordnet import recipes
-from wordnet.model import Config, ConfigError
+from wordnet.model import ConfigError
+from wordnet.recipes import Config
 
 
 def recipe(name="quick", **overrides):
@@ -83,3 +84,36 @@ def test_a_bad_bound_in_a_recipe_file(tmp_path):
     path.write_text('[reproduce]\nmax_test_ce = "low"\n')
     with pytest.raises(ConfigError, match="max_test_ce must be a positive number"):
         recipes.load_recipe(str(path))
+
+
+def test_config_defaults_are_the_reference_recipe():
+    c = Config()
+    assert (c.batch_size, c.embedding_size, c.hidden_size, c.epochs, c.early_stop) == (100, 50, 200, 9, 3000)
+    assert (c.learning_rate, c.momentum, c.validation_period) == (0.1, 0.9, 2**31 - 1)
+
+
+def test_a_recipe_is_the_models_configuration_and_its_trainings():
+    """The model's shapes, numerics and init in one half, the schedule in the other."""
+    import dataclasses
+
+    from wordnet.model import ModelConfig
+    from wordnet.train import TrainingConfig
+    model = {f.name for f in dataclasses.fields(ModelConfig)}
+    training = {f.name for f in dataclasses.fields(TrainingConfig)}
+    assert model == {"embedding_size", "hidden_size", "backend", "dtype", "init", "seed"}
+    assert training == {"batch_size", "epochs", "early_stop", "learning_rate", "momentum",
+                        "validation_period"}
+    assert set(recipes.CONFIG_KEYS) == model | training
+    assert isinstance(Config(), ModelConfig) and isinstance(Config(), TrainingConfig)
+    with pytest.raises(ConfigError, match="momentum must be in"):
+        TrainingConfig(momentum=1.0)
+    with pytest.raises(ConfigError, match="hidden_size must be a positive integer"):
+        ModelConfig(hidden_size=0)
+    with pytest.raises(ConfigError, match="learning_rate must be float"):
+        Config(learning_rate="fast")
+
+
+def test_iterations_counts_the_reported_ces():
+    assert Config().iterations(372_550) == 32_801          # SPEC section 3
+    assert recipes.load_recipe("quick").config.iterations(372_550) == 3_725
+    assert Config(epochs=1, early_stop=20).iterations(372_550) == 21

@@ -9,7 +9,7 @@ from click.testing import CliRunner
 
 from wordnet import checkpoint, embedded, pipeline, recipes, reproduce
 from wordnet.cli import cli
-from wordnet.model import INT_MAX, Config, Model
+from wordnet.model import INT_MAX, Model
 from wordnet.rundir import RunDir
 
 PUBLISHED_KEYS = {"test_ce", "valid_ce", "test_top1", "test_top5", "next_words"}

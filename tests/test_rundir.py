@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from wordnet import checkpoint, rundir
-from wordnet.model import Config
+from wordnet.recipes import Config
 from wordnet.rundir import RunDir, RunFolderError, latest_run
 
 

@@ -6,7 +6,8 @@ import pytest
 
 from wordnet import checkpoint
 from wordnet.checkpoint import Header
-from wordnet.model import Buffers, Config, ConfigError, Model, Momentum
+from wordnet.model import Buffers, ConfigError, Model, Momentum
+from wordnet.recipes import Config
 from wordnet.train import Diverged, Position, Trainer, evaluate
 
 C_FULL_SHA256 = "81b2d0b58e50122682ac20a386501fe03aea88e9bfa0760698f6111cd0a6d689"
@@ -70,11 +71,13 @@ def test_full_recipe_exact_is_byte_identical(full_exact, dataset, reference_file
 
 
 @pytest.mark.slow
-def test_full_recipe_fast_is_within_1e8(dataset, reference_file):
+def test_full_recipe_fast_is_within_the_enforced_bound(dataset, reference_file):
+    """The bound the reproduce stage enforces and the README states (7.9e-13 measured)."""
+    from wordnet.reproduce import FAST_MAX_DIFFERENCE
     model, history = trained(Config(backend="fast"), dataset)
     _, reference = checkpoint.load(reference_file("c_full.bin"))
     for name, theta in model.params().items():
-        assert np.abs(theta - reference[name]).max() < 1e-8, name
+        assert np.abs(theta - reference[name]).max() <= FAST_MAX_DIFFERENCE == 1e-10, name
     assert abs(evaluate(model, dataset.test).ce - 2.62228520) < 1e-8
 
 

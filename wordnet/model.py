@@ -47,40 +47,34 @@ class ConfigError(ValueError):
 
 
 @dataclass(frozen=True)
-class Config:
-    """Hyperparameters; the defaults are the C reference's recipe (SPEC section 3)."""
-    batch_size: int = 100                  # N
+class ModelConfig:
+    """The network's shapes, numerics and initial weights; the defaults are the C
+    reference's (SPEC sections 1 and 4).  How it is trained is TrainingConfig's."""
     embedding_size: int = 50               # h1
     hidden_size: int = 200                 # h2
-    epochs: int = 9
-    early_stop: int = 3000                 # minibatch of the last epoch that ends training
-    learning_rate: float = 0.1
-    momentum: float = 0.9
-    validation_period: int = INT_MAX       # validate after minibatches b > 0, b % period == 0
     backend: str = "exact"
     dtype: str = "float64"                 # float32: fast backend only
     init: str = "c-reference"
     seed: int = 0                          # for init "gaussian"
 
     def __post_init__(self):
-        for f in fields(self):
-            v = getattr(self, f.name)
-            want = {"int": int, "float": (int, float), "str": str}[f.type]
-            if isinstance(v, bool) or not isinstance(v, want):
-                raise ConfigError(f"{f.name} must be {f.type}, got {v!r}")
-        for name in ("batch_size", "embedding_size", "hidden_size", "epochs", "validation_period"):
+        check_types(self, ModelConfig)
+        for name in ("embedding_size", "hidden_size"):
             if not 1 <= getattr(self, name) <= INT_MAX:
                 raise ConfigError(f"{name} must be a positive integer, got {getattr(self, name)}")
-        if not 0 <= self.early_stop <= INT_MAX:
-            raise ConfigError(f"early_stop must be 0 or more, got {self.early_stop}")
-        if not (0.0 < self.learning_rate < float("inf")):
-            raise ConfigError(f"learning_rate must be positive and finite, got {self.learning_rate}")
-        if not 0.0 <= self.momentum < 1.0:
-            raise ConfigError(f"momentum must be in [0, 1), got {self.momentum}")
         _check_backend(self.backend, self.dtype)
         if self.init not in init_schemes.SCHEMES:
             raise ConfigError(f"init must be one of {', '.join(init_schemes.SCHEMES)}, "
                               f"got {self.init!r}")
+
+
+def check_types(config, cls) -> None:
+    """ConfigError unless every field ``cls`` declares holds a value of its type."""
+    for f in fields(cls):
+        v = getattr(config, f.name)
+        want = {"int": int, "float": (int, float), "str": str}[f.type]
+        if isinstance(v, bool) or not isinstance(v, want):
+            raise ConfigError(f"{f.name} must be {f.type}, got {v!r}")
 
 
 def _cache_aligned(shape: tuple[int, int], dtype: np.dtype) -> np.ndarray:
@@ -135,7 +129,7 @@ class Model:
         self.threads = threads or min(_usable_cpus(), MAX_THREADS)
 
     @classmethod
-    def initialize(cls, config: Config, vocab_size: int, context_size: int = 3) -> "Model":
+    def initialize(cls, config: ModelConfig, vocab_size: int, context_size: int = 3) -> "Model":
         shapes = {"W1": (config.embedding_size, vocab_size),
                   "W2": (config.hidden_size, context_size * config.embedding_size),
                   "b2": (config.hidden_size,),

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from . import __version__, checkpoint, plots, tracking
 from .data import load_dataset
-from .model import Config, Model
+from .model import Model
 from .recipes import Recipe, with_overrides
 from .reproduce import reproduce
 from .rundir import (CE_PLOT, CHECKPOINT, EMBEDDING_PLOT, HISTORY, METRICS, RECIPE,
@@ -30,12 +30,6 @@ STAGES = ("load", "train", "validate", "test", "reproduce")
 
 class PipelineError(Exception):
     """A stage cannot run (no model) or failed (divergence, failed checks)."""
-
-
-def iterations(config: Config, train_rows: int) -> int:
-    """How many training CEs a run reports (SPEC section 3)."""
-    M = train_rows // config.batch_size
-    return (config.epochs - 1) * M + min(config.early_stop + 1, M)
 
 
 class PipelineRun:
@@ -93,7 +87,7 @@ class PipelineRun:
 
     def train(self):
         cfg, data = self.config, self.dataset
-        total = iterations(cfg, len(data.train))
+        total = cfg.iterations(len(data.train))
         check_space(self.out, space_needed(self._header(), total))
         model, trainer, before = self._trainer()
         bar = self.progress(total) if self.progress else None

@@ -14,7 +14,20 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-from .model import Config, ConfigError
+from .model import ConfigError, ModelConfig
+from .train import TrainingConfig
+
+
+@dataclass(frozen=True)
+class Config(ModelConfig, TrainingConfig):
+    """A recipe's hyperparameters: the model's (ModelConfig) and its training's
+    (TrainingConfig), flat, as ``--set`` and MLflow name them.  The defaults are
+    the C reference's recipe (SPEC section 3)."""
+
+    def __post_init__(self):
+        ModelConfig.__post_init__(self)
+        TrainingConfig.__post_init__(self)
+
 
 CONFIG_KEYS = tuple(f.name for f in dataclasses.fields(Config))
 EXTRA_KEYS = ("reference_checkpoint",)       # a checkpoint `reproduce` compares byte for byte

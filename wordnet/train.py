@@ -17,9 +17,38 @@ import numpy as np
 
 from ._activations import cross_entropy
 from ._loop import train_minibatches
-from .model import Buffers, Config, ConfigError, Model, Momentum
+from .model import INT_MAX, Buffers, ConfigError, Model, Momentum, check_types
 
 CHUNK = 64   # minibatches per call into the fused loop: callbacks and Ctrl-C wait at most this
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    """How a model is trained: the schedule and the optimiser; the defaults are the C
+    reference's recipe (SPEC section 3)."""
+    batch_size: int = 100                  # N
+    epochs: int = 9
+    early_stop: int = 3000                 # minibatch of the last epoch that ends training
+    learning_rate: float = 0.1
+    momentum: float = 0.9
+    validation_period: int = INT_MAX       # validate after minibatches b > 0, b % period == 0
+
+    def __post_init__(self):
+        check_types(self, TrainingConfig)
+        for name in ("batch_size", "epochs", "validation_period"):
+            if not 1 <= getattr(self, name) <= INT_MAX:
+                raise ConfigError(f"{name} must be a positive integer, got {getattr(self, name)}")
+        if not 0 <= self.early_stop <= INT_MAX:
+            raise ConfigError(f"early_stop must be 0 or more, got {self.early_stop}")
+        if not (0.0 < self.learning_rate < float("inf")):
+            raise ConfigError(f"learning_rate must be positive and finite, got {self.learning_rate}")
+        if not 0.0 <= self.momentum < 1.0:
+            raise ConfigError(f"momentum must be in [0, 1), got {self.momentum}")
+
+    def iterations(self, train_rows: int) -> int:
+        """How many training CEs a run on ``train_rows`` rows reports (SPEC section 3)."""
+        M = train_rows // self.batch_size
+        return (self.epochs - 1) * M + min(self.early_stop + 1, M)
 
 
 @dataclass(frozen=True)
@@ -102,7 +131,8 @@ class Trainer:
     then it continues exactly where that run stopped.
     """
 
-    def __init__(self, model: Model, config: Config, velocity=None, position: Position = None):
+    def __init__(self, model: Model, config: TrainingConfig, velocity=None,
+                 position: Position = None):
         self.model, self.config = model, config
         self.optimizer = Momentum(model, config.learning_rate, config.momentum,
                                   config.batch_size, velocity)
