@@ -32,6 +32,7 @@ See benchmarks/README.md for the options and how to read the output.
 from __future__ import annotations
 
 import argparse
+import atexit
 import contextlib
 import dataclasses
 import importlib.util
@@ -836,18 +837,27 @@ def profile_fast(s, seconds: float, foreign_limit: float, wait_idle: float) -> d
 # ----------------------------------------------------------------------------
 
 def resolve_data_dir(arg: str | None) -> Path:
+    """--data-dir, else $WORDNET_DATA_DIR, else data/, else the copy shipped with the
+    package, written into a temporary folder (the benchmarks read files)."""
     candidates = [arg] if arg else [os.environ.get("WORDNET_DATA_DIR"), str(REPO / "data")]
     for c in candidates:
         if c and Path(c).is_dir():
             return Path(c)
-    sys.exit("no data folder: pass --data-dir DIR or set WORDNET_DATA_DIR "
-             f"(tried {', '.join(c for c in candidates if c) or 'nothing'})")
+    if arg:
+        sys.exit(f"no data folder {arg}")
+    from wordnet import embedded
+    folder = Path(tempfile.mkdtemp(prefix="wordnet-bench-data-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    for name in ("vocab.txt", "raw_sentences.txt", "model9-3000.bin"):
+        (folder / name).write_bytes(embedded.read_bytes(name))
+    return folder
 
 
 def parse_args(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data-dir", help="the data folder (default: $WORDNET_DATA_DIR, else data/)")
+    ap.add_argument("--data-dir", help="the data folder (default: $WORDNET_DATA_DIR, else data/, "
+                                       "else the copy shipped with the package)")
     ap.add_argument("--seconds", type=float, default=1.0,
                     help="wall time of one timed repeat of one implementation (default 1)")
     ap.add_argument("--repeats", type=int, default=5, help="timed repeats (default 5)")
