@@ -46,7 +46,8 @@ def installed_wheel() -> Path | None:
 def build(dest: Path) -> Path:
     """Write the wheel of the installed distribution into ``dest``; return its path."""
     dist = _regular_install()
-    info_dir = Path(dist._path).name                     # wordnet_4gram-0.1.0.dist-info
+    info_dir = next(f.parent.as_posix() for f in dist.files    # wordnet_4gram-0.1.0.dist-info
+                    if f.name == "METADATA")
     root = Path(dist.locate_file(""))                    # site-packages
     tags = [line.split(":", 1)[1].strip() for line in dist.read_text("WHEEL").splitlines()
             if line.startswith("Tag:")]
