@@ -11,13 +11,19 @@ second, the same bits (no FMA: -ffp-contract=off forbids it).  WORDNET_MARCH
 chooses another -march (``WORDNET_MARCH=x86-64`` for a wheel that runs on any
 x86-64; empty for the compiler's default).  ``wordnet._cpu``, built without it,
 refuses to load kernels this CPU cannot run, with a message instead of a crash.
+
+The build also stamps the git commit it was built from into ``wordnet/_commit.py``
+(in the build folder only): an installed package has no git checkout to ask.
 """
 import os
 import platform
+import subprocess
+from pathlib import Path
 
 import numpy
 from Cython.Build import cythonize
 from setuptools import Extension, setup
+from setuptools.command.build_py import build_py
 
 FLAGS = ["-O3", "-ffp-contract=off", "-fno-trapping-math", "-fopenmp"]
 KERNELS = ["products", "activations", "gradients", "updates", "loop"]
@@ -52,7 +58,28 @@ def extension(name, flags):
     )
 
 
+def source_commit() -> str:
+    """The commit of the source tree being built, or "unknown" (an sdist, no git)."""
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).resolve().parent,
+                             capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return out.stdout.strip() if out.returncode == 0 and out.stdout.strip() else "unknown"
+
+
+class build_py_with_commit(build_py):
+    """build_py, plus wordnet/_commit.py holding the commit, read by wordnet.tracking."""
+
+    def run(self):
+        super().run()
+        stamp = Path(self.build_lib) / "wordnet" / "_commit.py"
+        stamp.parent.mkdir(parents=True, exist_ok=True)
+        stamp.write_text(f'"""Written by setup.py at build time."""\nCOMMIT = "{source_commit()}"\n')
+
+
 setup(
+    cmdclass={"build_py": build_py_with_commit},
     ext_modules=cythonize(
         [extension(name, FLAGS + ARCH_FLAGS) for name in KERNELS] + [extension("cpu", ["-O2"])],
         include_path=["."],            # the .pxd declarations live in wordnet/

@@ -161,7 +161,22 @@ def test_info_shows_the_header_as_the_c_program(model9):
     assert "   Momentum                 = 0.900000" in out
     assert "   Verify per iteration     = 2147483647" in out
     assert "   Vocabulary size          =      250" in out
-    assert "cannot read" in one_line_error(invoke("info", "/no/such.bin"), 1)
+    assert "no such model file" in one_line_error(invoke("info", "/no/such.bin"), 1)
+
+
+def test_info_takes_what_model_takes_and_needs_no_vocabulary(model9, tmp_path, monkeypatch):
+    folder = tmp_path / "artifacts" / "a"                    # a run folder without vocab.txt
+    folder.mkdir(parents=True)
+    (folder / "model.bin").write_bytes(Path(model9).read_bytes())
+    (folder / "run.json").write_text(json.dumps({"status": "FINISHED", "finished": "1"}))
+    expected = invoke("info", model9).stdout
+    monkeypatch.chdir(tmp_path)
+    for args in (["info", folder], ["info", "--model", folder], ["info", "--model", model9],
+                 ["info"]):                                   # nothing: the latest run
+        result = invoke(*args)
+        assert result.exit_code == 0, result.output
+        assert result.stdout == expected
+    assert "MODEL or --model" in one_line_error(invoke("info", model9, "--model", model9), 2)
 
 
 # -- run and sweep --------------------------------------------------------------------------

@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import statistics
+import subprocess
 import sys
 import threading
 import time
@@ -97,6 +98,129 @@ def test_predict_with_a_missing_mlflow_model_is_a_one_line_error(logged):
     assert result.exit_code == 1
     assert result.stderr.startswith("Error: models:/nope/1: cannot download the model")
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("how", [["info", "--model", "runs:/{run_id}"],
+                                 ["info", "models:/wordnet/1"]])
+def test_info_reads_an_mlflow_model(logged, how):
+    _, uri, run_id = logged
+    result = CliRunner().invoke(cli, [a.format(run_id=run_id) for a in how]
+                                + ["--tracking-uri", uri])
+    assert result.exit_code == 0, result.output
+    assert "   Vocabulary size          =      250" in result.stdout.splitlines()
+
+
+def test_reading_a_model_from_an_unreachable_server_fails_in_seconds(servers, tmp_path):
+    """The console script, cold: MLflow's own retries took minutes."""
+    port = servers.free_port()
+    for command in (["predict", "have a good"], ["info"]):
+        start = time.monotonic()
+        done = subprocess.run([str(BIN / "wordnet-pipeline"), *command, "--model", "runs:/abc",
+                               "--tracking-uri", f"http://127.0.0.1:{port}"],
+                              capture_output=True, text=True, timeout=60, cwd=tmp_path)
+        elapsed = time.monotonic() - start
+        assert done.returncode == 1, done.stdout + done.stderr
+        assert done.stderr.startswith("Error: cannot reach the tracking server at "
+                                      f"http://127.0.0.1:{port}")
+        assert len(done.stderr.splitlines()) == 1, done.stderr
+        assert elapsed < 10, f"{command[0]} took {elapsed:.1f} s"
+
+
+def test_reading_a_model_never_creates_a_tracking_store(tmp_path):
+    """MLflow's default store, ./mlflow.db, is not made by reading from it."""
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    for command in (["predict", "have a good", "--model", "models:/wordnet/1"],
+                    ["info", "runs:/abc"],
+                    ["predict", "have a good", "--model", "runs:/abc",
+                     "--tracking-uri", f"sqlite:///{tmp_path / 'other.db'}"]):
+        done = subprocess.run([str(BIN / "wordnet-pipeline"), *command], capture_output=True,
+                              text=True, timeout=60, cwd=tmp_path, env=env)
+        assert done.returncode == 1, done.stdout + done.stderr
+        assert done.stderr.startswith("Error: no tracking store at ")
+        assert len(done.stderr.splitlines()) == 1, done.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_logged_model_carries_the_wheel_it_requires(logged, tmp_path):
+    import mlflow
+    _, _, run_id = logged
+    local = Path(mlflow.artifacts.download_artifacts(f"runs:/{run_id}/model",
+                                                     dst_path=str(tmp_path)))
+    requirements = (local / "requirements.txt").read_text().split()
+    wheel, pin = requirements
+    assert wheel.startswith("artifacts/wordnet_4gram-0.1.0-") and wheel.endswith(".whl")
+    assert (local / wheel).is_file()
+    assert pin == f"mlflow=={mlflow.__version__}"
+
+
+def fresh_venv_python(folder: Path, requirements: Path) -> Path:
+    """A new virtual environment in ``folder`` with only ``requirements`` installed
+    (from the folder holding them, as MLflow's virtualenv env manager installs)."""
+    subprocess.run([sys.executable, "-m", "venv", str(folder)], check=True, timeout=120)
+    python = folder / "bin" / "python"
+    done = subprocess.run([str(python), "-m", "pip", "install", "--quiet", "-r",
+                           requirements.name], cwd=requirements.parent,
+                          capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return python
+
+
+@pytest.mark.slow
+def test_a_fresh_venv_from_the_model_requirements_predicts(logged, tmp_path):
+    """The logged model alone rebuilds its environment: its requirements.txt, installed
+    into an empty venv, gives a `wordnet` that loads it and predicts as this one does."""
+    import mlflow
+    _, _, run_id = logged
+    local = Path(mlflow.artifacts.download_artifacts(f"runs:/{run_id}/model",
+                                                     dst_path=str(tmp_path / "download")))
+    start = time.monotonic()
+    python = fresh_venv_python(tmp_path / "venv", local / "requirements.txt")
+    installed = time.monotonic() - start
+    probe = ("import json, sys, mlflow, wordnet; "
+             "model = mlflow.pyfunc.load_model(sys.argv[1]); "
+             "[answer] = model.predict(['have a good']); "
+             "print(json.dumps([wordnet.__file__, answer.model_dump()]))")
+    done = subprocess.run([str(python), "-c", probe, str(local)], capture_output=True,
+                          text=True, timeout=300, cwd=tmp_path,
+                          env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    where, answer = json.loads(done.stdout.splitlines()[-1])
+    assert Path(where).is_relative_to(tmp_path / "venv")
+    check_have_a_good(answer["predictions"])
+    [here] = mlflow.pyfunc.load_model(str(local)).predict(["have a good"])
+    assert answer == here.model_dump()                      # to the last bit
+    print(f"\nfresh venv: {installed:.0f} s to install the model's requirements")
+
+
+def test_the_guard_wraps_the_scoring_server_function_it_knows(monkeypatch):
+    from mlflow.pyfunc import scoring_server
+
+    from wordnet import serving
+    original = scoring_server.invocations
+    monkeypatch.setattr(scoring_server, "invocations", original)    # restored after the test
+    serving._guard_scoring_server()
+    assert scoring_server.invocations is not original and scoring_server.invocations.guarded
+    guarded = scoring_server.invocations
+    serving._guard_scoring_server()                                 # once only
+    assert scoring_server.invocations is guarded
+
+
+def test_the_guard_leaves_an_unknown_mlflow_alone(monkeypatch, caplog):
+    import mlflow
+    from mlflow.pyfunc import scoring_server
+
+    from wordnet import serving
+
+    def invocations(data, content_type, model, input_schema, headers=None):   # a later MLflow
+        raise AssertionError("not called")
+
+    monkeypatch.setattr(scoring_server, "invocations", invocations)
+    with caplog.at_level("WARNING"):
+        serving._guard_scoring_server()
+    assert scoring_server.invocations is invocations
+    [record] = [r for r in caplog.records if "is not the function wordnet wraps" in r.message]
+    assert record.message.startswith(f"MLflow {mlflow.__version__}: ")
+    assert "headers=None" in record.message
 
 
 @pytest.fixture(scope="module")

@@ -183,6 +183,8 @@ def test_the_quick_pipeline_against_a_real_mlflow_server(mlflow_server, data_dir
     assert params["learning_rate"] == "0.1" and params["backend"] == "exact"
     assert params["early_stop"] == "1500" and params["init"] == "c-reference"
     assert params["recipe"] == "quick" and params["wordnet_version"]
+    commit = tracking.git_commit()                     # the installed package's build stamp
+    assert params["git_commit"] == run.data.tags["mlflow.source.git.commit"] == commit
     assert params["data.sha256.train_data.csv"].startswith("5f8816ab")
 
     train_ce = client.get_metric_history(run_id, "train_ce")

@@ -216,11 +216,17 @@ def fetch(source, data_dir):
 
 # -- using a model ------------------------------------------------------------------------
 
+MODEL_OPTION = click.option("--model", metavar="PATH|runs:/ID|models:/NAME/VERSION",
+                            help="Checkpoint, run folder or MLflow model [default: latest run].")
+TRACKING_OPTION = click.option(
+    "--tracking-uri", envvar="MLFLOW_TRACKING_URI", show_envvar=True,
+    help="MLflow tracking URI of a runs:/ or models:/ model [default: MLflow's, ./mlflow.db].")
+
+
 def model_options(f):
     f = click.option("--data-dir", type=click.Path(file_okay=False),
                      help="Where to find vocab.txt when it is not beside the model.")(f)
-    return click.option("--model", metavar="PATH|runs:/ID|models:/NAME/VERSION",
-                        help="Checkpoint, run folder or MLflow model [default: latest run].")(f)
+    return MODEL_OPTION(TRACKING_OPTION(f))
 
 
 @cli.command(epilog=EPILOG)
@@ -228,13 +234,13 @@ def model_options(f):
 @model_options
 @click.option("--top-k", "-k", type=click.IntRange(min=1), default=5, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def predict(context, model, data_dir, top_k, as_json):
+def predict(context, model, tracking_uri, data_dir, top_k, as_json):
     """The likeliest next words after a context.
 
     CONTEXT is 3 words; the top-k next words are shown with their probabilities.
     Example: wordnet-pipeline predict "have a good"
     """
-    predictor = _predictor(model, data_dir)
+    predictor = _predictor(model, data_dir, tracking_uri)
     text = " ".join(context)
     ranked = predictor.predict(text, min(top_k, len(predictor.vocab)))
     if as_json:
@@ -259,7 +265,7 @@ def predict(context, model, data_dir, top_k, as_json):
 @click.option("--interactive", "-i", is_flag=True,
               help="Choose each next word among the top 5, as the C program does.")
 @click.pass_context
-def generate(ctx, context, model, data_dir, words, sample, temperature, seed, interactive):
+def generate(ctx, context, model, tracking_uri, data_dir, words, sample, temperature, seed, interactive):
     """Continue a context word by word.
 
     CONTEXT is 3 words; each next word is the likeliest, or sampled with --sample.
@@ -269,7 +275,7 @@ def generate(ctx, context, model, data_dir, words, sample, temperature, seed, in
             raise click.UsageError(f"--{name} only applies with --sample")
     if not context and not interactive:
         raise BadInput("give 3 words to start from, e.g. \"have a good\"")
-    predictor = _predictor(model, data_dir)
+    predictor = _predictor(model, data_dir, tracking_uri)
     if interactive:
         return _interactive(predictor, " ".join(context))
     import numpy as np
@@ -307,12 +313,12 @@ def _interactive(predictor, text):
 @click.argument("word")
 @model_options
 @click.option("--k", "-k", type=click.IntRange(min=1), default=10, show_default=True)
-def nearest(word, model, data_dir, k):
+def nearest(word, model, tracking_uri, data_dir, k):
     """The words nearest to WORD in embedding space.
 
     The K words whose embeddings (columns of W1) are closest in Euclidean distance.
     """
-    predictor = _predictor(model, data_dir)
+    predictor = _predictor(model, data_dir, tracking_uri)
     for other, d in predictor.nearest(word, k):
         click.echo(f"{other:<12} {d:.6f}")
 
@@ -321,23 +327,30 @@ def nearest(word, model, data_dir, k):
 @click.argument("word1")
 @click.argument("word2")
 @model_options
-def distance(word1, word2, model, data_dir):
+def distance(word1, word2, model, tracking_uri, data_dir):
     """The distance between two words' embeddings.
 
     The Euclidean distance between the embeddings of WORD1 and WORD2.
     """
-    click.echo(f"{_predictor(model, data_dir).distance(word1, word2):.6f}")
+    click.echo(f"{_predictor(model, data_dir, tracking_uri).distance(word1, word2):.6f}")
 
 
 @cli.command(epilog=EPILOG)
-@click.argument("model")
-def info(model):
-    """A checkpoint's hyperparameters and sizes.
+@click.argument("path", required=False, metavar="[MODEL]")
+@MODEL_OPTION
+@TRACKING_OPTION
+def info(path, model, tracking_uri):
+    """A model's hyperparameters and sizes.
 
-    The header of the checkpoint MODEL, as the C program's `info` shows it.
+    The header of the model's checkpoint, as the C program's `info` shows it.
+    MODEL, or --model, is what --model of `predict` accepts [default: latest run].
     """
     from .checkpoint import load
-    h, params = load(model)
+    from .predict import model_files
+    if path and model:
+        raise click.UsageError("give the model once: MODEL or --model")
+    with model_files(path or model, tracking_uri=tracking_uri, vocab=False) as (checkpoint, _):
+        h, params = load(checkpoint)
     rows = [("Mini-batch size", h.batch_size), ("Layer 1 Neurons", h.embedding_size),
             ("Layer 2 Neurons", h.hidden_size), ("Training epochs", h.epochs),
             ("Early stop @ iteration", h.early_stop), ("Momentum", h.momentum),
@@ -395,9 +408,9 @@ def _connect(tracking_uri, experiment):
     connect(tracking_uri, experiment)
 
 
-def _predictor(model, data_dir):
+def _predictor(model, data_dir, tracking_uri):
     from .predict import load
-    return load(model, Path(data_dir) if data_dir else None)
+    return load(model, Path(data_dir) if data_dir else None, tracking_uri)
 
 
 class Progress:

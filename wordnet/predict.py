@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import os
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
-from typing import NamedTuple
+from typing import Iterator, NamedTuple
 
 import numpy as np
 
 from . import checkpoint
-from .data import DEFAULT_DIR, Vocabulary
+from .data import DATA_ENV, DEFAULT_DIR, Vocabulary
 from .model import Model
 from .rundir import CHECKPOINT, RUNS_DIR, VOCAB, latest_run
 
@@ -145,24 +146,37 @@ class Predictor:
         return [(self.vocab.words[j], float(d[j])) for j in order]
 
 
-def load(model: str | None, data_dir: Path | None = None) -> Predictor:
+def load(model: str | None, data_dir: Path | None = None,
+         tracking_uri: str | None = None) -> Predictor:
     """The model of ``--model``: a checkpoint file, a run's folder, a ``runs:/`` or
     ``models:/`` URI, or None for the latest finished run."""
+    with model_files(model, data_dir, tracking_uri) as (checkpoint_path, vocab_path):
+        return Predictor.load(checkpoint_path, vocab_path)
+
+
+@contextmanager
+def model_files(model: str | None, data_dir: Path | None = None, tracking_uri: str | None = None,
+                vocab: bool = True) -> Iterator[tuple[Path, Path | None]]:
+    """(checkpoint, vocabulary) of ``--model`` (see :func:`load`), the vocabulary None
+    unless ``vocab``; an MLflow model's files last as long as the ``with`` block."""
     if model is not None and model.startswith(("runs:/", "models:/")):
         with tempfile.TemporaryDirectory(prefix="wordnet-model-") as tmp:
-            return Predictor.load(*_download(model, Path(tmp)))
+            checkpoint_path, vocab_path = _download(model, Path(tmp), tracking_uri)
+            yield checkpoint_path, vocab_path if vocab else None
+        return
     if model is None:
         folder = latest_run()
         if folder is None:
             raise ModelNotFound(f"no trained model under {RUNS_DIR}/: train one with "
                                 "`wordnet-pipeline run --stage all`, or pass --model PATH")
-        return Predictor.load(folder / CHECKPOINT, folder / VOCAB)
+        yield folder / CHECKPOINT, folder / VOCAB if vocab else None
+        return
     path = Path(model)
     if path.is_dir():
         path = path / CHECKPOINT
     if not path.is_file():
         raise ModelNotFound(f"{model}: no such model file")
-    return Predictor.load(path, _vocabulary_for(path, data_dir))
+    yield path, _vocabulary_for(path, data_dir) if vocab else None
 
 
 def _vocabulary_for(checkpoint_path: Path, data_dir: Path | None) -> Path | None:
@@ -171,7 +185,6 @@ def _vocabulary_for(checkpoint_path: Path, data_dir: Path | None) -> Path | None
     beside = checkpoint_path.parent / VOCAB
     if beside.is_file():
         return beside
-    from .data import DATA_ENV
     named = data_dir or os.environ.get(DATA_ENV)
     if named:
         if not (Path(named) / VOCAB).is_file():
@@ -180,8 +193,12 @@ def _vocabulary_for(checkpoint_path: Path, data_dir: Path | None) -> Path | None
     return DEFAULT_DIR / VOCAB if (DEFAULT_DIR / VOCAB).is_file() else None
 
 
-def _download(uri: str, dest: Path) -> tuple[Path, Path]:
-    """(checkpoint, vocabulary) of the pyfunc model at ``uri``, downloaded into ``dest``."""
+def _download(uri: str, dest: Path, tracking_uri: str | None) -> tuple[Path, Path]:
+    """(checkpoint, vocabulary) of the pyfunc model at ``uri`` in the tracking store
+    ``tracking_uri`` (else MLflow's), downloaded into ``dest``."""
+    from .tracking import use_store_for_reading
+    use_store_for_reading(tracking_uri)
+
     import mlflow
     from mlflow.exceptions import MlflowException
     from mlflow.models import Model as MLmodel

@@ -25,6 +25,8 @@ below.  The checkpoint and the vocabulary travel as the model's artifacts.
 """
 from __future__ import annotations
 
+import inspect
+import logging
 import numbers
 import os
 
@@ -38,6 +40,10 @@ from wordnet.data import UnknownWordError
 from wordnet.predict import InputError, Predictor
 
 DEFAULT_TOP_K = 5
+# The parameters of the scoring server function _guard_scoring_server wraps, in MLflow 3.17
+GUARDED_PARAMETERS = ["data", "content_type", "model", "input_schema"]
+
+logger = logging.getLogger(__name__)
 
 
 class WordProbability(BaseModel):
@@ -101,9 +107,19 @@ def _guard_scoring_server() -> None:
     than Python's recursion limit (json.loads raises RecursionError).  The wrapper
     gives the first MLflow's own 415 for an unsupported content type, and the second
     the 400 MLflow gives any other invalid JSON.
+
+    The function is private to MLflow: when its parameters are not the ones of 3.17
+    (GUARDED_PARAMETERS), MLflow is left as it is, with a warning.
     """
     invocations = scoring_server.invocations
     if getattr(invocations, "guarded", False):
+        return
+    parameters = list(inspect.signature(invocations).parameters)
+    if parameters != GUARDED_PARAMETERS:
+        logger.warning("MLflow %s: scoring_server.invocations%s is not the function wordnet "
+                       "wraps (%s); a request without Content-Type or with JSON nested too "
+                       "deeply may get a 500", mlflow.__version__,
+                       inspect.signature(invocations), ", ".join(GUARDED_PARAMETERS))
         return
 
     def guarded(data, content_type, model, input_schema):

@@ -22,6 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .wheel import DISTRIBUTION, installed_wheel
+
 MAX_BATCH = 1000            # metrics per log_batch call: MLflow's limit per request
 FLUSH_INTERVAL = 1.0        # seconds a point may wait in the queue
 PROBE_TIMEOUT = 5.0         # seconds to wait for a tracking server to answer
@@ -159,18 +161,42 @@ class Run(NoRun):
         mlflow.log_input(dataset, context=context)
 
     def log_model(self, checkpoint: Path, vocab: Path, example: str) -> None:
-        """The pyfunc model of :mod:`wordnet.serving`, under the artifact path ``model``."""
+        """The pyfunc model of :mod:`wordnet.serving`, under the artifact path ``model``,
+        with its requirements (:func:`model_requirements`)."""
         import mlflow
 
-        from . import __version__
+        artifacts = {"checkpoint": str(checkpoint), "vocab": str(vocab)}
+        wheel = installed_wheel()
+        if wheel is not None:
+            artifacts["wheel"] = str(wheel)
         mlflow.pyfunc.log_model(
-            name="model", python_model=str(SERVING_CODE),
-            artifacts={"checkpoint": str(checkpoint), "vocab": str(vocab)},
+            name="model", python_model=str(SERVING_CODE), artifacts=artifacts,
             input_example=([example], {"top_k": 5}),
-            pip_requirements=[f"wordnet=={__version__}"])
+            pip_requirements=model_requirements(wheel))
 
     def flush(self) -> None:
         self.metrics.flush()
+
+
+def model_requirements(wheel: Path | None) -> list[str]:
+    """The logged model's requirements.txt: the wheel it carries, as a path relative to
+    the model's folder (MLflow's artifacts/ subfolder: `mlflow models serve
+    --env-manager virtualenv` installs from that folder, as does `pip install -r` run
+    there), and the MLflow it was logged with, whose scoring server serving.py wraps.
+    Without a wheel (an editable install or a source tree, see wordnet.wheel), the
+    distribution by name and version, with a warning: that model needs the package
+    from an index."""
+    import mlflow
+
+    from . import __version__
+    if wheel is None:
+        warnings.warn(f"wordnet does not run from an installed wheel: the logged model "
+                      f"requires {DISTRIBUTION}=={__version__} from a package index "
+                      f"instead of carrying its own wheel", stacklevel=2)
+        package = f"{DISTRIBUTION}=={__version__}"
+    else:
+        package = f"artifacts/{wheel.name}"
+    return [package, f"mlflow=={mlflow.__version__}"]
 
 
 def connect(tracking_uri: str | None, experiment: str) -> None:
@@ -197,6 +223,42 @@ def connect(tracking_uri: str | None, experiment: str) -> None:
     except Exception as e:                    # MLflow, SQLAlchemy and OS errors alike
         raise TrackingError(f"cannot use the tracking store {uri} "
                             f"({_first_line(e)}); pass --no-tracking to run without it") from None
+
+
+# Reading a model is one or two requests: MLflow's defaults (7 retries with backoff,
+# 120 s a request) would keep `predict` waiting for minutes on a server that is gone.
+READING_HTTP_ENV = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}
+
+
+def use_store_for_reading(tracking_uri: str | None) -> None:
+    """Point MLflow at ``tracking_uri`` (else $MLFLOW_TRACKING_URI, else its default) to
+    read a model from it, failing at once with a one-line TrackingError when the store
+    is not there: a server that does not answer, or a local store that does not exist
+    (MLflow would create an empty one, then say the model is not in it)."""
+    uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
+    if uri and uri.startswith(("http://", "https://")):
+        _probe(uri, hint="start it or fix --tracking-uri")    # before MLflow's import: 2 s
+        for name, value in READING_HTTP_ENV.items():
+            os.environ.setdefault(name, value)                 # the user's settings win
+    import mlflow
+    if uri:
+        mlflow.set_tracking_uri(uri)
+    store = _local_store(mlflow.get_tracking_uri())
+    if store is not None and not store.exists():
+        raise TrackingError(f"no tracking store at {store}: pass --tracking-uri, "
+                            "or run the command where the store is")
+
+
+def _local_store(uri: str) -> Path | None:
+    """The file or folder of a local tracking store (sqlite:///, file:, a bare path)."""
+    if uri.startswith("sqlite:///"):
+        database = uri.removeprefix("sqlite:///").partition("?")[0]
+        return Path(database) if database and database != ":memory:" else None
+    if uri.startswith("file:"):
+        return Path(urllib.request.url2pathname(uri.removeprefix("file:").removeprefix("//")))
+    if "://" not in uri:
+        return Path(uri)
+    return None                                            # databricks, postgresql, ...
 
 
 @contextmanager
@@ -269,17 +331,27 @@ def _end(metrics: MetricQueue, status: str, quiet: bool = False) -> None:
         raise error
 
 
-def git_commit() -> str | None:
-    """The commit of the source tree this package runs from, if it is a git checkout."""
+def git_commit() -> str:
+    """The commit this package was built from: the stamp setup.py writes at build time,
+    else (running from a source checkout) git's HEAD there, else "unknown"."""
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent,
+        from ._commit import COMMIT
+        return COMMIT
+    except ImportError:                       # not built: a source checkout, or a copy
+        pass
+    source = Path(__file__).resolve().parent.parent
+    if not (source / "pyproject.toml").is_file():
+        return "unknown"                      # git here would answer for some other tree
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=source,
                              capture_output=True, text=True, timeout=5)
     except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip() if out.returncode == 0 else None
+        return "unknown"
+    return out.stdout.strip() if out.returncode == 0 and out.stdout.strip() else "unknown"
 
 
-def _probe(uri: str) -> None:
+def _probe(uri: str, hint: str = "start it, fix --tracking-uri, or pass --no-tracking"
+           ) -> None:
     """Any HTTP answer means a server is there; no answer is an error now, not after
     MLflow's retries (minutes)."""
     url = uri.rstrip("/") + "/api/2.0/mlflow/experiments/search?max_results=1"
@@ -290,7 +362,7 @@ def _probe(uri: str) -> None:
     except (urllib.error.URLError, OSError) as e:
         reason = getattr(e, "reason", e)
         raise TrackingError(f"cannot reach the tracking server at {uri} ({reason}); "
-                            "start it, fix --tracking-uri, or pass --no-tracking") from None
+                            f"{hint}") from None
 
 
 def _first_line(e: Exception) -> str:
