@@ -403,7 +403,8 @@ def test_out_of_the_box_the_reference_recipe_is_the_c_programs(tmp_path):
     assert "reproduce: All 11 checks passed, 6 of them on the model just trained." in done.stdout
     [out] = (tmp_path / "artifacts").iterdir()
     assert (out / "model.bin").read_bytes() == embedded.read_bytes("c_full.bin")
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["artifacts", "mlflow.db"]  # no data/
+    # the run's folder, MLflow's store and its artifacts; no data/
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["artifacts", "mlflow.db", "mlruns"]
     done = subprocess.run([SCRIPT, "predict", "have a good"], cwd=tmp_path, env=env,
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
