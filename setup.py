@@ -26,6 +26,10 @@ from setuptools import Extension, setup
 from setuptools.command.build_py import build_py
 
 FLAGS = ["-O3", "-ffp-contract=off", "-fno-trapping-math", "-fopenmp"]
+# Python's own flags add -g: debug information made the kernels 7.8 MB of a 5.3 MB
+# wheel.  GNU ld drops it at link time (2.6 MB wheel); the symbol table stays, so
+# profilers still name the functions.
+LINK_FLAGS = ["-fopenmp"] + (["-Wl,--strip-debug"] if platform.system() == "Linux" else [])
 KERNELS = ["products", "activations", "gradients", "updates", "loop"]
 X86_64_V3 = {"avx", "avx2", "bmi1", "bmi2", "f16c", "fma", "abm", "movbe", "xsave"}
 
@@ -54,7 +58,7 @@ def extension(name, flags):
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION"),
                        ("WORDNET_MARCH", f'"{MARCH}"')],
         extra_compile_args=flags,
-        extra_link_args=["-fopenmp"],
+        extra_link_args=LINK_FLAGS,
     )
 
 
