@@ -70,7 +70,8 @@ def reference_file(tmp_path_factory):
 class Recorder:
     """A tracking run (as wordnet.tracking.Run) that remembers what it was given."""
 
-    run_id = "recorded"
+    run_id = run_name = "recorded"
+    page = "http://127.0.0.1:5000/#/experiments/0/runs/recorded"
 
     def __init__(self):
         self.params, self.metrics, self.artifacts, self.datasets, self.models = {}, [], [], [], []

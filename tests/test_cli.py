@@ -283,7 +283,7 @@ def test_train_then_test_then_predict_the_latest_run(data_dir, tmp_path, monkeyp
     assert json.loads((out / "run.json").read_text())["status"] == "FINISHED"
     result = invoke("run", "--stage", "test", "--data-dir", data_dir, "--no-tracking")
     assert result.exit_code == 0, result.output                # finds artifacts/tiny itself
-    assert "test_ce" in json.loads((out / "metrics.json").read_text())
+    assert "test/ce" in json.loads((out / "metrics.json").read_text())
     result = invoke("predict", "have a good", "--json")
     assert result.exit_code == 0, result.output
     assert len(json.loads(result.stdout)["predictions"]) == 5
@@ -295,8 +295,11 @@ def test_sweep_runs_every_combination(data_dir, tmp_path):
                     "--data-dir", data_dir, "--out", tmp_path, "--no-tracking")
     assert result.exit_code == 0, result.output
     results = json.loads((tmp_path / "sweep.json").read_text())
-    assert [r["learning_rate"] for r in results] == ["0.05", "0.2"]
-    assert all(r["status"] == "FINISHED" and "valid_ce" in r for r in results)
+    assert sorted(r["learning_rate"] for r in results) == ["0.05", "0.2"]
+    assert all(r["status"] == "FINISHED" and "valid/final_ce" in r for r in results)
+    assert results[0]["valid/final_ce"] <= results[1]["valid/final_ce"]        # best first
+    assert "| 1 | lr=" in (tmp_path / "sweep.md").read_text()
+    assert (tmp_path / "sweep.csv").read_text().startswith("rank,run,learning_rate,")
     assert (tmp_path / "learning_rate=0.2-epochs=1-early_stop=5-backend=exact" / "model.bin").is_file()
 
 

@@ -39,16 +39,28 @@ def test_train_validate_test_write_and_log_everything(trained, dataset):
     header, _ = checkpoint.load(out / "model.bin", 250)
     assert (header.epochs, header.early_stop, header.train_rows) == (1, 20, len(dataset.train))
     assert (out / "vocab.txt").read_text().split() == list(dataset.vocab.words)
-    train_ce = [(v, s) for k, v, s in recorder.metrics if k == "train_ce"]
+    train_ce = [(v, s) for k, v, s in recorder.metrics if k == "train/ce_running_mean"]
     assert [s for _, s in train_ce] == list(range(1, 22))
     assert [v for v, _ in train_ce] == json.loads((out / "history.json").read_text())["train_ce"]
     metrics = json.loads((out / "metrics.json").read_text())
     for split in ("valid", "test"):
-        assert metrics[f"{split}_perplexity"] == pytest.approx(2.718281828459045 ** metrics[f"{split}_ce"])
-        assert 0 < metrics[f"{split}_top1"] <= metrics[f"{split}_top5"] < 1
-    assert metrics["updates"] == 20 and metrics["updates_per_second"] > 0
-    assert {"backend", "learning_rate", "recipe", "wordnet_version",
-            "data.sha256.train_data.csv"} <= set(recorder.params)
+        ce = metrics["valid/final_ce" if split == "valid" else "test/ce"]
+        assert metrics[f"{split}/perplexity"] == pytest.approx(2.718281828459045 ** ce)
+        assert 0 < metrics[f"{split}/top1"] <= metrics[f"{split}/top5"] < 1
+    assert metrics["perf/updates"] == 20 and metrics["perf/updates_per_second"] > 0
+    assert metrics["train/final_ce"] == train_ce[-1][0]
+    finals = {k: step for k, v, step in recorder.metrics if k in metrics}
+    assert set(finals) == set(metrics) and set(finals.values()) == {0}   # bars in MLflow's UI
+    assert {"backend", "learning_rate", "recipe", "wordnet_version"} <= set(recorder.params)
+    assert recorder.tags["wordnet.data.sha256.train_data.csv"].startswith("5f8816ab")
+    assert recorder.tags["wordnet.override.early_stop"] == "20"
+    assert recorder.tags["mlflow.note.content"].endswith("Overridden: early_stop=20 (recipe: "
+                                                         "3725), backend=exact (recipe: fast).")
+    assert {"wordnet.cpu", "wordnet.isa", "wordnet.threads"} <= set(recorder.tags)
+    epochs = [(v, s) for k, v, s in recorder.metrics if k == "train/epoch"]
+    assert epochs == [(1, 1)]
+    batch_ce = [v for k, v, s in recorder.metrics if k == "train/batch_ce"]
+    assert len(batch_ce) == 21 and batch_ce[0] == train_ce[0][0]
     assert [d[:2] for d in recorder.datasets] == [("train", "training"), ("valid", "validation"),
                                                   ("test", "test")]
     assert {"model.bin", "vocab.txt", "ce_curves.png", "embeddings.png"} <= set(recorder.artifacts)
@@ -68,7 +80,7 @@ def test_a_stage_alone_takes_the_model_from_the_folder(trained, dataset, data_di
         pipeline.PipelineRun(recipe(), data_dir, out / "empty", dataset=dataset).model
     metrics = pipeline.run(recipe(), {}, ("test",), out, data_dir, echo=lambda m: None,
                            dataset=dataset)
-    assert metrics["test_ce"] == pytest.approx(before["test_ce"], abs=1e-9)
+    assert metrics["test/ce"] == pytest.approx(before["test/ce"], abs=1e-9)
 
 
 def test_divergence_stops_training_and_keeps_the_last_checkpoint(dataset, data_dir, tmp_path):

@@ -117,3 +117,20 @@ def test_iterations_counts_the_reported_ces():
     assert Config().iterations(372_550) == 32_801          # SPEC section 3
     assert recipes.load_recipe("quick").config.iterations(372_550) == 3_725
     assert Config(epochs=1, early_stop=20).iterations(372_550) == 21
+
+
+def test_a_run_is_named_by_what_distinguishes_it():
+    assert recipes.load_recipe("reference").label() == "reference · exact"
+    assert recipe(learning_rate="0.2", hidden_size="100").label() == "lr=0.2 h=100 · quick · fast"
+    assert recipe(dtype="float32").label() == "quick · fast float32"
+    assert recipe(learning_rate="0.2", epochs="2").label(first=["epochs"]) == (
+        "epochs=2 lr=0.2 · quick · fast")             # a sweep's varying values come first
+
+
+def test_a_runs_description_is_the_recipes_and_its_overrides():
+    quick = recipes.load_recipe("quick")
+    assert quick.note() == quick.description
+    note = recipe(learning_rate="0.2", backend="exact").note()
+    assert note == (quick.description + "\n\nOverridden: learning_rate=0.2 (recipe: 0.1), "
+                    "backend=exact (recipe: fast).")
+    assert recipe(learning_rate="0.2").overridden() == {"learning_rate": 0.2}

@@ -171,13 +171,22 @@ def test_the_quick_pipeline_against_a_real_mlflow_server(mlflow_server, data_dir
         [str(BIN / "wordnet-pipeline"), "run", "--stage", "all", "--pipeline", "quick",
          "--set", "backend=exact", "--set", "early_stop=1500", "--set", "validation_period=500",
          "--data-dir", str(data_dir), "--out", str(out), "--tracking-uri", mlflow_server,
-         "--experiment", "end-to-end", "--run-name", "e2e"],
+         "--experiment", "end-to-end"],
         capture_output=True, text=True, timeout=600, cwd=tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr
     run_id = json.loads((out / "run.json").read_text())["mlflow_run_id"]
     client = MlflowClient(mlflow_server)
     run = client.get_run(run_id)
-    assert (run.info.status, run.info.run_name) == ("FINISHED", "e2e")
+    # what the UI's run list and run page show: a name that says what the run is, and
+    # the recipe's description with the overrides
+    assert run.info.status == "FINISHED"
+    assert run.info.run_name == "stop=1500 every=500 · quick · exact"
+    note = run.data.tags["mlflow.note.content"]
+    assert note.startswith("One-epoch smoke run") and "early_stop=1500 (recipe: 3725)" in note
+    assert run.data.tags["wordnet.override.validation_period"] == "500"
+    assert run.data.tags["wordnet.backend"] == "exact" and run.data.tags["wordnet.threads"]
+    assert (f"MLflow run 'stop=1500 every=500 · quick · exact': {mlflow_server}/#/experiments/"
+            f"{run.info.experiment_id}/runs/{run_id}") in done.stdout
 
     params = run.data.params
     assert params["learning_rate"] == "0.1" and params["backend"] == "exact"
@@ -185,19 +194,29 @@ def test_the_quick_pipeline_against_a_real_mlflow_server(mlflow_server, data_dir
     assert params["recipe"] == "quick" and params["wordnet_version"]
     commit = tracking.git_commit()                     # the installed package's build stamp
     assert params["git_commit"] == run.data.tags["mlflow.source.git.commit"] == commit
-    assert params["data.sha256.train_data.csv"].startswith("5f8816ab")
+    assert run.data.tags["wordnet.data.sha256.train_data.csv"].startswith("5f8816ab")
+    assert not any(key.startswith("data.") for key in params)
 
-    train_ce = client.get_metric_history(run_id, "train_ce")
+    # the curves: the C program's running mean at every iteration, the minibatch CEs,
+    # the epochs, the validations; all at steps >= 1, which the UI draws as lines
+    train_ce = client.get_metric_history(run_id, "train/ce_running_mean")
     history = json.loads((out / "history.json").read_text())
     assert sorted((m.step, m.value) for m in train_ce) == list(enumerate(history["train_ce"], 1))
     assert len(train_ce) == 1501
-    valid_steps = sorted(m.step for m in client.get_metric_history(run_id, "valid_ce"))
+    assert len(client.get_metric_history(run_id, "train/batch_ce")) == 1501
+    assert [(m.step, m.value) for m in client.get_metric_history(run_id, "train/epoch")] == [(1, 1)]
+    valid_steps = sorted(m.step for m in client.get_metric_history(run_id, "valid/ce"))
     assert valid_steps == [501, 1001, 1501]                    # periodic, then the validate stage
 
+    # the final figures: one point each, at step 0, which the UI draws as bars
     metrics = json.loads((out / "metrics.json").read_text())
-    for key in ("valid_ce", "valid_perplexity", "valid_top1", "valid_top5", "test_ce",
-                "test_perplexity", "test_top1", "test_top5", "updates_per_second"):
-        assert run.data.metrics[key] == pytest.approx(metrics[key])
+    assert {"valid/final_ce", "valid/perplexity", "valid/top1", "valid/top5", "test/ce",
+            "test/perplexity", "test/top1", "test/top5", "perf/updates_per_second",
+            "perf/updates", "perf/train_seconds", "train/final_ce", "reproduce/failures",
+            "reproduce/top1_agreement"} == set(metrics)
+    for key, value in metrics.items():
+        assert [(m.step, m.value) for m in client.get_metric_history(run_id, key)] == [
+            (0, pytest.approx(value))], key
 
     assert {d.dataset.name for d in run.inputs.dataset_inputs} == {"train", "valid", "test"}
     artifacts = {a.path for a in client.list_artifacts(run_id)}
@@ -259,16 +278,16 @@ def test_two_pipelines_at_once_on_one_new_sqlite_store(data_dir, tmp_path):
         params = run.data.params
         assert {"batch_size", "embedding_size", "hidden_size", "epochs", "early_stop",
                 "learning_rate", "momentum", "validation_period", "backend", "dtype", "init",
-                "seed", "recipe", "wordnet_version", "data.sha256.train_data.csv"} <= set(params)
+                "seed", "recipe", "wordnet_version"} <= set(params)
         assert (params["early_stop"], params["backend"], params["dtype"]) == ("100", "fast",
                                                                               "float32")
         history = json.loads((out / "history.json").read_text())["train_ce"]
-        logged = client.get_metric_history(run.info.run_id, "train_ce")
+        logged = client.get_metric_history(run.info.run_id, "train/ce_running_mean")
         assert sorted((m.step, m.value) for m in logged) == list(enumerate(history, 1))
         assert len(history) == 101
         metrics = json.loads((out / "metrics.json").read_text())
         assert set(metrics) <= set(run.data.metrics)
-        for key in ("test_ce", "test_top1", "test_top5", "updates_per_second"):
+        for key in ("test/ce", "test/top1", "test/top5", "perf/updates_per_second"):
             assert run.data.metrics[key] == pytest.approx(metrics[key])
         assert "model.bin" in {a.path for a in client.list_artifacts(run.info.run_id)}
     with sqlite3.connect(store) as db:
@@ -278,26 +297,54 @@ def test_two_pipelines_at_once_on_one_new_sqlite_store(data_dir, tmp_path):
 
 
 def test_a_sweep_nests_one_run_per_combination(tracking_uri, data_dir, tmp_path):
+    """Children named by their own values, nested under a parent that names the best
+    child by validation CE and carries the summary, with every child's run ID."""
+    import csv
+
     from click.testing import CliRunner
     from mlflow import MlflowClient
 
     from wordnet.cli import cli
-    result = CliRunner().invoke(cli, [
-        "sweep", "--set", "learning_rate=0.05,0.2", "--set", "backend=exact", "--set", "epochs=1",
-        "--set", "early_stop=5", "--stage", "train", "--data-dir", str(data_dir),
-        "--out", str(tmp_path / "sweep"), "--experiment", "sweeps", "--run-name", "lr"])
-    assert result.exit_code == 0, result.output
+    command = ["sweep", "--set", "learning_rate=0.05,0.2", "--set", "backend=exact",
+               "--set", "epochs=1", "--set", "early_stop=5", "--stage", "train",
+               "--stage", "validate", "--data-dir", str(data_dir), "--experiment", "sweeps"]
+    for n in (1, 2):                                     # twice: the names stay unique
+        result = CliRunner().invoke(cli, command + ["--out", str(tmp_path / f"sweep{n}")])
+        assert result.exit_code == 0, result.output
     client = MlflowClient()
     [experiment] = [e for e in client.search_experiments() if e.name == "sweeps"]
     runs = {r.info.run_name: r for r in client.search_runs([experiment.experiment_id])}
-    parent = runs.pop("lr")
+    assert len(runs) == 6                                # 2 parents, 4 children, all named apart
+    parent = runs.pop("sweep learning_rate × backend × epochs × early_stop · reference #2")
+    first = runs.pop("sweep learning_rate × backend × epochs × early_stop · reference")
     assert parent.data.params["sweep.learning_rate"] == "0.05,0.2"
-    assert sorted(runs) == ["lr-learning_rate=0.05-backend=exact-epochs=1-early_stop=5",
-                            "lr-learning_rate=0.2-backend=exact-epochs=1-early_stop=5"]
-    for child in runs.values():
-        assert child.data.tags["mlflow.parentRunId"] == parent.info.run_id
-        assert child.info.status == "FINISHED"
-        assert len(client.get_metric_history(child.info.run_id, "train_ce")) == 6
+    assert sorted(runs) == ["lr=0.05 epochs=1 stop=5 · reference · exact",
+                            "lr=0.05 epochs=1 stop=5 · reference · exact #2",
+                            "lr=0.2 epochs=1 stop=5 · reference · exact",
+                            "lr=0.2 epochs=1 stop=5 · reference · exact #2"]
+    children = {r.info.run_id: r for r in runs.values()
+                if r.data.tags["mlflow.parentRunId"] == parent.info.run_id}
+    assert len(children) == 2 and all(c.info.status == "FINISHED" for c in children.values())
+    best = min(children.values(), key=lambda c: c.data.metrics["valid/final_ce"])
+    assert parent.data.tags["wordnet.best_run_id"] == best.info.run_id
+    assert parent.data.tags["wordnet.best_run_name"] == best.info.run_name
+    assert parent.data.metrics["valid/final_ce"] == best.data.metrics["valid/final_ce"]
+    assert parent.data.metrics["sweep/runs"] == 2 and parent.data.metrics["sweep/failed"] == 0
+    note = parent.data.tags["mlflow.note.content"]
+    assert note.startswith("A sweep of the reference recipe over learning_rate ∈ {0.05, 0.2} × ")
+    assert f"Best by validation CE: {parent.data.tags['wordnet.best_run_name']} " in note
+    assert {"sweep.md", "sweep.csv", "sweep.json"} <= {
+        a.path for a in client.list_artifacts(parent.info.run_id)}
+    local = client.download_artifacts(parent.info.run_id, "sweep.csv", str(tmp_path))
+    with open(local) as f:
+        table = list(csv.DictReader(f))
+    assert [row["run_id"] for row in table][0] == best.info.run_id
+    assert {row["run_id"] for row in table} == set(children)
+    assert [float(row["valid/final_ce"]) for row in table] == sorted(
+        c.data.metrics["valid/final_ce"] for c in children.values())
+    for child in children.values():
+        assert len(client.get_metric_history(child.info.run_id, "train/ce_running_mean")) == 6
+    assert first.info.run_id != parent.info.run_id
 
 
 def test_a_stage_alone_takes_the_model_of_an_mlflow_run(tracking_uri, data_dir, tmp_path):
@@ -319,4 +366,5 @@ def test_a_stage_alone_takes_the_model_of_an_mlflow_run(tracking_uri, data_dir, 
     tested = json.loads((tmp_path / "b" / "run.json").read_text())["mlflow_run_id"]
     run = MlflowClient().get_run(tested)
     assert run.data.params["recipe"] == "quick" and run.data.params["early_stop"] == "5"
-    assert "test_ce" in run.data.metrics
+    assert "test/ce" in run.data.metrics
+    assert run.info.run_name == "stop=5 · quick · exact · test"          # trains nothing

@@ -208,3 +208,21 @@ def test_top_k_accuracy_counts_ties_as_a_stable_sort_does():
     top5 = np.argsort(-y3, axis=0, kind="stable")[:5] == rows[:, D]
     assert metrics.top1 == top5[0].mean() and metrics.top5 == top5.any(axis=0).mean()
     assert 0 < metrics.top5 < 1
+
+
+def test_each_iteration_reports_its_minibatchs_own_ce(dataset):
+    """batch_ce is the minibatch's CE: the running means are their means, and the
+    early-stop minibatch's is the trained model's loss on it, exactly."""
+    from wordnet.model import Buffers
+    from wordnet.train import batches
+    config = Config(epochs=1, early_stop=30)
+    model = Model.initialize(config, len(dataset.vocab))
+    seen = []
+    Trainer(model, config).run(dataset.train, on_iteration=seen.append)
+    running = np.array([it.train_ce for it in seen])
+    batch = np.array([it.batch_ce for it in seen])
+    assert batch[0] == running[0] and len(seen) == 31
+    np.testing.assert_allclose(np.cumsum(batch) / np.arange(1, 32), running, rtol=0, atol=1e-11)
+    x, t = batches(dataset.train, 100)
+    assert batch[-1] == model.loss(x[30], t[30], Buffers(model, 100))
+    assert np.ptp(batch) > 0.01                    # minibatches differ, the running mean smooths

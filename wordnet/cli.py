@@ -142,12 +142,11 @@ def run(stages, sets, from_run, resume, recipe, data_dir, out, tracking_uri, exp
     if resume and ("train" not in chosen or not out or sets):
         raise click.UsageError("--resume continues the training stopped in --out DIR, with "
                                "its recipe: give --out, keep --stage train, drop --set")
-    run_name = run_name or f"{base.name}-{datetime.now():%Y%m%d-%H%M%S}"
     needs_model = "train" not in chosen and chosen != ("load",)     # a model from before
     data = _find_data(data_dir)
-    out = rundir.output_folder(out, run_name, needs_model, from_run)
+    folder_name = run_name or f"{base.name}-{datetime.now():%Y%m%d-%H%M%S}"
+    out = rundir.output_folder(out, folder_name, needs_model, from_run)
     _prepare(out, tracking_uri, experiment, no_tracking)
-    click.echo(f"run {run_name}")
     pipeline.run(base, overrides, chosen, out, data, track=not no_tracking, run_name=run_name,
                  from_run=from_run, echo=click.echo, progress=Progress, resume=resume)
     click.echo(f"done: {out}/")
@@ -166,7 +165,7 @@ def sweep(sets, stages, recipe, data_dir, out, tracking_uri, experiment, run_nam
     The runs are nested under one parent MLflow run, for comparison side by side.
     Example: wordnet-pipeline sweep --set learning_rate=0.01,0.1,1.0 --set hidden_size=100,200
     """
-    from . import pipeline, rundir
+    from . import pipeline, rundir, sweeps
     from .model import ConfigError
     from .recipes import sweep_grid, with_overrides
 
@@ -178,16 +177,18 @@ def sweep(sets, stages, recipe, data_dir, out, tracking_uri, experiment, run_nam
     except ConfigError as e:
         raise click.BadParameter(str(e), param_hint="--set") from None
     chosen = tuple(s for s in pipeline.STAGES if s in stages or s == "train")
-    run_name = run_name or f"sweep-{base.name}-{datetime.now():%Y%m%d-%H%M%S}"
     data = _find_data(data_dir)
-    out = rundir.output_folder(out, run_name, False, None)
+    folder_name = run_name or f"sweep-{base.name}-{datetime.now():%Y%m%d-%H%M%S}"
+    out = rundir.output_folder(out, folder_name, False, None)
     _prepare(out, tracking_uri, experiment, no_tracking)
-    click.echo(f"{run_name}: {len(grid)} runs ({base.name} recipe) -> {out}/")
-    results = pipeline.sweep(base, grid, chosen, out, data, track=not no_tracking,
-                             run_name=run_name, echo=click.echo, progress=Progress)
+    click.echo(f"sweep: {len(grid)} runs ({base.name} recipe) -> {out}/")
+    results = sweeps.sweep(base, grid, chosen, out, data, track=not no_tracking,
+                           run_name=run_name, echo=click.echo, progress=Progress)
     keys = list(grid[0])
-    shown = [k for k in ("train_ce", "valid_ce", "test_ce") if any(k in r for r in results)]
-    click.echo("\n" + "  ".join(f"{k:>14}" for k in keys + shown + ["status"]))
+    shown = [k for k in ("train/final_ce", "valid/final_ce", "test/ce")
+             if any(k in r for r in results)]
+    click.echo(f"\nbest first, by {sweeps.SELECT_BY} (all in {out / 'sweep.md'}):")
+    click.echo("  ".join(f"{k:>14}" for k in keys + shown + ["status"]))
     for r in results:
         values = [r[k] for k in keys] + [f"{r[k]:.6f}" if k in r else "-" for k in shown]
         click.echo("  ".join(f"{v:>14}" for v in values + [r["status"]]))

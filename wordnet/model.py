@@ -126,7 +126,7 @@ class Model:
         # Every kernel splits its work among this many OpenMP threads; BLAS
         # then runs single-threaded inside each (see single_threaded_blas).  A
         # minibatch of 100 leaves too little work for more than a few threads.
-        self.threads = threads or min(_usable_cpus(), MAX_THREADS)
+        self.threads = threads or default_threads()
 
     @classmethod
     def initialize(cls, config: ModelConfig, vocab_size: int, context_size: int = 3) -> "Model":
@@ -200,6 +200,11 @@ def _check_backend(backend: str, dtype: str) -> None:
         raise ConfigError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
     if dtype != "float64" and backend == "exact":
         raise ConfigError(f"dtype {dtype} needs backend = fast: the exact backend is float64")
+
+
+def default_threads() -> int:
+    """The OpenMP threads a model uses unless told otherwise."""
+    return min(_usable_cpus(), MAX_THREADS)
 
 
 def _usable_cpus() -> int:

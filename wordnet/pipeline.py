@@ -16,7 +16,7 @@ from pathlib import Path
 
 from . import __version__, checkpoint, plots, tracking
 from .data import load_dataset
-from .model import Model
+from .model import Model, default_threads
 from .recipes import Recipe, with_overrides
 from .reproduce import reproduce
 from .rundir import (CE_PLOT, CHECKPOINT, EMBEDDING_PLOT, HISTORY, METRICS, RECIPE,
@@ -51,18 +51,21 @@ class PipelineRun:
         self.metrics = self.folder.read_json(METRICS) or {}
 
     def execute(self, stages) -> dict:
-        params = dataclasses.asdict(self.config) | {"recipe": self.recipe.name,
-                                                    "wordnet_version": __version__}
-        tags = {"wordnet.recipe": self.recipe.name, "wordnet.stages": ",".join(stages)}
-        commit = tracking.git_commit()
-        if commit:
-            params["git_commit"] = tags["mlflow.source.git.commit"] = commit
-        self.tracked.log_params(params)
-        self.tracked.set_tags(tags)
-        self.echo(f"{', '.join(stages)} ({self.recipe.name} recipe, {self.config.backend} "
-                  f"backend, {self.config.dtype}) -> {self.out}/")
+        config, recipe, commit = self.config, self.recipe, tracking.git_commit()
+        self.tracked.log_params(dataclasses.asdict(config) | {
+            "recipe": recipe.name, "wordnet_version": __version__, "git_commit": commit})
+        self.tracked.set_tags({
+            "mlflow.note.content": recipe.note(),          # the run's description in the UI
+            "mlflow.source.git.commit": commit, "wordnet.recipe": recipe.name,
+            "wordnet.stages": ",".join(stages), "wordnet.backend": config.backend,
+            "wordnet.dtype": config.dtype, "wordnet.version": __version__,
+            **{f"wordnet.override.{key}": str(value)
+               for key, value in recipe.overridden().items()},
+            **tracking.machine_tags(default_threads())})
+        self.echo(f"{', '.join(stages)} ({recipe.name} recipe, {config.backend} "
+                  f"backend, {config.dtype}) -> {self.out}/")
         if self.tracked.run_id:
-            self.echo(f"MLflow run {self.tracked.run_id}")
+            self.echo(f"MLflow run {self.tracked.run_name!r}: {self.tracked.page}")
         self.load()                                 # every stage needs the data
         for stage in STAGES[1:]:
             if stage in stages:
@@ -78,8 +81,9 @@ class PipelineRun:
         self.echo(f"data: {len(data.train):,} training, {len(data.valid):,} validation and "
                   f"{len(data.test):,} test 4-grams over {len(data.vocab)} words "
                   f"({data.describe()})")
-        self.tracked.log_params({f"data.sha256.{name}": digest
-                                  for name, digest in data.files.items()})
+        # as tags: 64 characters each would crowd the compare view's parameters
+        self.tracked.set_tags({f"wordnet.data.sha256.{name}": digest
+                               for name, digest in data.files.items()})
         for split, context in (("train", "training"), ("valid", "validation"), ("test", "test")):
             name = f"{split}_data.csv" if f"{split}_data.csv" in data.files else "raw_sentences.txt"
             self.tracked.log_dataset(data.split(split), split, context, data.path(name),
@@ -93,12 +97,17 @@ class PipelineRun:
         bar = self.progress(total) if self.progress else None
 
         def on_iteration(it):
-            self.tracked.log_metric("train_ce", it.train_ce, it.step)
+            # the C program's report, a running mean reset at each epoch, and the
+            # minibatch's own CE, comparable with valid/ce
+            self.tracked.log_metric("train/ce_running_mean", it.train_ce, it.step)
+            self.tracked.log_metric("train/batch_ce", it.batch_ce, it.step)
+            if it.batch == 1:
+                self.tracked.log_metric("train/epoch", it.epoch, it.step)
             if bar:
                 bar.update(it)
 
         def on_validation(step, valid_ce):
-            self.tracked.log_metric("valid_ce", valid_ce, step)
+            self.tracked.log_metric("valid/ce", valid_ce, step)
 
         try:
             with stop_on_signals(trainer.request_stop):
@@ -133,9 +142,9 @@ class PipelineRun:
         self.echo(f"trained: {history.updates:,} updates in {history.seconds:.1f} s "
                   f"({history.updates_per_second:,.0f} updates/s), training CE "
                   f"{history.train_ce[-1]:.6f}")
-        self.metrics["train_ce"] = history.train_ce[-1]        # logged at every iteration
-        self._record({"updates": history.updates, "train_seconds": history.seconds,
-                      "updates_per_second": history.updates_per_second})
+        self._record({"train/final_ce": history.train_ce[-1], "perf/updates": history.updates,
+                      "perf/train_seconds": history.seconds,
+                      "perf/updates_per_second": history.updates_per_second})
         self.tracked.log_artifacts(*(self.out / name for name in (
             CHECKPOINT, VOCAB, RECIPE, HISTORY, CE_PLOT, EMBEDDING_PLOT)))
         example = " ".join(data.vocab.words[i] for i in data.test[0, :-1])
@@ -201,12 +210,19 @@ class PipelineRun:
         self._evaluated[split] = m
         self.echo(f"{split}: CE {m.ce:.8f}, perplexity {m.perplexity:.4f}, top-1 "
                   f"{m.top1:.2%}, top-5 {m.top5:.2%} ({m.examples:,} examples)")
-        self._record(m.as_dict(f"{split}_"))
+        figures = {f"{split}/{key}": value for key, value in m.as_dict().items()}
+        if split == "valid":                # valid/ce is the curve of the validations
+            figures["valid/final_ce"] = figures.pop("valid/ce")
+            if self.step:                   # which ends with this one, after the training
+                self.tracked.log_metric("valid/ce", m.ce, self.step)
+        self._record(figures)
 
     def _record(self, metrics: dict):
+        """Final figures: into metrics.json, and to MLflow at step 0, which its UI draws as
+        bars comparing runs (a metric at a later step is a line chart, of one dot)."""
         self.metrics.update(metrics)
         self.folder.write_json(METRICS, self.metrics)
-        self.tracked.log_metrics(metrics, step=self.step)
+        self.tracked.log_metrics(metrics, step=0)
 
     def _header(self) -> checkpoint.Header:
         data = self.dataset
@@ -228,21 +244,25 @@ def run(recipe: Recipe, overrides: dict[str, str], stages, out: Path, data_dir: 
     The data is loaded first: when it cannot be, no folder, manifest or MLflow
     run is made.  A run that fails or is interrupted leaves the folder's manifest
     as it was, unless it changed the folder's model (or there was none): a stage
-    run alone on a finished run's folder never hides that run's model.
+    run alone on a finished run's folder never hides that run's model.  The
+    MLflow run is named ``run_name``, else by what distinguishes it
+    (:meth:`Recipe.label`), with the stages when it trains nothing.
     """
     dataset = dataset or load_dataset(data_dir)
     check_writable(out)
     folder = RunDir(out)
     status, run_id, pipeline_run = "FAILED", None, None
     try:
+        if from_run:
+            download_run(from_run, out)
+        if "train" not in stages or resume:
+            recipe = folder.recipe() or recipe         # the model's, not the command line's
+        recipe = with_overrides(recipe, overrides)
+        if not run_name:
+            run_name = " · ".join([recipe.label()] + ([] if "train" in stages else list(stages)))
         context = tracking.start_run(run_name, nested=nested) if track else nullcontext(NoRun())
         with context as tracked:
-            run_id = tracked.run_id
-            if from_run:
-                download_run(from_run, out)
-            if "train" not in stages or resume:
-                recipe = folder.recipe() or recipe     # the model's, not the command line's
-            recipe = with_overrides(recipe, overrides)
+            run_id, run_name = tracked.run_id, tracked.run_name or run_name
             pipeline_run = PipelineRun(recipe, data_dir, out, tracked, echo, progress,
                                        dataset, resume)
             metrics = pipeline_run.execute(stages)
@@ -255,33 +275,7 @@ def run(recipe: Recipe, overrides: dict[str, str], stages, out: Path, data_dir: 
         changed = pipeline_run is not None and pipeline_run.wrote_model
         if status == "FINISHED" or changed or not folder.has_manifest():
             folder.write_manifest(status=status, recipe=recipe.name, stages=list(stages),
-                                  mlflow_run_id=run_id)
-
-
-def sweep(recipe: Recipe, grid: list[dict[str, str]], stages, out: Path, data_dir: Path | None,
-          track: bool = False, run_name: str = "sweep", echo=print, progress=None) -> list[dict]:
-    """One run per combination of ``grid``, nested under one parent run.  A run that
-    fails is reported and the sweep goes on."""
-    dataset = load_dataset(data_dir)
-    check_writable(out)
-    results = []
-    with tracking.start_run(run_name) if track else nullcontext(NoRun()) as parent:
-        parent.log_params({f"sweep.{key}": ",".join(dict.fromkeys(c[key] for c in grid))
-                           for key in grid[0]})
-        for combination in grid:
-            name = "-".join(f"{k}={v}" for k, v in combination.items())
-            echo(f"== {name}")
-            try:
-                metrics = run(recipe, combination, stages, out / name, data_dir, track,
-                              f"{run_name}-{name}", echo=echo, progress=progress,
-                              dataset=dataset, nested=True)
-                results.append({"run": name, **combination, "status": "FINISHED", **metrics})
-            except PipelineError as e:
-                echo(f"{name}: {e}")
-                results.append({"run": name, **combination, "status": "FAILED", "error": str(e)})
-        RunDir(out).write_json(SWEEP, results)
-        parent.log_artifacts(out / SWEEP)
-    return results
+                                  mlflow_run_id=run_id, mlflow_run_name=run_name if run_id else None)
 
 
 def download_run(run_id: str, out: Path) -> None:

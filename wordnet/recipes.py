@@ -35,6 +35,11 @@ KEYS = CONFIG_KEYS + EXTRA_KEYS
 EVALUATION_KEYS = ("backend", "dtype") + EXTRA_KEYS   # they mean something without training
 # What changes the numbers but not what is computed: a recipe's bounds still hold.
 NUMERICS_KEYS = ("backend", "dtype")
+# How a run's name spells a hyperparameter, short, as a person would say it; in the
+# order names list them, the most often varied first.
+SHORT = {"learning_rate": "lr", "hidden_size": "h", "embedding_size": "d", "batch_size": "N",
+         "momentum": "mom", "epochs": "epochs", "early_stop": "stop",
+         "validation_period": "every", "init": "init", "seed": "seed"}
 
 
 @dataclass(frozen=True)
@@ -51,6 +56,34 @@ class Recipe:
         """The training hyperparameters overridden (backend and dtype aside), as
         ``key=value (recipe: value)``."""
         return differences(self.config, self.written or self.config)
+
+    def overridden(self) -> dict:
+        """The hyperparameters that differ from the recipe as written, with their values."""
+        written = self.written or self.config
+        return {f.name: getattr(self.config, f.name) for f in dataclasses.fields(Config)
+                if getattr(self.config, f.name) != getattr(written, f.name)}
+
+    def label(self, first=()) -> str:
+        """A run's name that says what distinguishes it, shortest first: the overridden
+        hyperparameters (those in ``first`` first: a sweep's varying ones), the recipe,
+        the numerics (``lr=0.2 h=100 · quick · fast``, ``reference · exact``)."""
+        overridden = self.overridden()
+        order = [*first, *(key for key in SHORT if key not in first)]
+        changed = [f"{SHORT[key]}={overridden[key]}" for key in order
+                   if key in overridden and key in SHORT]
+        numerics = self.config.backend + (f" {self.config.dtype}" if self.config.dtype != "float64"
+                                          else "")
+        return " · ".join(([" ".join(changed)] if changed else []) + [self.name, numerics])
+
+    def note(self) -> str:
+        """The run's description: the recipe's, then what was overridden."""
+        text = self.description or f"The {self.name} recipe."
+        written = self.written or self.config
+        overridden = [f"{key}={value} (recipe: {getattr(written, key)})"
+                      for key, value in self.overridden().items()]
+        if overridden:
+            text += "\n\nOverridden: " + ", ".join(overridden) + "."
+        return text
 
     def as_json(self) -> dict:
         return {"name": self.name, "description": self.description,

@@ -10,6 +10,7 @@ MLflow is imported by the functions that need it, never at import time.
 from __future__ import annotations
 
 import os
+import platform
 import queue
 import subprocess
 import threading
@@ -26,6 +27,7 @@ from .wheel import DISTRIBUTION, installed_wheel
 
 MAX_BATCH = 1000            # metrics per log_batch call: MLflow's limit per request
 FLUSH_INTERVAL = 1.0        # seconds a point may wait in the queue
+UI_ADDRESS = "http://127.0.0.1:5000"    # where `mlflow ui` serves by default
 PROBE_TIMEOUT = 5.0         # seconds to wait for a tracking server to answer
 STORE_LOCK_TIMEOUT = 60.0   # seconds to wait for another process to set up a SQLite store
 SERVING_CODE = Path(__file__).with_name("serving.py")
@@ -108,7 +110,7 @@ class MetricQueue:
 class NoRun:
     """What a pipeline run logs to under --no-tracking: nothing."""
 
-    run_id = None
+    run_id = run_name = page = None
 
     def log_params(self, params: dict) -> None: ...
     def set_tags(self, tags: dict) -> None: ...
@@ -123,8 +125,9 @@ class NoRun:
 class Run(NoRun):
     """An active MLflow run (the fluent API's current run)."""
 
-    def __init__(self, run_id: str, metrics: MetricQueue):
-        self.run_id, self.metrics = run_id, metrics
+    def __init__(self, run_id: str, run_name: str, metrics: MetricQueue, page: str):
+        self.run_id, self.run_name, self.metrics = run_id, run_name, metrics
+        self.page = page                  # the run's page in MLflow's UI
 
     def log_params(self, params: dict) -> None:
         import mlflow
@@ -296,18 +299,63 @@ def _sqlite_lock(uri: str):
         os.close(folder)                      # and with it the lock
 
 
+def unique_name(name: str) -> str:
+    """``name``, or ``name #2``, ``name #3``...: the first that no run of the active
+    experiment has, so that runs tell apart in MLflow's lists."""
+    import mlflow
+    pattern = name.replace("\\", "\\\\").replace("'", "\\'")
+    taken = {run.info.run_name for run in mlflow.search_runs(
+        filter_string=f"attributes.run_name LIKE '{pattern}%'", output_format="list")}
+    n, unique = 1, name
+    while unique in taken:
+        n += 1
+        unique = f"{name} #{n}"
+    return unique
+
+
+def page_url(experiment_id: str, run_id: str) -> str:
+    """The run's page in MLflow's UI: on the tracking server, or on `mlflow ui` started
+    beside a local store (its default address)."""
+    import mlflow
+    uri = mlflow.get_tracking_uri()
+    server = uri.rstrip("/") if uri.startswith(("http://", "https://")) else UI_ADDRESS
+    return f"{server}/#/experiments/{experiment_id}/runs/{run_id}"
+
+
+def machine_tags(threads: int) -> dict[str, str]:
+    """What a run's speed (and, for float32 and BLAS, its last bits) depends on besides
+    its recipe: the CPU, the instruction set the kernels were built for, the threads."""
+    from ._cpu import BUILT_FOR
+    return {"wordnet.cpu": cpu_model(), "wordnet.isa": BUILT_FOR or "compiler default",
+            "wordnet.threads": str(threads)}
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
+
+
 @contextmanager
 def start_run(run_name: str | None, tags: dict | None = None, nested: bool = False):
-    """An MLflow run, ended FINISHED, FAILED (an exception) or KILLED (Ctrl-C)."""
+    """An MLflow run, ended FINISHED, FAILED (an exception) or KILLED (Ctrl-C); its name
+    made unique in the experiment (:func:`unique_name`)."""
     import mlflow
     from mlflow import MlflowClient
     from mlflow.entities import Metric
 
+    if run_name:
+        run_name = unique_name(run_name)
     active = mlflow.start_run(run_name=run_name, tags=tags, nested=nested)
     run_id, client = active.info.run_id, MlflowClient()
     metrics = MetricQueue(lambda points: client.log_batch(
         run_id, metrics=[Metric(k, v, ts, step) for k, v, ts, step in points], synchronous=True))
-    run = Run(run_id, metrics)
+    run = Run(run_id, active.info.run_name, metrics, page_url(active.info.experiment_id, run_id))
     try:
         yield run
     except BaseException as e:

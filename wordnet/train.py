@@ -59,6 +59,7 @@ class Iteration:
     batch: int        # 1-based within the epoch
     batches: int      # minibatches per epoch
     train_ce: float   # running mean over this epoch so far
+    batch_ce: float   # this minibatch's own CE
 
 
 @dataclass
@@ -181,6 +182,7 @@ class Trainer:
             stop = cfg.early_stop if last_epoch else M      # minibatches b < stop are applied
             while b < stop and not self._stop_requested:
                 end = min(stop, b + CHUNK, self._after_validation(b) if valid_rows is not None else M)
+                before = ce
                 done, ce, diverged = train_minibatches(
                     model, self.velocity, self.grads, self.buffers, self.part, x, t, order,
                     b, end, ce, trace, cfg.learning_rate, cfg.momentum, self.optimizer.inv_n,
@@ -188,7 +190,11 @@ class Trainer:
                 for k in range(done):
                     step += 1
                     history.train_ce.append(float(trace[k]))
-                    it = Iteration(step, epoch + 1, b + k + 1, M, float(trace[k]))
+                    # The minibatch's CE, from the running mean's update (to within
+                    # a few 1e-12: the difference of two means, times b + 1).
+                    batch_ce = float(before + (b + k + 1) * (trace[k] - before))
+                    before = float(trace[k])
+                    it = Iteration(step, epoch + 1, b + k + 1, M, float(trace[k]), batch_ce)
                     if on_iteration is not None:
                         on_iteration(it)
                 if diverged:
@@ -207,10 +213,11 @@ class Trainer:
                 break
             if last_epoch and stop < M:
                 # The early-stop minibatch: its CE is reported, its update never made.
-                ce += (model.loss(x[stop], t[stop], self.buffers) - ce) / (stop + 1)
+                batch_ce = model.loss(x[stop], t[stop], self.buffers)
+                ce += (batch_ce - ce) / (stop + 1)
                 step += 1
                 history.train_ce.append(ce)
-                it = Iteration(step, epoch + 1, stop + 1, M, ce)
+                it = Iteration(step, epoch + 1, stop + 1, M, ce, batch_ce)
                 if on_iteration is not None:
                     on_iteration(it)
                 if not math.isfinite(ce):
