@@ -75,7 +75,7 @@ class Recorder:
 
     def __init__(self):
         self.params, self.metrics, self.artifacts, self.datasets, self.models = {}, [], [], [], []
-        self.tags = {}
+        self.tags, self.model_tags, self.linked = {}, {}, {}
 
     def log_params(self, params):
         self.params.update(params)
@@ -86,8 +86,9 @@ class Recorder:
     def log_metric(self, key, value, step=0):
         self.metrics.append((key, value, step))
 
-    def log_metrics(self, metrics, step=0):
+    def log_metrics(self, metrics, step=0, dataset=None):
         self.metrics += [(k, v, step) for k, v in metrics.items()]
+        self.linked.update({k: dataset for k in metrics})
 
     def log_artifacts(self, *paths):
         self.artifacts += [Path(p).name for p in paths]
@@ -95,8 +96,11 @@ class Recorder:
     def log_dataset(self, rows, name, context, source, digest):
         self.datasets.append((name, context, len(rows), digest))
 
-    def log_model(self, checkpoint, vocab, example):
-        self.models.append(example)
+    def log_model(self, checkpoint, vocab, example, name="model", register=None):
+        self.models.append((example, name, register))
+
+    def tag_model(self, tags):
+        self.model_tags.update(tags)
 
     def flush(self):
         pass

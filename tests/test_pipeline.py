@@ -64,7 +64,10 @@ def test_train_validate_test_write_and_log_everything(trained, dataset):
     assert [d[:2] for d in recorder.datasets] == [("train", "training"), ("valid", "validation"),
                                                   ("test", "test")]
     assert {"model.bin", "vocab.txt", "ce_curves.png", "embeddings.png"} <= set(recorder.artifacts)
-    assert len(recorder.models) == 1
+    [(example, name, registered)] = recorder.models
+    assert (name, registered) == ("wordnet-quick-exact", None) and len(example.split()) == 3
+    assert recorder.linked["test/ce"] == ("test", recorder.datasets[2][3][:20])
+    assert recorder.linked["valid/final_ce"][0] == "valid"
 
 
 def test_a_stage_alone_takes_the_model_from_the_folder(trained, dataset, data_dir):

@@ -49,7 +49,7 @@ def test_points_wait_at_most_the_interval():
     metrics = MetricQueue(lambda points: (sent.append(points), arrived.set()), interval=0.05)
     metrics.put("valid_ce", 1.5, 7)
     assert arrived.wait(timeout=10)
-    assert [(k, v, step) for k, v, _, step in sent[0]] == [("valid_ce", 1.5, 7)]
+    assert [(k, v, step) for k, v, _, step, *_ in sent[0]] == [("valid_ce", 1.5, 7)]
     metrics.close()
 
 
@@ -231,11 +231,22 @@ def test_the_quick_pipeline_against_a_real_mlflow_server(mlflow_server, data_dir
     assert "reproduce/identical" not in run.data.metrics
     assert local.read_bytes() == (out / "model.bin").read_bytes()
 
+    # the logged model: named for what it is, its final figures and datasets linked to it,
+    # registered, with the reproduce stage's verdict
+    [logged] = client.search_logged_models(experiment_ids=[run.info.experiment_id])
+    assert logged.name == "wordnet-quick-exact" and logged.source_run_id == run_id
+    linked = {m.key: m for m in logged.metrics}
+    assert linked["test/ce"].value == pytest.approx(metrics["test/ce"])
+    assert linked["test/ce"].dataset_name == "test" and linked["valid/top1"].dataset_name == "valid"
+    assert logged.tags["wordnet.reproduce"] == "passed"
+    [version] = client.search_model_versions("name = 'wordnet'")
+    assert version.run_id == run_id and version.tags["wordnet.reproduce"] == "passed"
     mlflow.set_tracking_uri(mlflow_server)
     try:
-        model = mlflow.pyfunc.load_model(f"runs:/{run_id}/model")
+        model = mlflow.pyfunc.load_model("models:/wordnet/latest")
         [answer] = model.predict(["have a good"], params={"top_k": 3})
         assert answer.context == ["have", "a", "good"] and len(answer.predictions) == 3
+        assert mlflow.pyfunc.load_model(f"runs:/{run_id}/wordnet-quick-exact")
     finally:
         mlflow.set_tracking_uri(None)
 

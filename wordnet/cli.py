@@ -106,9 +106,12 @@ def pipeline_options(f):
 @click.option("--from-run", metavar="RUN_ID", help="Take the model of this MLflow run.")
 @click.option("--resume", is_flag=True,
               help="Continue the training that Ctrl-C or SIGTERM stopped in --out.")
+@click.option("--register", metavar="NAME", default="wordnet", show_default=True,
+              help="Register the trained model in MLflow under NAME (models:/NAME/latest).")
+@click.option("--no-register", is_flag=True, help="Log the trained model, register nothing.")
 @pipeline_options
-def run(stages, sets, from_run, resume, recipe, data_dir, out, tracking_uri, experiment,
-        run_name, no_tracking):
+def run(stages, sets, from_run, resume, register, no_register, recipe, data_dir, out,
+        tracking_uri, experiment, run_name, no_tracking):
     """Run pipeline stages: load, train, validate, test, reproduce.
 
     \b
@@ -148,7 +151,8 @@ def run(stages, sets, from_run, resume, recipe, data_dir, out, tracking_uri, exp
     out = rundir.output_folder(out, folder_name, needs_model, from_run)
     _prepare(out, tracking_uri, experiment, no_tracking)
     pipeline.run(base, overrides, chosen, out, data, track=not no_tracking, run_name=run_name,
-                 from_run=from_run, echo=click.echo, progress=Progress, resume=resume)
+                 from_run=from_run, echo=click.echo, progress=Progress, resume=resume,
+                 register=None if no_register else register)
     click.echo(f"done: {out}/")
 
 

@@ -36,7 +36,8 @@ class PipelineRun:
     """The stages of one run, sharing the data, the model and the output folder."""
 
     def __init__(self, recipe: Recipe, data_dir: Path | None, out: Path, tracked=None,
-                 echo=print, progress=None, dataset=None, resume: bool = False):
+                 echo=print, progress=None, dataset=None, resume: bool = False,
+                 register: str | None = None):
         self.recipe, self.config = recipe, recipe.config
         self.data_dir = data_dir                    # None: the copy shipped with the package
         self.out = Path(out)
@@ -45,6 +46,7 @@ class PipelineRun:
         self.echo, self.progress = echo, progress
         self._dataset, self._model = dataset, None
         self.resume = resume                        # continue an interrupted training
+        self.register = register                    # a registered model's name, for the model
         self.wrote_model = False                    # whether this run changed the folder's model
         self._evaluated = {}                        # split -> Metrics of this run's model
         self.step = 0                               # the last training iteration, for metrics
@@ -85,9 +87,9 @@ class PipelineRun:
         self.tracked.set_tags({f"wordnet.data.sha256.{name}": digest
                                for name, digest in data.files.items()})
         for split, context in (("train", "training"), ("valid", "validation"), ("test", "test")):
-            name = f"{split}_data.csv" if f"{split}_data.csv" in data.files else "raw_sentences.txt"
-            self.tracked.log_dataset(data.split(split), split, context, data.path(name),
-                                      data.files[name])
+            file = self._file_of(split)
+            self.tracked.log_dataset(data.split(split), split, context, data.path(file),
+                                      data.files[file])
 
     def train(self):
         cfg, data = self.config, self.dataset
@@ -148,7 +150,8 @@ class PipelineRun:
         self.tracked.log_artifacts(*(self.out / name for name in (
             CHECKPOINT, VOCAB, RECIPE, HISTORY, CE_PLOT, EMBEDDING_PLOT)))
         example = " ".join(data.vocab.words[i] for i in data.test[0, :-1])
-        self.tracked.log_model(self.out / CHECKPOINT, self.out / VOCAB, example)
+        self.tracked.log_model(self.out / CHECKPOINT, self.out / VOCAB, example,
+                               self.recipe.model_name(), self.register)
 
     def validate(self):
         self._evaluate("valid")
@@ -164,6 +167,8 @@ class PipelineRun:
         report.write(self.out)
         self.tracked.log_artifacts(self.out / REPORT, self.out / REPORT_JSON)
         self._record(report.metrics())
+        self.tracked.tag_model({"wordnet.reproduce": "passed" if not report.failed else
+                                f"failed: {'; '.join(c.name for c in report.failed)}"})
         for line in report.lines():
             self.echo(line)
         if report.failed:
@@ -215,14 +220,20 @@ class PipelineRun:
             figures["valid/final_ce"] = figures.pop("valid/ce")
             if self.step:                   # which ends with this one, after the training
                 self.tracked.log_metric("valid/ce", m.ce, self.step)
-        self._record(figures)
+        self._record(figures, dataset=(split, self.dataset.files[self._file_of(split)][:20]))
 
-    def _record(self, metrics: dict):
+    def _record(self, metrics: dict, dataset=None):
         """Final figures: into metrics.json, and to MLflow at step 0, which its UI draws as
-        bars comparing runs (a metric at a later step is a line chart, of one dot)."""
+        bars comparing runs (a metric at a later step is a line chart, of one dot); linked
+        to the model this run logged, and to the ``dataset`` (name, digest) they are of."""
         self.metrics.update(metrics)
         self.folder.write_json(METRICS, self.metrics)
-        self.tracked.log_metrics(metrics, step=0)
+        self.tracked.log_metrics(metrics, step=0, dataset=dataset)
+
+    def _file_of(self, split: str) -> str:
+        """The data file ``split`` was read from: its CSV file, or raw_sentences.txt."""
+        csv = f"{split}_data.csv"
+        return csv if csv in self.dataset.files else "raw_sentences.txt"
 
     def _header(self) -> checkpoint.Header:
         data = self.dataset
@@ -238,7 +249,7 @@ class PipelineRun:
 def run(recipe: Recipe, overrides: dict[str, str], stages, out: Path, data_dir: Path | None,
         track: bool = False, run_name: str | None = None, from_run: str | None = None,
         echo=print, progress=None, dataset=None, nested: bool = False,
-        resume: bool = False) -> dict:
+        resume: bool = False, register: str | None = None) -> dict:
     """Run ``stages`` as one (MLflow) run; record how it ended in ``out/run.json``.
 
     The data is loaded first: when it cannot be, no folder, manifest or MLflow
@@ -264,7 +275,7 @@ def run(recipe: Recipe, overrides: dict[str, str], stages, out: Path, data_dir: 
         with context as tracked:
             run_id, run_name = tracked.run_id, tracked.run_name or run_name
             pipeline_run = PipelineRun(recipe, data_dir, out, tracked, echo, progress,
-                                       dataset, resume)
+                                       dataset, resume, register)
             metrics = pipeline_run.execute(stages)
         status = "FINISHED"
         return metrics

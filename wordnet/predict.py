@@ -193,6 +193,17 @@ def _vocabulary_for(checkpoint_path: Path, data_dir: Path | None) -> Path | None
     return DEFAULT_DIR / VOCAB if (DEFAULT_DIR / VOCAB).is_file() else None
 
 
+def _model_of_run(run_id: str) -> str:
+    """``models:/ID`` of the model the run logged (``runs:/ID`` names the run, and its
+    model's name depends on the recipe)."""
+    from mlflow import MlflowClient
+    outputs = MlflowClient().get_run(run_id).outputs
+    models = [m.model_id for m in (outputs.model_outputs if outputs else [])]
+    if not models:
+        raise ModelNotFound(f"runs:/{run_id}: the run logged no model")
+    return f"models:/{models[-1]}"
+
+
 def _download(uri: str, dest: Path, tracking_uri: str | None) -> tuple[Path, Path]:
     """(checkpoint, vocabulary) of the pyfunc model at ``uri`` in the tracking store
     ``tracking_uri`` (else MLflow's), downloaded into ``dest``."""
@@ -203,9 +214,9 @@ def _download(uri: str, dest: Path, tracking_uri: str | None) -> tuple[Path, Pat
     from mlflow.exceptions import MlflowException
     from mlflow.models import Model as MLmodel
 
-    if uri.startswith("runs:/") and uri.rstrip("/").count("/") == 1:
-        uri = uri.rstrip("/") + "/model"              # runs:/ID means the run's logged model
     try:
+        if uri.startswith("runs:/") and uri.rstrip("/").count("/") == 1:
+            uri = _model_of_run(uri.removeprefix("runs:/").rstrip("/"))
         local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(dest)))
         artifacts = MLmodel.load(str(local)).flavors["python_function"]["artifacts"]
         return local / artifacts["checkpoint"]["path"], local / artifacts["vocab"]["path"]

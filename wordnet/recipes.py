@@ -75,6 +75,13 @@ class Recipe:
                                           else "")
         return " · ".join(([" ".join(changed)] if changed else []) + [self.name, numerics])
 
+    def model_name(self) -> str:
+        """The logged model's name in MLflow: what it is, as MLflow's names allow (no
+        '.', '/', ':', quotes or '%'): ``wordnet-quick-fast``."""
+        dtype = "-float32" if self.config.dtype == "float32" else ""
+        name = f"wordnet-{self.name}-{self.config.backend}{dtype}"
+        return "".join("-" if c in "/:.%'\"" else c for c in name)
+
     def note(self) -> str:
         """The run's description: the recipe's, then what was overridden."""
         text = self.description or f"The {self.name} recipe."

@@ -4,7 +4,7 @@ Input: a list of contexts such as ``["have a good", "i want to"]``; the
 parameter ``top_k`` (default 5; null means the default) sets how many words
 come back.  Output, per context: ``{"context": [...], "predictions": [{"word",
 "probability"}, ...]}``.  Served over HTTP by ``mlflow models serve -m
-runs:/ID/model --env-manager local``:
+models:/wordnet/latest --env-manager local``:
 
     curl -X POST localhost:5000/invocations -H 'Content-Type: application/json' \\
          -d '{"inputs": ["have a good"], "params": {"top_k": 3}}'

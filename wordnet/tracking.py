@@ -55,8 +55,9 @@ class MetricQueue:
         self._thread = threading.Thread(target=self._work, name="wordnet-metrics", daemon=True)
         self._thread.start()
 
-    def put(self, key: str, value: float, step: int) -> None:
-        self._queue.put((key, float(value), int(time.time() * 1000), int(step)))
+    def put(self, key: str, value: float, step: int, link=(None, None, None)) -> None:
+        """A point; ``link``: the (model ID, dataset name, dataset digest) it is about."""
+        self._queue.put((key, float(value), int(time.time() * 1000), int(step), *link))
 
     def flush(self) -> None:
         """Return once every point put so far is logged."""
@@ -115,10 +116,12 @@ class NoRun:
     def log_params(self, params: dict) -> None: ...
     def set_tags(self, tags: dict) -> None: ...
     def log_metric(self, key: str, value: float, step: int = 0) -> None: ...
-    def log_metrics(self, metrics: dict, step: int = 0) -> None: ...
+    def log_metrics(self, metrics: dict, step: int = 0, dataset=None) -> None: ...
     def log_artifacts(self, *paths: Path) -> None: ...
     def log_dataset(self, rows, name, context, source, digest) -> None: ...
-    def log_model(self, checkpoint: Path, vocab: Path, example: str) -> None: ...
+    def log_model(self, checkpoint: Path, vocab: Path, example: str, name: str = "model",
+                  register: str | None = None) -> None: ...
+    def tag_model(self, tags: dict) -> None: ...
     def flush(self) -> None: ...
 
 
@@ -128,6 +131,8 @@ class Run(NoRun):
     def __init__(self, run_id: str, run_name: str, metrics: MetricQueue, page: str):
         self.run_id, self.run_name, self.metrics = run_id, run_name, metrics
         self.page = page                  # the run's page in MLflow's UI
+        self.model_id = None              # the logged model, once there is one
+        self.version = None               # (registered name, version), if registered
 
     def log_params(self, params: dict) -> None:
         import mlflow
@@ -140,9 +145,13 @@ class Run(NoRun):
     def log_metric(self, key: str, value: float, step: int = 0) -> None:
         self.metrics.put(key, value, step)
 
-    def log_metrics(self, metrics: dict, step: int = 0) -> None:
+    def log_metrics(self, metrics: dict, step: int = 0, dataset=None) -> None:
+        """``metrics`` at ``step``, about the run's logged model (if any) and the
+        ``dataset`` (name, digest) they were measured on (if given): the model's page
+        in the UI then shows them, and the models list can rank by them."""
+        link = (self.model_id, *(dataset or (None, None)))
         for key, value in metrics.items():
-            self.metrics.put(key, value, step)
+            self.metrics.put(key, value, step, link)
 
     def log_artifacts(self, *paths: Path) -> None:
         import mlflow
@@ -163,19 +172,35 @@ class Run(NoRun):
                                          name=name, digest=digest[:20])
         mlflow.log_input(dataset, context=context)
 
-    def log_model(self, checkpoint: Path, vocab: Path, example: str) -> None:
-        """The pyfunc model of :mod:`wordnet.serving`, under the artifact path ``model``,
-        with its requirements (:func:`model_requirements`)."""
+    def log_model(self, checkpoint: Path, vocab: Path, example: str, name: str = "model",
+                  register: str | None = None) -> None:
+        """The pyfunc model of :mod:`wordnet.serving`, named ``name`` (``runs:/ID/NAME``),
+        with its requirements (:func:`model_requirements`); a new version of the
+        registered model ``register``, if given."""
         import mlflow
 
         artifacts = {"checkpoint": str(checkpoint), "vocab": str(vocab)}
         wheel = installed_wheel()
         if wheel is not None:
             artifacts["wheel"] = str(wheel)
-        mlflow.pyfunc.log_model(
-            name="model", python_model=str(SERVING_CODE), artifacts=artifacts,
-            input_example=([example], {"top_k": 5}),
+        info = mlflow.pyfunc.log_model(
+            name=name, python_model=str(SERVING_CODE), artifacts=artifacts,
+            input_example=([example], {"top_k": 5}), registered_model_name=register,
             pip_requirements=model_requirements(wheel))
+        self.model_id = info.model_id
+        if register:
+            self.version = (register, str(info.registered_model_version))
+
+    def tag_model(self, tags: dict) -> None:
+        """Tags on the logged model and on its registered version, if any."""
+        from mlflow import MlflowClient
+        if self.model_id is None:
+            return
+        client = MlflowClient()
+        client.set_logged_model_tags(self.model_id, tags)
+        if self.version:
+            for key, value in tags.items():
+                client.set_model_version_tag(*self.version, key, value)
 
     def flush(self) -> None:
         self.metrics.flush()
@@ -353,8 +378,9 @@ def start_run(run_name: str | None, tags: dict | None = None, nested: bool = Fal
         run_name = unique_name(run_name)
     active = mlflow.start_run(run_name=run_name, tags=tags, nested=nested)
     run_id, client = active.info.run_id, MlflowClient()
-    metrics = MetricQueue(lambda points: client.log_batch(
-        run_id, metrics=[Metric(k, v, ts, step) for k, v, ts, step in points], synchronous=True))
+    metrics = MetricQueue(lambda points: client.log_batch(run_id, metrics=[
+        Metric(k, v, ts, step, model_id=model, dataset_name=dataset, dataset_digest=digest)
+        for k, v, ts, step, model, dataset, digest in points], synchronous=True))
     run = Run(run_id, active.info.run_name, metrics, page_url(active.info.experiment_id, run_id))
     try:
         yield run
