@@ -125,6 +125,7 @@ def test_a_run_is_named_by_what_distinguishes_it():
     assert recipe(dtype="float32").label() == "quick · fast float32"
     assert recipe(learning_rate="0.2", epochs="2").label(first=["epochs"]) == (
         "epochs=2 lr=0.2 · quick · fast")             # a sweep's varying values come first
+    assert recipe().label(first=["learning_rate"]) == "lr=0.1 · quick · fast"   # even the recipe's
 
 
 def test_a_runs_description_is_the_recipes_and_its_overrides():

@@ -65,12 +65,12 @@ class Recipe:
 
     def label(self, first=()) -> str:
         """A run's name that says what distinguishes it, shortest first: the overridden
-        hyperparameters (those in ``first`` first: a sweep's varying ones), the recipe,
-        the numerics (``lr=0.2 h=100 · quick · fast``, ``reference · exact``)."""
-        overridden = self.overridden()
+        hyperparameters (those in ``first`` first, overridden or not: a sweep's varying
+        ones), the recipe, the numerics (``lr=0.2 h=100 · quick · fast``,
+        ``reference · exact``)."""
+        shown = {key: getattr(self.config, key) for key in first} | self.overridden()
         order = [*first, *(key for key in SHORT if key not in first)]
-        changed = [f"{SHORT[key]}={overridden[key]}" for key in order
-                   if key in overridden and key in SHORT]
+        changed = [f"{SHORT[key]}={shown[key]}" for key in order if key in shown and key in SHORT]
         numerics = self.config.backend + (f" {self.config.dtype}" if self.config.dtype != "float64"
                                           else "")
         return " · ".join(([" ".join(changed)] if changed else []) + [self.name, numerics])
