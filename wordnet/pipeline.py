@@ -128,8 +128,9 @@ class PipelineRun:
         self.folder.write_json(HISTORY, {"train_ce": history.train_ce,
                                          "valid_ce": history.valid_ce})
         plots.ce_curves(self.out / CE_PLOT, history.train_ce, history.valid_ce,
-                        len(data.train) // cfg.batch_size, title=f"{self.recipe.name} recipe")
-        plots.embedding_map(self.out / EMBEDDING_PLOT, model.W1, data.vocab.words)
+                        len(data.train) // cfg.batch_size, title=self._plot_title())
+        plots.embedding_map(self.out / EMBEDDING_PLOT, model.W1, data.vocab.words,
+                            title=self._plot_title())
         self.echo(f"trained: {history.updates:,} updates in {history.seconds:.1f} s "
                   f"({history.updates_per_second:,.0f} updates/s), training CE "
                   f"{history.train_ce[-1]:.6f}")
@@ -143,6 +144,7 @@ class PipelineRun:
 
     def validate(self):
         self._evaluate("valid")
+        self._redraw_ce_curves()
 
     def test(self):
         self._evaluate("test")
@@ -202,6 +204,23 @@ class PipelineRun:
         self.echo(f"{split}: CE {m.ce:.8f}, perplexity {m.perplexity:.4f}, top-1 "
                   f"{m.top1:.2%}, top-5 {m.top5:.2%} ({m.examples:,} examples)")
         self._record(m.as_dict(f"{split}_"))
+
+    def _plot_title(self) -> str:
+        """Names the run in its plots, e.g. "quick-20260101-120000 · quick · fast": the
+        folder's name (the run's name, unless --out chose the folder), recipe, backend."""
+        return f"{self.out.name} · {self.recipe.name} · {self.config.backend}"
+
+    def _redraw_ce_curves(self):
+        """The CE plot again, with the final model's validation CE (the train stage
+        draws it before there is one)."""
+        history = self.folder.read_json(HISTORY)
+        if not history:
+            return                                  # a model trained elsewhere: no curves
+        plots.ce_curves(self.out / CE_PLOT, history["train_ce"],
+                        [tuple(point) for point in history["valid_ce"]],
+                        len(self.dataset.train) // self.config.batch_size,
+                        title=self._plot_title(), final_valid_ce=self.metrics["valid_ce"])
+        self.tracked.log_artifacts(self.out / CE_PLOT)
 
     def _record(self, metrics: dict):
         self.metrics.update(metrics)
