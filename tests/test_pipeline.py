@@ -114,10 +114,33 @@ def test_a_failed_run_in_a_new_folder_is_recorded(dataset, tmp_path):
     assert json.loads((out / "run.json").read_text())["status"] == "FAILED"
 
 
-def test_only_drawing_imports_matplotlib(tmp_path):
-    """Its import takes over half a second: the stages that draw nothing skip it."""
-    code = "import sys, wordnet.pipeline; print([m for m in sys.modules if 'matplotlib' in m])"
+def test_only_drawing_imports_matplotlib_and_sklearn(tmp_path):
+    """Their imports take seconds: the stages that draw nothing skip them."""
+    code = ("import sys, wordnet.pipeline; "
+            "print([m for m in sys.modules if m.split('.')[0] in ('matplotlib', 'sklearn')])")
     # run outside the checkout, so that the installed package is the one imported
     out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
                          text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_the_plots_name_the_run_and_validation_redraws_the_ce_plot(dataset, data_dir,
+                                                                    tmp_path, monkeypatch,
+                                                                    recording_run):
+    drawn = []
+    monkeypatch.setattr(pipeline.plots, "ce_curves",
+                        lambda path, *args, **kwargs: drawn.append(("ce", args, kwargs)))
+    monkeypatch.setattr(pipeline.plots, "embedding_map",
+                        lambda path, *args, **kwargs: drawn.append(("map", args, kwargs)))
+    recorder, out = recording_run(), tmp_path / "lr-0.1"
+    out.mkdir()                                     # as run() does
+    run = pipeline.PipelineRun(recipe(**TINY), data_dir, out, recorder,
+                               echo=lambda m: None, dataset=dataset)
+    metrics = run.execute(("load", "train", "validate"))
+    assert [(kind, kwargs["title"]) for kind, _, kwargs in drawn] == [
+        ("ce", "lr-0.1 · quick · exact"), ("map", "lr-0.1 · quick · exact"),
+        ("ce", "lr-0.1 · quick · exact")]
+    (_, trained, during), (_, validated, after) = drawn[0], drawn[2]
+    assert during.get("final_valid_ce") is None and after["final_valid_ce"] == metrics["valid_ce"]
+    assert list(validated[0]) == list(trained[0]) and len(trained[0]) == 21   # the same curve
+    assert recorder.artifacts.count("ce_curves.png") == 2                    # logged again

@@ -44,6 +44,13 @@ def _figure(**kwargs) -> Figure:
 def ce_curves(path: Path, train_ce: list[float], valid_ce: list[tuple[int, float]],
               batches_per_epoch: int, title: str = "",
               final_valid_ce: float | None = None) -> None:
+    """The plot of :func:`draw_ce_curves`, written to ``path``."""
+    _save(draw_ce_curves(train_ce, valid_ce, batches_per_epoch, title, final_valid_ce), path)
+
+
+def draw_ce_curves(train_ce: list[float], valid_ce: list[tuple[int, float]],
+                   batches_per_epoch: int, title: str = "",
+                   final_valid_ce: float | None = None) -> Figure:
     """Training CE at every iteration (a running mean reset at each epoch, as the C
     reports it), the periodic validation CEs, and the final validation CE, against
     the iteration; epochs are marked on a top axis and by thin vertical lines.
@@ -95,7 +102,7 @@ def ce_curves(path: Path, train_ce: list[float], valid_ce: list[tuple[int, float
     ax.grid(axis="y", color="0.92", lw=0.8)
     fig.suptitle(title or "Cross-entropy", fontsize=13)
     ax.legend(loc="upper right")
-    _save(fig, path)
+    return fig
 
 
 # -- embedding map -----------------------------------------------------------------------------
