@@ -35,7 +35,7 @@ def test_train_validate_test_write_and_log_everything(trained, dataset):
     out, recorder = trained
     assert {p.name for p in out.iterdir()} >= {
         "model.bin", "vocab.txt", "recipe.json", "history.json", "metrics.json",
-        "ce_curves.png", "embeddings.png"}
+        "ce_curves.png", "embeddings.png", "embeddings.html"}
     header, _ = checkpoint.load(out / "model.bin", 250)
     assert (header.epochs, header.early_stop, header.train_rows) == (1, 20, len(dataset.train))
     assert (out / "vocab.txt").read_text().split() == list(dataset.vocab.words)
@@ -51,7 +51,8 @@ def test_train_validate_test_write_and_log_everything(trained, dataset):
             "data.sha256.train_data.csv"} <= set(recorder.params)
     assert [d[:2] for d in recorder.datasets] == [("train", "training"), ("valid", "validation"),
                                                   ("test", "test")]
-    assert {"model.bin", "vocab.txt", "ce_curves.png", "embeddings.png"} <= set(recorder.artifacts)
+    assert {"model.bin", "vocab.txt", "ce_curves.png", "embeddings.png",
+            "embeddings.html"} <= set(recorder.artifacts)
     assert len(recorder.models) == 1
 
 

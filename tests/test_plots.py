@@ -1,6 +1,9 @@
 """wordnet.plots: the embedding map (t-SNE, every label legible) and the CE curves."""
+import html
 import itertools
+import json
 import math
+import re
 
 import numpy as np
 import pytest
@@ -27,7 +30,7 @@ def overlapping(boxes) -> list:
 
 def test_every_word_is_drawn_and_no_label_overlaps_another(published):
     W1, words = published
-    fig, labels = plots.draw_embedding_map(W1, words, "a run · quick · fast")
+    fig, labels, _ = plots.draw_embedding_map(W1, words, "a run · quick · fast")
     canvas = FigureCanvasAgg(fig)
     canvas.draw()                                       # as saved: measure what was drawn
     renderer = canvas.get_renderer()
@@ -45,6 +48,21 @@ def test_the_map_is_the_same_for_the_same_embedding(published, tmp_path):
     plots.embedding_map(tmp_path / "b.png", W1.copy(), words, "t")
     assert (tmp_path / "a.png").read_bytes() == (tmp_path / "b.png").read_bytes()
     assert (tmp_path / "a.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_page_shows_the_map_and_each_words_nearest_words(published, tmp_path):
+    W1, words = published
+    plots.embedding_map(tmp_path / "map.png", W1, words, "<run> · quick · fast",
+                        html=tmp_path / "map.html")
+    page = (tmp_path / "map.html").read_text()
+    assert "<title>&lt;run&gt; · quick · fast</title>" in page
+    drawn = re.findall(r'<text x="[\d.]+" y="[\d.]+"[^>]*>([^<]*)</text>', page)
+    assert [html.unescape(w) for w in drawn] == list(words)
+    near = json.loads(re.search(r"const near = (.*?);", page)[1])
+    she, he = near[words.index("she")], words.index("he")
+    assert he in [j for j, _ in she]
+    assert all(d1 <= d2 for (_, d1), (_, d2) in zip(she, she[1:]))     # nearest first
+    assert not re.search(r'(src|href)="?https?:', page)               # nothing fetched
 
 
 def test_tsne_keeps_neighbours_together(published):

@@ -19,9 +19,9 @@ from .data import load_dataset
 from .model import Model
 from .recipes import Recipe, with_overrides
 from .reproduce import reproduce
-from .rundir import (CE_PLOT, CHECKPOINT, EMBEDDING_PLOT, HISTORY, METRICS, RECIPE,
-                     REPORT, REPORT_JSON, SWEEP, VOCAB, RunDir, check_space, check_writable,
-                     space_needed)
+from .rundir import (CE_PLOT, CHECKPOINT, EMBEDDING_PAGE, EMBEDDING_PLOT, HISTORY, METRICS,
+                     RECIPE, REPORT, REPORT_JSON, SWEEP, VOCAB, RunDir, check_space,
+                     check_writable, space_needed)
 from .tracking import NoRun
 from .train import Diverged, Position, Trainer, evaluate
 
@@ -130,7 +130,7 @@ class PipelineRun:
         plots.ce_curves(self.out / CE_PLOT, history.train_ce, history.valid_ce,
                         len(data.train) // cfg.batch_size, title=self._plot_title())
         plots.embedding_map(self.out / EMBEDDING_PLOT, model.W1, data.vocab.words,
-                            title=self._plot_title())
+                            title=self._plot_title(), html=self.out / EMBEDDING_PAGE)
         self.echo(f"trained: {history.updates:,} updates in {history.seconds:.1f} s "
                   f"({history.updates_per_second:,.0f} updates/s), training CE "
                   f"{history.train_ce[-1]:.6f}")
@@ -138,7 +138,7 @@ class PipelineRun:
         self._record({"updates": history.updates, "train_seconds": history.seconds,
                       "updates_per_second": history.updates_per_second})
         self.tracked.log_artifacts(*(self.out / name for name in (
-            CHECKPOINT, VOCAB, RECIPE, HISTORY, CE_PLOT, EMBEDDING_PLOT)))
+            CHECKPOINT, VOCAB, RECIPE, HISTORY, CE_PLOT, EMBEDDING_PLOT, EMBEDDING_PAGE)))
         example = " ".join(data.vocab.words[i] for i in data.test[0, :-1])
         self.tracked.log_model(self.out / CHECKPOINT, self.out / VOCAB, example)
 

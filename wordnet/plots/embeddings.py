@@ -1,117 +1,34 @@
-"""PNG reports: the cross-entropy curves of a run and a 2-D map of the word embeddings.
-
-Figures are drawn with matplotlib's Agg canvas directly (no pyplot, no global
-state) and written atomically.  matplotlib and scikit-learn are imported when a
-figure is drawn: their imports take seconds, which the stages that draw nothing
-(and `import wordnet.pipeline`) need not pay.
-
-Both figures take a ``title`` naming the run (its name, recipe and backend), so
-that runs set side by side on MLflow's compare page can be told apart.
-"""
+"""The map of the word embeddings: t-SNE, every label legible."""
 from __future__ import annotations
 
 import functools
-import io
+import json
 import math
+from html import escape
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .fileio import atomic_write
-
-if TYPE_CHECKING:
-    from matplotlib.figure import Figure
-
-UNIFORM_CE = math.log(250)      # the CE of a uniform guess over the vocabulary: where training starts
-CE_TOP = 5.75                   # a little above it, so that the untrained start (5.55) shows
-CE_BOTTOM = 2.0                 # below any CE the reference recipe reaches (valid 2.6, train 2.4)
+from ..fileio import atomic_write
+from .agg import figure, save
 
 PERPLEXITY = 30                 # neighbourhoods of about 30 words among 250
 TSNE_ITERATIONS = 500           # KL divergence within 3e-4 of 1,000 iterations' for 250 words
 LABEL_SIZE = 10                 # points: legible when MLflow shows the 1,000-pixel map
 POINT_GAP = 2.0                 # pixels kept free around another word's point (its dot)
-LABEL_AIR = np.array([4.0, 1.0])   # pixels between labels: side by side, "end" "case" is not "endcase"
+LABEL_AIR = np.array([4.0, 1.0])   # pixels between labels: "end" "case", not "endcase"
 
 
-def _figure(**kwargs) -> Figure:
-    from matplotlib.figure import Figure
-    return Figure(**kwargs)
-
-
-# -- cross-entropy -----------------------------------------------------------------------------
-
-def ce_curves(path: Path, train_ce: list[float], valid_ce: list[tuple[int, float]],
-              batches_per_epoch: int, title: str = "",
-              final_valid_ce: float | None = None) -> None:
-    """The plot of :func:`draw_ce_curves`, written to ``path``."""
-    _save(draw_ce_curves(train_ce, valid_ce, batches_per_epoch, title, final_valid_ce), path)
-
-
-def draw_ce_curves(train_ce: list[float], valid_ce: list[tuple[int, float]],
-                   batches_per_epoch: int, title: str = "",
-                   final_valid_ce: float | None = None) -> Figure:
-    """Training CE at every iteration (a running mean reset at each epoch, as the C
-    reports it), the periodic validation CEs, and the final validation CE, against
-    the iteration; epochs are marked on a top axis and by thin vertical lines.
-
-    The latest validation CE is written on the plot: ``final_valid_ce`` (the
-    validate stage's, on the final model) when given, else the last periodic one.
-
-    The y range is the same for every run whose CE stays above ``CE_BOTTOM`` + 0.1:
-    from ``CE_BOTTOM`` (lower when a run goes below it) to ``CE_TOP``, just above
-    ln 250, where every model starts.  Runs side by side then share one scale;
-    a model worse than a uniform guess is off the chart, which hides nothing of
-    interest.
-    """
-    from matplotlib.ticker import MaxNLocator
-    fig = _figure(figsize=(9, 5), dpi=100, layout="constrained")
-    ax = fig.add_subplot()
-    steps = np.arange(1, len(train_ce) + 1)
-    ax.plot(steps, train_ce, lw=0.8, color="C0", label="training CE (running mean per epoch)")
-    points = list(valid_ce)
-    if final_valid_ce is not None:
-        points.append((len(train_ce), final_valid_ce))
-    if valid_ce:
-        v_steps, v_ce = zip(*valid_ce)
-        ax.plot(v_steps, v_ce, "o-", ms=4, color="C1", label="validation CE")
-    if final_valid_ce is not None:
-        ax.plot([len(train_ce)], [final_valid_ce], "*", ms=13, color="C3",
-                label="validation CE of the final model")
-    if points:
-        step, ce = points[-1]
-        ax.annotate(f"valid CE {ce:.3f}", (step, ce), xytext=(-8, 14), textcoords="offset points",
-                    ha="right", fontsize=11, fontweight="bold", color="C3",
-                    arrowprops=dict(arrowstyle="-", color="C3", lw=0.8))
-    ax.axhline(UNIFORM_CE, color="0.6", lw=0.8, ls=":", zorder=0)
-    ax.text(1, UNIFORM_CE, " uniform guess, ln 250", va="bottom", fontsize=8, color="0.4")
-
-    for boundary in range(batches_per_epoch, len(train_ce), batches_per_epoch):
-        ax.axvline(boundary + 0.5, color="0.85", lw=0.8, zorder=0)
-    if batches_per_epoch < len(train_ce):        # a top axis: epoch e begins at tick e
-        epochs = ax.secondary_xaxis("top", functions=(
-            lambda it: (it - 0.5) / batches_per_epoch + 1,
-            lambda e: (e - 1) * batches_per_epoch + 0.5))
-        epochs.xaxis.set_major_locator(MaxNLocator(integer=True, steps=[1, 2, 5, 10]))
-        epochs.set_xlabel("epoch")
-
-    lowest = min([*train_ce, *(ce for _, ce in points)], default=CE_BOTTOM)
-    ax.set_ylim(min(CE_BOTTOM, math.floor((lowest - 0.1) * 4) / 4), CE_TOP)
-    ax.set_xlim(0, max(len(train_ce), 1) * 1.03)   # room for the final star
-    ax.set(xlabel="iteration", ylabel="cross-entropy (nats)")
-    ax.grid(axis="y", color="0.92", lw=0.8)
-    fig.suptitle(title or "Cross-entropy", fontsize=13)
-    ax.legend(loc="upper right")
-    return fig
-
-
-# -- embedding map -----------------------------------------------------------------------------
-
-def embedding_map(path: Path, W1: np.ndarray, words, title: str = "") -> None:
+def embedding_map(path: Path, W1: np.ndarray, words, title: str = "",
+                  html: Path | None = None) -> None:
     """Each word at its embedding (a column of W1) laid out by t-SNE, as the course's
-    assignment showed them, every label legible (see :func:`place_labels`)."""
-    fig, _ = draw_embedding_map(W1, words, title)
-    _save(fig, path)
+    assignment showed them, every label legible (see :func:`place_labels`); with
+    ``html``, also that map as a page where pointing at a word lights up its nearest
+    words in the embedding space (the t-SNE layout only approximates them)."""
+    fig, labels, anchors = draw_embedding_map(W1, words, title)
+    save(fig, path)
+    if html is not None:
+        atomic_write(Path(html), map_page(fig, labels, anchors, W1, title).encode())
 
 
 def tsne(W1: np.ndarray) -> np.ndarray:
@@ -127,10 +44,10 @@ def tsne(W1: np.ndarray) -> np.ndarray:
 
 
 def draw_embedding_map(W1: np.ndarray, words, title: str = ""):
-    """(figure, its word labels): the map, not yet saved, for tests to measure."""
+    """(figure, its word labels, the words' points in pixels): the map, not yet saved."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     xy = tsne(W1)
-    fig = _figure(figsize=(10, 10), dpi=100)
+    fig = figure(figsize=(10, 10), dpi=100)
     fig.subplots_adjust(left=0.02, right=0.98, bottom=0.02, top=0.93)   # fixed: transforms hold
     ax = fig.add_subplot()
     ax.set(xticks=[], yticks=[])
@@ -159,15 +76,102 @@ def draw_embedding_map(W1: np.ndarray, words, title: str = ""):
     # where each label's box centre is, relative to its anchor (a font's descent)
     shifts = np.array([((e.x0 + e.x1) / 2, (e.y0 + e.y1) / 2) for e in extents]) - anchors
     centres = place_labels(anchors, sizes, (box.x0, box.y0, box.x1, box.y1))
-    moved = np.any(np.abs(centres - anchors) > 0.5, axis=1)
+    # moved off its point: a dot at the point, a line to the label
+    moved = np.any(np.abs(centres - anchors) > sizes / 2, axis=1)
     for label, centre, shift in zip(labels, centres, shifts):
         label.set_position(to_pixels.inverted().transform(centre - shift))
-    for i in np.flatnonzero(moved):         # a dot at the word's place, a line to its label
+    for i in np.flatnonzero(moved):
         end = np.clip(anchors[i], centres[i] - sizes[i] / 2, centres[i] + sizes[i] / 2)
         ax.plot(*to_pixels.inverted().transform([anchors[i], end]).T, color="0.65", lw=0.6,
                 zorder=1)
         ax.plot(*xy[i], ".", ms=3, color="0.45", zorder=1)
-    return fig, labels
+    return fig, labels, anchors
+
+
+NEAREST = 8                     # the words the page lights up around the one pointed at
+
+
+def map_page(fig, labels, anchors: np.ndarray, W1: np.ndarray, title: str) -> str:
+    """The map as a self-contained HTML page (inline SVG and script, nothing fetched):
+    the words where the PNG has them; pointing at one lights up its ``NEAREST``
+    nearest words by Euclidean distance between columns of W1, and lists them."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    renderer = FigureCanvasAgg(fig).get_renderer()
+    height = fig.bbox.height                            # SVG's y runs down, the figure's up
+    x0, y0, x1, y1 = fig.axes[0].get_window_extent(renderer).extents
+    E = np.asarray(W1.T, np.float64)
+    distance = np.linalg.norm(E[:, None] - E[None], axis=2)
+    nearest = np.argsort(distance, axis=1, kind="stable")[:, 1:NEAREST + 1]
+    size = LABEL_SIZE * fig.dpi / 72
+    texts, leaders = [], []
+    for label, (ax_, ay) in zip(labels, anchors):
+        e = label.get_window_extent(renderer)
+        cx, cy = (e.x0 + e.x1) / 2, height - (e.y0 + e.y1) / 2
+        bold = ' font-weight="bold"' if label.get_fontweight() == "bold" else ""
+        texts.append(f'<text x="{cx:.1f}" y="{cy:.1f}"{bold}>{escape(label.get_text())}</text>')
+        if not (e.x0 <= ax_ <= e.x1 and e.y0 <= ay <= e.y1):    # moved: a line to its point
+            end = np.clip([ax_, ay], [e.x0, e.y0], [e.x1, e.y1])
+            leaders.append(f'<path d="M{ax_:.1f},{height - ay:.1f}L{end[0]:.1f},'
+                           f'{height - end[1]:.1f}"/><circle cx="{ax_:.1f}" '
+                           f'cy="{height - ay:.1f}" r="1.5"/>')
+    near = [[[int(j), round(float(distance[i, j]), 2)] for j in row]
+            for i, row in enumerate(nearest)]
+    return _PAGE.format(
+        title=escape(title or "Word embeddings"), size=f"{size:.1f}", view=(
+            f"{x0:.0f} {height - y1:.0f} {x1 - x0:.0f} {y1 - y0:.0f}"),
+        width=f"{x1 - x0:.0f}", texts="\n".join(texts), leaders="".join(leaders),
+        near=json.dumps(near, separators=(",", ":")), perplexity=PERPLEXITY, k=NEAREST)
+
+
+_PAGE = """<!doctype html>
+<html><head><meta charset="utf-8"><title>{title}</title>
+<style>
+body {{ font: 15px sans-serif; margin: 1em; color: #222 }}
+h1 {{ font-size: 20px; margin: 0 }}
+#info {{ min-height: 2.6em; margin: .4em 0 }}
+svg {{ max-width: 100%; height: auto; border: 1px solid #ccc }}
+#words text {{ font-size: {size}px; font-family: "DejaVu Sans", Verdana, sans-serif;
+              text-anchor: middle; dominant-baseline: central; cursor: default }}
+#words text.word {{ fill: #1a4d9c; font-weight: bold }}
+#words text.near {{ fill: #c0392b; font-weight: bold }}
+#leaders {{ stroke: #aaa; stroke-width: .6; fill: #777 }}
+#links {{ stroke: #c0392b; stroke-width: 1; opacity: .5 }}
+</style></head><body>
+<h1>{title}</h1>
+<p>The words' embeddings (columns of W1) by t-SNE, perplexity {perplexity}.</p>
+<p id="info">Point at a word: its {k} nearest words in the embedding space light up.</p>
+<svg viewBox="{view}" width="{width}" xmlns="http://www.w3.org/2000/svg">
+<g id="leaders">{leaders}</g><g id="links"></g>
+<g id="words">
+{texts}
+</g></svg>
+<script>
+const near = {near};   // for each word: [index, distance] of its nearest words
+const words = document.querySelectorAll("#words text");
+const links = document.getElementById("links"), info = document.getElementById("info");
+const hint = info.textContent;
+const centre = t => [t.getAttribute("x"), t.getAttribute("y")];
+function show(i) {{
+  words.forEach(t => t.removeAttribute("class"));
+  links.replaceChildren();
+  if (i < 0) {{ info.textContent = hint; return; }}
+  words[i].setAttribute("class", "word");
+  for (const [j] of near[i]) {{
+    words[j].setAttribute("class", "near");
+    const line = document.createElementNS("http://www.w3.org/2000/svg", "line");
+    const [x1, y1] = centre(words[i]), [x2, y2] = centre(words[j]);
+    Object.entries({{x1, y1, x2, y2}}).forEach(([k, v]) => line.setAttribute(k, v));
+    links.append(line);
+  }}
+  info.textContent = words[i].textContent + ", nearest: " +
+    near[i].map(([j, d]) => words[j].textContent + " (" + d + ")").join(", ");
+}}
+words.forEach((t, i) => {{
+  t.addEventListener("mouseenter", () => show(i));
+  t.addEventListener("mouseleave", () => show(-1));
+}});
+</script></body></html>
+"""
 
 
 def place_labels(anchors: np.ndarray, sizes: np.ndarray, area: tuple) -> np.ndarray:
@@ -232,10 +236,3 @@ def _band(k: int) -> np.ndarray:
     squared = np.sum(offsets**2, axis=1)
     keep = (inner**2 <= squared) & (squared < outer**2)
     return offsets[keep][np.argsort(squared[keep], kind="stable")]
-
-
-def _save(fig: Figure, path: Path) -> None:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    buffer = io.BytesIO()
-    FigureCanvasAgg(fig).print_png(buffer)
-    atomic_write(Path(path), buffer.getvalue())
