@@ -36,8 +36,8 @@ def tsne(W1: np.ndarray) -> np.ndarray:
     for the same W1: a fixed seed and the PCA initialisation."""
     from sklearn.manifold import TSNE
     from threadpoolctl import threadpool_limits
-    # One OpenMP thread: on two cores, two threads took 5.3 s instead of 0.8 s
-    # (and a single thread sums the gradient in one order: the same layout everywhere).
+    # One OpenMP thread: with two, on a two-core machine where another process used
+    # a core, t-SNE took 5.3 s instead of 0.8 s.
     with threadpool_limits(1, user_api="openmp"):
         return TSNE(n_components=2, perplexity=PERPLEXITY, init="pca", random_state=0,
                     max_iter=TSNE_ITERATIONS).fit_transform(np.asarray(W1.T, np.float64))
@@ -104,16 +104,16 @@ def map_page(fig, labels, anchors: np.ndarray, W1: np.ndarray, title: str) -> st
     nearest = np.argsort(distance, axis=1, kind="stable")[:, 1:NEAREST + 1]
     size = LABEL_SIZE * fig.dpi / 72
     texts, leaders = [], []
-    for label, (ax_, ay) in zip(labels, anchors):
+    for label, (px, py) in zip(labels, anchors):
         e = label.get_window_extent(renderer)
         cx, cy = (e.x0 + e.x1) / 2, height - (e.y0 + e.y1) / 2
         bold = ' font-weight="bold"' if label.get_fontweight() == "bold" else ""
         texts.append(f'<text x="{cx:.1f}" y="{cy:.1f}"{bold}>{escape(label.get_text())}</text>')
-        if not (e.x0 <= ax_ <= e.x1 and e.y0 <= ay <= e.y1):    # moved: a line to its point
-            end = np.clip([ax_, ay], [e.x0, e.y0], [e.x1, e.y1])
-            leaders.append(f'<path d="M{ax_:.1f},{height - ay:.1f}L{end[0]:.1f},'
-                           f'{height - end[1]:.1f}"/><circle cx="{ax_:.1f}" '
-                           f'cy="{height - ay:.1f}" r="1.5"/>')
+        if not (e.x0 <= px <= e.x1 and e.y0 <= py <= e.y1):    # moved: a line to its point
+            end = np.clip([px, py], [e.x0, e.y0], [e.x1, e.y1])
+            leaders.append(f'<path d="M{px:.1f},{height - py:.1f}L{end[0]:.1f},'
+                           f'{height - end[1]:.1f}"/><circle cx="{px:.1f}" '
+                           f'cy="{height - py:.1f}" r="1.5"/>')
     near = [[[int(j), round(float(distance[i, j]), 2)] for j in row]
             for i, row in enumerate(nearest)]
     return _PAGE.format(
