@@ -35,7 +35,7 @@ def test_train_validate_test_write_and_log_everything(trained, dataset):
     out, recorder = trained
     assert {p.name for p in out.iterdir()} >= {
         "model.bin", "vocab.txt", "recipe.json", "history.json", "metrics.json",
-        "ce_curves.png", "embeddings.png"}
+        "ce_curves.png", "embeddings.png", "embeddings.html"}
     header, _ = checkpoint.load(out / "model.bin", 250)
     assert (header.epochs, header.early_stop, header.train_rows) == (1, 20, len(dataset.train))
     assert (out / "vocab.txt").read_text().split() == list(dataset.vocab.words)
@@ -63,7 +63,8 @@ def test_train_validate_test_write_and_log_everything(trained, dataset):
     assert len(batch_ce) == 21 and batch_ce[0] == train_ce[0][0]
     assert [d[:2] for d in recorder.datasets] == [("train", "training"), ("valid", "validation"),
                                                   ("test", "test")]
-    assert {"model.bin", "vocab.txt", "ce_curves.png", "embeddings.png"} <= set(recorder.artifacts)
+    assert {"model.bin", "vocab.txt", "ce_curves.png", "embeddings.png",
+            "embeddings.html"} <= set(recorder.artifacts)
     [(example, name, registered)] = recorder.models
     assert (name, registered) == ("wordnet-quick-exact", None) and len(example.split()) == 3
     assert recorder.linked["test/ce"] == ("test", recorder.datasets[2][3][:20])
@@ -129,10 +130,38 @@ def test_a_failed_run_in_a_new_folder_is_recorded(dataset, tmp_path):
     assert json.loads((out / "run.json").read_text())["status"] == "FAILED"
 
 
-def test_only_drawing_imports_matplotlib(tmp_path):
-    """Its import takes over half a second: the stages that draw nothing skip it."""
-    code = "import sys, wordnet.pipeline; print([m for m in sys.modules if 'matplotlib' in m])"
+def test_only_drawing_imports_matplotlib_and_sklearn(tmp_path):
+    """Their imports take seconds: the stages that draw nothing skip them."""
+    code = ("import sys, wordnet.pipeline; "
+            "print([m for m in sys.modules if m.split('.')[0] in ('matplotlib', 'sklearn')])")
     # run outside the checkout, so that the installed package is the one imported
     out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
                          text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_the_plots_name_the_run_and_validation_redraws_the_ce_plot(dataset, data_dir,
+                                                                    tmp_path, monkeypatch,
+                                                                    recording_run):
+    drawn = []
+    monkeypatch.setattr(pipeline.plots, "ce_curves",
+                        lambda path, *args, **kwargs: drawn.append(("ce", args, kwargs)))
+    monkeypatch.setattr(pipeline.plots, "embedding_map",
+                        lambda path, *args, **kwargs: drawn.append(("map", args, kwargs)))
+    recorder, out = recording_run(), tmp_path / "lr-0.1"
+    recorder.run_name = "stop=20 · quick · exact"
+    out.mkdir()                                     # as run() does
+    run = pipeline.PipelineRun(recipe(**TINY), data_dir, out, recorder,
+                               echo=lambda m: None, dataset=dataset)
+    metrics = run.execute(("load", "train", "validate"))
+    assert [(kind, kwargs["title"]) for kind, _, kwargs in drawn] == [
+        ("ce", "stop=20 · quick · exact"), ("map", "stop=20 · quick · exact"),
+        ("ce", "stop=20 · quick · exact")]                # the MLflow run's name
+    (_, trained, during), (_, validated, after) = drawn[0], drawn[2]
+    assert during.get("final_valid_ce") is None
+    assert after["final_valid_ce"] == metrics["valid/final_ce"]
+    assert list(validated[0]) == list(trained[0]) and len(trained[0]) == 21   # the same curve
+    assert recorder.artifacts.count("ce_curves.png") == 2                    # logged again
+    untracked = pipeline.PipelineRun(recipe(**TINY), data_dir, out, echo=lambda m: None,
+                                     dataset=dataset)
+    assert untracked._plot_title() == "lr-0.1 · quick · exact"   # the folder's, without MLflow

@@ -19,9 +19,9 @@ from .data import load_dataset
 from .model import Model, default_threads
 from .recipes import Recipe, with_overrides
 from .reproduce import reproduce
-from .rundir import (CE_PLOT, CHECKPOINT, EMBEDDING_PLOT, HISTORY, METRICS, RECIPE,
-                     REPORT, REPORT_JSON, SWEEP, VOCAB, RunDir, check_space, check_writable,
-                     space_needed)
+from .rundir import (CE_PLOT, CHECKPOINT, EMBEDDING_PAGE, EMBEDDING_PLOT, HISTORY, METRICS,
+                     RECIPE, REPORT, REPORT_JSON, SWEEP, VOCAB, RunDir, check_space,
+                     check_writable, space_needed)
 from .tracking import NoRun
 from .train import Diverged, Position, Trainer, evaluate
 
@@ -139,8 +139,9 @@ class PipelineRun:
         self.folder.write_json(HISTORY, {"train_ce": history.train_ce,
                                          "valid_ce": history.valid_ce})
         plots.ce_curves(self.out / CE_PLOT, history.train_ce, history.valid_ce,
-                        len(data.train) // cfg.batch_size, title=f"{self.recipe.name} recipe")
-        plots.embedding_map(self.out / EMBEDDING_PLOT, model.W1, data.vocab.words)
+                        len(data.train) // cfg.batch_size, title=self._plot_title())
+        plots.embedding_map(self.out / EMBEDDING_PLOT, model.W1, data.vocab.words,
+                            title=self._plot_title(), html=self.out / EMBEDDING_PAGE)
         self.echo(f"trained: {history.updates:,} updates in {history.seconds:.1f} s "
                   f"({history.updates_per_second:,.0f} updates/s), training CE "
                   f"{history.train_ce[-1]:.6f}")
@@ -148,13 +149,14 @@ class PipelineRun:
                       "perf/train_seconds": history.seconds,
                       "perf/updates_per_second": history.updates_per_second})
         self.tracked.log_artifacts(*(self.out / name for name in (
-            CHECKPOINT, VOCAB, RECIPE, HISTORY, CE_PLOT, EMBEDDING_PLOT)))
+            CHECKPOINT, VOCAB, RECIPE, HISTORY, CE_PLOT, EMBEDDING_PLOT, EMBEDDING_PAGE)))
         example = " ".join(data.vocab.words[i] for i in data.test[0, :-1])
         self.tracked.log_model(self.out / CHECKPOINT, self.out / VOCAB, example,
                                self.recipe.model_name(), self.register)
 
     def validate(self):
         self._evaluate("valid")
+        self._redraw_ce_curves()
 
     def test(self):
         self._evaluate("test")
@@ -221,6 +223,25 @@ class PipelineRun:
             if self.step:                   # which ends with this one, after the training
                 self.tracked.log_metric("valid/ce", m.ce, self.step)
         self._record(figures, dataset=(split, self.dataset.files[self._file_of(split)][:20]))
+
+    def _plot_title(self) -> str:
+        """Names the run in its plots: the MLflow run's name ("lr=0.2 · quick · fast"),
+        else the folder's, with the recipe and the backend."""
+        if self.tracked.run_name:
+            return self.tracked.run_name
+        return f"{self.out.name} · {self.recipe.name} · {self.config.backend}"
+
+    def _redraw_ce_curves(self):
+        """The CE plot again, with the final model's validation CE (the train stage
+        draws it before there is one)."""
+        history = self.folder.read_json(HISTORY)
+        if not history:
+            return                                  # a model trained elsewhere: no curves
+        plots.ce_curves(self.out / CE_PLOT, history["train_ce"],
+                        [tuple(point) for point in history["valid_ce"]],
+                        len(self.dataset.train) // self.config.batch_size,
+                        title=self._plot_title(), final_valid_ce=self.metrics["valid/final_ce"])
+        self.tracked.log_artifacts(self.out / CE_PLOT)
 
     def _record(self, metrics: dict, dataset=None):
         """Final figures: into metrics.json, and to MLflow at step 0, which its UI draws as

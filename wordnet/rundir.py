@@ -4,7 +4,7 @@ latest run.
     model.bin       the checkpoint (C format)     vocab.txt       its vocabulary
     recipe.json     the hyperparameters           history.json    every training CE
     metrics.json    the final metrics             run.json        what ran, how it ended
-    ce_curves.png   embeddings.png                reproduction.md / reproduction.json
+    ce_curves.png   embeddings.png / .html        reproduction.md / reproduction.json
 
 ``run.json`` (the manifest) records the last run that succeeded in the folder,
 or one that changed its model; :func:`latest_run` trusts only those that
@@ -25,7 +25,7 @@ from .recipes import Recipe
 RUNS_DIR = Path("artifacts")          # where `run` puts a folder per run
 CHECKPOINT, VOCAB, MANIFEST, RECIPE = "model.bin", "vocab.txt", "run.json", "recipe.json"
 METRICS, HISTORY = "metrics.json", "history.json"
-CE_PLOT, EMBEDDING_PLOT = "ce_curves.png", "embeddings.png"
+CE_PLOT, EMBEDDING_PLOT, EMBEDDING_PAGE = "ce_curves.png", "embeddings.png", "embeddings.html"
 REPORT, REPORT_JSON = "reproduction.md", "reproduction.json"
 SWEEP = "sweep.json"
 SPACE_MARGIN = 4 * 2**20              # bytes for the plots, reports and JSON files

@@ -1,0 +1,138 @@
+"""wordnet.plots: the embedding map (t-SNE, every label legible) and the CE curves."""
+import html
+import itertools
+import json
+import math
+import re
+
+import numpy as np
+import pytest
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+from wordnet import checkpoint, plots
+from wordnet.data import Vocabulary
+
+
+@pytest.fixture(scope="module")
+def published():
+    """(W1, words) of the published model9-3000.bin: a real embedding to lay out."""
+    _, params = checkpoint.load_embedded("model9-3000.bin")
+    return params["W1"], Vocabulary.embedded().words
+
+
+def overlapping(boxes) -> list:
+    """The pairs of boxes (x0, y0, x1, y1) whose interiors intersect."""
+    return [(i, j) for (i, a), (j, b) in itertools.combinations(enumerate(boxes), 2)
+            if a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]]
+
+
+# -- embedding map ------------------------------------------------------------------------
+
+def test_every_word_is_drawn_and_no_label_overlaps_another(published):
+    W1, words = published
+    fig, labels, _ = plots.draw_embedding_map(W1, words, "a run · quick · fast")
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()                                       # as saved: measure what was drawn
+    renderer = canvas.get_renderer()
+    assert [label.get_text() for label in labels] == list(words)
+    boxes = [label.get_window_extent(renderer).extents for label in labels]
+    assert overlapping(boxes) == []
+    x0, y0, x1, y1 = fig.bbox.extents
+    assert all(x0 <= b[0] and b[2] <= x1 and y0 <= b[1] and b[3] <= y1 for b in boxes)
+    assert fig.get_suptitle() == "a run · quick · fast"
+
+
+def test_the_map_is_the_same_for_the_same_embedding(published, tmp_path):
+    W1, words = published
+    plots.embedding_map(tmp_path / "a.png", W1, words, "t")
+    plots.embedding_map(tmp_path / "b.png", W1.copy(), words, "t")
+    assert (tmp_path / "a.png").read_bytes() == (tmp_path / "b.png").read_bytes()
+    assert (tmp_path / "a.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_page_shows_the_map_and_each_words_nearest_words(published, tmp_path):
+    W1, words = published
+    plots.embedding_map(tmp_path / "map.png", W1, words, "<run> · quick · fast",
+                        html=tmp_path / "map.html")
+    page = (tmp_path / "map.html").read_text()
+    assert "<title>&lt;run&gt; · quick · fast</title>" in page
+    drawn = re.findall(r'<text x="[\d.]+" y="[\d.]+"[^>]*>([^<]*)</text>', page)
+    assert [html.unescape(w) for w in drawn] == list(words)
+    near = json.loads(re.search(r"const near = (.*?);", page)[1])
+    she, he = near[words.index("she")], words.index("he")
+    assert he in [j for j, _ in she]
+    assert all(d1 <= d2 for (_, d1), (_, d2) in zip(she, she[1:]))     # nearest first
+    assert not re.search(r'(src|href)="?https?:', page)               # nothing fetched
+
+
+def test_tsne_keeps_neighbours_together(published):
+    """The layout is of the embeddings: words the model uses alike end up side by side."""
+    W1, words = published
+    xy = plots.tsne(W1)
+    assert xy.shape == (250, 2)
+    index = {w: i for i, w in enumerate(words)}
+    distance = lambda a, b: np.linalg.norm(xy[index[a]] - xy[index[b]])
+    typical = np.median(np.linalg.norm(xy[:, None] - xy[None], axis=2))
+    for a, b in (("he", "she"), ("could", "would"), ("four", "five")):
+        assert distance(a, b) < typical / 4, (a, b)
+
+
+def test_crowded_labels_are_placed_apart_inside_the_area():
+    area = (0.0, 0.0, 400.0, 300.0)
+    anchors = np.array([[50.0, 250.0], [5.0, 150.0]] + [[200.0, 150.0]] * 40)
+    sizes = np.array([[40.0, 12.0], [30.0, 12.0]] + [[40.0, 12.0]] * 40)
+    centres = plots.place_labels(anchors, sizes, area)
+    boxes = np.hstack([centres - sizes / 2, centres + sizes / 2])
+    assert overlapping(boxes) == []
+    assert np.all(boxes[:, :2] >= 0) and np.all(boxes[:, 2:] <= [400, 300])
+    assert np.array_equal(centres[0], anchors[0])       # alone: on its point
+    assert np.allclose(centres[1], [18, 150], atol=2)   # at the edge: moved in, no further
+    assert np.all(np.abs(centres[2:] - [200, 150]) < 100)   # the crowd: around its point
+    # no label covers another word's point
+    for i, (lo, hi) in enumerate(zip(boxes[:, :2], boxes[:, 2:])):
+        others = np.delete(anchors, i, axis=0)
+        assert not np.any(np.all((others > lo) & (others < hi), axis=1)), i
+
+
+# -- CE curves ---------------------------------------------------------------------------
+
+def curves(train_ce, valid_ce=(), batches_per_epoch=100, final_valid_ce=None, title="r · q · b"):
+    fig = plots.draw_ce_curves(list(train_ce), list(valid_ce), batches_per_epoch, title,
+                               final_valid_ce)
+    FigureCanvasAgg(fig).draw()
+    return fig, fig.axes[0]
+
+
+def texts(fig) -> list[str]:
+    return [t.get_text() for ax in fig.axes for t in ax.texts]
+
+
+def test_runs_share_one_y_range_unless_one_goes_below_it():
+    a = curves(np.linspace(5.5, 4.0, 300))[1].get_ylim()
+    b = curves(np.linspace(5.6, 2.4, 900), [(450, 2.9)], final_valid_ce=2.618)[1].get_ylim()
+    assert a == b == (plots.CE_BOTTOM, plots.CE_TOP)
+    assert plots.CE_TOP > math.log(250)                 # the untrained start shows
+    low = curves(np.linspace(5.5, 1.5, 300))[1].get_ylim()
+    assert low[0] < 1.5 and low[1] == plots.CE_TOP
+
+
+def test_the_final_validation_ce_is_marked_else_the_last_periodic_one():
+    fig, _ = curves(np.linspace(5.5, 2.5, 900), [(300, 3.5), (600, 3.0)], final_valid_ce=2.61849)
+    assert "valid CE 2.618" in texts(fig)
+    assert fig.get_suptitle() == "r · q · b"
+    fig, _ = curves(np.linspace(5.5, 2.5, 900), [(300, 3.5), (600, 3.0)])
+    assert "valid CE 3.000" in texts(fig)
+    fig, _ = curves(np.linspace(5.5, 2.5, 900))         # the reference recipe's train stage
+    assert not any(t.startswith("valid CE") for t in texts(fig))
+
+
+def test_epochs_are_marked():
+    fig, ax = curves(np.linspace(5.5, 2.5, 950), batches_per_epoch=300)
+    vertical = [line.get_xdata() for line in ax.lines if len(line.get_xdata()) == 2]
+    assert [x[0] for x in vertical if x[0] == x[1]] == [300.5, 600.5, 900.5]
+    (epochs,) = ax.child_axes
+    assert epochs.get_xlabel() == "epoch"
+    shown = [t for t in epochs.get_xticks() if 0 <= (t - 1) * 300 + 0.5 <= ax.get_xlim()[1]]
+    assert shown == [1, 2, 3, 4]                        # epoch e begins at tick e
+    fig, ax = curves(np.linspace(5.5, 4.5, 50), batches_per_epoch=300)   # one epoch, unfinished
+    assert ax.child_axes == []
