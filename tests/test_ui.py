@@ -52,8 +52,9 @@ def test_runs_are_named_by_what_differs_and_listed(seen):
 
 def test_the_run_page_has_the_description_bars_for_finals_lines_for_curves(seen):
     assert "One-epoch smoke run" in seen["overview"]
-    assert "Overridden: learning_rate=0.05 (recipe: 0.1)" in seen["overview"]
+    assert "Overridden: early_stop=1500 (recipe: 3725), learning_rate=0." in seen["overview"]
     charts = seen["run_charts"]                          # title -> kinds, per group
+    assert charts == seen["logged_charts"]               # drawn as logged
     for final in ("final_ce", "perplexity", "top1", "top5", "updates_per_second",
                   "train_seconds", "updates"):
         assert set(charts.get(final, [])) == {"bar"}, (final, charts)

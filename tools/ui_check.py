@@ -99,37 +99,62 @@ def browser():
     return webdriver.Chrome(options=options, service=Service(DRIVER))
 
 
-# For each drawn chart: its title, the plotly bars and line paths in it.
+# Scroll the charts' scrolling container (the first scrollable ancestor of a chart)
+# by most of a screen, or back to the top; whether it moved.
+SCROLL_JS = """
+let box = document.querySelector('.js-plotly-plot');
+while (box && !(box.scrollHeight > box.clientHeight + 10 &&
+                ['auto', 'scroll'].includes(getComputedStyle(box).overflowY))) box = box.parentElement;
+box = box || document.scrollingElement;
+const before = box.scrollTop;
+box.scrollTop = arguments[0] ? 0 : before + box.clientHeight * 0.8;
+return box.scrollTop != before;"""
+
+# For each drawn chart: its title (the first line of its card that is neither the
+# plot's own text nor its legend, which starts with the run's name, arguments[0]), and
+# the plotly bars and line paths in it.
 CHARTS_JS = """
 return Array.from(document.querySelectorAll('.js-plotly-plot')).map(p => {
-  let card = p;
-  for (let i = 0; i < 8 && card.parentElement; i++) {
+  const own = new Set(p.innerText.split('\\n').map(s => s.trim()));
+  let card = p, title = '';
+  for (let i = 0; i < 10 && card.parentElement && !title; i++) {
     card = card.parentElement;
-    if (card.innerText && card.innerText.split('\\n')[0].trim() && card.offsetHeight > 200) break;
+    title = card.innerText.split('\\n').map(s => s.trim())
+                .find(s => s && !own.has(s) && !s.startsWith(arguments[0])) || '';
   }
-  return {title: card.innerText.split('\\n')[0].trim(),
+  return {title: title,
           bars: p.querySelectorAll('.barlayer .point').length,
           lines: p.querySelectorAll('.scatterlayer .trace .lines path').length};
 });"""
 
 
-def charts(driver, expected: int) -> dict[str, list[str]]:
+def charts(driver, expected: set, run_name: str) -> dict[str, list[str]]:
     """{chart title: its kinds, "bar" or "line"} of the page's charts (a title is the name
-    after the group: test/ce and valid/ce are both "ce"), scrolling each into view (the UI
-    draws charts as they appear); waits until ``expected`` are drawn."""
-    deadline, seen = time.monotonic() + PAGE_TIMEOUT, {}
-    while True:
-        for card in driver.find_elements("css selector", "[data-testid], .js-plotly-plot"):
-            driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", card)
-        time.sleep(1.0)
-        drawn = {}
-        for chart in driver.execute_script(CHARTS_JS):
+    after the group: test/ce and valid/ce are both "ce"), read while scrolling through
+    them (the UI draws charts as they come into view, and may drop those that leave);
+    waits until the ``expected`` (title, kind) pairs were seen, or PAGE_TIMEOUT."""
+    deadline, seen = time.monotonic() + PAGE_TIMEOUT, set()
+    while not expected <= seen and time.monotonic() < deadline:
+        time.sleep(1.5)                                 # let the visible ones draw
+        for chart in driver.execute_script(CHARTS_JS, run_name):
             if chart["bars"] or chart["lines"]:
-                drawn.setdefault(chart["title"], []).append("bar" if chart["bars"] else "line")
-        if sum(map(len, drawn.values())) >= sum(map(len, seen.values())):
-            seen = drawn
-        if sum(map(len, seen.values())) >= expected or time.monotonic() > deadline:
-            return {title: sorted(kinds) for title, kinds in seen.items()}
+                seen.add((chart["title"], "bar" if chart["bars"] else "line"))
+        if not driver.execute_script(SCROLL_JS, False):  # at the bottom: from the top again
+            driver.execute_script(SCROLL_JS, True)
+    kinds = {}
+    for title, kind in sorted(seen):
+        kinds.setdefault(title, []).append(kind)
+    return kinds
+
+
+def logged_charts(client, run) -> dict[str, list[str]]:
+    """{chart title: kinds} as the run's metrics should be drawn: a line where a metric has
+    points at steps of 1 and more, a bar where its one point is at step 0."""
+    kinds = {}
+    for key in run.data.metrics:
+        steps = {m.step for m in client.get_metric_history(run.info.run_id, key)}
+        kinds.setdefault(key.split("/")[-1], set()).add("line" if max(steps) >= 1 else "bar")
+    return {title: sorted(k) for title, k in sorted(kinds.items())}
 
 
 def wait_for_text(driver, text: str) -> str:
@@ -163,7 +188,10 @@ def look(url: str, out: Path) -> dict:
         seen["overview"] = wait_for_text(driver, "One-epoch smoke run")
         driver.save_screenshot(str(out / "run-overview.png"))
         driver.get(f"{base}/runs/{run.info.run_id}/model-metrics")
-        seen["run_charts"] = charts(driver, expected=len(run.data.metrics))
+        seen["logged_charts"] = logged_charts(client, run)
+        expected = {(title, kind) for title, kinds in seen["logged_charts"].items()
+                    for kind in kinds}
+        seen["run_charts"] = charts(driver, expected, run.info.run_name)
         driver.execute_script("window.scrollTo(0, 0)")
         driver.save_screenshot(str(out / "run-charts.png"))
 
