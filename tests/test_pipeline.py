@@ -1,15 +1,11 @@
 """wordnet.pipeline: the stages, run() and the run folder's record."""
-import dataclasses
 import json
 import subprocess
 import sys
-from pathlib import Path
 
-import numpy as np
 import pytest
 
 from wordnet import checkpoint, pipeline, recipes
-from wordnet.recipes import Config
 from wordnet.rundir import RunDir, latest_run
 
 TINY = {"backend": "exact", "epochs": "1", "early_stop": "20"}

@@ -1,7 +1,6 @@
 """wordnet.reproduce: the checks on the published model and on the model just trained,
 through the reproduce stage itself."""
 import json
-import shutil
 
 import numpy as np
 import pytest

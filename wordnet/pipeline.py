@@ -20,7 +20,7 @@ from .model import Model, default_threads
 from .recipes import Recipe, with_overrides
 from .reproduce import reproduce
 from .rundir import (CE_PLOT, CHECKPOINT, EMBEDDING_PAGE, EMBEDDING_PLOT, HISTORY, METRICS,
-                     RECIPE, REPORT, REPORT_JSON, SWEEP, VOCAB, RunDir, check_space,
+                     RECIPE, REPORT, REPORT_JSON, VOCAB, RunDir, check_space,
                      check_writable, space_needed)
 from .tracking import NoRun
 from .train import Diverged, Position, Trainer, evaluate
@@ -49,7 +49,7 @@ class PipelineRun:
         self.register = register                    # a registered model's name, for the model
         self.wrote_model = False                    # whether this run changed the folder's model
         self._evaluated = {}                        # split -> Metrics of this run's model
-        self.step = 0                               # the last training iteration, for metrics
+        self.step = 0                               # the last training iteration: valid/ce ends there
         self.metrics = self.folder.read_json(METRICS) or {}
 
     def execute(self, stages) -> dict:
