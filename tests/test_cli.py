@@ -417,3 +417,10 @@ def test_out_of_the_box_the_reference_recipe_is_the_c_programs(tmp_path):
     c_full = Predictor(load_embedded("c_full.bin")[1], Vocabulary.embedded())
     assert [line.split()[1] for line in done.stdout.splitlines()] == [
         p.word for p in c_full.predict("have a good", 5)]                 # time, team, one, ...
+
+
+def test_an_empty_registered_name_is_refused_before_anything_runs(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    error = one_line_error(invoke("run", "--stage", "train", *TINY, "--register", " "), 2)
+    assert "--register" in error and "--no-register" in error
+    assert list(tmp_path.iterdir()) == []                   # no folder, no store

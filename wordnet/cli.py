@@ -142,6 +142,9 @@ def run(stages, sets, from_run, resume, register, no_register, recipe, data_dir,
         raise click.UsageError("--from-run needs MLflow: drop --no-tracking")
     if from_run and "train" in chosen:
         raise click.UsageError("--from-run gives a trained model: drop --stage train")
+    if not no_register and not register.strip():
+        raise click.BadParameter("give the registered model a name, or pass --no-register",
+                                 param_hint="--register")
     if resume and ("train" not in chosen or not out or sets):
         raise click.UsageError("--resume continues the training stopped in --out DIR, with "
                                "its recipe: give --out, keep --stage train, drop --set")
