@@ -572,7 +572,7 @@ def print_environment(env: dict) -> None:
 
 
 # ----------------------------------------------------------------------------
-# --tracking: the quick pipeline with and without MLflow
+# --tracking: the quick and reference pipelines with and without MLflow
 # ----------------------------------------------------------------------------
 
 def pipeline_executable() -> str | None:
@@ -580,79 +580,85 @@ def pipeline_executable() -> str | None:
     return str(beside) if beside.is_file() else shutil.which("wordnet-pipeline")
 
 
+TRACKING_RECIPES = ("quick", "reference")
+
+
 def tracking_section(data_dir: Path, repeats: int, foreign_limit: float,
                      wait_idle: float) -> dict:
-    """Wall time of `wordnet-pipeline run --pipeline quick` with and without tracking.
+    """Wall time of `wordnet-pipeline run --pipeline RECIPE`, untracked then tracked,
+    ``repeats`` pairs per recipe, each run in a fresh temporary folder.
 
-    Each run happens in a fresh temporary folder, with MLFLOW_TRACKING_URI
-    pointing at a store there, so nothing lands in the repository.  The
-    tracked runs share one store: the first pays for creating it ("cold").
+    The tracked runs share one SQLite store in the temporary folder (nothing lands
+    in the repository); a first tracked quick run creates it and is reported on its
+    own ("new store"), so that the pairs compare an untracked run with a run
+    tracked into an existing store, the usual case.  A pair's difference is the
+    tracking's cost; the median over the pairs is reported.
     """
-    print("\n== Tracking overhead: wordnet-pipeline run --pipeline quick ==")
+    print("\n== Tracking overhead: wordnet-pipeline run, untracked and tracked ==")
     exe = pipeline_executable()
-    reason, help_text = None, ""
+    reason = None
     if exe is None:
         reason = "no wordnet-pipeline console script"
     else:
         probe = subprocess.run([exe, "run", "--help"], capture_output=True, text=True, timeout=120)
-        help_text = probe.stdout
         if probe.returncode != 0:
             last = (probe.stderr.strip().splitlines() or [f"exit status {probe.returncode}"])[-1]
             reason = f"`wordnet-pipeline run --help` failed: {last}"
-        elif "--no-tracking" not in help_text or "--pipeline" not in help_text:
-            reason = "`wordnet-pipeline run` has no --pipeline or --no-tracking option"
     if reason:
         print(f"skipped: wordnet-pipeline not available ({reason})")
         return {"skipped": reason}
 
-    results = {"tracking": [], "no_tracking": [], "foreign_cpu": [], "errors": []}
+    results = {"errors": []}
     meter = CpuMeter()
     with tempfile.TemporaryDirectory(prefix="wordnet-bench-") as tmp:
-        # One tracking store for the tracked runs, in the temporary folder.
-        env = dict(os.environ, WORDNET_DATA_DIR=str(data_dir),
-                   MLFLOW_TRACKING_URI=f"sqlite:///{Path(tmp) / 'mlflow.db'}")
-        for r in range(repeats):
-            for tracked in (False, True):
-                workdir = Path(tempfile.mkdtemp(dir=tmp))    # the run's cwd: artifacts land here
-                cmd = [exe, "run", "--pipeline", "quick"]
-                if "--data-dir" in help_text:
-                    cmd += ["--data-dir", str(data_dir)]
-                if "--out" in help_text:
-                    cmd += ["--out", str(workdir / "out")]
-                if not tracked:
-                    cmd.append("--no-tracking")
-                meter.wait_idle(foreign_limit, wait_idle)
-                before, t0 = meter.sample(), time.perf_counter()
-                proc = subprocess.run(cmd, cwd=workdir, env=env, capture_output=True, text=True,
-                                      stdin=subprocess.DEVNULL)
-                seconds = time.perf_counter() - t0
-                foreign = meter.foreign(before, meter.sample())
-                shown = " ".join(["wordnet-pipeline"] + cmd[1:]).replace(str(workdir), "TMP")
-                if proc.returncode != 0:
-                    tail = "\n    ".join(proc.stderr.strip().splitlines()[-5:])
-                    print(f"  {shown}: FAILED (exit {proc.returncode})\n    {tail}")
-                    results["errors"].append({"cmd": shown, "returncode": proc.returncode,
-                                              "stderr_tail": proc.stderr[-2000:]})
+        env = dict(os.environ, MLFLOW_TRACKING_URI=f"sqlite:///{Path(tmp) / 'mlflow.db'}")
+
+        def timed(recipe: str, tracked: bool) -> float | None:
+            workdir = Path(tempfile.mkdtemp(dir=tmp))        # the run's cwd: artifacts land here
+            cmd = [exe, "run", "--pipeline", recipe, "--data-dir", str(data_dir),
+                   "--out", str(workdir / "out")] + ([] if tracked else ["--no-tracking"])
+            meter.wait_idle(foreign_limit, wait_idle)
+            before, t0 = meter.sample(), time.perf_counter()
+            proc = subprocess.run(cmd, cwd=workdir, env=env, capture_output=True, text=True,
+                                  stdin=subprocess.DEVNULL)
+            seconds = time.perf_counter() - t0
+            foreign = meter.foreign(before, meter.sample())
+            shown = " ".join(["wordnet-pipeline"] + cmd[1:]).replace(str(workdir), "TMP")
+            if proc.returncode != 0:
+                tail = "\n    ".join(proc.stderr.strip().splitlines()[-5:])
+                print(f"  {shown}: FAILED (exit {proc.returncode})\n    {tail}")
+                results["errors"].append({"cmd": shown, "returncode": proc.returncode,
+                                          "stderr_tail": proc.stderr[-2000:]})
+                return None
+            print(f"  {shown}\n      {seconds:7.2f} s  (others used {foreign:.2f} cores)")
+            return seconds
+
+        new_store = timed("quick", True)
+        if new_store is None:
+            return results
+        results["quick_new_store_seconds"] = new_store
+        for recipe in TRACKING_RECIPES:
+            pairs = []
+            for _ in range(repeats):
+                untracked = timed(recipe, False)
+                tracked = timed(recipe, True) if untracked is not None else None
+                if tracked is None:
                     return results
-                results["tracking" if tracked else "no_tracking"].append(seconds)
-                results["foreign_cpu"].append(foreign)
-                cold = ", new tracking store" if tracked and r == 0 else ""
-                print(f"  {shown}\n      {seconds:7.2f} s  (others used {foreign:.2f} cores{cold})")
-    no, tracked = min(results["no_tracking"]), results["tracking"]
-    results["overhead_seconds_new_store"] = tracked[0] - no
-    line = (f"  tracking costs {tracked[0] - no:+.2f} s ({(tracked[0] - no) / no:+.0%}) with a "
-            f"new store ({tracked[0]:.2f} s against {no:.2f} s without tracking)")
-    if len(tracked) > 1:
-        extra = min(tracked[1:]) - no
-        results["overhead_seconds_existing_store"] = extra
-        line += f", {extra:+.2f} s ({extra / no:+.0%}) with an existing one"
-    print(line)
+                pairs.append((untracked, tracked))
+            cost = statistics.median(t - u for u, t in pairs)
+            untracked = statistics.median(u for u, _ in pairs)
+            results[recipe] = {"pairs": pairs, "overhead_seconds": cost,
+                               "untracked_seconds": untracked}
+            print(f"  {recipe}: tracking costs {cost:+.2f} s ({cost / untracked:+.0%} of the "
+                  f"untracked {untracked:.2f} s), median of {len(pairs)} pair(s)")
+    quick = results["quick"]["untracked_seconds"]
+    print(f"  a new store: the first tracked quick run took {new_store:.2f} s")
     # The floor any MLflow tracking pays: importing it, in a fresh interpreter.
     floor = min(_seconds([sys.executable, "-c", "import mlflow"]) for _ in range(repeats))
     floor -= min(_seconds([sys.executable, "-c", "import numpy"]) for _ in range(repeats))
     results["mlflow_import_seconds"] = floor
     print(f"  importing mlflow alone takes {floor:.2f} s more than importing numpy: "
-          f"{floor / no:.0%} of the untracked run")
+          f"{floor / quick:.0%} of the untracked quick run")
     return results
 
 
@@ -884,11 +890,12 @@ def parse_args(argv=None):
     ap.add_argument("--profile", action="store_true",
                     help="also time each compiled kernel of our fast backend's update")
     ap.add_argument("--tracking", action="store_true",
-                    help="also time the quick pipeline with and without MLflow tracking")
+                    help="also time the quick and reference pipelines with and without "
+                         "MLflow tracking")
     ap.add_argument("--inference", action="store_true",
                     help="also time predictions for 10,000 contexts (API, pyfunc, forward pass)")
-    ap.add_argument("--tracking-repeats", type=int, default=1,
-                    help="pairs of pipeline runs for --tracking (default 1)")
+    ap.add_argument("--tracking-repeats", type=int, default=2,
+                    help="pairs of pipeline runs per recipe for --tracking (default 2)")
     ap.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     return ap.parse_args(argv)
 

@@ -136,3 +136,51 @@ def test_epochs_are_marked():
     assert shown == [1, 2, 3, 4]                        # epoch e begins at tick e
     fig, ax = curves(np.linspace(5.5, 4.5, 50), batches_per_epoch=300)   # one epoch, unfinished
     assert ax.child_axes == []
+
+
+# -- drawing in another process -----------------------------------------------------------
+
+def test_the_painter_draws_in_order_in_another_process(tmp_path, published):
+    W1, words = published
+    painter = plots.Painter()
+    try:
+        painter.draw(plots.ce_curves, tmp_path / "ce.png", [5.0, 4.0, 3.5], [(2, 4.2)], 2,
+                     title="first")
+        painter.draw(plots.embedding_map, tmp_path / "map.png", W1, words,
+                     html=tmp_path / "map.html", also=[tmp_path / "map.html"])
+        painter.draw(plots.ce_curves, tmp_path / "ce.png", [5.0, 4.0, 3.5], [(2, 4.2)], 2,
+                     title="second", final_valid_ce=3.9)
+        assert not (tmp_path / "map.png").exists()        # draw() did not wait for it
+        drawn = painter.wait()
+        assert drawn == [tmp_path / "ce.png", tmp_path / "map.png", tmp_path / "map.html",
+                         tmp_path / "ce.png"]
+        assert all(path.stat().st_size > 0 for path in drawn)
+        assert painter.wait() == []                          # each file is returned once
+        # the second CE plot, drawn after the first, is the one on disk
+        again = tmp_path / "again.png"
+        plots.ce_curves(again, [5.0, 4.0, 3.5], [(2, 4.2)], 2, title="second",
+                        final_valid_ce=3.9)
+        assert (tmp_path / "ce.png").read_bytes() == again.read_bytes()
+    finally:
+        painter.close()
+
+
+def test_a_plot_that_fails_is_an_error_naming_it_and_the_painter_goes_on(tmp_path):
+    painter = plots.Painter()
+    try:
+        painter.draw(plots.ce_curves, tmp_path / "no-such-folder" / "ce.png", [5.0], [], 1)
+        with pytest.raises(plots.PlotError, match=r"cannot draw ce.png: .*no-such-folder"):
+            painter.wait()
+        painter.draw(plots.ce_curves, tmp_path / "ce.png", [5.0], [], 1)
+        assert painter.wait() == [tmp_path / "ce.png"]
+    finally:
+        painter.close()
+
+
+def test_a_painter_whose_process_died_says_so(tmp_path):
+    painter = plots.Painter()
+    painter.draw(plots.ce_curves, tmp_path / "ce.png", [5.0], [], 1)
+    painter._process.kill()
+    with pytest.raises(plots.PlotError, match="the drawing process ended"):
+        painter.wait()
+    painter.close()

@@ -51,6 +51,7 @@ class PipelineRun:
         self._evaluated = {}                        # split -> Metrics of this run's model
         self.step = 0                               # the last training iteration: valid/ce ends there
         self.metrics = self.folder.read_json(METRICS) or {}
+        self.painter = plots.Painter()              # the plots, drawn while the run goes on
 
     def execute(self, stages) -> dict:
         config, recipe, commit = self.config, self.recipe, tracking.git_commit()
@@ -68,10 +69,14 @@ class PipelineRun:
                   f"backend, {config.dtype}) -> {self.out}/")
         if self.tracked.run_id:
             self.echo(f"MLflow run {self.tracked.run_name!r}: {self.tracked.page}")
-        self.load()                                 # every stage needs the data
-        for stage in STAGES[1:]:
-            if stage in stages:
-                getattr(self, stage)()
+        try:
+            self.load()                             # every stage needs the data
+            for stage in STAGES[1:]:
+                if stage in stages:
+                    getattr(self, stage)()
+            self.tracked.log_artifacts(*self.painter.wait())
+        finally:
+            self.painter.close()                    # after an error: stops the drawing
         return self.metrics
 
     # -- stages ---------------------------------------------------------------------------
@@ -138,10 +143,12 @@ class PipelineRun:
         self._save_model(model)
         self.folder.write_json(HISTORY, {"train_ce": history.train_ce,
                                          "valid_ce": history.valid_ce})
-        plots.ce_curves(self.out / CE_PLOT, history.train_ce, history.valid_ce,
-                        len(data.train) // cfg.batch_size, title=self._plot_title())
-        plots.embedding_map(self.out / EMBEDDING_PLOT, model.W1, data.vocab.words,
-                            title=self._plot_title(), html=self.out / EMBEDDING_PAGE)
+        self.painter.draw(plots.ce_curves, self.out / CE_PLOT, history.train_ce,
+                          history.valid_ce, len(data.train) // cfg.batch_size,
+                          title=self._plot_title())
+        self.painter.draw(plots.embedding_map, self.out / EMBEDDING_PLOT, model.W1,
+                          data.vocab.words, title=self._plot_title(),
+                          html=self.out / EMBEDDING_PAGE, also=[self.out / EMBEDDING_PAGE])
         self.echo(f"trained: {history.updates:,} updates in {history.seconds:.1f} s "
                   f"({history.updates_per_second:,.0f} updates/s), training CE "
                   f"{history.train_ce[-1]:.6f}")
@@ -149,7 +156,7 @@ class PipelineRun:
                       "perf/train_seconds": history.seconds,
                       "perf/updates_per_second": history.updates_per_second})
         self.tracked.log_artifacts(*(self.out / name for name in (
-            CHECKPOINT, VOCAB, RECIPE, HISTORY, CE_PLOT, EMBEDDING_PLOT, EMBEDDING_PAGE)))
+            CHECKPOINT, VOCAB, RECIPE, HISTORY)))   # the plots when drawn: execute()
         example = " ".join(data.vocab.words[i] for i in data.test[0, :-1])
         self.tracked.log_model(self.out / CHECKPOINT, self.out / VOCAB, example,
                                self.recipe.model_name(), self.register)
@@ -237,11 +244,11 @@ class PipelineRun:
         history = self.folder.read_json(HISTORY)
         if not history:
             return                                  # a model trained elsewhere: no curves
-        plots.ce_curves(self.out / CE_PLOT, history["train_ce"],
-                        [tuple(point) for point in history["valid_ce"]],
-                        len(self.dataset.train) // self.config.batch_size,
-                        title=self._plot_title(), final_valid_ce=self.metrics["valid/final_ce"])
-        self.tracked.log_artifacts(self.out / CE_PLOT)
+        self.painter.draw(plots.ce_curves, self.out / CE_PLOT, history["train_ce"],
+                          [tuple(point) for point in history["valid_ce"]],
+                          len(self.dataset.train) // self.config.batch_size,
+                          title=self._plot_title(),
+                          final_valid_ce=self.metrics["valid/final_ce"])
 
     def _record(self, metrics: dict, dataset=None):
         """Final figures: into metrics.json, and to MLflow at step 0, which its UI draws as

@@ -29,10 +29,10 @@ SHOWN = ("valid/final_ce", "test/ce", "valid/top1", "train/final_ce", "perf/upda
 
 def sweep(recipe: Recipe, grid: list[dict[str, str]], stages, out: Path, data_dir: Path | None,
           track: bool = False, run_name: str | None = None, echo=print,
-          progress=None) -> list[dict]:
+          progress=None, dataset=None) -> list[dict]:
     """One run per combination of ``grid``, nested under one parent run.  A run that
     fails is reported and the sweep goes on.  Returns a row per run, best first."""
-    dataset = load_dataset(data_dir)
+    dataset = dataset or load_dataset(data_dir)
     check_writable(out)
     axes = {key: list(dict.fromkeys(c[key] for c in grid)) for key in grid[0]}
     varying = [key for key, values in axes.items() if len(values) > 1]   # first in the names
