@@ -97,6 +97,26 @@ def test_a_server_that_never_answers_fails_in_seconds(monkeypatch):
         assert time.monotonic() - start < 5
 
 
+def test_runs_started_together_on_a_store_whose_folder_is_missing_all_land(tmp_path):
+    """Three processes at once on sqlite:///new/mlflow.db, new/ not there yet: each
+    creates the tables under the lock (without it, all three failed with "table
+    _alembic_tmp_tags already exists" and the store stayed broken)."""
+    from mlflow import MlflowClient
+    uri = f"sqlite:///{tmp_path / 'new' / 'mlflow.db'}"
+    code = ("import sys; from wordnet import tracking; tracking.connect(sys.argv[1], 'cold'); "
+            "run = tracking.start_run('r'); r = run.__enter__(); r.log_params({'a': 1}); "
+            "run.__exit__(None, None, None)")
+    starts = [subprocess.Popen([sys.executable, "-c", code, uri], cwd=tmp_path,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+              for _ in range(3)]
+    outputs = [p.communicate(timeout=300)[0] for p in starts]
+    assert [p.returncode for p in starts] == [0, 0, 0], outputs
+    client = MlflowClient(uri)
+    [experiment] = [e for e in client.search_experiments() if e.name == "cold"]
+    runs = client.search_runs([experiment.experiment_id])
+    assert len(runs) == 3 and {r.info.status for r in runs} == {"FINISHED"}
+
+
 def test_an_unusable_store_fails_with_a_hint(tmp_path):
     import mlflow
     (tmp_path / "file").write_text("")
@@ -143,6 +163,43 @@ def test_a_run_ends_with_the_status_of_what_happened(tracking_uri, error, status
     assert client.get_run(run.run_id).info.status == status
     history = client.get_metric_history(run.run_id, "train_ce")
     assert sorted(m.step for m in history) == list(range(1, 2_001))
+
+
+@pytest.mark.parametrize("where", ["plots and model logging", "validate", "test", "reproduce"])
+def test_sigterm_in_any_stage_ends_the_run_killed_and_recorded(where, tracking_uri, data_dir,
+                                                               tmp_path, monkeypatch):
+    """SIGTERM outside the training loop used to kill the process at once: the MLflow
+    run stayed RUNNING for good and run.json was stale."""
+    import signal
+
+    from click.testing import CliRunner
+    from mlflow import MlflowClient
+
+    from wordnet import pipeline
+    from wordnet.cli import cli
+
+    def terminated(*args, **kwargs):                  # as if `kill PID` came now
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(30)                                # never reached: the signal raises
+        raise AssertionError("SIGTERM did not stop the stage")
+
+    target = {"plots and model logging": (tracking.Run, "log_model"),
+              "validate": (pipeline.PipelineRun, "validate"),
+              "test": (pipeline.PipelineRun, "test"),
+              "reproduce": (pipeline.PipelineRun, "reproduce")}[where]
+    monkeypatch.setattr(*target, terminated)
+    out = tmp_path / "out"
+    result = CliRunner().invoke(cli, [
+        "run", "--pipeline", "quick", "--set", "backend=exact", "--set", "early_stop=20",
+        "--data-dir", str(data_dir), "--out", str(out), "--no-register"])
+    assert result.exit_code == 143, result.output
+    assert "Terminated." in result.output
+    manifest = json.loads((out / "run.json").read_text())
+    assert manifest["status"] == "KILLED"
+    run = MlflowClient().get_run(manifest["mlflow_run_id"])
+    assert run.info.status == "KILLED"
+    assert (out / "model.bin").is_file()              # the training it did is kept
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL   # handler given back
 
 
 # -- end to end -----------------------------------------------------------------------------
@@ -379,3 +436,104 @@ def test_a_stage_alone_takes_the_model_of_an_mlflow_run(tracking_uri, data_dir, 
     assert run.data.params["recipe"] == "quick" and run.data.params["early_stop"] == "5"
     assert "test/ce" in run.data.metrics
     assert run.info.run_name == "stop=5 · quick · exact · test"          # trains nothing
+
+
+def test_a_tracking_server_lost_mid_run_costs_seconds_and_the_run_finishes(
+        empty_store, data_dir, tmp_path, servers):
+    """A server killed mid-run used to mean 4-8 minutes of silent retries, then a
+    traceback-like line and run.json saying FAILED though model.bin was good.  Now the
+    first failed request (its retries bounded: here 2 tries of 2 s) loses the
+    tracking, the run says so and goes on, and ends with exit status 1 and run.json
+    saying what was not logged."""
+    import signal
+    shutil.copy(empty_store, tmp_path / "server.db")
+    port = servers.free_port()
+    url = f"http://127.0.0.1:{port}"
+    out = tmp_path / "out"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "MLFLOW_HTTP_REQUEST_TIMEOUT": "2",
+           "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1"}
+    with servers.start([str(BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port),
+                        "--workers", "1", "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
+                        "--artifacts-destination", str(tmp_path / "server-artifacts")],
+                       f"{url}/health", tmp_path / "server.log", timeout=120,
+                       env={"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}, cwd=tmp_path) as server:
+        run = subprocess.Popen(
+            [str(BIN / "wordnet-pipeline"), "run", "--stage", "train", "--stage", "validate",
+             "--pipeline", "quick", "--set", "backend=exact", "--set", "early_stop=1500",
+             "--data-dir", str(data_dir), "--out", str(out), "--tracking-uri", url,
+             "--no-register"],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=tmp_path)
+        seen = []
+        for line in run.stdout:                       # the MLflow run exists: kill the server
+            seen.append(line)
+            if line.startswith("MLflow run "):
+                break
+        os.killpg(server.pid, signal.SIGKILL)
+        server.wait()
+        killed = time.monotonic()
+        rest, _ = run.communicate(timeout=600)
+        seconds = time.monotonic() - killed
+    output = "".join(seen) + rest
+    assert run.returncode == 1, output
+    assert seconds < 60, output                       # training and validation take ~10 s
+    assert "the run goes on without tracking" in output
+    assert output.count("MLflow: ") == 1              # said once, not per call
+    last = output.strip().splitlines()[-1]
+    assert last.startswith("Error: the run finished in") and "MLflow did not take" in last
+    manifest = json.loads((out / "run.json").read_text())
+    assert manifest["status"] == "FINISHED" and manifest["mlflow_not_logged"]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["perf/updates"] == 1500 and "valid/final_ce" in metrics
+    assert (out / "model.bin").stat().st_size > 0
+
+
+def test_log_puts_a_finished_folder_into_mlflow_as_the_run_would_have(tracking_uri, data_dir,
+                                                                     tmp_path):
+    """`wordnet-pipeline log --out DIR`: what a run that lost its tracking logs later."""
+    from click.testing import CliRunner
+    from mlflow import MlflowClient
+
+    from wordnet.cli import cli
+    out = tmp_path / "out"
+    ran = CliRunner().invoke(cli, [
+        "run", "--pipeline", "quick", "--set", "backend=exact", "--set", "early_stop=30",
+        "--set", "validation_period=10", "--stage", "train", "--stage", "validate",
+        "--stage", "test", "--data-dir", str(data_dir), "--out", str(out), "--no-tracking"])
+    assert ran.exit_code == 0, ran.output
+    logged = CliRunner().invoke(cli, ["log", "--out", str(out), "--data-dir", str(data_dir),
+                                      "--experiment", "later"])
+    assert logged.exit_code == 0, logged.output
+    manifest = json.loads((out / "run.json").read_text())
+    client = MlflowClient()
+    run = client.get_run(manifest["mlflow_run_id"])
+    assert run.info.status == "FINISHED" and run.info.run_name == manifest["mlflow_run_name"]
+    assert run.info.run_name.startswith("stop=30 every=10 · quick · exact")
+    assert run.data.params["early_stop"] == "30" and run.data.tags["wordnet.logged_later"]
+    history = json.loads((out / "history.json").read_text())
+    curve = client.get_metric_history(run.info.run_id, "train/ce_running_mean")
+    assert [(m.step, m.value) for m in curve] == list(enumerate(history["train_ce"], 1))
+    valid = sorted((m.step, m.value) for m in
+                   client.get_metric_history(run.info.run_id, "valid/ce"))
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert valid[-1] == (len(history["train_ce"]), metrics["valid/final_ce"])
+    for key, value in metrics.items():                 # the finals, as bars (step 0)
+        [point] = client.get_metric_history(run.info.run_id, key)
+        assert (point.step, point.value) == (0, value)
+    [model] = client.search_logged_models(experiment_ids=[run.info.experiment_id])
+    assert model.source_run_id == run.info.run_id
+    assert {m.key for m in model.metrics} >= {"test/ce", "valid/final_ce"}
+    assert client.get_registered_model("wordnet").latest_versions
+    names = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"model.bin", "history.json", "ce_curves.png", "embeddings.png"} <= names
+
+
+def test_log_refuses_a_folder_without_a_run(tracking_uri, tmp_path):
+    from click.testing import CliRunner
+
+    from wordnet.cli import cli
+    (tmp_path / "empty").mkdir()
+    result = CliRunner().invoke(cli, ["log", "--out", str(tmp_path / "empty")])
+    assert result.exit_code == 1
+    assert result.output.strip().splitlines()[-1] == (
+        f"Error: {tmp_path / 'empty'}/ holds no trained model with its run.json and "
+        "recipe.json: nothing to log")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gc
 import json
+import signal
 import sys
 import time
 from datetime import datetime
@@ -26,7 +27,8 @@ DEBUG = "wordnet.debug"
 EPILOG = """\b
 Exit status: 0 success; 1 failure (training diverged, a reproduction check
 failed, a missing file or an unreachable server); 2 usage error (bad option,
---set key or value, or input words); 130 interrupted (Ctrl-C).
+--set key or value, or input words); 130 interrupted (Ctrl-C); 143 terminated
+(SIGTERM).
 """
 
 
@@ -35,14 +37,27 @@ class BadInput(click.ClickException):
     exit_code = 2
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM: stops whatever runs as Ctrl-C does (a run ends KILLED, its folder says so)."""
+
+
+def _terminate(signum, frame):
+    raise Terminated()
+
+
 class Group(click.Group):
-    """Turns the package's errors into one-line messages (tracebacks with --debug)."""
+    """Turns the package's errors into one-line messages (tracebacks with --debug), and
+    SIGTERM into :class:`Terminated`."""
 
     def invoke(self, ctx):
+        previous = signal.signal(signal.SIGTERM, _terminate)
         try:
             return super().invoke(ctx)
         except (click.ClickException, click.exceptions.Exit, click.Abort):
             raise
+        except Terminated:
+            click.echo("Terminated.", err=True)
+            raise click.exceptions.Exit(143) from None
         except KeyboardInterrupt:
             click.echo("Interrupted.", err=True)
             raise click.exceptions.Exit(130) from None
@@ -56,6 +71,8 @@ class Group(click.Group):
                 raise click.ClickException(str(e)) from None
             raise click.ClickException(f"unexpected {type(e).__name__}: {e} "
                                        "(run with --debug for the traceback)") from None
+        finally:
+            signal.signal(signal.SIGTERM, previous)
 
 
 @click.group(cls=Group, epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"]})
@@ -158,6 +175,31 @@ def run(stages, sets, from_run, resume, register, no_register, recipe, data_dir,
                  from_run=from_run, echo=click.echo, progress=Progress, dataset=dataset,
                  resume=resume, register=None if no_register else register)
     click.echo(f"done: {out}/")
+
+
+@cli.command(epilog=EPILOG)
+@click.option("--out", required=True, type=click.Path(file_okay=False, exists=True),
+              help="The run's folder.")
+@click.option("--data-dir", type=click.Path(file_okay=False),
+              help="Data folder [default: as for run].")
+@click.option("--tracking-uri", envvar="MLFLOW_TRACKING_URI", show_envvar=True,
+              help="MLflow tracking URI [default: MLflow's, ./mlflow.db].")
+@click.option("--experiment", envvar="MLFLOW_EXPERIMENT_NAME", default="wordnet",
+              show_default=True, help="MLflow experiment.")
+@click.option("--register", metavar="NAME", default="wordnet", show_default=True,
+              help="Register the model in MLflow under NAME.")
+@click.option("--no-register", is_flag=True, help="Log the model, register nothing.")
+def log(out, data_dir, tracking_uri, experiment, register, no_register):
+    """Log a finished run's folder to MLflow, as a new run.
+
+    For a run whose tracking was lost on the way (its run.json says
+    mlflow_not_logged): its parameters, curves, final figures, files and model.
+    """
+    from .backfill import log_folder
+    out, data = Path(out), _find_data(data_dir)
+    dataset = _prepare(out, data, tracking_uri, experiment, False)
+    page = log_folder(out, data, dataset, None if no_register else register, echo=click.echo)
+    click.echo(f"logged {out}/: {page}")
 
 
 @cli.command(epilog=EPILOG)

@@ -32,6 +32,10 @@ class PipelineError(Exception):
     """A stage cannot run (no model) or failed (divergence, failed checks)."""
 
 
+class NotLogged(PipelineError):
+    """The stages ran, but the tracking was lost on the way (the folder has it all)."""
+
+
 class PipelineRun:
     """The stages of one run, sharing the data, the model and the output folder."""
 
@@ -54,17 +58,8 @@ class PipelineRun:
         self.painter = plots.Painter()              # the plots, drawn while the run goes on
 
     def execute(self, stages) -> dict:
-        config, recipe, commit = self.config, self.recipe, tracking.git_commit()
-        self.tracked.log_params(dataclasses.asdict(config) | {
-            "recipe": recipe.name, "wordnet_version": __version__, "git_commit": commit})
-        self.tracked.set_tags({
-            "mlflow.note.content": recipe.note(),          # the run's description in the UI
-            "mlflow.source.git.commit": commit, "wordnet.recipe": recipe.name,
-            "wordnet.stages": ",".join(stages), "wordnet.backend": config.backend,
-            "wordnet.dtype": config.dtype, "wordnet.version": __version__,
-            **{f"wordnet.override.{key}": str(value)
-               for key, value in recipe.overridden().items()},
-            **tracking.machine_tags(default_threads())})
+        config, recipe = self.config, self.recipe
+        self.describe(stages)
         self.echo(f"{', '.join(stages)} ({recipe.name} recipe, {config.backend} "
                   f"backend, {config.dtype}) -> {self.out}/")
         if self.tracked.run_id:
@@ -78,6 +73,20 @@ class PipelineRun:
         finally:
             self.painter.close()                    # after an error: stops the drawing
         return self.metrics
+
+    def describe(self, stages) -> None:
+        """The run's parameters, and the tags that describe it in MLflow's UI."""
+        config, recipe, commit = self.config, self.recipe, tracking.git_commit()
+        self.tracked.log_params(dataclasses.asdict(config) | {
+            "recipe": recipe.name, "wordnet_version": __version__, "git_commit": commit})
+        self.tracked.set_tags({
+            "mlflow.note.content": recipe.note(),          # the run's description in the UI
+            "mlflow.source.git.commit": commit, "wordnet.recipe": recipe.name,
+            "wordnet.stages": ",".join(stages), "wordnet.backend": config.backend,
+            "wordnet.dtype": config.dtype, "wordnet.version": __version__,
+            **{f"wordnet.override.{key}": str(value)
+               for key, value in recipe.overridden().items()},
+            **tracking.machine_tags(default_threads())})
 
     # -- stages ---------------------------------------------------------------------------
 
@@ -229,7 +238,7 @@ class PipelineRun:
             figures["valid/final_ce"] = figures.pop("valid/ce")
             if self.step:                   # which ends with this one, after the training
                 self.tracked.log_metric("valid/ce", m.ce, self.step)
-        self._record(figures, dataset=(split, self.dataset.files[self._file_of(split)][:20]))
+        self._record(figures, dataset=self.dataset_link(split))
 
     def _plot_title(self) -> str:
         """Names the run in its plots: the MLflow run's name ("lr=0.2 · quick · fast"),
@@ -257,6 +266,10 @@ class PipelineRun:
         self.metrics.update(metrics)
         self.folder.write_json(METRICS, self.metrics)
         self.tracked.log_metrics(metrics, step=0, dataset=dataset)
+
+    def dataset_link(self, split: str) -> tuple[str, str]:
+        """(name, digest) of the dataset a ``split``'s figures are about, as logged by load."""
+        return split, self.dataset.files[self._file_of(split)][:20]
 
     def _file_of(self, split: str) -> str:
         """The data file ``split`` was read from: its CSV file, or raw_sentences.txt."""
@@ -290,7 +303,7 @@ def run(recipe: Recipe, overrides: dict[str, str], stages, out: Path, data_dir: 
     dataset = dataset or load_dataset(data_dir)
     check_writable(out)
     folder = RunDir(out)
-    status, run_id, pipeline_run = "FAILED", None, None
+    status, run_id, pipeline_run, tracked = "FAILED", None, None, NoRun()
     try:
         if from_run:
             download_run(from_run, out)
@@ -306,15 +319,21 @@ def run(recipe: Recipe, overrides: dict[str, str], stages, out: Path, data_dir: 
                                        dataset, resume, register)
             metrics = pipeline_run.execute(stages)
         status = "FINISHED"
-        return metrics
     except KeyboardInterrupt:
         status = "KILLED"
         raise
     finally:
         changed = pipeline_run is not None and pipeline_run.wrote_model
+        lost = getattr(tracked, "lost", None)
         if status == "FINISHED" or changed or not folder.has_manifest():
             folder.write_manifest(status=status, recipe=recipe.name, stages=list(stages),
-                                  mlflow_run_id=run_id, mlflow_run_name=run_name if run_id else None)
+                                  mlflow_run_id=run_id, mlflow_run_name=run_name if run_id else None,
+                                  **({"mlflow_not_logged": lost} if lost else {}))
+    if lost:
+        raise NotLogged(f"the run finished in {out}/, but MLflow did not take all of it "
+                        f"({lost}); `wordnet-pipeline log --out {out}` logs it when the "
+                        "store is back")
+    return metrics
 
 
 def download_run(run_id: str, out: Path) -> None:

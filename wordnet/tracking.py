@@ -13,6 +13,7 @@ import os
 import platform
 import queue
 import subprocess
+import sys
 import threading
 import time
 import urllib.error
@@ -41,14 +42,17 @@ class MetricQueue:
     """(key, value, step) points, logged in batches by a worker thread.
 
     ``send`` receives lists of ``(key, value, timestamp_ms, step)``.  The first
-    error in the worker is raised, once, by the next :meth:`flush` or
-    :meth:`close`; the points after it are dropped rather than retried.
+    error in the worker goes to ``on_error`` at once, and is raised, once, by the
+    next :meth:`flush` or :meth:`close`; the points after it are dropped rather
+    than retried.
     """
 
     _STOP = object()
 
-    def __init__(self, send, max_batch: int = MAX_BATCH, interval: float = FLUSH_INTERVAL):
+    def __init__(self, send, max_batch: int = MAX_BATCH, interval: float = FLUSH_INTERVAL,
+                 on_error=None):
         self._send, self._max_batch, self._interval = send, max_batch, interval
+        self._on_error = on_error
         self._queue = queue.SimpleQueue()
         self._error: Exception | None = None
         self._reported = False
@@ -106,6 +110,8 @@ class MetricQueue:
             self._send(points)
         except Exception as e:                                 # kept for the main thread
             self._error = e
+            if self._on_error is not None:
+                self._on_error(e)
 
 
 class NoRun:
@@ -126,24 +132,46 @@ class NoRun:
 
 
 class Run(NoRun):
-    """An active MLflow run (the fluent API's current run)."""
+    """An active MLflow run (the fluent API's current run).
+
+    The first call MLflow fails (a server gone, a store that cannot be written)
+    loses the tracking: it is said once, on stderr, and the run goes on without
+    it, every later call skipped rather than waited for; :attr:`lost` says why.
+    """
 
     def __init__(self, run_id: str, run_name: str, metrics: MetricQueue, page: str):
         self.run_id, self.run_name, self.metrics = run_id, run_name, metrics
         self.page = page                  # the run's page in MLflow's UI
         self.model_id = None              # the logged model, once there is one
         self.version = None               # (registered name, version), if registered
+        self.lost: str | None = None      # why MLflow stopped taking this run's records
+
+    def lose(self, reason: str) -> None:
+        if self.lost is None:
+            self.lost = reason
+            print(f"MLflow: {reason}; the run goes on without tracking", file=sys.stderr,
+                  flush=True)
+
+    def _call(self, what: str, call, *args, **kwargs):
+        """``call(*args, **kwargs)``, unless the tracking is lost; its error loses it."""
+        if self.lost is None:
+            try:
+                return call(*args, **kwargs)
+            except Exception as e:                      # MLflow's, HTTP's, SQLite's, OS's
+                self.lose(f"{what} failed ({_first_line(e)})")
+        return None
 
     def log_params(self, params: dict) -> None:
         import mlflow
-        mlflow.log_params(params)
+        self._call("logging the parameters", mlflow.log_params, params)
 
     def set_tags(self, tags: dict) -> None:
         import mlflow
-        mlflow.set_tags(tags)
+        self._call("setting tags", mlflow.set_tags, tags)
 
     def log_metric(self, key: str, value: float, step: int = 0) -> None:
-        self.metrics.put(key, value, step)
+        if self.lost is None:
+            self.metrics.put(key, value, step)
 
     def log_metrics(self, metrics: dict, step: int = 0, dataset=None) -> None:
         """``metrics`` at ``step``, about the run's logged model (if any) and the
@@ -151,12 +179,13 @@ class Run(NoRun):
         in the UI then shows them, and the models list can rank by them."""
         link = (self.model_id, *(dataset or (None, None)))
         for key, value in metrics.items():
-            self.metrics.put(key, value, step, link)
+            if self.lost is None:
+                self.metrics.put(key, value, step, link)
 
     def log_artifacts(self, *paths: Path) -> None:
         import mlflow
         for path in paths:
-            mlflow.log_artifact(str(path))
+            self._call(f"logging {Path(path).name}", mlflow.log_artifact, str(path))
 
     def log_dataset(self, rows: np.ndarray, name: str, context: str, source: Path,
                     digest: str) -> None:
@@ -170,7 +199,7 @@ class Run(NoRun):
             origin = resolve_dataset_source(str(Path(source).resolve()))
         dataset = mlflow.data.from_numpy(rows[:, :-1], targets=rows[:, -1], source=origin,
                                          name=name, digest=digest[:20])
-        mlflow.log_input(dataset, context=context)
+        self._call(f"logging the {name} dataset", mlflow.log_input, dataset, context=context)
 
     def log_model(self, checkpoint: Path, vocab: Path, example: str, name: str = "model",
                   register: str | None = None) -> None:
@@ -183,13 +212,14 @@ class Run(NoRun):
         wheel = installed_wheel()
         if wheel is not None:
             artifacts["wheel"] = str(wheel)
-        info = mlflow.pyfunc.log_model(
+        info = self._call("logging the model", mlflow.pyfunc.log_model,
             name=name, python_model=str(SERVING_CODE), artifacts=artifacts,
             input_example=([example], {"top_k": 5}), registered_model_name=register,
             pip_requirements=model_requirements(wheel))
-        self.model_id = info.model_id
-        if register:
-            self.version = (register, str(info.registered_model_version))
+        if info is not None:
+            self.model_id = info.model_id
+            if register:
+                self.version = (register, str(info.registered_model_version))
 
     def tag_model(self, tags: dict) -> None:
         """Tags on the logged model and on its registered version, if any."""
@@ -197,13 +227,14 @@ class Run(NoRun):
         if self.model_id is None:
             return
         client = MlflowClient()
-        client.set_logged_model_tags(self.model_id, tags)
+        self._call("tagging the model", client.set_logged_model_tags, self.model_id, tags)
         if self.version:
             for key, value in tags.items():
-                client.set_model_version_tag(*self.version, key, value)
+                self._call("tagging the model version", client.set_model_version_tag,
+                           *self.version, key, value)
 
     def flush(self) -> None:
-        self.metrics.flush()
+        self._call("logging metrics", self.metrics.flush)
 
 
 def model_requirements(wheel: Path | None) -> list[str]:
@@ -240,6 +271,8 @@ def connect(tracking_uri: str | None, experiment: str) -> None:
     """
     if tracking_uri and tracking_uri.startswith(("http://", "https://")):
         _probe(tracking_uri)
+    for name, value in WRITING_HTTP_ENV.items():
+        os.environ.setdefault(name, value)                     # the user's settings win
     import mlflow
     if tracking_uri:
         mlflow.set_tracking_uri(tracking_uri)
@@ -256,6 +289,12 @@ def connect(tracking_uri: str | None, experiment: str) -> None:
 # Reading a model is one or two requests: MLflow's defaults (7 retries with backoff,
 # 120 s a request) would keep `predict` waiting for minutes on a server that is gone.
 READING_HTTP_ENV = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}
+# A run's requests: a server that stops answering costs one request's retries (3 tries
+# of at most 10 s, 1 s and 2 s apart: under 40 s), then the run goes on untracked
+# (Run.lost); MLflow's defaults made that 4-8 minutes of silence.
+WRITING_HTTP_ENV = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10",
+                    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1"}
+LAST_TRY_HTTP_ENV = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "2"}
 
 
 def use_store_for_reading(tracking_uri: str | None) -> None:
@@ -292,9 +331,10 @@ def _local_store(uri: str) -> Path | None:
 @contextmanager
 def _sqlite_lock(uri: str):
     """While connecting to the SQLite store ``uri``, an exclusive lock (flock) on its
-    folder: processes on this machine then create its tables and experiments one at
-    a time.  Not on the database file: closing a descriptor of it would drop SQLite's
-    own locks.  No flock (Windows), no folder, or STORE_LOCK_TIMEOUT over: no lock."""
+    folder, made first if missing: processes on this machine then create its tables
+    and experiments one at a time.  Not on the database file: closing a descriptor
+    of it would drop SQLite's own locks.  No flock (Windows), a folder that cannot
+    be made or opened, or STORE_LOCK_TIMEOUT over: no lock."""
     try:
         import fcntl
     except ImportError:
@@ -303,9 +343,10 @@ def _sqlite_lock(uri: str):
     if fcntl and uri.startswith("sqlite:///"):
         database = Path(uri.removeprefix("sqlite:///").partition("?")[0])
         try:
+            database.parent.mkdir(parents=True, exist_ok=True)
             folder = os.open(database.parent, os.O_RDONLY)
         except OSError:
-            pass                              # MLflow makes it, or says what is wrong
+            pass                              # MLflow says what is wrong
     if folder is None:
         yield
         return
@@ -380,29 +421,41 @@ def start_run(run_name: str | None, tags: dict | None = None, nested: bool = Fal
     run_id, client = active.info.run_id, MlflowClient()
     metrics = MetricQueue(lambda points: client.log_batch(run_id, metrics=[
         Metric(k, v, ts, step, model_id=model, dataset_name=dataset, dataset_digest=digest)
-        for k, v, ts, step, model, dataset, digest in points], synchronous=True))
+        for k, v, ts, step, model, dataset, digest in points], synchronous=True),
+        on_error=lambda e: run.lose(f"logging metrics failed ({_first_line(e)})"))
     run = Run(run_id, active.info.run_name, metrics, page_url(active.info.experiment_id, run_id))
     try:
         yield run
     except BaseException as e:
-        status = "KILLED" if isinstance(e, KeyboardInterrupt) else "FAILED"
-        _end(metrics, status, quiet=True)
+        _end(run, "KILLED" if isinstance(e, KeyboardInterrupt) else "FAILED")
         raise
-    _end(metrics, "FINISHED")
+    _end(run, "FINISHED")
 
 
-def _end(metrics: MetricQueue, status: str, quiet: bool = False) -> None:
-    """End the run with ``status``, FAILED if its metrics could not all be logged;
-    ``quiet`` keeps that error from hiding the one that ended the run."""
+def _end(run: Run, status: str) -> None:
+    """End the run with ``status`` once its metrics are sent.  When the tracking was
+    lost, MLflow gets one short try (FAILED): the store already failed once, and
+    waiting on it again would only delay the exit."""
     import mlflow
-    error = None
     try:
-        metrics.close()
-    except TrackingError as e:
-        error = e
-    mlflow.end_run("FAILED" if error and status == "FINISHED" else status)
-    if error and not quiet:
-        raise error
+        run.metrics.close()
+    except TrackingError:
+        pass                                  # the queue's on_error has lost the run
+    if run.lost is None:
+        run._call("ending the run", mlflow.end_run, status)
+        return
+    saved = {name: os.environ.get(name) for name in LAST_TRY_HTTP_ENV}
+    os.environ.update(LAST_TRY_HTTP_ENV)
+    try:
+        mlflow.end_run("FAILED")              # also ends it in the fluent API's stack
+    except Exception:
+        pass
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def git_commit() -> str:

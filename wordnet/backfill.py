@@ -1,0 +1,83 @@
+"""Logging a run's folder to MLflow after the run: ``wordnet-pipeline log --out DIR``,
+for a run whose tracking was lost on the way (a tracking server gone mid-run).
+
+A new MLflow run gets what the live run would have logged, read from the
+folder: the parameters and tags, the datasets, the training CE (the running
+mean) and the validation CEs at their iterations, the epochs, the final figures
+(linked to the model and the datasets), the files, the model (registered) and
+the reproduction verdict.  The minibatches' own CEs (``train/batch_ce``) are
+not kept in the folder: that curve is missing.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from . import tracking
+from .pipeline import NotLogged, PipelineError, PipelineRun
+from .rundir import (CE_PLOT, CHECKPOINT, EMBEDDING_PAGE, EMBEDDING_PLOT, HISTORY, MANIFEST,
+                     METRICS, RECIPE, REPORT, REPORT_JSON, VOCAB, RunDir)
+
+FILES = (CHECKPOINT, VOCAB, RECIPE, HISTORY, CE_PLOT, EMBEDDING_PLOT, EMBEDDING_PAGE, REPORT,
+         REPORT_JSON)
+
+
+def log_folder(out: Path, data_dir: Path | None, dataset, register: str | None,
+               echo=print) -> str:
+    """Log the finished run in ``out`` as a new MLflow run (of the active experiment);
+    point its run.json at it.  Returns the run's page in MLflow's UI."""
+    folder = RunDir(out)
+    manifest, recipe = folder.read_json(MANIFEST), folder.recipe()
+    if not manifest or recipe is None or not folder.has_model():
+        raise PipelineError(f"{out}/ holds no trained model with its run.json and recipe.json: "
+                            "nothing to log")
+    name = manifest.get("mlflow_run_name") or recipe.label()
+    with tracking.start_run(name) as tracked:
+        run = PipelineRun(recipe, data_dir, out, tracked, echo, dataset=dataset,
+                          register=register)
+        run.describe(manifest.get("stages", []))
+        tracked.set_tags({"wordnet.logged_later": "true"} | (
+            {"wordnet.replaces_run": manifest["mlflow_run_id"]}
+            if manifest.get("mlflow_run_id") else {}))
+        run.load()
+        _log_curves(tracked, folder, len(run.dataset.train) // recipe.config.batch_size)
+        words = run.dataset.vocab.words
+        example = " ".join(words[i] for i in run.dataset.test[0, :-1])
+        tracked.log_model(out / CHECKPOINT, out / VOCAB, example, recipe.model_name(), register)
+        _log_finals(tracked, run, folder.read_json(METRICS) or {})
+        tracked.log_artifacts(*(out / name for name in FILES if (out / name).is_file()))
+        report = folder.read_json(REPORT_JSON)
+        if report:
+            failed = [c["name"] for c in report["checks"] if c["result"] == "FAIL"]
+            tracked.tag_model({"wordnet.reproduce": f"failed: {'; '.join(failed)}" if failed
+                               else "passed"})
+    if tracked.lost:
+        raise NotLogged(f"{out}/ was not logged either ({tracked.lost})")
+    manifest.pop("mlflow_not_logged", None)
+    folder.write_json(MANIFEST, manifest | {"mlflow_run_id": tracked.run_id,
+                                            "mlflow_run_name": tracked.run_name})
+    return tracked.page
+
+
+def _log_curves(tracked, folder: RunDir, batches_per_epoch: int) -> None:
+    history = folder.read_json(HISTORY) or {"train_ce": [], "valid_ce": []}
+    for step, ce in enumerate(history["train_ce"], 1):
+        tracked.log_metric("train/ce_running_mean", ce, step)
+        if (step - 1) % batches_per_epoch == 0:
+            tracked.log_metric("train/epoch", (step - 1) // batches_per_epoch + 1, step)
+    for step, ce in history["valid_ce"]:
+        tracked.log_metric("valid/ce", ce, step)
+
+
+def _log_finals(tracked, run: PipelineRun, metrics: dict) -> None:
+    """At step 0, as the live run logs them (bars in the UI); valid's and test's linked
+    to their dataset.  The validation stage's CE also ends the valid/ce curve."""
+    steps = len((run.folder.read_json(HISTORY) or {}).get("train_ce", []))
+    if "valid/final_ce" in metrics and steps:
+        tracked.log_metric("valid/ce", metrics["valid/final_ce"], steps)
+    for split in ("valid", "test"):
+        figures = {k: v for k, v in metrics.items() if k.startswith(f"{split}/")}
+        if figures:
+            tracked.log_metrics(figures, step=0, dataset=run.dataset_link(split))
+    others = {k: v for k, v in metrics.items() if not k.startswith(("valid/", "test/"))}
+    if others:
+        tracked.log_metrics(others, step=0)
