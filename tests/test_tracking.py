@@ -117,6 +117,22 @@ def test_runs_started_together_on_a_store_whose_folder_is_missing_all_land(tmp_p
     assert len(runs) == 3 and {r.info.status for r in runs} == {"FINISHED"}
 
 
+def test_a_store_that_refuses_a_new_run_is_a_one_line_error(tracking_uri, monkeypatch):
+    """A read-only database reads (the experiment is found), then refuses the run."""
+    import mlflow
+
+    def read_only(*args, **kwargs):
+        raise mlflow.exceptions.MlflowException("(sqlite3.OperationalError) attempt to write "
+                                                "a readonly database\n[SQL: INSERT ...]")
+    tracking.connect(None, "read-only")
+    monkeypatch.setattr(mlflow, "start_run", read_only)
+    with pytest.raises(TrackingError, match=r"^cannot start a run in the tracking store sqlite:"
+                       r".*\(\(sqlite3.OperationalError\) attempt to write a readonly "
+                       r"database\); pass --no-tracking to run without it$"):
+        with tracking.start_run("r"):
+            pass
+
+
 def test_an_unusable_store_fails_with_a_hint(tmp_path):
     import mlflow
     (tmp_path / "file").write_text("")

@@ -415,9 +415,14 @@ def start_run(run_name: str | None, tags: dict | None = None, nested: bool = Fal
     from mlflow import MlflowClient
     from mlflow.entities import Metric
 
-    if run_name:
-        run_name = unique_name(run_name)
-    active = mlflow.start_run(run_name=run_name, tags=tags, nested=nested)
+    try:
+        if run_name:
+            run_name = unique_name(run_name)
+        active = mlflow.start_run(run_name=run_name, tags=tags, nested=nested)
+    except Exception as e:                    # MLflow, SQLAlchemy, HTTP and OS errors alike
+        raise TrackingError(f"cannot start a run in the tracking store "
+                            f"{mlflow.get_tracking_uri()} ({_first_line(e)}); pass "
+                            "--no-tracking to run without it") from None
     run_id, client = active.info.run_id, MlflowClient()
     metrics = MetricQueue(lambda points: client.log_batch(run_id, metrics=[
         Metric(k, v, ts, step, model_id=model, dataset_name=dataset, dataset_digest=digest)
