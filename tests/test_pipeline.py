@@ -55,8 +55,13 @@ def test_train_validate_test_write_and_log_everything(trained, dataset):
     assert {"wordnet.cpu", "wordnet.isa", "wordnet.threads"} <= set(recorder.tags)
     epochs = [(v, s) for k, v, s in recorder.metrics if k == "train/epoch"]
     assert epochs == [(1, 1)]
-    batch_ce = [v for k, v, s in recorder.metrics if k == "train/batch_ce"]
-    assert len(batch_ce) == 21 and batch_ce[0] == train_ce[0][0]
+    means = [(s, v) for k, v, s in recorder.metrics if k == "train/batch_ce_mean10"]
+    assert [s for s, _ in means] == [10, 20, 21]                 # every 10, and the last
+    # within the epoch the running mean after n minibatches is their mean: so the first
+    # ten's mean is the running mean at 10, the next ten's follows from it and that at 20
+    rm = dict((s, v) for v, s in train_ce)
+    assert means[0][1] == pytest.approx(rm[10], rel=1e-12)
+    assert means[1][1] == pytest.approx((20 * rm[20] - 10 * rm[10]) / 10, rel=1e-12)
     assert [d[:2] for d in recorder.datasets] == [("train", "training"), ("valid", "validation"),
                                                   ("test", "test")]
     assert {"model.bin", "vocab.txt", "ce_curves.png", "embeddings.png",

@@ -58,7 +58,7 @@ def test_the_run_page_has_the_description_bars_for_finals_lines_for_curves(seen)
     for final in ("final_ce", "perplexity", "top1", "top5", "updates_per_second",
                   "train_seconds", "updates"):
         assert set(charts.get(final, [])) == {"bar"}, (final, charts)
-    for curve in ("ce_running_mean", "batch_ce", "epoch"):
+    for curve in ("ce_running_mean", "batch_ce_mean10", "epoch"):
         assert charts.get(curve) == ["line"], (curve, charts)
     assert charts.get("ce") == ["bar", "line"], charts        # test/ce, and the valid/ce curve
 

@@ -5,8 +5,8 @@ A new MLflow run gets what the live run would have logged, read from the
 folder: the parameters and tags, the datasets, the training CE (the running
 mean) and the validation CEs at their iterations, the epochs, the final figures
 (linked to the model and the datasets), the files, the model (registered) and
-the reproduction verdict.  The minibatches' own CEs (``train/batch_ce``) are
-not kept in the folder: that curve is missing.
+the reproduction verdict.  The minibatches' own CEs are not kept in the
+folder: ``train/batch_ce_mean10`` is missing.
 """
 from __future__ import annotations
 
