@@ -554,3 +554,62 @@ def test_log_refuses_a_folder_without_a_run(tracking_uri, tmp_path):
     assert result.output.strip().splitlines()[-1] == (
         f"Error: {tmp_path / 'empty'}/ holds no trained model with its run.json and "
         "recipe.json: nothing to log")
+
+
+def test_a_server_that_answers_the_probe_then_stalls_is_an_error_within_the_bound(
+        data_dir, tmp_path):
+    """It used to sit at "connecting to MLflow..." for over 400 s (MLflow's 120 s
+    timeout, 7 retries); each request now has a bounded number of bounded tries
+    (here 2 of 2 s, as the MLFLOW_HTTP_REQUEST_* variables set them)."""
+    import http.server
+    answered, release = [], threading.Event()
+
+    class Stalling(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            if not answered:                             # the probe: any answer will do
+                answered.append(self.path)
+                self.send_response(200)
+                self.end_headers()
+                self.wfile.write(b"{}")
+                return
+            release.wait(120)                            # then nothing, until the test ends
+
+        do_POST = do_GET
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Stalling)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    env = {**os.environ, "MLFLOW_HTTP_REQUEST_TIMEOUT": "2", "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1"}
+    try:
+        start = time.monotonic()
+        done = subprocess.run(
+            [str(BIN / "wordnet-pipeline"), "run", "--pipeline", "quick", "--data-dir",
+             str(data_dir), "--out", str(tmp_path / "out"), "--tracking-uri", url],
+            capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+        seconds = time.monotonic() - start
+    finally:
+        release.set()
+        server.shutdown()
+    assert answered                                      # the probe passed
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert seconds < 60, seconds
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"Error: cannot use the tracking store {url}"), done.stderr
+    assert "Traceback" not in done.stderr
+    assert not (tmp_path / "out" / "model.bin").exists()    # nothing trained for nothing
+
+
+def test_a_run_bounds_mlflows_requests_unless_told_otherwise(tracking_uri, monkeypatch):
+    """MLflow's defaults (7 retries with backoff up to 120 s, 120 s a request) made a
+    lost server 4-8 minutes of silence; a run sets its own, the user's settings win."""
+    for name in tracking.WRITING_HTTP_ENV:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "3")
+    tracking.connect(None, "bounded")
+    assert os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] == "2"
+    assert os.environ["MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR"] == "1"
+    assert os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] == "3"
