@@ -162,6 +162,8 @@ def test_info_shows_the_header_as_the_c_program(model9):
     assert "   Verify per iteration     = 2147483647" in out
     assert "   Vocabulary size          =      250" in out
     assert "no such model file" in one_line_error(invoke("info", "/no/such.bin"), 1)
+    assert one_line_error(invoke("info", "/dev/zero"), 1) == (
+        "Error: /dev/zero: not a regular file: not a checkpoint")
 
 
 def test_info_takes_what_model_takes_and_needs_no_vocabulary(model9, tmp_path, monkeypatch):

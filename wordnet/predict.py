@@ -179,7 +179,7 @@ def model_files(model: str | None, data_dir: Path | None = None, tracking_uri: s
     path = Path(model)
     if path.is_dir():
         path = path / CHECKPOINT
-    if not path.is_file():
+    if not path.exists():                     # what is there but not a file: checkpoint.read
         raise ModelNotFound(f"{model}: no such model file")
     yield path, _vocabulary_for(path, data_dir) if vocab else None
 
