@@ -129,8 +129,10 @@ class Predictor:
             if rng is None:
                 i = int(np.argmax(p))
             else:
-                logits = np.log(p) / temperature
-                q = np.exp(logits - logits.max())
+                # the maximum subtracted before dividing: a tiny temperature then
+                # gives the likeliest word, not inf - inf
+                log_p = np.log(p)
+                q = np.exp((log_p - log_p.max()) / temperature)
                 i = int(rng.choice(len(q), p=q / q.sum()))
             context.append(i)
             out.append(self.vocab.words[i])
