@@ -108,6 +108,49 @@ def test_missing_file(tmp_path):
         checkpoint.load(tmp_path / "nope.bin")
 
 
+def test_longer_than_the_header_says(saved):
+    with open(saved, "ab") as f:
+        f.write(b"\0")
+    assert_refused(saved, "header describes")
+
+
+@pytest.mark.parametrize("make", ["fifo", "folder", "device"])
+def test_only_a_regular_file_is_read(tmp_path, make):
+    """A FIFO would block for a writer, /dev/zero never ends: refused unread, at once."""
+    path = tmp_path / "model.bin"
+    if make == "fifo":
+        os.mkfifo(path)
+    elif make == "folder":
+        path.mkdir()
+    else:
+        path.symlink_to("/dev/zero")
+    with pytest.raises(CheckpointError) as e:
+        checkpoint.load(path)
+    assert str(e.value) == (f"{path}: is a folder, not a checkpoint" if make == "folder"
+                            else f"{path}: not a regular file: not a checkpoint")
+
+
+SPARSE_BYTES = 20 * 2**30                 # sparse, no disk used; read whole, it took 20 GB
+
+
+@pytest.mark.parametrize("header", ["valid", "zeros"])
+def test_a_huge_file_is_refused_from_its_header(saved, header):
+    """Nothing past the 72-byte header is read when the header or the size is wrong."""
+    import tracemalloc
+    if header == "zeros":
+        saved.write_bytes(b"")
+    os.truncate(saved, SPARSE_BYTES)
+    tracemalloc.start()
+    try:
+        with pytest.raises(CheckpointError,
+                           match="header describes" if header == "valid" else "implausible"):
+            checkpoint.load(saved)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 2**20, f"{peak:,} bytes allocated"
+
+
 def test_failed_save_leaves_old_file_and_no_debris(saved):
     before = saved.read_bytes()
     h = tiny_header()

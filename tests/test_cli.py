@@ -132,6 +132,30 @@ def test_generate(model9):
     assert result.exit_code == 2 and "--seed only applies with --sample" in result.output
 
 
+def test_generate_temperature_is_a_number(model9):
+    error = one_line_error(invoke("generate", "have a good", "--sample", "--temperature", "nan",
+                                  "--model", model9), 2)
+    assert error == "Error: Invalid value for --temperature: nan is not a temperature"
+    coldest = invoke("generate", "have a good", "--sample", "--temperature", "1e-300",
+                     "--model", model9)                      # the likeliest word each time
+    assert coldest.stdout == invoke("generate", "have a good", "--model", model9).stdout
+
+
+def test_generate_interactive_output_grows_linearly(model9):
+    """Each step shows the last SHOWN_WORDS words, not the whole text: 400 steps gave
+    400 lines of up to 400 words; the whole text comes once, at the end."""
+    from wordnet.cli import SHOWN_WORDS
+    steps = 400
+    result = invoke("generate", "--interactive", "--model", model9,
+                    input="have a good\n" + "\n" * steps + "q\n")
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    *steps_shown, last = lines
+    assert len(last.split()) == 3 + steps and last.startswith("have a good time")
+    assert max(len(line.split()) for line in steps_shown) <= SHOWN_WORDS + 7   # "... " + top 5
+    assert len(result.stdout) < 200 * (steps + 3) + len(last)
+
+
 def test_generate_interactive_is_the_c_loop(model9):
     result = invoke("generate", "--interactive", "--model", model9, input="have a good\n2\n\nq\n")
     assert result.exit_code == 0, result.output
@@ -162,6 +186,8 @@ def test_info_shows_the_header_as_the_c_program(model9):
     assert "   Verify per iteration     = 2147483647" in out
     assert "   Vocabulary size          =      250" in out
     assert "no such model file" in one_line_error(invoke("info", "/no/such.bin"), 1)
+    assert one_line_error(invoke("info", "/dev/zero"), 1) == (
+        "Error: /dev/zero: not a regular file: not a checkpoint")
 
 
 def test_info_takes_what_model_takes_and_needs_no_vocabulary(model9, tmp_path, monkeypatch):
@@ -190,6 +216,7 @@ def test_info_takes_what_model_takes_and_needs_no_vocabulary(model9, tmp_path, m
     (["--stage", "test", "--set", "epochs=3"], "only applies with --stage train"),
     (["--stage", "test", "--from-run", "abc", "--no-tracking"], "--from-run needs MLflow"),
     (["--stage", "fit"], "'fit' is not one of"),
+    (["--set", "seed=-1", "--set", "init=gaussian"], "seed must be 0 or more, got -1"),
 ])
 def test_run_usage_errors_come_before_anything_runs(args, message, tmp_path):
     result = invoke("run", *args, "--out", tmp_path / "out")
@@ -244,6 +271,23 @@ def test_a_full_disk_fails_before_training(data_dir, tmp_path, monkeypatch):
     assert f"{tmp_path}: only 0.1 MB free, and the run needs about " in error
     assert "choose another --out" in error
     assert json.loads((tmp_path / "run.json").read_text())["status"] == "FAILED"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run.json"]
+
+
+def test_too_little_memory_fails_before_training(data_dir, tmp_path, monkeypatch):
+    """hidden_size=1000000 fits the disk check, not a machine's memory: it ran 65 s into
+    MemoryError.  The estimate, against the memory available (4 GB here), refuses it
+    before the model is made."""
+    from wordnet import model
+    monkeypatch.setattr(model, "available_memory", lambda: 4 * 10**9)
+    start = time.monotonic()
+    error = one_line_error(invoke("run", "--stage", "train", *TINY, "--set",
+                                  "hidden_size=1000000", "--data-dir", data_dir,
+                                  "--out", tmp_path, "--no-tracking"), 1)
+    assert time.monotonic() - start < 10
+    assert error.startswith("Error: training these sizes needs about 2")      # 22.4 GB
+    assert error.endswith("and 4.0 GB are available; choose a smaller hidden_size, "
+                          "embedding_size or batch_size")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run.json"]
 
 

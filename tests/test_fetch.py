@@ -81,16 +81,23 @@ def test_download_then_rebuild_the_training_split(upstream, tmp_path, monkeypatc
     assert messages == []
 
 
-def test_a_checksum_mismatch_removes_the_file_and_fails(data_dir, tmp_path):
+def test_a_checksum_mismatch_fails_and_leaves_the_users_file(data_dir, tmp_path):
+    """The user's own vocab.txt in the data folder is neither deleted nor replaced by a
+    source's copy that does not match its pin; nothing else is left behind."""
     source, dest = tmp_path / "source", tmp_path / "data"
     shutil.copytree(data_dir, source)
-    (source / "vocab_ordered.txt").chmod(0o644)
-    (source / "vocab_ordered.txt").write_text("not\nthe\nvocabulary\n")
+    (source / "vocab.txt").chmod(0o644)
+    (source / "vocab.txt").write_text("not\nthe\nvocabulary\n")
     dest.mkdir()
-    (dest / "vocab_ordered.txt").write_text("a stale copy\n")
-    with pytest.raises(fetch.FetchError, match="vocab_ordered.txt: SHA-256 .* does not match"):
+    (dest / "vocab.txt").write_text("my own words\n")
+    with pytest.raises(fetch.FetchError,
+                       match=r"vocab.txt: SHA-256 .* does not match .*; .*vocab.txt left as it was"):
         fetch.fetch(dest, source=source)
-    assert not (dest / "vocab_ordered.txt").exists()
+    assert (dest / "vocab.txt").read_text() == "my own words\n"
+    assert [p.name for p in dest.iterdir()] == ["vocab.txt"]
+    with pytest.raises(fetch.FetchError, match="does not match .*; nothing written"):
+        fetch.fetch(tmp_path / "empty", source=source)
+    assert list((tmp_path / "empty").iterdir()) == []
 
 
 def test_offline_fails_with_how_to_point_at_a_local_copy(tmp_path, monkeypatch):

@@ -226,19 +226,19 @@ def test_the_guard_leaves_an_unknown_mlflow_alone(monkeypatch, caplog):
 @pytest.fixture(scope="module")
 def served(logged, servers):
     """`mlflow models serve` of the logged model on a free loopback port, once for the
-    module; yields (URL, log file), then stops the server and its workers."""
+    module; yields (URL, log file, process group), then stops the server and its workers."""
     folder, uri, run_id = logged
     port, log = servers.free_port(), folder / "serve.log"
     url = f"http://127.0.0.1:{port}"
     with servers.start([str(BIN / "mlflow"), "models", "serve", "-m", f"runs:/{run_id}/model",
                         "--env-manager", "local", "--host", "127.0.0.1", "--port", str(port)],
                        f"{url}/ping", log, env={"MLFLOW_TRACKING_URI": uri}, cwd=folder) as process:
-        yield url, log
+        yield url, log, process.pid
         assert process.poll() is None, "the server died:\n" + log.read_text()[-3000:]
 
 
 def test_mlflow_models_serve_answers_over_http(served):
-    url, _ = served
+    url, _, _ = served
     answer = post(f"{url}/invocations", {"inputs": ["have a good"], "params": {"top_k": 5}})
     [prediction] = answer["predictions"]
     assert prediction["context"] == ["have", "a", "good"]
@@ -307,7 +307,7 @@ def request(connection: http.client.HTTPConnection, body: bytes, content_type: s
                          ids=[r[0] for r in BAD_REQUESTS])
 def test_a_bad_request_is_a_4xx_that_names_the_problem(served, name, body, content_type,
                                                        status, message):
-    url, _ = served
+    url, _, _ = served
     connection = http.client.HTTPConnection(url.removeprefix("http://"), timeout=30)
     try:
         got, text = request(connection, body, content_type)
@@ -321,6 +321,77 @@ def test_a_bad_request_is_a_4xx_that_names_the_problem(served, name, body, conte
         connection.close()
 
 
+def test_the_pyfunc_model_takes_its_limits_from_the_environment(logged, monkeypatch):
+    import mlflow
+    from mlflow.exceptions import MlflowException
+    monkeypatch.setenv("WORDNET_SERVE_MAX_CONTEXTS", "3")
+    monkeypatch.setenv("WORDNET_SERVE_MAX_PREDICTIONS", "10")
+    model = mlflow.pyfunc.load_model(f"runs:/{logged[2]}/model")
+    assert len(model.predict(["have a good"] * 3, params={"top_k": 3})) == 3
+    with pytest.raises(MlflowException,
+                       match=r"^4 contexts in one request: at most 3 \(\$WORDNET_SERVE_MAX_CONTEXTS\)$"):
+        model.predict(["have a good"] * 4)
+    with pytest.raises(MlflowException, match=r"^2 contexts x top_k 6 = 12 predictions in one "
+                       r"answer: at most 10 \(\$WORDNET_SERVE_MAX_PREDICTIONS\)$"):
+        model.predict(["have a good"] * 2, params={"top_k": 6})
+    monkeypatch.setenv("WORDNET_SERVE_MAX_CONTEXTS", "many")
+    with pytest.raises(Exception, match=r"\$WORDNET_SERVE_MAX_CONTEXTS must be a positive "
+                       "whole number, got 'many'"):
+        mlflow.pyfunc.load_model(f"runs:/{logged[2]}/model")
+
+
+def peak_memory(group: int) -> int:
+    """The largest peak resident size (VmHWM), in bytes, of the processes in ``group``."""
+    peaks = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[2]) == group:                     # the process group
+                status = (stat.parent / "status").read_text()
+                peaks.append(int(status.split("VmHWM:")[1].split()[0]) * 1024)
+        except (OSError, IndexError):                       # gone meanwhile, or a kernel thread
+            continue
+    return max(peaks)
+
+
+def test_a_request_too_big_is_refused_naming_the_limit(served):
+    """The issue's request (100,000 contexts at top_k 250) drove a worker to 19.8 GB: it
+    is refused within seconds, the server's processes stay small, and an error about one
+    context of many quotes the request cut short."""
+    url, _, group = served
+    connection = http.client.HTTPConnection(url.removeprefix("http://"), timeout=60)
+    try:
+        start = time.monotonic()
+        status, text = request(connection, json.dumps(
+            {"inputs": ["have a good"] * 100_000, "params": {"top_k": 250}}).encode(), JSON)
+        elapsed = time.monotonic() - start
+        assert status == 400, text[:1000]
+        assert ("100,000 contexts in one request: at most 10,000 ($WORDNET_SERVE_MAX_CONTEXTS)"
+                in json.loads(text)["message"])
+        status, text = request(connection, json.dumps(
+            {"inputs": ["have a good"] * 401, "params": {"top_k": 250}}).encode(), JSON)
+        assert status == 400
+        assert ("401 contexts x top_k 250 = 100,250 predictions in one answer: at most "
+                "100,000 ($WORDNET_SERVE_MAX_PREDICTIONS)") in json.loads(text)["message"]
+        status, text = request(connection, json.dumps(
+            {"inputs": ["have a good"] * 9_999 + ["hve a good"]}).encode(), JSON)
+        assert status == 400
+        message = json.loads(text)["message"]
+        assert len(message) <= 2000, f"{len(message):,} characters"
+        assert "characters cut" in message
+        assert "inputs[9999] 'hve a good': 'hve' is not in the vocabulary" in message
+        status, text = request(connection, json.dumps(
+            {"inputs": ["have a good"] * 400, "params": {"top_k": 250}}).encode(), JSON)
+        assert status == 200 and len(json.loads(text)["predictions"]) == 400
+    finally:
+        connection.close()
+    peak = peak_memory(group)
+    print(f"\n100,000 contexts refused in {elapsed:.1f} s; the server's peak RSS "
+          f"{peak / 2**20:,.0f} MB")
+    assert elapsed < 15
+    assert peak < 1024 * 2**20
+
+
 LOAD_REQUESTS = int(os.environ.get("WORDNET_LOAD_REQUESTS", "1000"))
 LOAD_THREADS = 4                          # each with its own keep-alive connection
 LOAD_SECONDS = 300                        # the loop stops by itself, done or not
@@ -332,7 +403,7 @@ def test_served_model_survives_a_load_loop(served):
     """LOAD_REQUESTS requests (WORDNET_LOAD_REQUESTS, default 1,000), good and bad mixed,
     from LOAD_THREADS keep-alive connections: no 5xx, no dropped connection, every
     answer the expected status, and the server still answers correctly after."""
-    url, log = served
+    url, log, _ = served
     host = url.removeprefix("http://")
     bad = [(body, content_type, status) for _, body, content_type, status, _ in BAD_REQUESTS]
     mix = [bad[(i // 3) % len(bad)] if i % 3 == 0 else GOOD_REQUESTS[i % 2]    # a third bad

@@ -9,6 +9,8 @@ from __future__ import annotations
 import io
 import json
 import math
+import os
+import stat
 import struct
 import zipfile
 from dataclasses import astuple, dataclass, fields
@@ -92,14 +94,35 @@ def save(path, header: Header, params: dict[str, np.ndarray]) -> None:
 
 def load(path, vocab_size: int | None = None) -> tuple[Header, dict[str, np.ndarray]]:
     """(header, params) from a C-format checkpoint, checking it whole first."""
+    return parse(read(path), path, vocab_size)
+
+
+def read(path) -> bytes:
+    """The bytes of the checkpoint at ``path``: its header read and checked first, then
+    exactly the size it implies.  Anything but a regular file is refused unread (a FIFO
+    would block, /dev/zero never ends)."""
     path = Path(path)
     try:
-        blob = path.read_bytes()
-    except IsADirectoryError:
-        raise CheckpointError(f"{path}: is a folder, not a checkpoint") from None
+        # O_NONBLOCK: opening a FIFO does not wait for a writer; regular files ignore it
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        try:
+            facts = os.fstat(fd)
+            if stat.S_ISDIR(facts.st_mode):
+                raise CheckpointError(f"{path}: is a folder, not a checkpoint")
+            if not stat.S_ISREG(facts.st_mode):
+                raise CheckpointError(f"{path}: not a regular file: not a checkpoint")
+            os.set_blocking(fd, True)
+            with open(fd, "rb", closefd=False) as f:
+                size = _header(f.read(HEADER.size), path, facts.st_size).file_size()
+                f.seek(0)
+                blob = f.read(size)
+                if len(blob) != size or f.read(1):
+                    raise CheckpointError(f"{path}: changed while being read")
+        finally:
+            os.close(fd)
     except OSError as e:
         raise CheckpointError(f"{path}: cannot read ({e.strerror})") from None
-    return parse(blob, path, vocab_size)
+    return blob
 
 
 def load_embedded(name: str) -> tuple[Header, dict[str, np.ndarray]]:
@@ -111,16 +134,7 @@ def parse(blob: bytes, origin, vocab_size: int | None = None
           ) -> tuple[Header, dict[str, np.ndarray]]:
     """(header, params) from a checkpoint's bytes; ``origin`` names it in messages."""
     path = origin                                  # messages name the file, or its origin
-    if len(blob) < HEADER.size:
-        raise CheckpointError(f"{path}: {len(blob)} bytes, shorter than the "
-                              f"{HEADER.size}-byte header: not a WordNet checkpoint")
-    header = Header(*HEADER.unpack_from(blob))
-    bad = header.problems()
-    if bad:
-        raise CheckpointError(f"{path}: implausible header: {'; '.join(bad)}")
-    if len(blob) != header.file_size():
-        raise CheckpointError(f"{path}: {len(blob)} bytes, but its header describes "
-                              f"{header.file_size()} (truncated or not a WordNet checkpoint)")
+    header = _header(blob[:HEADER.size], path, len(blob))
     if vocab_size is not None and header.vocab_size != vocab_size:
         raise CheckpointError(f"{path}: vocabulary of {header.vocab_size} words, "
                               f"the data has {vocab_size}")
@@ -133,6 +147,22 @@ def parse(blob: bytes, origin, vocab_size: int | None = None
         params[name] = a.astype(np.float64)       # a native, writable copy
         offset += 8 * n
     return header, params
+
+
+def _header(head: bytes, path, size: int) -> Header:
+    """The header of a checkpoint of ``size`` bytes starting with ``head``, checked:
+    plausible, and describing a file of that size."""
+    if len(head) < HEADER.size:
+        raise CheckpointError(f"{path}: {len(head)} bytes, shorter than the "
+                              f"{HEADER.size}-byte header: not a WordNet checkpoint")
+    header = Header(*HEADER.unpack_from(head))
+    bad = header.problems()
+    if bad:
+        raise CheckpointError(f"{path}: implausible header: {'; '.join(bad)}")
+    if size != header.file_size():
+        raise CheckpointError(f"{path}: {size} bytes, but its header describes "
+                              f"{header.file_size()} (truncated or not a WordNet checkpoint)")
+    return header
 
 
 def state_path(path) -> Path:

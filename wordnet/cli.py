@@ -23,6 +23,7 @@ from .predict import InputError
 
 STAGE_CHOICES = ("load", "train", "validate", "test", "reproduce", "all")
 DEBUG = "wordnet.debug"
+SHOWN_WORDS = 20                      # generate --interactive: the text's last words shown
 
 EPILOG = """\b
 Exit status: 0 success; 1 failure (training diverged, a reproduction check
@@ -325,6 +326,8 @@ def generate(ctx, context, model, tracking_uri, data_dir, words, sample, tempera
     for name in ("temperature", "seed"):
         if not sample and ctx.get_parameter_source(name) != ParameterSource.DEFAULT:
             raise click.UsageError(f"--{name} only applies with --sample")
+    if temperature != temperature:                      # NaN passes FloatRange's comparisons
+        raise click.BadParameter("nan is not a temperature", param_hint="--temperature")
     if not context and not interactive:
         raise BadInput("give 3 words to start from, e.g. \"have a good\"")
     predictor = _predictor(model, data_dir, tracking_uri)
@@ -337,7 +340,10 @@ def generate(ctx, context, model, tracking_uri, data_dir, words, sample, tempera
 
 
 def _interactive(predictor, text):
-    """The C program's loop: show the top 5, read 1 to 5 (Enter for 1); Ctrl-D or q ends."""
+    """The C program's loop: show the top 5, read 1 to 5 (Enter for 1); Ctrl-D or q ends.
+
+    Each step shows the text's last SHOWN_WORDS words (the whole text, at every step,
+    made a long session's output grow as its square); the end shows it all, once."""
     if not text:
         click.echo("|Input first 3 words > ", nl=False)
         text = sys.stdin.readline()
@@ -345,7 +351,8 @@ def _interactive(predictor, text):
     words = text.lower().split()
     while True:
         ranked = predictor.predict(" ".join(words[-predictor.context_size:]), 5)
-        click.echo(" ".join(words))
+        click.echo(("... " if len(words) > SHOWN_WORDS else "")
+                   + " ".join(words[-SHOWN_WORDS:]))
         click.echo("*Top 5 = " + " ".join(f"{n}.{p.word}({p.probability:.6f})"
                                           for n, p in enumerate(ranked, 1)))
         while True:
@@ -354,6 +361,8 @@ def _interactive(predictor, text):
             choice = answer.strip()
             if not answer or choice == "q":
                 click.echo()
+                if len(words) > SHOWN_WORDS:
+                    click.echo(" ".join(words))
                 return
             if choice in ("", "1", "2", "3", "4", "5"):
                 break

@@ -3,8 +3,8 @@
 The pipeline never needs this (the package ships the data, see
 :mod:`wordnet.embedded`); it is there to get upstream's files as they are
 published.  Every file is checked against the SHA-256 pinned in
-:mod:`wordnet.embedded` before it is written, so a data folder never holds a
-file that does not match.  ``train_data.csv`` is not published upstream: it is
+:mod:`wordnet.embedded` before it is written, so fetching never writes a file
+that does not match, nor deletes one it did not write.  ``train_data.csv`` is not published upstream: it is
 rebuilt from ``raw_sentences.txt`` by the split rule of :mod:`wordnet.data`
 (SPEC section 2) and checked against its own pin.
 """
@@ -54,8 +54,9 @@ def fetch(dest: Path, source: Path | None = None, base_url: str | None = None,
           log=lambda message: None) -> None:
     """Fill ``dest`` with the pinned files, from ``source`` (a folder) or downloaded.
 
-    Files already in ``dest`` with the right SHA-256 are kept.  A file that
-    does not match is removed and FetchError raised.
+    Files already in ``dest`` with the right SHA-256 are kept.  A file is written
+    (atomically) only once its bytes match their pin; when they do not, FetchError
+    is raised and whatever ``dest`` held under that name is left as it was.
     """
     dest = Path(dest)
     if source is not None and not Path(source).is_dir():
@@ -92,9 +93,9 @@ def _verified(path: Path) -> bool:
 def _write_verified(path: Path, blob: bytes) -> None:
     digest = hashlib.sha256(blob).hexdigest()
     if digest != PINNED[path.name]:
-        path.unlink(missing_ok=True)
+        kept = f"{path} left as it was" if path.exists() else "nothing written"
         raise FetchError(f"{path.name}: SHA-256 {digest[:12]}… does not match the pinned "
-                         f"{PINNED[path.name][:12]}…; the file was removed")
+                         f"{PINNED[path.name][:12]}…; {kept}")
     try:
         atomic_write(path, blob)
     except OSError as e:

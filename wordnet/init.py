@@ -55,8 +55,9 @@ def initial_weights(shapes: dict[str, tuple[int, ...]], scheme: str = "c-referen
     """W1, W2, W3 drawn per ``scheme``; biases zero.  ``shapes`` as Header.shapes()."""
     if scheme == "c-reference":
         gauss = PolarGaussian(ParkMiller().uniform)
-        draw = lambda shape: np.array([gauss() * STD + 0.0 for _ in range(math.prod(shape))],
-                                      dtype=np.float64).reshape(shape)
+        # fromiter: no list of Python floats, four times the array's size, on the way
+        draw = lambda shape: np.fromiter((gauss() * STD + 0.0 for _ in range(math.prod(shape))),
+                                         dtype=np.float64, count=math.prod(shape)).reshape(shape)
     elif scheme == "gaussian":
         rng = np.random.default_rng(seed)
         draw = lambda shape: rng.normal(0.0, STD, size=shape)

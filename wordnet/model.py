@@ -21,6 +21,7 @@ bit for bit.
 """
 from __future__ import annotations
 
+import math
 import os
 from contextlib import nullcontext
 from dataclasses import dataclass, fields
@@ -63,9 +64,44 @@ class ModelConfig:
             if not 1 <= getattr(self, name) <= INT_MAX:
                 raise ConfigError(f"{name} must be a positive integer, got {getattr(self, name)}")
         _check_backend(self.backend, self.dtype)
+        if self.seed < 0:
+            raise ConfigError(f"seed must be 0 or more, got {self.seed}")
         if self.init not in init_schemes.SCHEMES:
             raise ConfigError(f"init must be one of {', '.join(init_schemes.SCHEMES)}, "
                               f"got {self.init!r}")
+
+
+def training_memory(header) -> int:
+    """Bytes a training run under checkpoint ``header`` holds at once, about: the
+    parameters five times (the weights, their velocities, their gradients, and the two
+    copies of a checkpoint being written) and a minibatch's activations twice
+    (training's and evaluation's), in float64."""
+    params = sum(math.prod(shape) for shape in header.shapes().values())
+    D, h1, h2, V = header.context_size, header.embedding_size, header.hidden_size, header.vocab_size
+    rows = 2 * D * h1 + 4 * h2 + 3 * V + 2                 # as Buffers allocates them
+    return 8 * (5 * params + 2 * rows * header.batch_size)
+
+
+def available_memory() -> int:
+    """Bytes of memory the system can give without swapping (MemAvailable)."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+
+
+def check_memory(needed: int) -> None:
+    """Fail before training, not a minute into it, when the machine has less than
+    ``needed`` bytes of memory available."""
+    available = available_memory()
+    if needed > available:
+        raise ConfigError(f"training these sizes needs about {needed / 1e9:,.1f} GB of memory, "
+                          f"and {available / 1e9:,.1f} GB are available; choose a smaller "
+                          "hidden_size, embedding_size or batch_size")
 
 
 def check_types(config, cls) -> None:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from . import __version__, checkpoint, plots, tracking
 from .data import load_dataset
-from .model import Model, default_threads
+from .model import Model, check_memory, default_threads, training_memory
 from .recipes import Recipe, with_overrides
 from .reproduce import reproduce
 from .rundir import (CE_PLOT, CHECKPOINT, EMBEDDING_PAGE, EMBEDDING_PLOT, HISTORY, METRICS,
@@ -110,6 +110,7 @@ class PipelineRun:
         cfg, data = self.config, self.dataset
         total = cfg.iterations(len(data.train))
         check_space(self.out, space_needed(self._header(), total))
+        check_memory(training_memory(self._header()))
         model, trainer, before = self._trainer()
         bar = self.progress(total) if self.progress else None
 

@@ -103,15 +103,20 @@ class Predictor:
     def predict(self, text: str, k: int = 5) -> list[Prediction]:
         return self.predict_batch(self.encode(text)[None], k)[0]
 
-    def predict_batch(self, contexts: np.ndarray, k: int = 5) -> list[list[Prediction]]:
+    def predict_batch(self, contexts: np.ndarray, k: int = 5,
+                      chunk: int = 1024) -> list[list[Prediction]]:
         """The ``k`` likeliest next words after each of the (n, D) 0-based ``contexts``,
-        with one forward pass per thousand contexts rather than one per context."""
-        p = self.probabilities(contexts)
-        top = top_k(p, k)
-        chosen = np.take_along_axis(p, top, axis=1)
+        with one forward pass per thousand contexts rather than one per context; the
+        probabilities of one ``chunk`` at a time, so memory grows with n x k, not n x V."""
         words = self.vocab.words
-        return [[Prediction(words[i], q) for i, q in zip(row, probs)]
-                for row, probs in zip(top.tolist(), chosen.tolist())]
+        ranked = []
+        for start in range(0, len(contexts), chunk):
+            p = self.probabilities(contexts[start:start + chunk])
+            top = top_k(p, k)
+            chosen = np.take_along_axis(p, top, axis=1)
+            ranked += [[Prediction(words[i], q) for i, q in zip(row, probs)]
+                       for row, probs in zip(top.tolist(), chosen.tolist())]
+        return ranked
 
     def generate(self, text: str, words: int, rng: np.random.Generator | None = None,
                  temperature: float = 1.0) -> list[str]:
@@ -124,8 +129,10 @@ class Predictor:
             if rng is None:
                 i = int(np.argmax(p))
             else:
-                logits = np.log(p) / temperature
-                q = np.exp(logits - logits.max())
+                # the maximum subtracted before dividing: a tiny temperature then
+                # gives the likeliest word, not inf - inf
+                log_p = np.log(p)
+                q = np.exp((log_p - log_p.max()) / temperature)
                 i = int(rng.choice(len(q), p=q / q.sum()))
             context.append(i)
             out.append(self.vocab.words[i])
@@ -174,7 +181,7 @@ def model_files(model: str | None, data_dir: Path | None = None, tracking_uri: s
     path = Path(model)
     if path.is_dir():
         path = path / CHECKPOINT
-    if not path.is_file():
+    if not path.exists():                     # what is there but not a file: checkpoint.read
         raise ModelNotFound(f"{model}: no such model file")
     yield path, _vocabulary_for(path, data_dir) if vocab else None
 

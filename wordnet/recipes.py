@@ -191,6 +191,9 @@ def sweep_grid(pairs) -> list[dict[str, str]]:
     """Every combination of ``key=v1,v2,...`` values, the last key varying fastest."""
     axes = {key: [v.strip() for v in value.split(",") if v.strip()]
             for key, value in parse_overrides(pairs).items()}
+    for key, values in axes.items():
+        if not values:
+            raise ConfigError(f"--set {key}: no values to sweep; give them as {key}=V1,V2,...")
     return [dict(zip(axes, values)) for values in itertools.product(*axes.values())]
 
 

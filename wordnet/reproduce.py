@@ -159,7 +159,7 @@ def reproduce(model_path: Path, model: Model, recipe: Recipe, data, ours: Metric
                                      embedded.C_FULL, config, report.notes)
     if recipe.reference_checkpoint:
         given = Path(recipe.reference_checkpoint)
-        report.checks += byte_parity(model_path, given.read_bytes(), given.name, config,
+        report.checks += byte_parity(model_path, checkpoint.read(given), given.name, config,
                                      report.notes, key="given_")
 
     as_written = not recipe.changed()
@@ -201,7 +201,7 @@ def byte_parity(ours: Path, theirs: bytes, name: str, config: Config, notes: lis
                 key: str = "") -> list[Check]:
     """Byte identity with the checkpoint ``theirs`` (enforced for the exact backend),
     and the largest weight difference from it (enforced for fast float64)."""
-    mine = Path(ours).read_bytes()
+    mine = checkpoint.read(ours)
     (ha, pa), (hb, pb) = checkpoint.parse(mine, ours), checkpoint.parse(theirs, name)
     differing = [f.name for f in dataclasses.fields(ha)
                  if getattr(ha, f.name) != getattr(hb, f.name)]
