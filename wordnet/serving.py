@@ -106,7 +106,6 @@ class WordNetModel(PythonModel):
                 f"top_k must be in 1..{size}, got {value!r}")
         return int(value)
 
-
     def _check_size(self, contexts: int, k: int) -> None:
         """The limits of a request, checked before any work is done for it."""
         if contexts > self.max_contexts:
