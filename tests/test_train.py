@@ -226,3 +226,30 @@ def test_each_iteration_reports_its_minibatchs_own_ce(dataset):
     x, t = batches(dataset.train, 100)
     assert batch[-1] == model.loss(x[30], t[30], Buffers(model, 100))
     assert np.ptp(batch) > 0.01                    # minibatches differ, the running mean smooths
+
+
+@pytest.mark.parametrize("rows, batch_size", [(50, 100), (250, 100), (1000, 50_000)])
+def test_evaluate_takes_any_number_of_rows(rows, batch_size):
+    """A split smaller than a batch, or not a multiple of it: every row counts once, as
+    one batch of all the rows would count it (it was a reshape error)."""
+    rng = np.random.default_rng(3)
+    V, D, h1, h2 = 9, 3, 2, 4
+    params = {"W1": rng.normal(size=(h1, V)), "W2": rng.normal(size=(h2, D * h1)),
+              "b2": rng.normal(size=h2), "W3": rng.normal(size=(V, h2)), "b3": rng.normal(size=V)}
+    model = Model(params, "exact")
+    data = rng.integers(0, V, (rows, D + 1)).astype(np.int32)
+    metrics = evaluate(model, data, batch_size)
+    whole = evaluate(model, data, rows)
+    assert metrics.examples == rows == len(metrics.predicted)
+    assert metrics.ce == pytest.approx(whole.ce, rel=1e-12)
+    assert (metrics.top1, metrics.top5) == (whole.top1, whole.top5)
+    assert np.array_equal(metrics.predicted, whole.predicted)
+
+
+def test_validation_during_training_takes_a_split_smaller_than_a_batch(dataset):
+    config = Config(epochs=1, early_stop=20, validation_period=10)
+    model, valid = Model.initialize(config, len(dataset.vocab)), dataset.valid[:50]
+    seen = []
+    history = Trainer(model, config).run(dataset.train, valid, on_validation=lambda step, ce:
+                                         seen.append((step, evaluate(model, valid).ce)))
+    assert history.finished and history.valid_ce == seen and [s for s, _ in seen] == [11]

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from . import __version__, checkpoint, plots, tracking
 from .data import load_dataset
-from .model import Model, default_threads
+from .model import ConfigError, Model, default_threads
 from .recipes import Recipe, with_overrides
 from .reproduce import reproduce
 from .rundir import (CE_PLOT, CHECKPOINT, EMBEDDING_PAGE, EMBEDDING_PLOT, HISTORY, METRICS,
@@ -119,8 +119,8 @@ class PipelineRun:
         try:
             with stop_on_signals(trainer.request_stop):
                 history = trainer.run(data.train, data.valid, on_iteration, on_validation)
-        except Diverged as e:                       # a failed run, as a failed check is
-            raise PipelineError(str(e)) from e
+        except (Diverged, ConfigError) as e:        # a failed run, as a failed check is;
+            raise PipelineError(str(e)) from e      # a sweep goes on with the next one
         finally:
             if bar:
                 bar.close()

@@ -92,7 +92,7 @@ class Metrics:
 def batches(rows: np.ndarray, N: int):
     """Contexts (M, N, D) and targets (M, N) of the M = floor(rows / N) full batches."""
     M = len(rows) // N
-    x = np.ascontiguousarray(rows[: M * N, :-1], dtype=np.int32).reshape(M, N, -1)
+    x = np.ascontiguousarray(rows[: M * N, :-1], dtype=np.int32).reshape(M, N, rows.shape[1] - 1)
     t = np.ascontiguousarray(rows[: M * N, -1], dtype=np.int32).reshape(M, N)
     return x, t
 
@@ -237,29 +237,43 @@ class Trainer:
 
 def evaluate(model: Model, rows: np.ndarray, batch_size: int = 100,
              accuracy: bool = True) -> Metrics:
-    """CE (the running mean over full batches, as the C reports it), perplexity,
-    top-1 and top-5 accuracy over the rows of those batches, and the likeliest
-    next word of each of those rows."""
+    """CE, perplexity, top-1 and top-5 accuracy over all ``rows``, and the likeliest
+    next word of each.  Over full batches the CE is their running mean, as the C
+    reports it; the rows after the last full batch count for their number."""
     x, t = batches(rows, batch_size)
-    if len(x) == 0:
-        raise ValueError(f"{len(rows)} rows do not fill one batch of {batch_size}")
-    buf = Buffers(model, batch_size)
+    n = len(rows)
+    if n == 0:
+        raise ValueError("no rows to evaluate")
+    tail = (np.ascontiguousarray(rows[len(x) * batch_size:, :-1], dtype=np.int32),
+            np.ascontiguousarray(rows[len(x) * batch_size:, -1], dtype=np.int32))
     ce, hits1, hits5 = 0.0, 0, 0
-    words, examples = np.arange(model.vocab_size)[:, None], np.arange(batch_size)
-    predicted = np.empty(len(x) * batch_size, dtype=np.intp) if accuracy else None
+    words = np.arange(model.vocab_size)[:, None]
+    predicted = np.empty(n, dtype=np.intp) if accuracy else None
     with model.single_threaded_blas():
+        buf = Buffers(model, batch_size) if len(x) else None
         for b in range(len(x)):
             y3 = model.forward(x[b], buf)
             ce += (cross_entropy(y3, t[b]) - ce) / (b + 1)
             if accuracy:
-                # The target's place in a stable sort by falling probability: the
-                # words more probable, and the equally probable ones listed before it.
-                p = y3[t[b], examples]
-                rank = (y3 > p).sum(axis=0) + ((y3 == p) & (words < t[b])).sum(axis=0)
-                hits1 += int((rank == 0).sum())
-                hits5 += int((rank < 5).sum())
-                predicted[b * batch_size:(b + 1) * batch_size] = y3.argmax(axis=0)
-    n = len(x) * batch_size
+                hits = _hits(y3, t[b], words, predicted[b * batch_size:(b + 1) * batch_size])
+                hits1, hits5 = hits1 + hits[0], hits5 + hits[1]
+        if len(tail[1]):
+            y3 = model.forward(tail[0], Buffers(model, len(tail[1])))
+            full = len(x) * batch_size
+            ce = (ce * full + cross_entropy(y3, tail[1]) * len(tail[1])) / n
+            if accuracy:
+                hits = _hits(y3, tail[1], words, predicted[full:])
+                hits1, hits5 = hits1 + hits[0], hits5 + hits[1]
     return Metrics(ce, math.exp(ce), hits1 / n if accuracy else math.nan,
                    hits5 / n if accuracy else math.nan, n, predicted)
 
+
+def _hits(y3: np.ndarray, t: np.ndarray, words: np.ndarray, predicted: np.ndarray):
+    """(top-1, top-5) hits of a batch's probabilities ``y3`` (V x N) for targets ``t``;
+    each example's likeliest word into ``predicted``."""
+    # The target's place in a stable sort by falling probability: the words more
+    # probable, and the equally probable ones listed before it.
+    p = y3[t, np.arange(len(t))]
+    rank = (y3 > p).sum(axis=0) + ((y3 == p) & (words < t)).sum(axis=0)
+    predicted[:] = y3.argmax(axis=0)
+    return int((rank == 0).sum()), int((rank < 5).sum())
