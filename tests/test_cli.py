@@ -424,3 +424,29 @@ def test_an_empty_registered_name_is_refused_before_anything_runs(tmp_path, monk
     error = one_line_error(invoke("run", "--stage", "train", *TINY, "--register", " "), 2)
     assert "--register" in error and "--no-register" in error
     assert list(tmp_path.iterdir()) == []                   # no folder, no store
+
+
+def test_a_second_run_into_a_folder_in_use_fails_naming_the_first(data_dir, tmp_path):
+    """Two runs into one --out: the second stops at once, naming the first (its files
+    mixed with the first's)."""
+    first = subprocess.Popen([SCRIPT, "run", "--stage", "train", "--set", "backend=exact",
+                              "--data-dir", str(data_dir), "--out", str(tmp_path),
+                              "--no-tracking"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True)
+    try:
+        for line in first.stdout:                            # wait until it trains
+            if line.startswith("data:"):
+                break
+        second = subprocess.run([SCRIPT, "run", "--stage", "train", *TINY, "--data-dir",
+                                 str(data_dir), "--out", str(tmp_path), "--no-tracking"],
+                                capture_output=True, text=True, timeout=120)
+        assert first.poll() is None
+        assert second.returncode == 1
+        assert second.stderr.startswith(f"Error: {tmp_path}: in use by another run (pid "
+                                        f"{first.pid}, started ")
+        assert "run --stage train --set backend=exact" in second.stderr
+        assert len(second.stderr.splitlines()) == 1
+        assert not (tmp_path / "run.json").exists()         # the second wrote nothing
+    finally:
+        first.kill()
+        first.wait()

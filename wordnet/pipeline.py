@@ -290,6 +290,13 @@ def run(recipe: Recipe, overrides: dict[str, str], stages, out: Path, data_dir: 
     dataset = dataset or load_dataset(data_dir)
     check_writable(out)
     folder = RunDir(out)
+    with folder.lock():
+        return _run(recipe, overrides, stages, out, data_dir, track, run_name, from_run, echo,
+                    progress, dataset, nested, resume, register, folder)
+
+
+def _run(recipe, overrides, stages, out, data_dir, track, run_name, from_run, echo, progress,
+         dataset, nested, resume, register, folder) -> dict:
     status, run_id, pipeline_run = "FAILED", None, None
     try:
         if from_run:
