@@ -271,7 +271,7 @@ def test_a_full_disk_fails_before_training(data_dir, tmp_path, monkeypatch):
     assert f"{tmp_path}: only 0.1 MB free, and the run needs about " in error
     assert "choose another --out" in error
     assert json.loads((tmp_path / "run.json").read_text())["status"] == "FAILED"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["run.json"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".lock", "run.json"]  # .lock: the run held it
 
 
 def test_too_little_memory_fails_before_training(data_dir, tmp_path, monkeypatch):
@@ -468,3 +468,184 @@ def test_an_empty_registered_name_is_refused_before_anything_runs(tmp_path, monk
     error = one_line_error(invoke("run", "--stage", "train", *TINY, "--register", " "), 2)
     assert "--register" in error and "--no-register" in error
     assert list(tmp_path.iterdir()) == []                   # no folder, no store
+
+
+def test_a_second_run_into_a_folder_in_use_fails_naming_the_first(data_dir, tmp_path):
+    """Two runs into one --out: the second stops at once, naming the first (its files
+    mixed with the first's)."""
+    first = subprocess.Popen([SCRIPT, "run", "--stage", "train", "--set", "backend=exact",
+                              "--data-dir", str(data_dir), "--out", str(tmp_path),
+                              "--no-tracking"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True)
+    try:
+        for line in first.stdout:                            # wait until it trains
+            if line.startswith("data:"):
+                break
+        second = subprocess.run([SCRIPT, "run", "--stage", "train", *TINY, "--data-dir",
+                                 str(data_dir), "--out", str(tmp_path), "--no-tracking"],
+                                capture_output=True, text=True, timeout=120)
+        assert first.poll() is None
+        assert second.returncode == 1
+        assert second.stderr.startswith(f"Error: {tmp_path}: in use by another run (pid "
+                                        f"{first.pid}, started ")
+        assert "run --stage train --set backend=exact" in second.stderr
+        assert len(second.stderr.splitlines()) == 1
+        assert not (tmp_path / "run.json").exists()         # the second wrote nothing
+    finally:
+        first.kill()
+        first.wait()
+
+
+RESUMABLE = ["--set", "backend=exact", "--set", "epochs=2", "--set", "early_stop=300"]
+
+
+def killed_after_a_save(data_dir, out: Path) -> Path:
+    """SIGKILL a training run into ``out`` once it has saved its state periodically
+    (every 0.12 s); the state's path."""
+    killed = subprocess.Popen([SCRIPT, "run", "--stage", "train", "--out", str(out),
+                               *RESUMABLE, "--set", "checkpoint_minutes=0.002", "--data-dir",
+                               str(data_dir), "--no-tracking"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    state = out / "model.bin.state.npz"
+    try:
+        deadline = time.monotonic() + 120
+        while not state.exists() and killed.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)                                 # polls for the first save
+        assert killed.poll() is None and state.exists()
+    finally:
+        killed.kill()
+        killed.wait(timeout=30)
+    return state
+
+
+def test_sigkill_then_resume_continues_from_the_periodic_save(data_dir, tmp_path):
+    """SIGKILL loses only what came after the last periodic save (it lost everything);
+    --resume then finishes byte-identically with an uninterrupted run."""
+    common = ["--data-dir", str(data_dir), "--no-tracking"]
+    whole, parts = tmp_path / "whole", tmp_path / "parts"
+    subprocess.run([SCRIPT, "run", "--stage", "train", "--out", str(whole), *RESUMABLE,
+                    *common], check=True, capture_output=True, timeout=300)
+    state = killed_after_a_save(data_dir, parts)
+    resumed = subprocess.run([SCRIPT, "run", "--stage", "train", "--resume", "--out", str(parts),
+                              *common], capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resuming at iteration" in resumed.stdout
+    assert (parts / "model.bin").read_bytes() == (whole / "model.bin").read_bytes()
+    assert json.loads((parts / "history.json").read_text())["train_ce"] == \
+        json.loads((whole / "history.json").read_text())["train_ce"]
+    assert not state.exists()
+
+
+@pytest.fixture(scope="module")
+def killed_folder(data_dir, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("killed")
+    killed_after_a_save(data_dir, out)
+    return out
+
+
+def edit_state(state: Path, **changes):
+    """Rewrite the npz ``state`` with entries changed (None: removed)."""
+    import numpy as np
+    with np.load(state) as f:
+        entries = {k: f[k] for k in f.files}
+    for key, value in changes.items():
+        if value is None:
+            entries.pop(key)
+        else:
+            entries[key] = value
+    with open(state, "wb") as f:
+        np.savez(f, **entries)
+
+
+@pytest.mark.parametrize("damage, message", [
+    ("newer model", "belongs to another model.bin than the one beside it"),
+    ("batch beyond the epoch", "minibatch 9999 is beyond the"),
+    ("epoch past the end", "epoch 3 is not one of the recipe's 2"),
+    ("empty", "empty: not a resume state"),
+    ("no velocity", "not a resume state: vel_W3 missing"),
+    ("extra key", "not a resume state: unexpected extra"),
+])
+def test_resume_refuses_a_state_that_is_not_the_models_or_out_of_range(
+        killed_folder, data_dir, tmp_path, damage, message):
+    """A state that does not go with model.bin (a kill between the two writes), or that
+    was edited, is refused in one line (it resumed from the wrong place, exit 0, or
+    failed with EOFError / KeyError)."""
+    import shutil
+    import numpy as np
+    out = tmp_path / "run"
+    shutil.copytree(killed_folder, out)
+    state = out / "model.bin.state.npz"
+    position = json.loads(str(np.load(state)["position"]))
+    if damage == "newer model":
+        blob = bytearray((out / "model.bin").read_bytes())
+        blob[-8:] = np.float64(0.5).tobytes()
+        (out / "model.bin").write_bytes(bytes(blob))
+    elif damage == "batch beyond the epoch":
+        edit_state(state, position=np.array(json.dumps(position | {"batch": 9999})))
+    elif damage == "epoch past the end":
+        edit_state(state, position=np.array(json.dumps(position | {"epoch": 2})))
+    elif damage == "empty":
+        state.write_bytes(b"")
+    elif damage == "no velocity":
+        edit_state(state, vel_W3=None)
+    else:
+        edit_state(state, extra=np.zeros(1))
+    result = invoke("run", "--stage", "train", "--resume", "--out", out,
+                    "--data-dir", data_dir, "--no-tracking")
+    error = one_line_error(result, 1)
+    assert str(state) in error and message in error
+    assert json.loads((out / "run.json").read_text())["status"] == "FAILED"
+
+
+def fill_disk(monkeypatch, names, after: int = 0):
+    """Writes of the files ``names`` fail as on a full disk (ENOSPC, no file named),
+    after ``after`` of them succeeded."""
+    import errno
+    from wordnet import fileio
+    fsync, done = fileio.os.fsync, []
+
+    def full(fd):
+        name = Path(os.readlink(f"/proc/self/fd/{fd}")).name
+        if name.rsplit(".", 2)[0] in {f".{n}" for n in names}:   # .model.bin.abc123.tmp
+            done.append(name)
+            if len(done) > after:
+                raise OSError(errno.ENOSPC, "No space left on device")
+        fsync(fd)
+    monkeypatch.setattr(fileio.os, "fsync", full)
+
+
+def test_a_full_disk_names_the_file_and_keeps_the_last_checkpoint(data_dir, tmp_path,
+                                                                  monkeypatch):
+    """The final save fails: exit 1 naming model.bin (it named no file); the periodic
+    save before it stays, whole, with its state, and --resume accepts them."""
+    fill_disk(monkeypatch, ["model.bin"], after=1)
+    result = invoke("run", "--stage", "train", *RESUMABLE, "--set", "checkpoint_minutes=0.002",
+                    "--data-dir", data_dir, "--out", tmp_path, "--no-tracking")
+    error = one_line_error(result, 1)
+    assert error == (f"Error: [Errno 28] No space left on device: "
+                     f"'{tmp_path / 'model.bin'}'")
+    assert "warning: no periodic checkpoint ([Errno 28]" in result.output
+    assert sorted(p.name for p in tmp_path.glob(".*.tmp")) == []
+    monkeypatch.undo()
+    from wordnet import checkpoint
+    header, _ = checkpoint.load(tmp_path / "model.bin")
+    checkpoint.load_state(tmp_path / "model.bin", header.shapes())   # they go together
+
+
+def test_ctrl_c_on_a_full_disk_still_exits_130(data_dir, tmp_path, monkeypatch):
+    """Nothing can be saved, the record neither: exit status 130, as documented (was 1)."""
+    from wordnet.train import Trainer
+    run = Trainer.run
+
+    def interrupted_run(self, *args, **kwargs):
+        self.request_stop()                          # as Ctrl-C before the first minibatch
+        return run(self, *args, **kwargs)
+    monkeypatch.setattr(Trainer, "run", interrupted_run)
+    fill_disk(monkeypatch, ["model.bin", "vocab.txt", "recipe.json", "run.json"])
+    result = invoke("run", "--stage", "train", *TINY, "--data-dir", data_dir,
+                    "--out", tmp_path, "--no-tracking")
+    assert result.exit_code == 130, result.output
+    assert "Interrupted." in result.stderr and "Traceback" not in result.output
+    assert f"not saved ([Errno 28] No space left on device: '{tmp_path / 'model.bin'}')" \
+        in result.output
+    assert not (tmp_path / "model.bin").exists()

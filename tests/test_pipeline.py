@@ -164,3 +164,21 @@ def test_the_plots_name_the_run_and_validation_redraws_the_ce_plot(dataset, data
     untracked = pipeline.PipelineRun(recipe(**TINY), data_dir, out, echo=lambda m: None,
                                      dataset=dataset)
     assert untracked._plot_title() == "lr-0.1 · quick · exact"   # the folder's, without MLflow
+
+
+def test_a_split_smaller_than_a_batch_is_evaluated_and_a_sweep_goes_on(dataset, data_dir,
+                                                                        tmp_path):
+    """batch_size beyond the validation set evaluates it whole (it was a reshape error);
+    beyond the training set, that run fails before training and the sweep goes on."""
+    import dataclasses
+    from wordnet.sweeps import sweep
+    small = dataclasses.replace(dataset, train=dataset.train[:3000], valid=dataset.valid[:50],
+                                test=dataset.test[:50])
+    grid = [{**TINY, "early_stop": "1", "batch_size": n} for n in ("1000", "5000")]
+    rows = sweep(recipe(), grid, ("train", "validate", "test"), tmp_path, data_dir,
+                 echo=lambda m: None, dataset=small)
+    by_size = {row["batch_size"]: row for row in rows}
+    assert by_size["1000"]["status"] == "FINISHED"
+    assert by_size["1000"]["valid/final_ce"] > 0 and by_size["1000"]["test/ce"] > 0
+    assert by_size["5000"]["status"] == "FAILED"
+    assert "do not fill one minibatch of 5000" in by_size["5000"]["error"]

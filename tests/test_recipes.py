@@ -120,7 +120,7 @@ def test_a_recipe_is_the_models_configuration_and_its_trainings():
     training = {f.name for f in dataclasses.fields(TrainingConfig)}
     assert model == {"embedding_size", "hidden_size", "backend", "dtype", "init", "seed"}
     assert training == {"batch_size", "epochs", "early_stop", "learning_rate", "momentum",
-                        "validation_period"}
+                        "validation_period", "checkpoint_minutes"}
     assert set(recipes.CONFIG_KEYS) == model | training
     assert isinstance(Config(), ModelConfig) and isinstance(Config(), TrainingConfig)
     with pytest.raises(ConfigError, match="momentum must be in"):
@@ -153,3 +153,11 @@ def test_a_runs_description_is_the_recipes_and_its_overrides():
     assert note == (quick.description + "\n\nOverridden: learning_rate=0.2 (recipe: 0.1), "
                     "backend=exact (recipe: fast).")
     assert recipe(learning_rate="0.2").overridden() == {"learning_rate": 0.2}
+
+
+def test_checkpoint_minutes_is_positive_and_changes_no_model():
+    quick = recipes.load_recipe("quick")
+    often = recipes.with_overrides(quick, {"checkpoint_minutes": "0.5"})
+    assert often.config.checkpoint_minutes == 0.5 and often.changed() == []
+    with pytest.raises(recipes.ConfigError, match="checkpoint_minutes must be positive"):
+        recipes.with_overrides(quick, {"checkpoint_minutes": "0"})

@@ -136,10 +136,11 @@ def test_interrupted_and_resumed_run_is_byte_identical(dataset, tmp_path):
     path = tmp_path / "model.bin"
     header = Header.for_run(config, len(dataset.vocab), (len(rows), 0, 0))
     checkpoint.save(path, header, model.params())
-    checkpoint.save_state(path, trainer.velocity, trainer.position.__dict__)
+    checkpoint.save_state(path, trainer.velocity, trainer.position.__dict__,
+                          {"train_ce": first.train_ce, "valid_ce": []})
 
-    _, params = checkpoint.load(path)
-    velocity, position = checkpoint.load_state(path)
+    header, params = checkpoint.load(path)
+    velocity, position, _ = checkpoint.load_state(path, header.shapes())
     resumed = Model(params, config.backend)
     second = Trainer(resumed, config, velocity, Position(**position)).run(rows)
     assert second.finished
@@ -226,3 +227,29 @@ def test_each_iteration_reports_its_minibatchs_own_ce(dataset):
     x, t = batches(dataset.train, 100)
     assert batch[-1] == model.loss(x[30], t[30], Buffers(model, 100))
     assert np.ptp(batch) > 0.01                    # minibatches differ, the running mean smooths
+
+
+@pytest.mark.parametrize("rows, batch_size", [(50, 100), (1000, 50_000)])
+def test_evaluate_takes_a_split_smaller_than_a_batch_as_one_batch(rows, batch_size):
+    """It was a reshape error; a larger split keeps the C's full batches."""
+    rng = np.random.default_rng(3)
+    V, D, h1, h2 = 9, 3, 2, 4
+    params = {"W1": rng.normal(size=(h1, V)), "W2": rng.normal(size=(h2, D * h1)),
+              "b2": rng.normal(size=h2), "W3": rng.normal(size=(V, h2)), "b3": rng.normal(size=V)}
+    model = Model(params, "exact")
+    data = rng.integers(0, V, (rows, D + 1)).astype(np.int32)
+    metrics, whole = evaluate(model, data, batch_size), evaluate(model, data, rows)
+    assert metrics.examples == rows == len(metrics.predicted)
+    assert (metrics.ce, metrics.top1, metrics.top5) == (whole.ce, whole.top1, whole.top5)
+    assert np.array_equal(metrics.predicted, whole.predicted)
+    assert evaluate(model, data[:rows - rows % 10], 10).examples == rows - rows % 10
+    assert evaluate(model, data[:rows - rows % 10 + 5], 10).examples == rows - rows % 10
+
+
+def test_validation_during_training_takes_a_split_smaller_than_a_batch(dataset):
+    config = Config(epochs=1, early_stop=20, validation_period=10)
+    model, valid = Model.initialize(config, len(dataset.vocab)), dataset.valid[:50]
+    seen = []
+    history = Trainer(model, config).run(dataset.train, valid, on_validation=lambda step, ce:
+                                         seen.append((step, evaluate(model, valid).ce)))
+    assert history.finished and history.valid_ce == seen and [s for s, _ in seen] == [11]

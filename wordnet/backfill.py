@@ -26,6 +26,11 @@ def log_folder(out: Path, data_dir: Path | None, dataset, register: str | None,
     """Log the finished run in ``out`` as a new MLflow run (of the active experiment);
     point its run.json at it.  Returns the run's page in MLflow's UI."""
     folder = RunDir(out)
+    with folder.lock():                       # no run may change the folder meanwhile
+        return _log_folder(out, folder, data_dir, dataset, register, echo)
+
+
+def _log_folder(out, folder, data_dir, dataset, register, echo) -> str:
     manifest, recipe = folder.read_json(MANIFEST), folder.recipe()
     if not manifest or recipe is None or not folder.has_model():
         raise PipelineError(f"{out}/ holds no trained model with its run.json and recipe.json: "

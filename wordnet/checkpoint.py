@@ -6,6 +6,7 @@ the C program load here, and files written here load there.
 """
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import math
@@ -171,23 +172,63 @@ def state_path(path) -> Path:
     return path.with_name(path.name + ".state.npz")
 
 
-def save_state(path, velocity: dict[str, np.ndarray], position: dict) -> None:
-    """Velocities and the run's position beside checkpoint ``path``, atomically."""
+PARAMS = ("W1", "W2", "b2", "W3", "b3")
+STATE_KEYS = {*(f"vel_{name}" for name in PARAMS), "position", "history", "model_sha256"}
+
+
+def save_state(path, velocity: dict[str, np.ndarray], position: dict,
+               history: dict) -> None:
+    """Velocities, the run's position and its history beside checkpoint ``path``,
+    atomically, after it: the state names the SHA-256 of the checkpoint it belongs to,
+    so that a run killed between the two writes leaves a state that is refused."""
     buffer = io.BytesIO()
-    np.savez(buffer, **{f"vel_{k}": v for k, v in velocity.items()},
-             position=np.array(json.dumps(position)))
+    np.savez(buffer, **{f"vel_{k}": velocity[k] for k in PARAMS},
+             position=np.array(json.dumps(position)), history=np.array(json.dumps(history)),
+             model_sha256=np.array(_sha256(path)))
     atomic_write(state_path(path), buffer.getvalue())
 
 
-def load_state(path) -> tuple[dict[str, np.ndarray], dict]:
-    """(velocity, position) saved by save_state beside checkpoint ``path``."""
+def load_state(path, shapes: dict[str, tuple[int, ...]]
+               ) -> tuple[dict[str, np.ndarray], dict, dict]:
+    """(velocity, position, history) saved by save_state beside checkpoint ``path``,
+    whose parameters have ``shapes``; refused unless it belongs to that checkpoint."""
     side = state_path(path)
     try:
         with np.load(side, allow_pickle=False) as f:
-            velocity = {k[4:]: f[k] for k in f.files if k.startswith("vel_")}
-            position = json.loads(str(f["position"]))
+            keys = set(f.files)
+            if keys != STATE_KEYS:
+                raise CheckpointError(f"{side}: not a resume state: "
+                                      f"{_key_problems(keys)}")
+            velocity = {name: f[f"vel_{name}"] for name in PARAMS}
+            position, history = json.loads(str(f["position"])), json.loads(str(f["history"]))
+            digest = str(f["model_sha256"])
     except FileNotFoundError:
         raise CheckpointError(f"{side}: missing: there is nothing to resume") from None
+    except EOFError:
+        raise CheckpointError(f"{side}: empty: not a resume state") from None
     except (OSError, ValueError, KeyError, zipfile.BadZipFile) as e:
         raise CheckpointError(f"{side}: not a resume state ({e})") from None
-    return velocity, position
+    if digest != _sha256(path):
+        raise CheckpointError(f"{side}: belongs to another {Path(path).name} than the one "
+                              "beside it (a run stopped between writing the two?): "
+                              "cannot resume; run without --resume to start over")
+    for name, shape in shapes.items():
+        if velocity[name].shape != shape:
+            raise CheckpointError(f"{side}: velocity of {name} has shape "
+                                  f"{velocity[name].shape}, the model's is {shape}")
+    if not isinstance(position, dict) or not isinstance(history, dict):
+        raise CheckpointError(f"{side}: not a resume state (no position or history)")
+    return velocity, position, history
+
+
+def _key_problems(keys: set[str]) -> str:
+    missing, extra = sorted(STATE_KEYS - keys), sorted(keys - STATE_KEYS)
+    return "; ".join(([f"{', '.join(missing)} missing"] if missing else [])
+                     + ([f"unexpected {', '.join(extra)}"] if extra else []))
+
+
+def _sha256(path) -> str:
+    try:
+        return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    except OSError as e:
+        raise CheckpointError(f"{path}: cannot read ({e.strerror})") from None

@@ -27,9 +27,9 @@ SHOWN_WORDS = 20                      # generate --interactive: the text's last 
 
 EPILOG = """\b
 Exit status: 0 success; 1 failure (training diverged, a reproduction check
-failed, a missing file or an unreachable server); 2 usage error (bad option,
---set key or value, or input words); 130 interrupted (Ctrl-C); 143 terminated
-(SIGTERM).
+failed, a missing file, a full disk or an unreachable server); 2 usage error
+(bad option, --set key or value, or input words); 130 interrupted (Ctrl-C); 143
+terminated (SIGTERM).
 """
 
 
@@ -143,11 +143,13 @@ def run(stages, sets, from_run, resume, register, no_register, recipe, data_dir,
                against the C reference; exit status 1 when a check fails
 
     A stage run alone takes the model from --out, --from-run or the latest run.
-    Ctrl-C or SIGTERM during training saves the model and the state it needs to
-    go on; --resume --out DIR continues it (bit for bit, with the exact backend).
+    Ctrl-C or SIGTERM during training, and every checkpoint_minutes of it, save the
+    model and the state it needs to go on; --resume --out DIR continues it (bit for
+    bit, with the exact backend).
     --set keys: the recipe's hyperparameters (batch_size, embedding_size,
     hidden_size, epochs, early_stop, learning_rate, momentum, validation_period,
-    backend, dtype, init, seed) and reference_checkpoint=PATH (compared byte for byte).
+    checkpoint_minutes, backend, dtype, init, seed) and reference_checkpoint=PATH
+    (compared byte for byte).
     """
     from . import pipeline, rundir
     from .recipes import EVALUATION_KEYS

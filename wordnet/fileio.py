@@ -10,7 +10,8 @@ from pathlib import Path
 def atomic_write(path: Path, data: bytes) -> None:
     """Write to a temporary file beside ``path``, then rename it over ``path``.
 
-    A crash at any point leaves either the old file or the new one, whole.
+    A crash at any point, or a full disk, leaves either the old file or the new one,
+    whole; an OSError names ``path``.
     """
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
@@ -21,11 +22,13 @@ def atomic_write(path: Path, data: bytes) -> None:
             os.fchmod(f.fileno(), 0o666 & ~_umask())   # mkstemp's 0600 would hide it
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         try:
             os.unlink(tmp)
         except FileNotFoundError:
             pass
+        if isinstance(e, OSError) and e.filename is None:   # a full disk: name the file
+            raise OSError(e.errno, e.strerror, str(path)) from None
         raise
 
 

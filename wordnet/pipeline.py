@@ -16,11 +16,11 @@ from pathlib import Path
 
 from . import __version__, checkpoint, plots, tracking
 from .data import load_dataset
-from .model import Model, check_memory, default_threads, training_memory
+from .model import ConfigError, Model, check_memory, default_threads, training_memory
 from .recipes import Recipe, with_overrides
 from .reproduce import reproduce
-from .rundir import (CE_PLOT, CHECKPOINT, EMBEDDING_PAGE, EMBEDDING_PLOT, HISTORY, METRICS,
-                     RECIPE, REPORT, REPORT_JSON, VOCAB, RunDir, check_space,
+from .rundir import (CE_PLOT, CHECKPOINT, EMBEDDING_PAGE, EMBEDDING_PLOT, HISTORY, MANIFEST,
+                     METRICS, RECIPE, REPORT, REPORT_JSON, VOCAB, RunDir, check_space,
                      check_writable, space_needed)
 from .tracking import NoRun
 from .train import Diverged, Position, Trainer, evaluate
@@ -134,31 +134,37 @@ class PipelineRun:
         def on_validation(step, valid_ce):
             self.tracked.log_metric("valid/ce", valid_ce, step)
 
+        def on_checkpoint(so_far):
+            try:
+                self._save_resumable(model, trainer, before, so_far)
+            except OSError as e:                    # a full disk: the last save stays
+                self.echo(f"warning: no periodic checkpoint ({e}); training goes on")
+
         try:
             with stop_on_signals(trainer.request_stop):
-                history = trainer.run(data.train, data.valid, on_iteration, on_validation)
-        except Diverged as e:                       # a failed run, as a failed check is
-            raise PipelineError(str(e)) from e
+                history = trainer.run(data.train, data.valid, on_iteration, on_validation,
+                                      on_checkpoint)
+        except (Diverged, ConfigError) as e:        # a failed run, as a failed check is;
+            raise PipelineError(str(e)) from e      # a sweep goes on with the next one
         finally:
             if bar:
                 bar.close()
-        history.train_ce[:0], history.valid_ce[:0] = before["train_ce"], before["valid_ce"]
-        state = checkpoint.state_path(self.out / CHECKPOINT)
         if history.stopped:
-            self._save_model(model)
-            checkpoint.save_state(self.out / CHECKPOINT, trainer.velocity,
-                                  dataclasses.asdict(trainer.position))
-            self.folder.write_json(HISTORY, {"train_ce": history.train_ce,
-                                             "valid_ce": history.valid_ce})
+            try:
+                self._save_resumable(model, trainer, before, history)
+            except OSError as e:                    # still an interruption, exit status 130
+                self.echo(f"stopped at iteration {trainer.position.step}, but not saved ({e})")
+                raise KeyboardInterrupt from None
             self.tracked.set_tags({"wordnet.stopped_at_iteration": trainer.position.step})
             self.echo(f"stopped at iteration {trainer.position.step}: the model and what "
                       f"resuming needs are in {self.out}/; `wordnet-pipeline run --resume "
                       f"--out {self.out}` continues")
             raise KeyboardInterrupt
-        state.unlink(missing_ok=True)
+        history.train_ce[:0], history.valid_ce[:0] = before["train_ce"], before["valid_ce"]
         self._model, self.step = model, len(history.train_ce)
         self.metrics, self._evaluated = {}, {}      # those of an earlier model are stale
-        self._save_model(model)
+        self._save_model(model)                     # a periodic save stays until this is done
+        checkpoint.state_path(self.out / CHECKPOINT).unlink(missing_ok=True)
         self.folder.write_json(HISTORY, {"train_ce": history.train_ce,
                                          "valid_ce": history.valid_ce})
         self.painter.draw(plots.ce_curves, self.out / CE_PLOT, history.train_ce,
@@ -211,12 +217,18 @@ class PipelineRun:
         if not self.resume:
             model = Model.initialize(self.config, len(self.dataset.vocab))
             return model, Trainer(model, self.config), {"train_ce": [], "valid_ce": []}
-        path = self.out / CHECKPOINT
-        velocity, position = checkpoint.load_state(path)
-        _, params = self.folder.load_model(len(self.dataset.vocab))
-        model = Model(params, self.config.backend, dtype=self.config.dtype)
-        before = self.folder.read_json(HISTORY) or {"train_ce": [], "valid_ce": []}
-        trainer = Trainer(model, self.config, velocity, Position(**position))
+        path, cfg = self.out / CHECKPOINT, self.config
+        header, params = self.folder.load_model(len(self.dataset.vocab))
+        velocity, saved, before = checkpoint.load_state(path, header.shapes())
+        try:
+            position = Position.restore(saved, cfg, len(self.dataset.train) // cfg.batch_size)
+            if len(before.get("train_ce", ())) != position.step or "valid_ce" not in before:
+                raise ValueError(f"its history does not end at iteration {position.step}")
+        except ValueError as e:
+            raise checkpoint.CheckpointError(f"{checkpoint.state_path(path)}: cannot resume "
+                                             f"this recipe's run from it: {e}") from None
+        model = Model(params, cfg.backend, dtype=cfg.dtype)
+        trainer = Trainer(model, cfg, velocity, position)
         self.echo(f"resuming at iteration {trainer.position.step + 1} from {path}")
         return model, trainer, before
 
@@ -290,6 +302,17 @@ class PipelineRun:
         return checkpoint.Header.for_run(self.config, len(data.vocab),
                                          (len(data.train), len(data.valid), len(data.test)))
 
+    def _save_resumable(self, model: Model, trainer: Trainer, before: dict, history):
+        """The model, the history, then the state that resuming needs (naming the
+        model it belongs to): a kill at any point leaves a pair --resume accepts or
+        refuses, never a wrong one."""
+        so_far = {"train_ce": before["train_ce"] + history.train_ce,
+                  "valid_ce": before["valid_ce"] + [list(v) for v in history.valid_ce]}
+        self._save_model(model)
+        self.folder.write_json(HISTORY, so_far)
+        checkpoint.save_state(self.out / CHECKPOINT, trainer.velocity,
+                              dataclasses.asdict(trainer.position), so_far)
+
     def _save_model(self, model: Model):
         self.folder.save_model(self._header(), model.params(), self.dataset.vocab.words,
                                self.recipe)
@@ -312,6 +335,13 @@ def run(recipe: Recipe, overrides: dict[str, str], stages, out: Path, data_dir: 
     dataset = dataset or load_dataset(data_dir)
     check_writable(out)
     folder = RunDir(out)
+    with folder.lock():
+        return _run(recipe, overrides, stages, out, data_dir, track, run_name, from_run, echo,
+                    progress, dataset, nested, resume, register, folder)
+
+
+def _run(recipe, overrides, stages, out, data_dir, track, run_name, from_run, echo, progress,
+         dataset, nested, resume, register, folder) -> dict:
     status, run_id, pipeline_run, tracked = "FAILED", None, None, NoRun()
     try:
         if from_run:
@@ -335,9 +365,15 @@ def run(recipe: Recipe, overrides: dict[str, str], stages, out: Path, data_dir: 
         changed = pipeline_run is not None and pipeline_run.wrote_model
         lost = getattr(tracked, "lost", None)
         if status == "FINISHED" or changed or not folder.has_manifest():
-            folder.write_manifest(status=status, recipe=recipe.name, stages=list(stages),
-                                  mlflow_run_id=run_id, mlflow_run_name=run_name if run_id else None,
-                                  **({"mlflow_not_logged": lost} if lost else {}))
+            try:
+                folder.write_manifest(status=status, recipe=recipe.name, stages=list(stages),
+                                      mlflow_run_id=run_id,
+                                      mlflow_run_name=run_name if run_id else None,
+                                      **({"mlflow_not_logged": lost} if lost else {}))
+            except OSError as e:                # a full disk: the run's own error goes on
+                if status == "FINISHED":
+                    raise
+                echo(f"warning: {folder / MANIFEST} not written ({e.strerror})")
     if lost:
         raise NotLogged(f"the run finished in {out}/, but MLflow did not take all of it "
                         f"({lost}); `wordnet-pipeline log --out {out}` logs it when the "

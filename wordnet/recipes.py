@@ -35,6 +35,7 @@ KEYS = CONFIG_KEYS + EXTRA_KEYS
 EVALUATION_KEYS = ("backend", "dtype") + EXTRA_KEYS   # they mean something without training
 # What changes the numbers but not what is computed: a recipe's bounds still hold.
 NUMERICS_KEYS = ("backend", "dtype")
+KEEPING_KEYS = ("checkpoint_minutes",)      # how a run is kept, not what it computes
 # How a run's name spells a hyperparameter, short, as a person would say it; in the
 # order names list them, the most often varied first.
 SHORT = {"learning_rate": "lr", "hidden_size": "h", "embedding_size": "d", "batch_size": "N",
@@ -112,7 +113,7 @@ def differences(config: Config, other: Config, label: str = "recipe") -> list[st
     out = []
     for f in dataclasses.fields(Config):
         mine, theirs = getattr(config, f.name), getattr(other, f.name)
-        if f.name in NUMERICS_KEYS or mine == theirs:
+        if f.name in NUMERICS_KEYS + KEEPING_KEYS or mine == theirs:
             continue
         if f.name == "seed" and config.init == other.init != "gaussian":
             continue

@@ -4,6 +4,7 @@ latest run.
     model.bin       the checkpoint (C format)     vocab.txt       its vocabulary
     recipe.json     the hyperparameters           history.json    every training CE
     metrics.json    the final metrics             run.json        what ran, how it ended
+    .lock           held by the run writing into the folder, names it
     ce_curves.png   embeddings.png / .html        reproduction.md / reproduction.json
 
 ``run.json`` (the manifest) records the last run that succeeded in the folder,
@@ -12,9 +13,13 @@ finished.
 """
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 import shutil
+import sys
 import tempfile
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -27,7 +32,7 @@ CHECKPOINT, VOCAB, MANIFEST, RECIPE = "model.bin", "vocab.txt", "run.json", "rec
 METRICS, HISTORY = "metrics.json", "history.json"
 CE_PLOT, EMBEDDING_PLOT, EMBEDDING_PAGE = "ce_curves.png", "embeddings.png", "embeddings.html"
 REPORT, REPORT_JSON = "reproduction.md", "reproduction.json"
-SWEEP = "sweep.json"
+SWEEP, LOCK = "sweep.json", ".lock"
 SPACE_MARGIN = 4 * 2**20              # bytes for the plots, reports and JSON files
 
 
@@ -85,6 +90,28 @@ class RunDir:
             return None
         except (OSError, ValueError) as e:
             raise RunFolderError(f"{self / name}: unreadable ({e})") from None
+
+    # -- one run at a time ----------------------------------------------------------------
+
+    @contextmanager
+    def lock(self):
+        """Hold the folder for one run: another run into it, meanwhile, fails at once
+        with an error naming this one (its pid, start time and command)."""
+        fd = os.open(self / LOCK, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = os.pread(fd, 4096, 0).decode(errors="replace").strip()
+                raise RunFolderError(f"{self}: in use by another run ({holder or 'starting'}); "
+                                     "wait for it to end or choose another --out") from None
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, (f"pid {os.getpid()}, started "
+                           f"{datetime.now().astimezone().isoformat(timespec='seconds')}: "
+                           f"{' '.join(sys.argv)}").encode(), 0)
+            yield
+        finally:
+            os.close(fd)                         # releases the lock
 
     def has_manifest(self) -> bool:
         return (self / MANIFEST).is_file()

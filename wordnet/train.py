@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 import numpy as np
 
@@ -32,6 +32,7 @@ class TrainingConfig:
     learning_rate: float = 0.1
     momentum: float = 0.9
     validation_period: int = INT_MAX       # validate after minibatches b > 0, b % period == 0
+    checkpoint_minutes: float = 2.0        # save what resuming needs this often (SIGKILL)
 
     def __post_init__(self):
         check_types(self, TrainingConfig)
@@ -44,6 +45,9 @@ class TrainingConfig:
             raise ConfigError(f"learning_rate must be positive and finite, got {self.learning_rate}")
         if not 0.0 <= self.momentum < 1.0:
             raise ConfigError(f"momentum must be in [0, 1), got {self.momentum}")
+        if not (0.0 < self.checkpoint_minutes < float("inf")):
+            raise ConfigError(f"checkpoint_minutes must be positive and finite, "
+                              f"got {self.checkpoint_minutes}")
 
     def iterations(self, train_rows: int) -> int:
         """How many training CEs a run on ``train_rows`` rows reports (SPEC section 3)."""
@@ -92,7 +96,7 @@ class Metrics:
 def batches(rows: np.ndarray, N: int):
     """Contexts (M, N, D) and targets (M, N) of the M = floor(rows / N) full batches."""
     M = len(rows) // N
-    x = np.ascontiguousarray(rows[: M * N, :-1], dtype=np.int32).reshape(M, N, -1)
+    x = np.ascontiguousarray(rows[: M * N, :-1], dtype=np.int32).reshape(M, N, rows.shape[1] - 1)
     t = np.ascontiguousarray(rows[: M * N, -1], dtype=np.int32).reshape(M, N)
     return x, t
 
@@ -111,6 +115,30 @@ class Position:
     step: int = 0         # training CEs reported so far
     ce: float = 0.0       # this epoch's running mean so far
     updates: int = 0
+
+    @classmethod
+    def restore(cls, saved, config: TrainingConfig, M: int) -> "Position":
+        """The position ``saved`` (a dict) of a run of ``config`` with M minibatches an
+        epoch; ValueError saying why when it is not one such a run can reach."""
+        names = [f.name for f in fields(cls)]
+        if not isinstance(saved, dict) or sorted(saved) != sorted(names):
+            raise ValueError(f"the position must have exactly {', '.join(names)}")
+        if any(isinstance(v, bool) or not isinstance(v, float if k == "ce" else int)
+               for k, v in saved.items()):
+            raise ValueError("the position holds a value of the wrong type")
+        pos = cls(**saved)
+        last = config.epochs - 1
+        if not 0 <= pos.epoch <= last:
+            raise ValueError(f"epoch {pos.epoch + 1} is not one of the recipe's {config.epochs}")
+        end = config.early_stop if pos.epoch == last else M
+        if not 0 <= pos.batch <= end:
+            raise ValueError(f"minibatch {pos.batch} is beyond the {end} of epoch {pos.epoch + 1}")
+        if not pos.step == pos.updates == pos.epoch * M + pos.batch:
+            raise ValueError(f"{pos.updates} updates and {pos.step} CEs do not match minibatch "
+                             f"{pos.batch} of epoch {pos.epoch + 1}")
+        if not math.isfinite(pos.ce):
+            raise ValueError(f"the running CE is {pos.ce}")
+        return pos
 
 
 class Diverged(RuntimeError):
@@ -152,8 +180,10 @@ class Trainer:
         self._stop_requested = True
 
     def run(self, train_rows: np.ndarray, valid_rows: np.ndarray | None = None,
-            on_iteration=None, on_validation=None) -> History:
-        """Train until the recipe ends or request_stop(); ``self.position`` says where."""
+            on_iteration=None, on_validation=None, on_checkpoint=None) -> History:
+        """Train until the recipe ends or request_stop(); ``self.position`` says where.
+        ``on_checkpoint(history)`` is called between minibatches every
+        ``checkpoint_minutes``, to save what resuming needs."""
         cfg = self.config
         x, t = batches(train_rows, cfg.batch_size)
         M = len(x)
@@ -164,9 +194,9 @@ class Trainer:
             raise ConfigError(f"early_stop {cfg.early_stop} is beyond the {M} minibatches "
                               f"of an epoch (at most {M}: the whole last epoch)")
         with self.model.single_threaded_blas():
-            return self._run(x, t, valid_rows, on_iteration, on_validation)
+            return self._run(x, t, valid_rows, on_iteration, on_validation, on_checkpoint)
 
-    def _run(self, x, t, valid_rows, on_iteration, on_validation) -> History:
+    def _run(self, x, t, valid_rows, on_iteration, on_validation, on_checkpoint) -> History:
         cfg, model, pos = self.config, self.model, self.position
         M = len(x)
         order = target_order(t)
@@ -174,6 +204,7 @@ class Trainer:
         trace = np.empty(CHUNK)
         step, updates = pos.step, pos.updates
         start = time.perf_counter()
+        saved = start
         for epoch in range(pos.epoch, cfg.epochs):
             resuming = epoch == pos.epoch
             ce = pos.ce if resuming else 0.0
@@ -208,6 +239,10 @@ class Trainer:
                     history.valid_ce.append((step, valid_ce))
                     if on_validation is not None:
                         on_validation(step, valid_ce)
+                if (on_checkpoint is not None and not self._stop_requested
+                        and time.perf_counter() - saved >= 60 * cfg.checkpoint_minutes):
+                    on_checkpoint(history)
+                    saved = time.perf_counter()
             if self._stop_requested:
                 history.stopped = True
                 break
@@ -239,27 +274,34 @@ def evaluate(model: Model, rows: np.ndarray, batch_size: int = 100,
              accuracy: bool = True) -> Metrics:
     """CE (the running mean over full batches, as the C reports it), perplexity,
     top-1 and top-5 accuracy over the rows of those batches, and the likeliest
-    next word of each of those rows."""
+    next word of each of those rows.  A split smaller than one batch is taken as
+    one batch of all its rows."""
+    if len(rows) == 0:
+        raise ValueError("no rows to evaluate")
+    batch_size = min(batch_size, len(rows))
     x, t = batches(rows, batch_size)
-    if len(x) == 0:
-        raise ValueError(f"{len(rows)} rows do not fill one batch of {batch_size}")
     buf = Buffers(model, batch_size)
     ce, hits1, hits5 = 0.0, 0, 0
-    words, examples = np.arange(model.vocab_size)[:, None], np.arange(batch_size)
+    words = np.arange(model.vocab_size)[:, None]
     predicted = np.empty(len(x) * batch_size, dtype=np.intp) if accuracy else None
     with model.single_threaded_blas():
         for b in range(len(x)):
             y3 = model.forward(x[b], buf)
             ce += (cross_entropy(y3, t[b]) - ce) / (b + 1)
             if accuracy:
-                # The target's place in a stable sort by falling probability: the
-                # words more probable, and the equally probable ones listed before it.
-                p = y3[t[b], examples]
-                rank = (y3 > p).sum(axis=0) + ((y3 == p) & (words < t[b])).sum(axis=0)
-                hits1 += int((rank == 0).sum())
-                hits5 += int((rank < 5).sum())
-                predicted[b * batch_size:(b + 1) * batch_size] = y3.argmax(axis=0)
+                top1, top5 = _hits(y3, t[b], words, predicted[b * batch_size:(b + 1) * batch_size])
+                hits1, hits5 = hits1 + top1, hits5 + top5
     n = len(x) * batch_size
     return Metrics(ce, math.exp(ce), hits1 / n if accuracy else math.nan,
                    hits5 / n if accuracy else math.nan, n, predicted)
 
+
+def _hits(y3: np.ndarray, t: np.ndarray, words: np.ndarray, predicted: np.ndarray):
+    """(top-1, top-5) hits of a batch's probabilities ``y3`` (V x N) for targets ``t``;
+    each example's likeliest word into ``predicted``."""
+    # The target's place in a stable sort by falling probability: the words more
+    # probable, and the equally probable ones listed before it.
+    p = y3[t, np.arange(len(t))]
+    rank = (y3 > p).sum(axis=0) + ((y3 == p) & (words < t)).sum(axis=0)
+    predicted[:] = y3.argmax(axis=0)
+    return int((rank == 0).sum()), int((rank < 5).sum())
