@@ -288,7 +288,7 @@ def test_too_little_memory_fails_before_training(data_dir, tmp_path, monkeypatch
     assert error.startswith("Error: training these sizes needs about 2")      # 22.4 GB
     assert error.endswith("and 4.0 GB are available; choose a smaller hidden_size, "
                           "embedding_size or batch_size")
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["run.json"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".lock", "run.json"]
 
 
 def test_missing_data_fails_before_anything_is_made(tmp_path, monkeypatch):
