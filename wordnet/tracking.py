@@ -158,7 +158,7 @@ class Run(NoRun):
             try:
                 return call(*args, **kwargs)
             except Exception as e:                      # MLflow's, HTTP's, SQLite's, OS's
-                self.lose(f"{what} failed ({_first_line(e)})")
+                self.lose(f"{what} failed ({_short(_first_line(e))})")
         return None
 
     def log_params(self, params: dict) -> None:
@@ -427,7 +427,7 @@ def start_run(run_name: str | None, tags: dict | None = None, nested: bool = Fal
     metrics = MetricQueue(lambda points: client.log_batch(run_id, metrics=[
         Metric(k, v, ts, step, model_id=model, dataset_name=dataset, dataset_digest=digest)
         for k, v, ts, step, model, dataset, digest in points], synchronous=True),
-        on_error=lambda e: run.lose(f"logging metrics failed ({_first_line(e)})"))
+        on_error=lambda e: run.lose(f"logging metrics failed ({_short(_first_line(e))})"))
     run = Run(run_id, active.info.run_name, metrics, page_url(active.info.experiment_id, run_id))
     try:
         yield run
@@ -500,3 +500,8 @@ def _probe(uri: str, hint: str = "start it, fix --tracking-uri, or pass --no-tra
 def _first_line(e: Exception) -> str:
     text = str(e).strip()
     return text.splitlines()[0] if text else type(e).__name__
+
+
+def _short(text: str, limit: int = 160) -> str:
+    """``text`` cut to ``limit`` characters: MLflow's HTTP errors run to several hundred."""
+    return text if len(text) <= limit else text[:limit - 1] + "…"
