@@ -10,6 +10,7 @@ import gc
 import json
 import signal
 import sys
+import threading
 import time
 from datetime import datetime
 from pathlib import Path
@@ -51,7 +52,8 @@ class Group(click.Group):
     SIGTERM into :class:`Terminated`."""
 
     def invoke(self, ctx):
-        previous = signal.signal(signal.SIGTERM, _terminate)
+        main = threading.current_thread() is threading.main_thread()   # signals go there only
+        previous = signal.signal(signal.SIGTERM, _terminate) if main else None
         try:
             return super().invoke(ctx)
         except (click.ClickException, click.exceptions.Exit, click.Abort):
@@ -73,7 +75,8 @@ class Group(click.Group):
             raise click.ClickException(f"unexpected {type(e).__name__}: {e} "
                                        "(run with --debug for the traceback)") from None
         finally:
-            signal.signal(signal.SIGTERM, previous)
+            if main:
+                signal.signal(signal.SIGTERM, previous)
 
 
 @click.group(cls=Group, epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"]})
