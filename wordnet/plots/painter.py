@@ -24,6 +24,7 @@ import subprocess
 import sys
 import threading
 import time
+import weakref
 from pathlib import Path
 
 TIMEOUT = 300.0             # seconds a plot may take (the map takes about 5 s)
@@ -53,6 +54,8 @@ class Painter:
             self._process = subprocess.Popen(
                 [sys.executable, "-P", "-c", SERVE.format(root=str(PACKAGE_ROOT))],
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+            # stopped by close(), else when the painter is collected or Python exits
+            self._stop = weakref.finalize(self, _stop, self._process)
         pickle.dump((plot, path, args, kwargs), self._process.stdin)
         self._process.stdin.flush()
         self._drawing.append([Path(path), *map(Path, also)])
@@ -72,11 +75,7 @@ class Painter:
     def close(self) -> None:
         """Stop the process: what it is drawing is lost, the files stay as they were."""
         if self._process is not None:
-            if self._process.poll() is None:
-                self._process.kill()
-            self._process.wait()
-            self._process.stdin.close()
-            self._process.stdout.close()
+            self._stop()
             self._process = None
         self._drawing, self._unread = [], b""
 
@@ -96,6 +95,14 @@ class Painter:
             self._unread += chunk
         line, _, self._unread = self._unread.partition(b"\n")
         return line.decode()
+
+
+def _stop(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        process.kill()
+    process.wait()
+    process.stdin.close()
+    process.stdout.close()
 
 
 def serve() -> None:
