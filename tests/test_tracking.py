@@ -381,6 +381,58 @@ def test_two_pipelines_at_once_on_one_new_sqlite_store(data_dir, tmp_path):
                           ).fetchall() == []
 
 
+def test_a_sweep_with_jobs_gives_the_same_runs_bit_for_bit(tracking_uri, data_dir, tmp_path):
+    """--jobs 2: four quick trials two at a time, each a process of its own, give the
+    children --jobs 1 gives (exact backend: the same figures to the last bit), nested
+    under their parent in MLflow, each trial's output in its folder's trial.log."""
+    from click.testing import CliRunner
+    from mlflow import MlflowClient
+
+    from wordnet.cli import cli
+    command = ["sweep", "--pipeline", "quick", "--set", "learning_rate=0.1,0.3",
+               "--set", "hidden_size=50,100", "--set", "backend=exact", "--set", "early_stop=60",
+               "--set", "validation_period=30", "--stage", "train", "--stage", "validate",
+               "--stage", "test", "--data-dir", str(data_dir)]
+    figures = {}
+    for jobs in (1, 2):
+        out = tmp_path / f"jobs{jobs}"
+        result = CliRunner().invoke(cli, command + ["--jobs", str(jobs), "--out", str(out),
+                                                    "--experiment", f"jobs{jobs}"])
+        assert result.exit_code == 0, result.output
+        rows = json.loads((out / "sweep.json").read_text())
+        figures[jobs] = {row["folder"]: {k: v for k, v in row.items()
+                                         if "/" in k and not k.startswith("perf/")}
+                         for row in rows}
+        client = MlflowClient()
+        [experiment] = client.search_experiments(filter_string=f"name = 'jobs{jobs}'")
+        runs = client.search_runs([experiment.experiment_id])
+        [parent] = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+        children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+        assert len(children) == 4 and {c.info.status for c in children} == {"FINISHED"}
+        assert {r["run_id"] for r in rows} == {c.info.run_id for c in children}
+        assert parent.data.tags["wordnet.sweep.jobs"] == str(jobs)
+    assert len(figures[1]) == 4 and figures[2] == figures[1]          # bit for bit
+    assert all("test/ce" in row and "valid/final_ce" in row for row in figures[2].values())
+    assert all((tmp_path / "jobs2" / folder / "trial.log").read_text().strip().endswith(
+        f"done: {tmp_path / 'jobs2' / folder}/") for folder in figures[2])
+
+
+def test_a_sweep_with_jobs_goes_on_past_a_failed_trial(data_dir, tmp_path):
+    from click.testing import CliRunner
+
+    from wordnet.cli import cli
+    result = CliRunner().invoke(cli, [
+        "sweep", "--pipeline", "quick", "--set", "learning_rate=0.1,1e305",
+        "--set", "backend=exact", "--set", "early_stop=20", "--stage", "train",
+        "--data-dir", str(data_dir), "--out", str(tmp_path / "out"), "--jobs", "2",
+        "--no-tracking"])
+    assert result.exit_code == 1 and "some runs failed" in result.output
+    rows = {row["learning_rate"]: row for row in
+            json.loads((tmp_path / "out" / "sweep.json").read_text())}
+    assert rows["0.1"]["status"] == "FINISHED" and rows["1e305"]["status"] == "FAILED"
+    assert "diverged" in rows["1e305"]["error"].lower() or "finite" in rows["1e305"]["error"]
+
+
 def test_a_sweep_nests_one_run_per_combination(tracking_uri, data_dir, tmp_path):
     """Children named by their own values, nested under a parent that names the best
     child by validation CE and carries the summary, with every child's run ID."""

@@ -131,9 +131,11 @@ def pipeline_options(f):
 @click.option("--register", metavar="NAME", default="wordnet", show_default=True,
               help="Register the trained model in MLflow under NAME (models:/NAME/latest).")
 @click.option("--no-register", is_flag=True, help="Log the trained model, register nothing.")
+@click.option("--parent-run", metavar="RUN_ID", hidden=True,
+              help="Nest the MLflow run under this one (a sweep's trials with --jobs).")
 @pipeline_options
-def run(stages, sets, from_run, resume, register, no_register, recipe, data_dir, out,
-        tracking_uri, experiment, run_name, no_tracking):
+def run(stages, sets, from_run, resume, register, no_register, parent_run, recipe, data_dir,
+        out, tracking_uri, experiment, run_name, no_tracking):
     """Run pipeline stages: load, train, validate, test, reproduce.
 
     \b
@@ -179,7 +181,8 @@ def run(stages, sets, from_run, resume, register, no_register, recipe, data_dir,
     dataset = _prepare(out, data, tracking_uri, experiment, no_tracking)
     pipeline.run(base, overrides, chosen, out, data, track=not no_tracking, run_name=run_name,
                  from_run=from_run, echo=click.echo, progress=Progress, dataset=dataset,
-                 resume=resume, register=None if no_register else register)
+                 resume=resume, register=None if no_register else register,
+                 parent_run_id=parent_run)
     click.echo(f"done: {out}/")
 
 
@@ -214,11 +217,16 @@ def log(out, data_dir, tracking_uri, experiment, register, no_register):
 @click.option("--stage", "stages", multiple=True, default=("train", "validate", "test"),
               type=click.Choice(("train", "validate", "test", "reproduce")), show_default=True,
               help="Stages of each run (repeatable).")
+@click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Runs at once, each a process with its share of the cores.")
 @pipeline_options
-def sweep(sets, stages, recipe, data_dir, out, tracking_uri, experiment, run_name, no_tracking):
+def sweep(sets, stages, jobs, recipe, data_dir, out, tracking_uri, experiment, run_name,
+          no_tracking):
     """One run per combination of --set values.
 
     The runs are nested under one parent MLflow run, for comparison side by side.
+    With --jobs N, N runs at once, each a `wordnet-pipeline run` process using
+    cores/N threads, its output in its folder's trial.log.
     Example: wordnet-pipeline sweep --set learning_rate=0.01,0.1,1.0 --set hidden_size=100,200
     """
     from . import pipeline, rundir, sweeps
@@ -240,7 +248,7 @@ def sweep(sets, stages, recipe, data_dir, out, tracking_uri, experiment, run_nam
     click.echo(f"sweep: {len(grid)} runs ({base.name} recipe) -> {out}/")
     results = sweeps.sweep(base, grid, chosen, out, data, track=not no_tracking,
                            run_name=run_name, echo=click.echo, progress=Progress,
-                           dataset=dataset)
+                           dataset=dataset, jobs=jobs, source=recipe)
     keys = list(grid[0])
     shown = [k for k in ("train/final_ce", "valid/final_ce", "test/ce")
              if any(k in r for r in results)]

@@ -238,8 +238,19 @@ def _check_backend(backend: str, dtype: str) -> None:
         raise ConfigError(f"dtype {dtype} needs backend = fast: the exact backend is float64")
 
 
+THREADS_ENV = "WORDNET_THREADS"
+
+
 def default_threads() -> int:
-    """The OpenMP threads a model uses unless told otherwise."""
+    """The OpenMP threads a model uses unless told otherwise: $WORDNET_THREADS (a sweep's
+    parallel trials get their share of the cores through it), else the CPUs this
+    process may run on, at most MAX_THREADS."""
+    value = os.environ.get(THREADS_ENV, "").strip()
+    if value:
+        if not value.isdigit() or int(value) < 1:
+            raise ConfigError(f"${THREADS_ENV} must be a whole number of threads, 1 or more, "
+                              f"not {value!r}")
+        return int(value)
     return min(_usable_cpus(), MAX_THREADS)
 
 

@@ -322,7 +322,8 @@ class PipelineRun:
 def run(recipe: Recipe, overrides: dict[str, str], stages, out: Path, data_dir: Path | None,
         track: bool = False, run_name: str | None = None, from_run: str | None = None,
         echo=print, progress=None, dataset=None, nested: bool = False,
-        resume: bool = False, register: str | None = None) -> dict:
+        resume: bool = False, register: str | None = None,
+        parent_run_id: str | None = None) -> dict:
     """Run ``stages`` as one (MLflow) run; record how it ended in ``out/run.json``.
 
     The data is loaded first: when it cannot be, no folder, manifest or MLflow
@@ -330,18 +331,20 @@ def run(recipe: Recipe, overrides: dict[str, str], stages, out: Path, data_dir: 
     as it was, unless it changed the folder's model (or there was none): a stage
     run alone on a finished run's folder never hides that run's model.  The
     MLflow run is named ``run_name``, else by what distinguishes it
-    (:meth:`Recipe.label`), with the stages when it trains nothing.
+    (:meth:`Recipe.label`), with the stages when it trains nothing; nested under
+    the active run (``nested``) or under ``parent_run_id`` (a sweep's trial run by
+    another process).
     """
     dataset = dataset or load_dataset(data_dir)
     check_writable(out)
     folder = RunDir(out)
     with folder.lock():
         return _run(recipe, overrides, stages, out, data_dir, track, run_name, from_run, echo,
-                    progress, dataset, nested, resume, register, folder)
+                    progress, dataset, nested, resume, register, folder, parent_run_id)
 
 
 def _run(recipe, overrides, stages, out, data_dir, track, run_name, from_run, echo, progress,
-         dataset, nested, resume, register, folder) -> dict:
+         dataset, nested, resume, register, folder, parent_run_id) -> dict:
     status, run_id, pipeline_run, tracked = "FAILED", None, None, NoRun()
     try:
         if from_run:
@@ -351,7 +354,9 @@ def _run(recipe, overrides, stages, out, data_dir, track, run_name, from_run, ec
         recipe = with_overrides(recipe, overrides)
         if not run_name:
             run_name = " · ".join([recipe.label()] + ([] if "train" in stages else list(stages)))
-        context = tracking.start_run(run_name, nested=nested) if track else nullcontext(NoRun())
+        parent = {"mlflow.parentRunId": parent_run_id} if parent_run_id else None
+        context = (tracking.start_run(run_name, tags=parent, nested=nested) if track
+                   else nullcontext(NoRun()))
         with context as tracked:
             run_id, run_name = tracked.run_id, tracked.run_name or run_name
             pipeline_run = PipelineRun(recipe, data_dir, out, tracked, echo, progress,

@@ -379,6 +379,14 @@ def unique_name(name: str) -> str:
     return unique
 
 
+def current_store() -> tuple[str, str]:
+    """(tracking URI, experiment name) of the active run: where another process logs
+    beside it."""
+    import mlflow
+    run = mlflow.active_run()
+    return mlflow.get_tracking_uri(), mlflow.get_experiment(run.info.experiment_id).name
+
+
 def page_url(experiment_id: str, run_id: str) -> str:
     """The run's page in MLflow's UI: on the tracking server, or on `mlflow ui` started
     beside a local store (its default address)."""
