@@ -137,3 +137,13 @@ def test_buffers_rows_start_on_cache_lines(dtype):
         a = getattr(buf, name)
         assert a.shape[1] == 100 and a.dtype == model.dtype, name
         assert a.ctypes.data % 64 == 0 and a.strides[0] % 64 == 0, name
+
+
+def test_wordnet_threads_sets_the_default_threads(monkeypatch):
+    from wordnet.model import ConfigError, default_threads
+    monkeypatch.setenv("WORDNET_THREADS", "3")
+    assert default_threads() == 3
+    for bad in ("0", "two", "-1"):
+        monkeypatch.setenv("WORDNET_THREADS", bad)
+        with pytest.raises(ConfigError, match=r"\$WORDNET_THREADS must be a whole number"):
+            default_threads()
