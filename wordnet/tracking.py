@@ -9,6 +9,7 @@ MLflow is imported by the functions that need it, never at import time.
 """
 from __future__ import annotations
 
+import logging
 import os
 import platform
 import queue
@@ -273,6 +274,9 @@ def connect(tracking_uri: str | None, experiment: str) -> None:
         _probe(tracking_uri)
     for name, value in WRITING_HTTP_ENV.items():
         os.environ.setdefault(name, value)                     # the user's settings win
+    # MLflow logs a store's SQL errors with their traceback (60 lines for a read-only
+    # database); the run says each in one line (TrackingError, Run.lost)
+    logging.getLogger(QUIETED_LOGGER).setLevel(logging.CRITICAL)
     import mlflow
     if tracking_uri:
         mlflow.set_tracking_uri(tracking_uri)
@@ -294,6 +298,7 @@ READING_HTTP_ENV = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST
 # (Run.lost); MLflow's defaults made that 4-8 minutes of silence.
 WRITING_HTTP_ENV = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10",
                     "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1"}
+QUIETED_LOGGER = "mlflow.store.db.utils"
 LAST_TRY_HTTP_ENV = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "2"}
 
 
