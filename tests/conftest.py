@@ -8,12 +8,15 @@ c_full.bin ships with the package.
 import hashlib
 import lzma
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
+from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -21,6 +24,19 @@ import pytest
 
 BIN = Path(sys.executable).parent
 FIXTURES = Path(__file__).with_name("fixtures")
+
+# Ray, the same in the heads and in the drivers (ray.init in a test or in its subprocesses,
+# which inherit these); Ray reads them when imported, so they are set here, before any test
+# imports ray.
+# - On loopback only: Ray turns 127.0.0.1 (as --node-ip-address, or in a driver's
+#   ray.init(address="127.0.0.1:PORT")) into the machine's routable address unless this is
+#   "0", and then 127.0.0.1 is the node's address (the name is about Windows and macOS, where
+#   that is the default).
+# - Token authentication decided here, not by whether ~/.ray/auth_token exists: a local
+#   ray.init() writes that file, `ray start --head` then requires the token, and a driver
+#   given an address does not send it unless RAY_AUTH_MODE=token ("InvalidAuthToken").
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 
 
 @pytest.fixture(scope="session")
@@ -124,6 +140,32 @@ def empty_store(tmp_path_factory) -> Path:
     return path
 
 
+@pytest.fixture
+def tracking_uri(empty_store, tmp_path, monkeypatch):
+    """A fresh local store, current for MLflow; run artifacts go under tmp_path."""
+    import mlflow
+    shutil.copy(empty_store, tmp_path / "mlflow.db")
+    monkeypatch.chdir(tmp_path)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    yield uri
+    mlflow.set_tracking_uri(None)
+
+
+@pytest.fixture
+def mlflow_server(empty_store, tmp_path, servers):
+    """`mlflow server` on a free loopback port; yields its URL, then stops it."""
+    shutil.copy(empty_store, tmp_path / "server.db")
+    port = servers.free_port()
+    url = f"http://127.0.0.1:{port}"
+    with servers.start([str(BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port),
+                        "--workers", "1", "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
+                        "--artifacts-destination", str(tmp_path / "server-artifacts")],
+                       f"{url}/health", tmp_path / "server.log", timeout=120,
+                       env={"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}, cwd=tmp_path):
+        yield url
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -131,10 +173,12 @@ def free_port() -> int:
 
 
 @contextmanager
-def background_server(command, ready_url: str, log: Path, timeout: float = 90, env=None, cwd=None):
-    """Run ``command`` in a process group of its own until ``ready_url`` answers; yield
-    the process, then end it and its workers.  The venv's bin comes first on PATH:
-    `mlflow models serve --env-manager local` starts uvicorn from there."""
+def background_server(command, ready_url: str | Callable[[], bool], log: Path, timeout: float = 90,
+                      env=None, cwd=None):
+    """Run ``command`` in a process group of its own until ``ready_url`` answers (or,
+    if it is a function, until it returns true); yield the process, then end it and its
+    workers.  The venv's bin comes first on PATH: `mlflow models serve --env-manager
+    local` starts uvicorn from there."""
     env = {**os.environ, **(env or {}), "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
     with open(log, "wb") as out:
         process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env,
@@ -145,14 +189,19 @@ def background_server(command, ready_url: str, log: Path, timeout: float = 90, e
             if process.poll() is not None:
                 pytest.fail(f"the server exited with {process.returncode}:\n"
                             f"{log.read_text()[-3000:]}")
-            try:
-                with urllib.request.urlopen(ready_url, timeout=2):
+            if callable(ready_url):                   # a server that is not HTTP (Ray's head)
+                if ready_url():
                     break
-            except OSError:
-                if time.monotonic() > deadline:
-                    pytest.fail(f"no answer from {ready_url} within {timeout} s:\n"
-                                f"{log.read_text()[-3000:]}")
-                time.sleep(0.3)
+            else:
+                try:
+                    with urllib.request.urlopen(ready_url, timeout=2):
+                        break
+                except OSError:
+                    pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"no answer from {ready_url} within {timeout} s:\n"
+                            f"{log.read_text()[-3000:]}")
+            time.sleep(0.3)
         yield process
     finally:
         if process.poll() is None:
@@ -173,3 +222,40 @@ class Servers:
 @pytest.fixture(scope="session")
 def servers():
     return Servers
+
+
+@pytest.fixture(scope="session")
+def ray_cluster(tmp_path_factory):
+    """A Ray head on loopback with 2 CPUs for the session: its address, "127.0.0.1:PORT".
+
+    `ray start --head --block` in a process group of its own (background_server): the
+    command stays until SIGTERM, then stops the head's processes (GCS, raylet, ...); the
+    workers, which the raylet starts, end with it.  Ray's temporary folder is a short one
+    (its sockets are <temp-dir>/session_<time>_<pid>/sockets/plasma_store, and a Unix
+    socket's path has at most 107 bytes), and the head runs there, not in the repository:
+    a task runs in the raylet's folder, and `python -c "import wordnet"` there would find
+    the source tree (no compiled kernels) before the installed package."""
+    pytest.importorskip("ray")                # CI installs the ray extra: never skipped there
+    folder = tmp_path_factory.mktemp("ray")
+    short = None
+    if len(str(folder)) > 40:                 # leave ~65 bytes for Ray's part of the path
+        folder = short = Path(tempfile.mkdtemp(prefix="ray-", dir="/tmp"))
+    port = free_port()
+    log = folder / "head.log"
+    command = [str(BIN / "ray"), "start", "--head", "--block", "--node-ip-address", "127.0.0.1",
+               "--port", str(port), "--num-cpus", "2", "--disable-usage-stats",
+               "--include-dashboard=false", "--temp-dir", str(folder)]
+    # RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S=0: on SIGTERM the head stops at once (about 4 s)
+    # instead of draining for up to 30 s while a task still runs.
+    # Loopback and no token: os.environ, set above, as in the drivers.
+    env = {"RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S": "0"}
+
+    def started() -> bool:                    # printed once the GCS and the raylet are up
+        return "Ray runtime started" in log.read_text(errors="replace")
+
+    try:
+        with background_server(command, started, log, timeout=120, env=env, cwd=folder):
+            yield f"127.0.0.1:{port}"
+    finally:
+        if short is not None:
+            shutil.rmtree(short, ignore_errors=True)

@@ -1,4 +1,4 @@
-"""wordnet.recipes: recipe files, --set overrides and sweep grids."""
+"""wordnet.recipes: recipe files and --set overrides."""
 import pytest
 
 from wordnet import recipes
@@ -59,12 +59,6 @@ def test_malformed_overrides(pair, message):
         recipes.parse_overrides([pair])
 
 
-@pytest.mark.parametrize("pair", ["hidden_size=,", "hidden_size= , ,"])
-def test_a_sweep_axis_without_values_is_refused(pair):
-    with pytest.raises(ConfigError, match="--set hidden_size: no values to sweep"):
-        recipes.sweep_grid([pair])
-
-
 def test_the_memory_estimate_before_training():
     """hidden_size=1000000 needs about 22 GB (five copies of 400 million weights, two
     minibatches of 4 million activations); the reference recipe about 7 MB."""
@@ -75,13 +69,6 @@ def test_the_memory_estimate_before_training():
     assert 5 * (header.file_size() - 72) < training_memory(header) < 10**7
     huge = Header.for_run(recipe("reference", hidden_size="1000000").config, 250, (372_550, 46_568, 46_568))
     assert training_memory(huge) > 20 * 10**9
-
-
-def test_a_sweep_grid_is_every_combination():
-    grid = recipes.sweep_grid(["learning_rate=0.01,0.1,1.0", "hidden_size=100, 200"])
-    assert len(grid) == 6
-    assert grid[0] == {"learning_rate": "0.01", "hidden_size": "100"}
-    assert grid[1] == {"learning_rate": "0.01", "hidden_size": "200"}
 
 
 def test_a_recipe_remembers_what_was_overridden():

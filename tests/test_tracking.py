@@ -19,18 +19,6 @@ BIN = Path(sys.executable).parent
 
 
 
-@pytest.fixture
-def tracking_uri(empty_store, tmp_path, monkeypatch):
-    """A fresh local store, current for MLflow; run artifacts go under tmp_path."""
-    import mlflow
-    shutil.copy(empty_store, tmp_path / "mlflow.db")
-    monkeypatch.chdir(tmp_path)
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    yield uri
-    mlflow.set_tracking_uri(None)
-
-
 # -- the metric queue -----------------------------------------------------------------------
 
 def test_points_go_in_order_in_batches_of_at_most_max_batch():
@@ -220,20 +208,6 @@ def test_sigterm_in_any_stage_ends_the_run_killed_and_recorded(where, tracking_u
 
 # -- end to end -----------------------------------------------------------------------------
 
-@pytest.fixture
-def mlflow_server(empty_store, tmp_path, servers):
-    """`mlflow server` on a free loopback port; yields its URL, then stops it."""
-    shutil.copy(empty_store, tmp_path / "server.db")
-    port = servers.free_port()
-    url = f"http://127.0.0.1:{port}"
-    with servers.start([str(BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port),
-                        "--workers", "1", "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
-                        "--artifacts-destination", str(tmp_path / "server-artifacts")],
-                       f"{url}/health", tmp_path / "server.log", timeout=120,
-                       env={"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}, cwd=tmp_path):
-        yield url
-
-
 def test_the_quick_pipeline_against_a_real_mlflow_server(mlflow_server, data_dir, tmp_path):
     import mlflow
     from mlflow import MlflowClient
@@ -380,108 +354,6 @@ def test_two_pipelines_at_once_on_one_new_sqlite_store(data_dir, tmp_path):
         assert db.execute("SELECT name FROM sqlite_master WHERE name LIKE '%alembic_tmp%'"
                           ).fetchall() == []
 
-
-def test_a_sweep_with_jobs_gives_the_same_runs_bit_for_bit(tracking_uri, data_dir, tmp_path):
-    """--jobs 2: four quick trials two at a time, each a process of its own, give the
-    children --jobs 1 gives (exact backend: the same figures to the last bit), nested
-    under their parent in MLflow, each trial's output in its folder's trial.log."""
-    from click.testing import CliRunner
-    from mlflow import MlflowClient
-
-    from wordnet.cli import cli
-    command = ["sweep", "--pipeline", "quick", "--set", "learning_rate=0.1,0.3",
-               "--set", "hidden_size=50,100", "--set", "backend=exact", "--set", "early_stop=60",
-               "--set", "validation_period=30", "--stage", "train", "--stage", "validate",
-               "--stage", "test", "--data-dir", str(data_dir)]
-    figures = {}
-    for jobs in (1, 2):
-        out = tmp_path / f"jobs{jobs}"
-        result = CliRunner().invoke(cli, command + ["--jobs", str(jobs), "--out", str(out),
-                                                    "--experiment", f"jobs{jobs}"])
-        assert result.exit_code == 0, result.output
-        rows = json.loads((out / "sweep.json").read_text())
-        figures[jobs] = {row["folder"]: {k: v for k, v in row.items()
-                                         if "/" in k and not k.startswith("perf/")}
-                         for row in rows}
-        client = MlflowClient()
-        [experiment] = client.search_experiments(filter_string=f"name = 'jobs{jobs}'")
-        runs = client.search_runs([experiment.experiment_id])
-        [parent] = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
-        children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
-        assert len(children) == 4 and {c.info.status for c in children} == {"FINISHED"}
-        assert {r["run_id"] for r in rows} == {c.info.run_id for c in children}
-        assert parent.data.tags["wordnet.sweep.jobs"] == str(jobs)
-    assert len(figures[1]) == 4 and figures[2] == figures[1]          # bit for bit
-    assert all("test/ce" in row and "valid/final_ce" in row for row in figures[2].values())
-    assert all((tmp_path / "jobs2" / folder / "trial.log").read_text().strip().endswith(
-        f"done: {tmp_path / 'jobs2' / folder}/") for folder in figures[2])
-
-
-def test_a_sweep_with_jobs_goes_on_past_a_failed_trial(data_dir, tmp_path):
-    from click.testing import CliRunner
-
-    from wordnet.cli import cli
-    result = CliRunner().invoke(cli, [
-        "sweep", "--pipeline", "quick", "--set", "learning_rate=0.1,1e305",
-        "--set", "backend=exact", "--set", "early_stop=20", "--stage", "train",
-        "--data-dir", str(data_dir), "--out", str(tmp_path / "out"), "--jobs", "2",
-        "--no-tracking"])
-    assert result.exit_code == 1 and "some runs failed" in result.output
-    rows = {row["learning_rate"]: row for row in
-            json.loads((tmp_path / "out" / "sweep.json").read_text())}
-    assert rows["0.1"]["status"] == "FINISHED" and rows["1e305"]["status"] == "FAILED"
-    assert "diverged" in rows["1e305"]["error"].lower() or "finite" in rows["1e305"]["error"]
-
-
-def test_a_sweep_nests_one_run_per_combination(tracking_uri, data_dir, tmp_path):
-    """Children named by their own values, nested under a parent that names the best
-    child by validation CE and carries the summary, with every child's run ID."""
-    import csv
-
-    from click.testing import CliRunner
-    from mlflow import MlflowClient
-
-    from wordnet.cli import cli
-    command = ["sweep", "--set", "learning_rate=0.05,0.2", "--set", "backend=exact",
-               "--set", "epochs=1", "--set", "early_stop=5", "--stage", "train",
-               "--stage", "validate", "--data-dir", str(data_dir), "--experiment", "sweeps"]
-    for n in (1, 2):                                     # twice: the names stay unique
-        result = CliRunner().invoke(cli, command + ["--out", str(tmp_path / f"sweep{n}")])
-        assert result.exit_code == 0, result.output
-    client = MlflowClient()
-    [experiment] = [e for e in client.search_experiments() if e.name == "sweeps"]
-    runs = {r.info.run_name: r for r in client.search_runs([experiment.experiment_id])}
-    assert len(runs) == 6                                # 2 parents, 4 children, all named apart
-    parent = runs.pop("sweep learning_rate × backend × epochs × early_stop · reference #2")
-    first = runs.pop("sweep learning_rate × backend × epochs × early_stop · reference")
-    assert parent.data.params["sweep.learning_rate"] == "0.05,0.2"
-    assert sorted(runs) == ["lr=0.05 epochs=1 stop=5 · reference · exact",
-                            "lr=0.05 epochs=1 stop=5 · reference · exact #2",
-                            "lr=0.2 epochs=1 stop=5 · reference · exact",
-                            "lr=0.2 epochs=1 stop=5 · reference · exact #2"]
-    children = {r.info.run_id: r for r in runs.values()
-                if r.data.tags["mlflow.parentRunId"] == parent.info.run_id}
-    assert len(children) == 2 and all(c.info.status == "FINISHED" for c in children.values())
-    best = min(children.values(), key=lambda c: c.data.metrics["valid/final_ce"])
-    assert parent.data.tags["wordnet.best_run_id"] == best.info.run_id
-    assert parent.data.tags["wordnet.best_run_name"] == best.info.run_name
-    assert parent.data.metrics["valid/final_ce"] == best.data.metrics["valid/final_ce"]
-    assert parent.data.metrics["sweep/runs"] == 2 and parent.data.metrics["sweep/failed"] == 0
-    note = parent.data.tags["mlflow.note.content"]
-    assert note.startswith("A sweep of the reference recipe over learning_rate ∈ {0.05, 0.2} × ")
-    assert f"Best by validation CE: {parent.data.tags['wordnet.best_run_name']} " in note
-    assert {"sweep.md", "sweep.csv", "sweep.json"} <= {
-        a.path for a in client.list_artifacts(parent.info.run_id)}
-    local = client.download_artifacts(parent.info.run_id, "sweep.csv", str(tmp_path))
-    with open(local) as f:
-        table = list(csv.DictReader(f))
-    assert [row["run_id"] for row in table][0] == best.info.run_id
-    assert {row["run_id"] for row in table} == set(children)
-    assert [float(row["valid/final_ce"]) for row in table] == sorted(
-        c.data.metrics["valid/final_ce"] for c in children.values())
-    for child in children.values():
-        assert len(client.get_metric_history(child.info.run_id, "train/ce_running_mean")) == 6
-    assert first.info.run_id != parent.info.run_id
 
 
 def test_a_stage_alone_takes_the_model_of_an_mlflow_run(tracking_uri, data_dir, tmp_path):

@@ -20,7 +20,10 @@ from click.core import ParameterSource
 
 from . import __version__
 from .data import UnknownWordError
+from .model import default_threads
 from .predict import InputError
+from .search import PRUNERS, SAMPLERS
+from .trials import THREADS as TRIAL_THREADS
 
 STAGE_CHOICES = ("load", "train", "validate", "test", "reproduce", "all")
 DEBUG = "wordnet.debug"
@@ -133,9 +136,11 @@ def pipeline_options(f):
 @click.option("--no-register", is_flag=True, help="Log the trained model, register nothing.")
 @click.option("--parent-run", metavar="RUN_ID", hidden=True,
               help="Nest the MLflow run under this one (a sweep's trials with --jobs).")
+@click.option("--judge-fds", metavar="W,R", hidden=True,
+              help="Pipes to a sweep's pruner (wordnet.trials).")
 @pipeline_options
-def run(stages, sets, from_run, resume, register, no_register, parent_run, recipe, data_dir,
-        out, tracking_uri, experiment, run_name, no_tracking):
+def run(stages, sets, from_run, resume, register, no_register, parent_run, judge_fds, recipe,
+        data_dir, out, tracking_uri, experiment, run_name, no_tracking):
     """Run pipeline stages: load, train, validate, test, reproduce.
 
     \b
@@ -158,6 +163,7 @@ def run(stages, sets, from_run, resume, register, no_register, parent_run, recip
     """
     from . import pipeline, rundir
     from .recipes import EVALUATION_KEYS
+    from .trials import PipeJudge
 
     chosen = tuple(s for s in pipeline.STAGES if s in stages or "all" in stages)
     base, overrides = _recipe(recipe, sets)
@@ -182,7 +188,8 @@ def run(stages, sets, from_run, resume, register, no_register, parent_run, recip
     pipeline.run(base, overrides, chosen, out, data, track=not no_tracking, run_name=run_name,
                  from_run=from_run, echo=click.echo, progress=Progress, dataset=dataset,
                  resume=resume, register=None if no_register else register,
-                 parent_run_id=parent_run)
+                 parent_run_id=parent_run,
+                 judge=PipeJudge(judge_fds, click.echo) if judge_fds else None)
     click.echo(f"done: {out}/")
 
 
@@ -212,44 +219,84 @@ def log(out, data_dir, tracking_uri, experiment, register, no_register):
 
 
 @cli.command(epilog=EPILOG)
-@click.option("--set", "sets", multiple=True, required=True, metavar="KEY=V1,V2,...",
-              help="Values to sweep (repeatable): one run per combination.")
+@click.option("--set", "sets", multiple=True, required=True, metavar="KEY=SPEC",
+              help="What to sweep (repeatable): KEY=V1,V2,... (a grid), or a "
+                   "distribution: loguniform:LO:HI, uniform:LO:HI, int:LO:HI, choice:A,B,...")
+@click.option("--samples", type=click.IntRange(min=1),
+              help="Trials to sample (a random or TPE search) instead of the full grid.")
+@click.option("--sampler", type=click.Choice(SAMPLERS), default="tpe", show_default=True,
+              help="How --samples are drawn: Optuna's TPE (model-based) or random.")
+@click.option("--seed", type=click.IntRange(min=0), help="Seed of the sampler: the same trials.")
+@click.option("--prune", type=click.Choice(PRUNERS), default="none", show_default=True,
+              help="Stop trials clearly worse than the others at a validation point.")
 @click.option("--stage", "stages", multiple=True, default=("train", "validate", "test"),
               type=click.Choice(("train", "validate", "test", "reproduce")), show_default=True,
               help="Stages of each run (repeatable).")
-@click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Runs at once, each a process with its share of the cores.")
+@click.option("--threads", type=click.IntRange(min=1), default=TRIAL_THREADS, show_default=True,
+              help="Threads of each trial.")
+@click.option("--jobs", type=click.IntRange(min=1),
+              help="Trials at once on this machine [default: cores / --threads]; 1 runs "
+                   "them in this process.")
+@click.option("--executor", type=click.Choice(("local", "ray")), default="local",
+              show_default=True, help="Where trials run: here, or as Ray tasks (on the "
+              "data shipped with the package; pip install 'wordnet-4gram[ray]').")
+@click.option("--ray-address", metavar="HOST:PORT",
+              help="A Ray cluster's head [default: a Ray started here for the sweep].")
+@click.option("--resume", metavar="SWEEP_RUN_ID",
+              help="Go on with this sweep's MLflow run: only its unfinished trials run.")
 @pipeline_options
-def sweep(sets, stages, jobs, recipe, data_dir, out, tracking_uri, experiment, run_name,
-          no_tracking):
-    """One run per combination of --set values.
+def sweep(sets, samples, sampler, seed, prune, stages, threads, jobs, executor, ray_address,
+          resume, recipe, data_dir, out, tracking_uri, experiment, run_name, no_tracking):
+    """Trials of a recipe over --set values, nested under one MLflow run.
 
-    The runs are nested under one parent MLflow run, for comparison side by side.
-    With --jobs N, N runs at once, each a `wordnet-pipeline run` process using
-    cores/N threads, its output in its folder's trial.log.
-    Example: wordnet-pipeline sweep --set learning_rate=0.01,0.1,1.0 --set hidden_size=100,200
+    \b
+    A grid:    --set learning_rate=0.01,0.1,1.0 --set hidden_size=100,200
+    A search:  --set learning_rate=loguniform:0.01:1 --set hidden_size=choice:50,100,200
+               --samples 20 --seed 1 --prune asha
+    Each trial is a `wordnet-pipeline run` process with --threads threads, --jobs at
+    once (its output in its folder's trial.log), or a Ray task with --executor ray.
+    The parent run names the best trial by validation CE and holds the summary.
     """
     from . import pipeline, rundir, sweeps
     from .model import ConfigError
-    from .recipes import sweep_grid, with_overrides
+    from .recipes import with_overrides
+    from .search import Search, parse_space
 
     base = _recipe(recipe, ())[0]
     try:
-        grid = sweep_grid(sets)
-        for combination in grid:
-            with_overrides(base, combination)
+        search = Search(parse_space(sets), samples, sampler, seed, prune)
+        for values in search.planned or ():
+            with_overrides(base, values)
+        for key, axis in search.space.items():
+            if axis.kind not in ("grid", "choice"):
+                with_overrides(base, {key: axis.text(axis.low)})
     except ConfigError as e:
         raise click.BadParameter(str(e), param_hint="--set") from None
+    if resume and no_tracking:
+        raise click.UsageError("--resume finds the sweep in MLflow: drop --no-tracking")
+    if executor == "local" and ray_address:
+        raise click.UsageError("--ray-address needs --executor ray")
     chosen = tuple(s for s in pipeline.STAGES if s in stages or s == "train")
     data = _find_data(data_dir)
+    jobs = jobs or max(1, default_threads() // threads)
     folder_name = run_name or f"sweep-{base.name}-{datetime.now():%Y%m%d-%H%M%S}"
     out = rundir.output_folder(out, folder_name, False, None)
+    ray = None
+    if executor == "ray":
+        from .ray_sweep import RayTrials
+        try:
+            ray = RayTrials.connect(ray_address, threads, tracking_uri, no_tracking)
+        except ConfigError as e:
+            raise click.UsageError(str(e)) from None
     dataset = _prepare(out, data, tracking_uri, experiment, no_tracking)
-    click.echo(f"sweep: {len(grid)} runs ({base.name} recipe) -> {out}/")
-    results = sweeps.sweep(base, grid, chosen, out, data, track=not no_tracking,
+    where = f"Ray ({ray.describe()})" if ray else (
+        f"{jobs} at a time, {threads} thread(s) each" if jobs > 1 else "one after the other")
+    click.echo(f"sweep: {search.total} trials ({base.name} recipe, {where}) -> {out}/")
+    results = sweeps.sweep(base, search, chosen, out, data, track=not no_tracking,
                            run_name=run_name, echo=click.echo, progress=Progress,
-                           dataset=dataset, jobs=jobs, source=recipe)
-    keys = list(grid[0])
+                           dataset=dataset, jobs=jobs, threads=threads, source=recipe, ray=ray,
+                           resume=resume)
+    keys = list(search.space)
     shown = [k for k in ("train/final_ce", "valid/final_ce", "test/ce")
              if any(k in r for r in results)]
     click.echo(f"\nbest first, by {sweeps.SELECT_BY} (all in {out / 'sweep.md'}):")
@@ -257,8 +304,9 @@ def sweep(sets, stages, jobs, recipe, data_dir, out, tracking_uri, experiment, r
     for r in results:
         values = [r[k] for k in keys] + [f"{r[k]:.6f}" if k in r else "-" for k in shown]
         click.echo("  ".join(f"{v:>14}" for v in values + [r["status"]]))
-    if any(r["status"] != "FINISHED" for r in results):
-        raise click.ClickException("some runs failed (see above)")
+    failed = [r for r in results if r["status"] in ("FAILED", "KILLED")]
+    if failed:
+        raise click.ClickException(f"{len(failed)} of {len(results)} trials failed (see above)")
 
 
 @cli.group()

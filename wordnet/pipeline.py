@@ -33,6 +33,11 @@ class PipelineError(Exception):
     """A stage cannot run (no model) or failed (divergence, failed checks)."""
 
 
+class Pruned(PipelineError):
+    """A sweep's pruner stopped the training: clearly worse than the other trials."""
+    run_status = "KILLED"                   # MLflow's status for it (tag wordnet.pruned)
+
+
 class NotLogged(PipelineError):
     """The stages ran, but the tracking was lost on the way (the folder has it all)."""
 
@@ -42,7 +47,7 @@ class PipelineRun:
 
     def __init__(self, recipe: Recipe, data_dir: Path | None, out: Path, tracked=None,
                  echo=print, progress=None, dataset=None, resume: bool = False,
-                 register: str | None = None):
+                 register: str | None = None, judge=None):
         self.recipe, self.config = recipe, recipe.config
         self.data_dir = data_dir                    # None: the copy shipped with the package
         self.out = Path(out)
@@ -52,6 +57,7 @@ class PipelineRun:
         self._dataset, self._model = dataset, None
         self.resume = resume                        # continue an interrupted training
         self.register = register                    # a registered model's name, for the model
+        self.judge = judge                          # a sweep's pruner: (point, CE) -> stop?
         self.wrote_model = False                    # whether this run changed the folder's model
         self._evaluated = {}                        # split -> Metrics of this run's model
         self.step = 0                               # the last training iteration: valid/ce ends there
@@ -115,6 +121,8 @@ class PipelineRun:
         bar = self.progress(total) if self.progress else None
 
         window = []                                 # minibatch CEs since the last mean
+        points = [len(before["valid_ce"])]          # validation points so far
+        pruned = []                                 # (point, iteration, CE) when the judge stops it
 
         def on_iteration(it):
             # the C program's report, a running mean reset at each epoch; and, comparable
@@ -133,6 +141,10 @@ class PipelineRun:
 
         def on_validation(step, valid_ce):
             self.tracked.log_metric("valid/ce", valid_ce, step)
+            points[0] += 1
+            if self.judge is not None and self.judge(points[0], valid_ce):
+                pruned.append((points[0], step, valid_ce))
+                trainer.request_stop()
 
         def on_checkpoint(so_far):
             try:
@@ -149,6 +161,13 @@ class PipelineRun:
         finally:
             if bar:
                 bar.close()
+        if history.stopped and pruned:
+            self._save_resumable(model, trainer, before, history)  # the partial curve too
+            point, step, valid_ce = pruned[0]
+            why = (f"validation point {point} (iteration {step}): validation CE "
+                   f"{valid_ce:.4f}, clearly worse than other trials there")
+            self.tracked.set_tags({"wordnet.pruned": why})
+            raise Pruned(f"pruned at {why}")
         if history.stopped:
             try:
                 self._save_resumable(model, trainer, before, history)
@@ -323,7 +342,7 @@ def run(recipe: Recipe, overrides: dict[str, str], stages, out: Path, data_dir: 
         track: bool = False, run_name: str | None = None, from_run: str | None = None,
         echo=print, progress=None, dataset=None, nested: bool = False,
         resume: bool = False, register: str | None = None,
-        parent_run_id: str | None = None) -> dict:
+        parent_run_id: str | None = None, judge=None) -> dict:
     """Run ``stages`` as one (MLflow) run; record how it ended in ``out/run.json``.
 
     The data is loaded first: when it cannot be, no folder, manifest or MLflow
@@ -333,18 +352,19 @@ def run(recipe: Recipe, overrides: dict[str, str], stages, out: Path, data_dir: 
     MLflow run is named ``run_name``, else by what distinguishes it
     (:meth:`Recipe.label`), with the stages when it trains nothing; nested under
     the active run (``nested``) or under ``parent_run_id`` (a sweep's trial run by
-    another process).
+    another process).  ``judge(point, valid_ce)``, a sweep's pruner, is asked at each
+    validation point whether to stop (:class:`Pruned`: the manifest says PRUNED).
     """
     dataset = dataset or load_dataset(data_dir)
     check_writable(out)
     folder = RunDir(out)
     with folder.lock():
         return _run(recipe, overrides, stages, out, data_dir, track, run_name, from_run, echo,
-                    progress, dataset, nested, resume, register, folder, parent_run_id)
+                    progress, dataset, nested, resume, register, folder, parent_run_id, judge)
 
 
 def _run(recipe, overrides, stages, out, data_dir, track, run_name, from_run, echo, progress,
-         dataset, nested, resume, register, folder, parent_run_id) -> dict:
+         dataset, nested, resume, register, folder, parent_run_id, judge) -> dict:
     status, run_id, pipeline_run, tracked = "FAILED", None, None, NoRun()
     try:
         if from_run:
@@ -360,11 +380,14 @@ def _run(recipe, overrides, stages, out, data_dir, track, run_name, from_run, ec
         with context as tracked:
             run_id, run_name = tracked.run_id, tracked.run_name or run_name
             pipeline_run = PipelineRun(recipe, data_dir, out, tracked, echo, progress,
-                                       dataset, resume, register)
+                                       dataset, resume, register, judge)
             metrics = pipeline_run.execute(stages)
         status = "FINISHED"
     except KeyboardInterrupt:
         status = "KILLED"
+        raise
+    except Pruned:
+        status = "PRUNED"
         raise
     finally:
         changed = pipeline_run is not None and pipeline_run.wrote_model

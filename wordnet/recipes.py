@@ -1,4 +1,4 @@
-"""Recipes: a run's hyperparameters from ``pipelines/*.toml``, ``--set`` overrides, sweep grids.
+"""Recipes: a run's hyperparameters from ``pipelines/*.toml`` and ``--set`` overrides.
 
 A recipe file holds a ``description``, the hyperparameters under ``[config]``
 and, under ``[reproduce]``, what the reproduce stage enforces for a model
@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.resources
-import itertools
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -186,16 +185,6 @@ def with_overrides(recipe: Recipe, overrides: dict[str, str]) -> Recipe:
         recipe, config=dataclasses.replace(recipe.config, **changes),
         written=recipe.written or recipe.config,
         reference_checkpoint=Path(reference) if reference else recipe.reference_checkpoint)
-
-
-def sweep_grid(pairs) -> list[dict[str, str]]:
-    """Every combination of ``key=v1,v2,...`` values, the last key varying fastest."""
-    axes = {key: [v.strip() for v in value.split(",") if v.strip()]
-            for key, value in parse_overrides(pairs).items()}
-    for key, values in axes.items():
-        if not values:
-            raise ConfigError(f"--set {key}: no values to sweep; give them as {key}=V1,V2,...")
-    return [dict(zip(axes, values)) for values in itertools.product(*axes.values())]
 
 
 def _typed(key: str, text: str, type_name: str):

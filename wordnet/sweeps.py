@@ -1,10 +1,13 @@
-"""Sweeps: one run per combination of ``--set`` values, nested under a parent MLflow run
-that says what was swept and which run was best.
+"""Sweeps: the trials of a search (:mod:`wordnet.search`), run here, in processes of
+their own or on Ray, nested under a parent MLflow run that says what was swept and
+which run was best.
 
-The parent carries the grid (parameters ``sweep.KEY``), a description, the best
+The parent carries the search (parameters ``sweep.KEY``), a description, the best
 run's final figures (by validation CE, never test: choosing by test would make
 its test CE optimistic) with its name and run ID as tags, and a summary table
-sorted by validation CE, as ``sweep.md`` and ``sweep.csv`` with every run's ID.
+sorted by validation CE, as ``sweep.md``, ``sweep.csv`` and ``sweep.json`` with every
+run's ID.  A trial that fails is FAILED with its error and the others go on; one the
+pruner stops is KILLED with the tag ``wordnet.pruned``; Ctrl-C stops them all.
 """
 from __future__ import annotations
 
@@ -12,10 +15,9 @@ import csv
 import io
 import math
 import os
-import subprocess
-import sys
+import signal
 import threading
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from contextlib import nullcontext
 from pathlib import Path
 
@@ -23,159 +25,282 @@ from . import tracking
 from .data import load_dataset
 from .fileio import atomic_write
 from .model import THREADS_ENV, default_threads
-from .pipeline import PipelineError, run
-from .plots.painter import PACKAGE_ROOT
+from .pipeline import PipelineError, Pruned, run
 from .recipes import Recipe, with_overrides
 from .rundir import MANIFEST, METRICS, SWEEP, RunDir, check_writable
+from .search import Search, Trial
 from .tracking import NoRun
+from .trials import TRIAL_LOG, run_command, run_process
 
 SELECT_BY = "valid/final_ce"                  # lower is better
-TRIAL_LOG = "trial.log"                       # a trial's output, when it runs in a process
-# `wordnet-pipeline run` in a new Python, on this package (see plots.painter)
-RUN_CLI = ("import sys; sys.path.insert(0, {root!r}); sys.argv[0] = 'wordnet-pipeline'; "
-           "from wordnet.cli import main; main()")
 SHOWN = ("valid/final_ce", "test/ce", "valid/top1", "train/final_ce", "perf/updates_per_second")
+CURVES = ("train/ce_running_mean", "train/batch_ce_mean10", "train/epoch", "valid/ce")
+# a trial's exit status when a signal stopped it: SIGTERM or SIGINT, itself or its handler
+STOPPED = (-signal.SIGTERM, -signal.SIGINT, 128 + signal.SIGTERM, 128 + signal.SIGINT)
+STOP_SECONDS = 60                             # Ctrl-C: the bound on the trials' ending
 
 
-def sweep(recipe: Recipe, grid: list[dict[str, str]], stages, out: Path, data_dir: Path | None,
-          track: bool = False, run_name: str | None = None, echo=print,
-          progress=None, dataset=None, jobs: int = 1, source: str | None = None) -> list[dict]:
-    """One run per combination of ``grid``, nested under one parent run.  A run that
-    fails is reported and the sweep goes on.  Returns a row per run, best first.
+def sweep(recipe: Recipe, search: Search, stages, out: Path, data_dir: Path | None,
+          track: bool = False, run_name: str | None = None, echo=print, progress=None,
+          dataset=None, jobs: int = 1, threads: int | None = None, source: str | None = None,
+          ray=None, resume: str | None = None) -> list[dict]:
+    """The trials of ``search``, nested under one parent run; a row per trial, best first.
 
-    ``jobs`` > 1 runs that many at once, each a ``wordnet-pipeline run`` process of
-    its own (:func:`_in_processes`) on its share of the cores; the recipe is then
-    read again from ``source``, the name or file it came from."""
+    ``jobs`` == 1 runs them here, one after the other; more, that many at once, each
+    a ``wordnet-pipeline run`` process of its own with ``threads`` threads (the recipe
+    read again from ``source``, the name or file it came from); ``ray`` (a
+    :class:`wordnet.ray_sweep.RayTrials`) runs them as Ray tasks.  ``resume``, the
+    parent run of an earlier sweep: its finished and pruned trials are not run again."""
     dataset = dataset or load_dataset(data_dir)
     check_writable(out)
-    axes = {key: list(dict.fromkeys(c[key] for c in grid)) for key in grid[0]}
-    varying = [key for key, values in axes.items() if len(values) > 1]   # first in the names
-    name = run_name or f"sweep {' × '.join(axes)} · {recipe.name}"
-    trials = [("-".join(f"{k}={v}" for k, v in combination.items()), combination,
-               with_overrides(recipe, combination).label(first=varying)) for combination in grid]
-    with tracking.start_run(name) if track else nullcontext(NoRun()) as parent:
-        parent.log_params({f"sweep.{key}": ",".join(values) for key, values in axes.items()})
-        parent.set_tags({"wordnet.recipe": recipe.name, "wordnet.sweep.runs": str(len(grid)),
+    varying = [key for key, axis in search.space.items()
+               if axis.kind != "grid" or len(axis.values) > 1]      # first in the names
+    name = run_name or f"sweep {' × '.join(search.space)} · {recipe.name}"
+    label = lambda values: with_overrides(recipe, values).label(first=varying)  # noqa: E731
+    earlier = []
+    if resume:
+        earlier = _earlier_trials(resume, recipe, search)
+        echo(f"resuming sweep run {resume}: {len(earlier)} trial(s) done, "
+             f"{search.total - len(earlier)} to run")
+    context = (tracking.start_run(name, run_id=resume) if track else nullcontext(NoRun()))
+    with context as parent:
+        parent.log_params({f"sweep.{key}": axis.describe() if axis.kind != "grid"
+                           else ",".join(axis.values) for key, axis in search.space.items()})
+        parent.set_tags({"wordnet.recipe": recipe.name, "wordnet.sweep.runs": str(search.total),
+                         "wordnet.sweep.search": search.describe(),
+                         "wordnet.sweep.prune": search.prune,
                          "wordnet.sweep.jobs": str(jobs),
+                         "wordnet.sweep.folder": str(Path(out).resolve()),
                          **tracking.machine_tags(default_threads())})
-        if jobs > 1:
-            rows = _in_processes(trials, jobs, source or recipe.name, stages, out, data_dir,
-                                 parent.run_id, echo)
+        where = tracking.current_store() if track else None
+        if ray is not None:
+            launch, slots = ray.launcher(source or recipe.name, stages, out, where,
+                                         parent.run_id, search, label, echo), ray.slots
+        elif jobs > 1:
+            launch, slots = _Processes(source or recipe.name, stages, out, data_dir, where,
+                                       parent.run_id, search, label, threads, echo), jobs
         else:
-            rows = [_in_this_process(trial, recipe, stages, out, data_dir, track, dataset,
-                                     echo, progress) for trial in trials]
-        rows.sort(key=_rank)
-        best = rows[0] if SELECT_BY in rows[0] else None
-        RunDir(out).write_json(SWEEP, rows)
-        atomic_write(out / "sweep.md", summary_markdown(rows, list(axes)).encode())
-        atomic_write(out / "sweep.csv", summary_csv(rows, list(axes)).encode())
-        parent.set_tags({"mlflow.note.content": description(recipe, axes, rows, best)})
-        if best:
-            parent.set_tags({"wordnet.best_run_id": str(best["run_id"]),
-                             "wordnet.best_run_name": best["run"]})
-            parent.log_metrics({key: best[key] for key in best
-                                if "/" in key and isinstance(best[key], (int, float))})
-        parent.log_metrics({"sweep/runs": len(rows),
-                            "sweep/failed": sum(r["status"] != "FINISHED" for r in rows)})
-        parent.log_artifacts(out / SWEEP, out / "sweep.md", out / "sweep.csv")
+            launch, slots = _InThisProcess(recipe, stages, out, data_dir, track, dataset,
+                                           search, label, echo, progress), 1
+        rows = list(earlier)
+        try:
+            _drive(search, launch, slots, rows)
+        finally:                                     # Ctrl-C too: the summary of what ran
+            launch.close()
+            _summarise(parent, recipe, search, rows, out)
     return rows
 
 
-def _in_this_process(trial, recipe, stages, out, data_dir, track, dataset, echo, progress
-                     ) -> dict:
-    folder, combination, label = trial
-    echo(f"== {folder}")
-    row = {"run": label, **combination}
+def _drive(search: Search, launch, slots: int, rows: list) -> None:
+    """Hand out the search's trials to ``slots`` launchers at once until none is left;
+    each trial's row into ``rows``.  Ctrl-C: no new trial, the running ones stopped."""
+    def worker():
+        while (trial := search.next()) is not None:
+            row = launch(trial)
+            search.finish(trial.number, row["status"], row.get(SELECT_BY))
+            rows.append(row)
+
+    if slots == 1:
+        worker()                                     # in the main thread: signals reach it
+        return
+    pool = ThreadPoolExecutor(slots, thread_name_prefix="wordnet-trial")
+    futures = [pool.submit(worker) for _ in range(slots)]
     try:
-        metrics = run(recipe, combination, stages, out / folder, data_dir, track, label,
-                      echo=echo, progress=progress, dataset=dataset, nested=True)
-        row |= {"status": "FINISHED", **metrics}
-    except PipelineError as e:
-        echo(f"{folder}: {e}")
-        row |= {"status": "FAILED", "error": str(e)}
-    return _with_run(row, out, folder)
-
-
-def _in_processes(trials, jobs, source, stages, out, data_dir, parent_run_id, echo
-                  ) -> list[dict]:
-    """The trials, ``jobs`` at a time, each a ``wordnet-pipeline run`` process with
-    cores // jobs threads (its BLAS's too), its output in its folder's trial.log, its
-    MLflow run nested under ``parent_run_id`` (None: untracked).  Ctrl-C or SIGTERM
-    stops them all (their runs end KILLED), then the sweep."""
-    threads = str(max(1, default_threads() // jobs))
-    env = os.environ | {THREADS_ENV: threads, "OPENBLAS_NUM_THREADS": threads}
-    where = tracking.current_store() if parent_run_id else None
-    running, lock = set(), threading.Lock()
-
-    def one(trial) -> dict:
-        folder, combination, label = trial
-        command = _run_command(source, combination, stages, out / folder, data_dir, label,
-                               where, parent_run_id)
-        (out / folder).mkdir(parents=True, exist_ok=True)
-        with open(out / folder / TRIAL_LOG, "wb") as log:
-            process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
-                                       stdin=subprocess.DEVNULL, env=env)
-            with lock:
-                running.add(process)
-            status = process.wait()
-            with lock:
-                running.discard(process)
-        row = {"run": label, **combination}
-        if status == 0:
-            row |= {"status": "FINISHED", **(RunDir(out / folder).read_json(METRICS) or {})}
-        else:
-            lines = (out / folder / TRIAL_LOG).read_text(errors="replace").strip().splitlines()
-            row |= {"status": "FAILED", "error": lines[-1] if lines else f"exit {status}"}
-        echo(f"== {folder}: {row['status']}" + (f" ({row['error']})" if "error" in row else ""))
-        return _with_run(row, out, folder)
-
-    echo(f"{len(trials)} runs, {jobs} at a time, {threads} thread(s) each")
-    pool = ThreadPoolExecutor(jobs, thread_name_prefix="wordnet-trial")
-    try:
-        return list(pool.map(one, trials))
-    except KeyboardInterrupt:
-        with lock:
-            for process in running:
-                process.terminate()                  # SIGTERM: each ends its run KILLED
+        done, _ = wait(futures, return_when=FIRST_EXCEPTION)
+        for future in done:
+            future.result()
+    except BaseException:                            # Ctrl-C, or a launcher's own error
+        search.close()
+        launch.stop()
+        wait(futures, timeout=STOP_SECONDS)
         raise
     finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+        pool.shutdown(wait=False, cancel_futures=True)
 
 
-def _run_command(source, combination, stages, folder, data_dir, label, where, parent_run_id
-                 ) -> list[str]:
-    command = [sys.executable, "-P", "-c", RUN_CLI.format(root=str(PACKAGE_ROOT)), "run",
-               "--pipeline", source, "--out", str(folder), "--run-name", label, "--no-register"]
-    command += [arg for key, value in combination.items() for arg in ("--set", f"{key}={value}")]
-    command += [arg for stage in stages for arg in ("--stage", stage)]
-    if data_dir is not None:
-        command += ["--data-dir", str(data_dir)]
-    if where is None:
-        return command + ["--no-tracking"]
-    uri, experiment = where
-    return command + ["--tracking-uri", uri, "--experiment", experiment,
-                      "--parent-run", parent_run_id]
+def trial_row(trial: Trial, label: str, status: str, metrics: dict, manifest: dict,
+              error: str | None = None) -> dict:
+    """A trial's line of the summary."""
+    row = {"run": manifest.get("mlflow_run_name") or label, **trial.values, "status": status,
+           **({"error": error} if error else {}), **metrics}
+    return row | {"run_id": manifest.get("mlflow_run_id"), "folder": trial.folder}
 
 
-def _with_run(row: dict, out: Path, folder: str) -> dict:
-    """``row`` with its MLflow run's name and ID, as its folder's run.json says."""
-    manifest = RunDir(out / folder).read_json(MANIFEST) or {}
-    return row | {"run": manifest.get("mlflow_run_name") or row["run"],
-                  "run_id": manifest.get("mlflow_run_id"), "folder": folder}
+class _InThisProcess:
+    """One trial after the other, in this process (the data loaded once)."""
+
+    def __init__(self, recipe, stages, out, data_dir, track, dataset, search, label, echo,
+                 progress):
+        self.recipe, self.stages, self.out, self.data_dir = recipe, stages, out, data_dir
+        self.track, self.dataset, self.search, self.label = track, dataset, search, label
+        self.echo, self.progress = echo, progress
+
+    def __call__(self, trial: Trial) -> dict:
+        self.echo(f"== {trial.folder}")
+        judge = lambda point, ce: self.search.report(trial.number, point, ce)  # noqa: E731
+        status, metrics, error = "FINISHED", {}, None
+        try:
+            metrics = run(self.recipe, trial.values, self.stages, self.out / trial.folder,
+                          self.data_dir, self.track, self.label(trial.values), echo=self.echo,
+                          progress=self.progress, dataset=self.dataset, nested=True,
+                          judge=judge)
+        except Pruned as e:
+            status, error = "PRUNED", str(e)
+            self.echo(f"{trial.folder}: {e}")
+        except PipelineError as e:
+            status, error = "FAILED", str(e)
+            self.echo(f"{trial.folder}: {e}")
+        manifest = RunDir(self.out / trial.folder).read_json(MANIFEST) or {}
+        return trial_row(trial, self.label(trial.values), status, metrics, manifest, error)
+
+    def stop(self):
+        pass                                         # Ctrl-C reaches the run itself
+
+    def close(self):
+        pass
+
+
+class _Processes:
+    """Trials as ``wordnet-pipeline run`` processes, each with ``threads`` threads (its
+    BLAS's too), its output in its folder's trial.log, its MLflow run nested under the
+    sweep's by ID."""
+
+    def __init__(self, source, stages, out, data_dir, where, parent_run_id, search, label,
+                 threads, echo):
+        self.source, self.stages, self.out, self.data_dir = source, stages, out, data_dir
+        self.where, self.parent_run_id, self.search, self.label = where, parent_run_id, search, label
+        threads = str(threads or 1)
+        self.env = os.environ | {THREADS_ENV: threads, "OPENBLAS_NUM_THREADS": threads}
+        self.echo = echo
+        self.running, self.lock = set(), threading.Lock()
+
+    def __call__(self, trial: Trial) -> dict:
+        folder, label = self.out / trial.folder, self.label(trial.values)
+        folder.mkdir(parents=True, exist_ok=True)
+        command = run_command(self.source, trial.values, self.stages, folder, self.data_dir,
+                              label, self.where, self.parent_run_id)
+        def judge(point, ce):
+            return self.search.report(trial.number, point, ce)
+
+        def started(process):
+            with self.lock:
+                self.running.add(process)
+
+        status = run_process(command, folder / TRIAL_LOG, self.env, judge, started)
+        with self.lock:
+            self.running = {p for p in self.running if p.poll() is None}
+        row = finished_trial(trial, label, status, RunDir(folder),
+                             (folder / TRIAL_LOG).read_text(errors="replace"))
+        self.echo(f"== {trial.folder}: {row['status']}"
+                  + (f" ({row['error']})" if "error" in row else ""))
+        return row
+
+    def stop(self):
+        with self.lock:
+            for process in self.running:
+                if process.poll() is None:
+                    process.terminate()              # SIGTERM: each ends its run KILLED
+
+    def close(self):
+        pass
+
+
+def finished_trial(trial: Trial, label: str, exit_status: int, folder: RunDir,
+                   output: str) -> dict:
+    """The row of a trial that ran as a process, from its folder and its output."""
+    manifest = folder.read_json(MANIFEST) or {}
+    lines = output.strip().splitlines()
+    if exit_status == 0:
+        return trial_row(trial, label, "FINISHED", folder.read_json(METRICS) or {}, manifest)
+    status = manifest.get("status") if manifest.get("status") in ("PRUNED", "KILLED") \
+        else "KILLED" if exit_status in STOPPED else "FAILED"
+    error = lines[-1].removeprefix("Error: ") if lines else f"exit status {exit_status}"
+    return trial_row(trial, label, status, {}, manifest, error)
+
+
+def _earlier_trials(parent_run_id: str, recipe: Recipe, search: Search) -> list[dict]:
+    """The rows of an earlier sweep's finished and pruned trials, told to ``search``."""
+    from mlflow import MlflowClient
+    client = MlflowClient()
+    try:
+        parent = client.get_run(parent_run_id)
+    except Exception as e:                       # MLflow and HTTP errors alike
+        raise PipelineError(f"--resume {parent_run_id}: no such run ({tracking._first_line(e)})"
+                            ) from None
+    logged = {key.removeprefix("sweep."): value for key, value in parent.data.params.items()
+              if key.startswith("sweep.")}
+    asked = {key: axis.describe() if axis.kind != "grid" else ",".join(axis.values)
+             for key, axis in search.space.items()}
+    if "wordnet.sweep.runs" not in parent.data.tags or logged != asked:
+        raise PipelineError(f"--resume {parent_run_id}: not a sweep of these --set values "
+                            f"(it swept {logged or 'nothing'})")
+    children = client.search_runs(
+        [parent.info.experiment_id], f"tags.`mlflow.parentRunId` = '{parent_run_id}'",
+        max_results=10000)
+    rows = []
+    for child in children:
+        pruned = "wordnet.pruned" in child.data.tags
+        if child.info.status != "FINISHED" and not pruned:
+            continue                             # run again
+        values = _planned(recipe, search, {key: child.data.params.get(key)
+                                           for key in search.space})
+        curve = client.get_metric_history(child.info.run_id, "valid/ce")
+        intermediate = {n: m.value for n, m in enumerate(sorted(curve, key=lambda m: m.step), 1)}
+        finals = {k: v for k, v in child.data.metrics.items() if k not in CURVES}
+        search.skip(values, finals.get(SELECT_BY), intermediate, pruned)
+        rows.append({"run": child.info.run_name, **values,
+                     "status": "PRUNED" if pruned else "FINISHED", **finals,
+                     "run_id": child.info.run_id, "folder": "-"})
+    return rows
+
+
+def _planned(recipe: Recipe, search: Search, params: dict) -> dict:
+    """A child run's swept values as the search plans them (a grid's ``1e-1`` is the
+    run's ``0.1``), or as the run has them (TPE plans nothing)."""
+    config = with_overrides(recipe, params).config
+    for values in search.planned or ():
+        if all(getattr(with_overrides(recipe, values).config, key, values[key]) ==
+               getattr(config, key, params[key]) for key in values):
+            return values
+    return params
+
+
+def _summarise(parent, recipe: Recipe, search: Search, rows: list[dict], out: Path) -> None:
+    rows.sort(key=_rank)
+    keys = list(search.space)
+    best = rows[0] if rows and SELECT_BY in rows[0] else None
+    RunDir(out).write_json(SWEEP, rows)
+    atomic_write(out / "sweep.md", summary_markdown(rows, keys).encode())
+    atomic_write(out / "sweep.csv", summary_csv(rows, keys).encode())
+    parent.set_tags({"mlflow.note.content": description(recipe, search, rows, best)})
+    if best:
+        parent.set_tags({"wordnet.best_run_id": str(best["run_id"]),
+                         "wordnet.best_run_name": best["run"]})
+        parent.log_metrics({key: best[key] for key in best
+                            if "/" in key and isinstance(best[key], (int, float))})
+    parent.log_metrics({"sweep/runs": len(rows),
+                        "sweep/failed": sum(r["status"] in ("FAILED", "KILLED") for r in rows),
+                        "sweep/pruned": sum(r["status"] == "PRUNED" for r in rows)})
+    parent.log_artifacts(out / SWEEP, out / "sweep.md", out / "sweep.csv")
 
 
 def _rank(row: dict):
-    """Finished runs by validation CE, then those without one, then the failed."""
+    """Finished runs by validation CE, then those without one, the pruned, the failed."""
     value = row.get(SELECT_BY)
-    return (row["status"] != "FINISHED", value is None or not math.isfinite(value),
+    order = {"FINISHED": 0, "PRUNED": 1}.get(row["status"], 2)
+    return (order, value is None or not math.isfinite(value),
             value if value is not None else 0.0)
 
 
-def description(recipe: Recipe, axes: dict, rows: list[dict], best: dict | None) -> str:
-    grid = " × ".join(f"{key} ∈ {{{', '.join(values)}}}" for key, values in axes.items())
-    failed = sum(r["status"] != "FINISHED" for r in rows)
-    text = (f"A sweep of the {recipe.name} recipe over {grid}: {len(rows)} runs, nested "
-            f"below{f', {failed} failed' if failed else ''}.")
+def description(recipe: Recipe, search: Search, rows: list[dict], best: dict | None) -> str:
+    failed = [r for r in rows if r["status"] in ("FAILED", "KILLED")]
+    pruned = sum(r["status"] == "PRUNED" for r in rows)
+    text = (f"A sweep of the {recipe.name} recipe over {search.describe()}: {len(rows)} of "
+            f"{search.total} runs, nested below"
+            + (f", {pruned} pruned ({search.prune})" if pruned else "")
+            + (f", {len(failed)} failed" if failed else "") + ".")
+    for r in failed:
+        text += f"\n- {r['run']}: {r['status']}, {r.get('error', 'no error said')}"
     if best:
         text += (f"\n\nBest by validation CE: {best['run']} (run {best['run_id']}), "
                  f"validation CE {best[SELECT_BY]:.6f}.")
@@ -189,7 +314,8 @@ def summary_markdown(rows: list[dict], keys: list[str]) -> str:
     lines = ["# Sweep summary", "", f"Sorted by {SELECT_BY} (lower is better).", "",
              "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for n, r in enumerate(rows, 1):
-        cells = [str(n), r["run"], *(r[k] for k in keys), *(_shown(r.get(k)) for k in SHOWN),
+        cells = [str(n), r["run"], *(str(r[k]) for k in keys),
+                 *(_shown(r.get(k)) for k in SHOWN),
                  r["status"] + (f": {r['error']}" if "error" in r else ""), str(r["run_id"] or "-")]
         lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
     return "\n".join(lines) + "\n"

@@ -421,17 +421,19 @@ def cpu_model() -> str:
 
 
 @contextmanager
-def start_run(run_name: str | None, tags: dict | None = None, nested: bool = False):
+def start_run(run_name: str | None, tags: dict | None = None, nested: bool = False,
+              run_id: str | None = None):
     """An MLflow run, ended FINISHED, FAILED (an exception) or KILLED (Ctrl-C); its name
-    made unique in the experiment (:func:`unique_name`)."""
+    made unique in the experiment (:func:`unique_name`).  ``run_id``: that run, again."""
     import mlflow
     from mlflow import MlflowClient
     from mlflow.entities import Metric
 
     try:
-        if run_name:
+        if run_name and not run_id:
             run_name = unique_name(run_name)
-        active = mlflow.start_run(run_name=run_name, tags=tags, nested=nested)
+        active = mlflow.start_run(run_id=run_id, run_name=None if run_id else run_name,
+                                  tags=tags, nested=nested)
     except Exception as e:                    # MLflow, SQLAlchemy, HTTP and OS errors alike
         raise TrackingError(f"cannot start a run in the tracking store "
                             f"{mlflow.get_tracking_uri()} ({_first_line(e)}); pass "
@@ -445,7 +447,8 @@ def start_run(run_name: str | None, tags: dict | None = None, nested: bool = Fal
     try:
         yield run
     except BaseException as e:
-        _end(run, "KILLED" if isinstance(e, KeyboardInterrupt) else "FAILED")
+        _end(run, getattr(e, "run_status", None)          # e.g. a pruned trial's KILLED
+             or ("KILLED" if isinstance(e, KeyboardInterrupt) else "FAILED"))
         raise
     _end(run, "FINISHED")
 

@@ -1,0 +1,198 @@
+"""A sweep's trials as Ray tasks, on a Ray started for the sweep or on a cluster.
+
+Each trial is a task asking for ``--threads`` CPUs.  On its worker it runs
+``wordnet-pipeline run`` (the package the worker has installed, the data shipped
+with it) in a temporary folder, logging to the sweep's tracking server, and deletes
+the folder when it ends: the model, the plots and the files are in MLflow's
+artifact store, and the sweep gets the trial's manifest, figures and output.  The
+pruner's questions reach the sweep through a :class:`Judge` actor.
+
+With ``--ray-address`` the workers may be other machines: the tracking store must
+then be a server they reach (``http://``), not a file on this one.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import tempfile
+import threading
+from pathlib import Path
+
+from .model import THREADS_ENV, ConfigError
+from .rundir import MANIFEST, METRICS, RunDir
+from .search import Search, Trial
+from .trials import ANSWER_SECONDS, TRIAL_LOG, run_command, run_process
+
+QUESTION_SECONDS = 1.0          # how long the sweep's judge waits for a question at a time
+
+
+class RayTrials:
+    """A connection to Ray and how many trials it runs at once."""
+
+    def __init__(self, address: str | None, threads: int, cpus: float):
+        self.address, self.threads = address, threads
+        self.slots = max(1, int(cpus // threads))
+        self.cpus = cpus
+
+    @classmethod
+    def connect(cls, address: str | None, threads: int, tracking_uri: str | None,
+                untracked: bool) -> "RayTrials":
+        try:
+            import ray
+        except ImportError:
+            raise ConfigError("--executor ray needs Ray: pip install 'wordnet-4gram[ray]'"
+                              ) from None
+        if address and untracked:
+            raise ConfigError("with --ray-address a trial's model and files reach you "
+                              "only through MLflow: drop --no-tracking")
+        if address and not (tracking_uri or "").startswith(("http://", "https://")):
+            raise ConfigError(
+                f"with --ray-address the trials may run on other machines, which cannot "
+                f"write to the tracking store {tracking_uri or './mlflow.db'} on this one: "
+                "start `mlflow server` and pass --tracking-uri http://HOST:PORT")
+        from .model import default_threads
+        ray.init(address=address or "local", include_dashboard=False,
+                 num_cpus=None if address else default_threads(),
+                 log_to_driver=False, configure_logging=False)
+        return cls(address, threads, ray.cluster_resources().get("CPU", 0.0))
+
+    def describe(self) -> str:
+        return (f"{self.address or 'started here'}, {self.cpus:g} CPUs: {self.slots} at a "
+                f"time, {self.threads} thread(s) each")
+
+    def launcher(self, source: str, stages, out: Path, where, parent_run_id, search: Search,
+                 label, echo) -> "_RayLauncher":
+        return _RayLauncher(self, source, stages, out, where, parent_run_id, search, label,
+                            echo)
+
+
+class _RayLauncher:
+    def __init__(self, ray_trials, source, stages, out, where, parent_run_id, search, label,
+                 echo):
+        import ray
+        self.ray = ray
+        path = Path(source)
+        # a recipe file travels with the task; a recipe's name is found on the worker
+        self.recipe = (path.name, path.read_bytes()) if path.is_file() else (source, None)
+        self.stages, self.out, self.where, self.parent_run_id = stages, out, where, parent_run_id
+        self.search, self.label, self.echo = search, label, echo
+        threads = str(ray_trials.threads)
+        self.task = ray.remote(_trial_task).options(
+            num_cpus=ray_trials.threads, max_retries=0,
+            runtime_env={"env_vars": {THREADS_ENV: threads, "OPENBLAS_NUM_THREADS": threads}})
+        self.judge = ray.remote(Judge).options(num_cpus=0).remote()
+        self.running, self.lock = set(), threading.Lock()
+        self.serving = threading.Thread(target=self._serve, daemon=True,
+                                        name="wordnet-ray-judge")
+        self.serving.start()
+
+    def _serve(self):
+        """Answer the trials' validation points from the search, until the sweep ends."""
+        while True:
+            question = self.ray.get(self.judge.question.remote(QUESTION_SECONDS))
+            if question == "closed":
+                return
+            if question is not None:
+                number, point, valid_ce = question
+                self.judge.answer.remote(number, point,
+                                         self.search.report(number, point, valid_ce))
+
+    def __call__(self, trial: Trial) -> dict:
+        from .sweeps import finished_trial
+        label = self.label(trial.values)
+        ref = self.task.remote(self.recipe, trial.values, self.stages, label, self.where,
+                               self.parent_run_id, self.judge, trial.number)
+        with self.lock:
+            self.running.add(ref)
+        try:
+            status, files, output = self.ray.get(ref)
+        except (self.ray.exceptions.TaskCancelledError, self.ray.exceptions.RayError) as e:
+            status, files, output = 1, {}, f"Ray: {str(e).strip().splitlines()[-1]}"
+        finally:
+            with self.lock:
+                self.running.discard(ref)
+        folder = self.out / trial.folder              # what the trial left: its record here
+        folder.mkdir(parents=True, exist_ok=True)
+        for name, text in files.items():
+            (folder / name).write_text(text)
+        (folder / TRIAL_LOG).write_text(output)
+        row = finished_trial(trial, label, status, RunDir(folder), output)
+        self.echo(f"== {trial.folder}: {row['status']}"
+                  + (f" ({row['error']})" if "error" in row else ""))
+        return row
+
+    def stop(self):
+        with self.lock:
+            for ref in self.running:
+                self.ray.cancel(ref)                  # KeyboardInterrupt: SIGTERM to the run
+
+    def close(self):
+        self.ray.get(self.judge.close.remote())
+        self.serving.join(QUESTION_SECONDS * 5)
+
+
+class Judge:
+    """A Ray actor between the trials and the sweep's search: a trial's question waits
+    here until the sweep answers it."""
+
+    def __init__(self):
+        import asyncio
+        self.questions, self.answers, self.closed = asyncio.Queue(), {}, False
+
+    async def ask(self, number: int, point: int, valid_ce: float) -> bool:
+        import asyncio
+        answer = asyncio.get_running_loop().create_future()
+        self.answers[number, point] = answer
+        await self.questions.put((number, point, valid_ce))
+        return await answer
+
+    async def question(self, timeout: float):
+        import asyncio
+        if self.closed:
+            return "closed"
+        try:
+            return await asyncio.wait_for(self.questions.get(), timeout)
+        except asyncio.TimeoutError:
+            return None
+
+    def answer(self, number: int, point: int, stop: bool) -> None:
+        future = self.answers.pop((number, point), None)
+        if future is not None and not future.done():
+            future.set_result(stop)
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def _trial_task(recipe, values, stages, label, where, parent_run_id, judge, number):
+    """On a Ray worker: one trial in a temporary folder, deleted at the end; returns
+    its exit status, its small files (manifest, figures) and its output."""
+    import ray
+    if threading.current_thread() is threading.main_thread():
+        # ray.cancel interrupts the main thread as SIGINT would: not when SIGINT is ignored
+        # (a head started in the background from a shell)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    folder = Path(tempfile.mkdtemp(prefix="wordnet-trial-"))
+    try:
+        name, text = recipe
+        source = name
+        if text is not None:
+            source = str(folder / name)
+            Path(source).write_bytes(text)
+        command = run_command(source, values, stages, folder / "run", None, label, where,
+                              parent_run_id, installed=True)
+
+        def ask(point, valid_ce):
+            try:
+                return ray.get(judge.ask.remote(number, point, valid_ce), timeout=ANSWER_SECONDS)
+            except ray.exceptions.GetTimeoutError:
+                return False                          # no answer: training goes on
+
+        status = run_process(command, folder / TRIAL_LOG, dict(os.environ), ask)
+        files = {name: (folder / "run" / name).read_text() for name in (MANIFEST, METRICS)
+                 if (folder / "run" / name).is_file()}
+        return status, files, (folder / TRIAL_LOG).read_text(errors="replace")
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+

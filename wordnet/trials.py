@@ -1,0 +1,122 @@
+"""A sweep's trial as a process of its own: a ``wordnet-pipeline run`` whose
+validation points the sweep judges (its pruner) through a pair of pipes.
+
+The trial writes ``POINT CE`` for each validation point on one pipe and waits for
+``go`` or ``stop`` on the other; the sweep answers at once, from its Optuna study.
+"""
+from __future__ import annotations
+
+import os
+import select
+import subprocess
+import sys
+
+from .plots.painter import PACKAGE_ROOT
+
+# Threads of a trial: two trials of one thread each make more trials per hour on two
+# cores than one of two threads (benchmarks/bench_sweeps.py)
+THREADS = 1
+POLL_SECONDS = 0.5
+STOP_SECONDS = 30               # SIGTERM to SIGKILL
+ANSWER_SECONDS = 60             # a trial's bound on waiting for the sweep's answer
+TRIAL_LOG = "trial.log"         # a trial's output
+# `wordnet-pipeline run` in a new Python, on this package (see plots.painter)
+RUN_CLI = ("import sys; sys.path.insert(0, {root!r}); sys.argv[0] = 'wordnet-pipeline'; "
+           "from wordnet.cli import main; main()")
+
+
+def run_command(source: str, values: dict, stages, folder, data_dir, label: str,
+                where: tuple[str, str] | None, parent_run_id: str | None,
+                installed: bool = False) -> list[str]:
+    """The ``wordnet-pipeline run`` of one trial: the recipe ``source`` with ``values``,
+    into ``folder``, tracked to ``where`` (URI, experiment) under ``parent_run_id``, or
+    not at all (None).  ``installed``: the package a worker has installed, not this
+    one's source (a Ray worker on another machine)."""
+    code = "from wordnet.cli import main; main()" if installed else RUN_CLI.format(
+        root=str(PACKAGE_ROOT))
+    command = [sys.executable, "-P", "-c", code, "run", "--pipeline", source,
+               "--out", str(folder), "--run-name", label, "--no-register"]
+    command += [arg for key, value in values.items() for arg in ("--set", f"{key}={value}")]
+    command += [arg for stage in stages for arg in ("--stage", stage)]
+    if data_dir is not None:
+        command += ["--data-dir", str(data_dir)]
+    if where is None:
+        return command + ["--no-tracking"]
+    uri, experiment = where
+    return command + ["--tracking-uri", uri, "--experiment", experiment,
+                      "--parent-run", parent_run_id]
+
+
+def run_process(command: list[str], log_path, env: dict, judge, started=None) -> int:
+    """Run a trial's ``command``, its output into ``log_path``, answering its validation
+    points with ``judge(point, valid_ce) -> stop?``; its exit status.  ``started(process)``
+    is told the process (to stop it on Ctrl-C)."""
+    report_r, report_w = os.pipe()
+    answer_r, answer_w = os.pipe()
+    try:
+        with open(log_path, "wb") as log:
+            process = subprocess.Popen(command + ["--judge-fds", f"{report_w},{answer_r}"],
+                                       stdout=log, stderr=subprocess.STDOUT,
+                                       stdin=subprocess.DEVNULL, env=env,
+                                       pass_fds=(report_w, answer_r))
+    finally:
+        os.close(report_w)
+        os.close(answer_r)
+    if started:
+        started(process)
+    try:
+        with os.fdopen(report_r, "r") as reports, os.fdopen(answer_w, "w") as answers:
+            while True:                              # until the trial exits
+                # a short select, not a blocking read: Ray cancels a task by interrupting
+                # its main thread, which a blocking read would not notice
+                if not select.select([reports], [], [], POLL_SECONDS)[0]:
+                    continue
+                line = reports.readline()
+                if not line:
+                    break
+                point, valid_ce = line.split()
+                stop = judge(int(point), float(valid_ce))
+                try:
+                    answers.write("stop\n" if stop else "go\n")
+                    answers.flush()
+                except BrokenPipeError:              # it ended meanwhile
+                    break
+        return process.wait()
+    except BaseException:                            # Ctrl-C, a cancelled Ray task
+        stop(process)
+        raise
+
+
+def stop(process: subprocess.Popen) -> None:
+    """SIGTERM (the trial saves and ends its run KILLED), then SIGKILL after STOP_SECONDS."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(STOP_SECONDS)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+class PipeJudge:
+    """The trial's side: asks the sweep at each validation point whether to stop.
+    Without an answer within ANSWER_SECONDS (the sweep is gone), it goes on."""
+
+    def __init__(self, fds: str, echo=print):
+        report, answer = (int(fd) for fd in fds.split(","))
+        self.reports = os.fdopen(report, "w")
+        self.answers = os.fdopen(answer, "r")
+        self.echo = echo
+
+    def __call__(self, point: int, valid_ce: float) -> bool:
+        try:
+            self.reports.write(f"{point} {valid_ce!r}\n")
+            self.reports.flush()
+        except BrokenPipeError:
+            return False
+        ready, _, _ = select.select([self.answers], [], [], ANSWER_SECONDS)
+        if not ready:
+            self.echo(f"warning: no answer from the sweep in {ANSWER_SECONDS} s about "
+                      f"validation point {point}; training goes on")
+            return False
+        return self.answers.readline().strip() == "stop"
