@@ -7,8 +7,9 @@ fresh SQLite store of its own:
 
   * ``sequential``: ``--jobs 1``, the trials one after the other in the sweep's
     process, with all the cores;
-  * ``jobs J threads T``: J trial processes at once, T threads each (every split
-    of the cores);
+  * ``jobs J threads T``: J trial processes at once, T = max(1, cores / J)
+    threads each (``--jobs 2,3,4``: also more trials than cores, whose
+    single-threaded parts, start-up, logging and plots, can overlap);
   * ``ray``: ``--executor ray`` on a Ray started for the sweep, one thread a trial
     (skipped when ray is not installed);
 
@@ -23,7 +24,7 @@ store (metric points, and log_batch requests of at most 1,000 points).
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/bench_sweeps.py
 
-takes about 20 minutes on two cores; ``--trials 4 --early-stop 1000`` about 3.
+takes about 25 minutes on two cores; ``--trials 4 --early-stop 1000`` about 4.
 """
 from __future__ import annotations
 
@@ -85,6 +86,12 @@ def main() -> None:
                         help="trials per sweep: a 2x2 or 4x4 grid")
     parser.add_argument("--early-stop", type=int, default=None,
                         help="minibatches a trial trains (default: the quick recipe's epoch)")
+    parser.add_argument("--jobs", type=lambda text: [int(j) for j in text.split(",")],
+                        default=[2, 3, 4], help="the --jobs to measure, each with "
+                        "max(1, cores / jobs) threads a trial (default 2,3,4)")
+    parser.add_argument("--no-sequential", action="store_true",
+                        help="skip the sequential row (vs-sequential figures then vs the first)")
+    parser.add_argument("--no-ray", action="store_true", help="skip the ray row")
     parser.add_argument("--json", type=Path, help="also write the figures as JSON")
     options = parser.parse_args()
     side = 4 if options.trials == 16 else 2
@@ -99,11 +106,14 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-sweeps-") as tmp:
         folder = Path(tmp)
         print(f"{options.trials} quick-recipe trials per sweep, {cores} cores", flush=True)
-        runs = [("sequential", ["--jobs", "1"])]
-        runs += [(f"jobs {j} threads {cores // j}", ["--jobs", str(j), "--threads",
-                                                      str(cores // j)])
-                 for j in range(2, cores + 1) if cores % j == 0]
-        if importlib.util.find_spec("ray"):
+        runs = [] if options.no_sequential else [("sequential", ["--jobs", "1"])]
+        for j in options.jobs:
+            threads = max(1, cores // j)
+            runs.append((f"jobs {j} threads {threads}", ["--jobs", str(j), "--threads",
+                                                          str(threads)]))
+        if options.no_ray:
+            pass
+        elif importlib.util.find_spec("ray"):
             runs.append(("ray, 1 thread a trial", ["--executor", "ray", "--threads", "1"]))
         else:
             print("ray is not installed: no ray row (pip install '.[ray]')")
@@ -123,7 +133,7 @@ def main() -> None:
                       "random", "--seed", "0", "--prune", "asha", *setting], folder, "asha")
         pruned = sum(r["status"] == "PRUNED" for r in asha["rows"])
         points, requests = logging_load(best["store"])
-        sequential = results[0]
+        sequential = results[0]                          # or the first row measured
 
         print(f"\n| sweep of {options.trials} quick trials | wall s | trials/hour | "
               "vs sequential |\n|---|---|---|---|")
@@ -131,12 +141,11 @@ def main() -> None:
             print(f"| {r['label']} | {r['wall']:.1f} | {3600 * options.trials / r['wall']:.0f} | "
                   f"{sequential['wall'] / r['wall']:.2f}x |")
         ray_rows = [r for r in results if r["label"].startswith("ray")]
-        if ray_rows:
-            slots = cores
-            overhead = (ray_rows[0]["wall"] - results[-2 if len(results) > 1 else 0]["wall"])
-            per_trial = overhead * slots / options.trials
+        peer = [r for r in results if r["label"] == f"jobs {cores} threads 1"]
+        if ray_rows and peer:                            # the same slots, the same threads
+            overhead = ray_rows[0]["wall"] - peer[0]["wall"]
             print(f"\nRay's overhead against `--jobs {cores} --threads 1`: "
-                  f"{overhead:+.1f} s in all, {per_trial:+.2f} s per trial")
+                  f"{overhead:+.1f} s in all, {overhead * cores / options.trials:+.2f} s per trial")
         print(f"\n| same budget ({options.trials} trials), {best['label']} | best valid CE | "
               f"CPU s | wall s | pruned |\n|---|---|---|---|---|")
         print(f"| full grid | {best_ce(best['rows']):.4f} | {best['cpu']:.0f} | "

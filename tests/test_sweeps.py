@@ -296,3 +296,30 @@ def test_ray_with_a_cluster_refuses_a_tracking_store_on_this_machine(tmp_path):
     assert result.exit_code == 2
     assert "cannot write to the tracking store sqlite:///" in result.output
     assert "mlflow server" in result.output and not (tmp_path / "m.db").exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--executor", "ray", "--jobs", "2"], "--jobs is for --executor local"),
+    (["--ray-address", "10.0.0.1:6379"], "--ray-address needs --executor ray"),
+    (["--set", "hidden_size=loguniform:10:100"], "needs --samples N"),
+    (["--resume", "0123", "--no-tracking"], "--resume finds the sweep in MLflow"),
+])
+def test_sweep_options_that_do_not_go_together_are_refused(args, message, tmp_path):
+    result = CliRunner().invoke(cli, ["sweep", *SMALL, "--set", "learning_rate=0.1,0.2", *args,
+                                      "--out", str(tmp_path / "out")])
+    assert result.exit_code == 2 and message in result.output, result.output
+    assert not (tmp_path / "out").exists()
+
+
+def test_threads_alone_sets_the_jobs_and_jobs_1_runs_here_with_them(data_dir, tmp_path,
+                                                                     monkeypatch):
+    monkeypatch.setenv("WORDNET_THREADS", "2")           # restored after the test
+    result = CliRunner().invoke(cli, ["sweep", "--pipeline", "quick", "--set", "early_stop=5",
+                                      "--set", "learning_rate=0.1", "--stage", "train",
+                                      "--jobs", "1", "--threads", "1", "--no-tracking",
+                                      "--data-dir", str(data_dir), "--out", str(tmp_path / "a")])
+    assert result.exit_code == 0, result.output
+    assert "one after the other" in result.output
+    assert os.environ["WORDNET_THREADS"] == "1"
+    from wordnet.model import default_threads
+    assert default_threads() == 1

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gc
 import json
+import os
 import signal
 import sys
 import threading
@@ -20,7 +21,7 @@ from click.core import ParameterSource
 
 from . import __version__
 from .data import UnknownWordError
-from .model import default_threads
+from .model import THREADS_ENV, default_threads
 from .predict import InputError
 from .search import PRUNERS, SAMPLERS
 from .trials import THREADS as TRIAL_THREADS
@@ -232,11 +233,12 @@ def log(out, data_dir, tracking_uri, experiment, register, no_register):
 @click.option("--stage", "stages", multiple=True, default=("train", "validate", "test"),
               type=click.Choice(("train", "validate", "test", "reproduce")), show_default=True,
               help="Stages of each run (repeatable).")
-@click.option("--threads", type=click.IntRange(min=1), default=TRIAL_THREADS, show_default=True,
-              help="Threads of each trial.")
+@click.option("--threads", type=click.IntRange(min=1),
+              help=f"Threads of each trial [default: cores / --jobs with --jobs, else "
+                   f"{TRIAL_THREADS}].")
 @click.option("--jobs", type=click.IntRange(min=1),
               help="Trials at once on this machine [default: cores / --threads]; 1 runs "
-                   "them in this process.")
+                   "them one after the other in this process.")
 @click.option("--executor", type=click.Choice(("local", "ray")), default="local",
               show_default=True, help="Where trials run: here, or as Ray tasks (on the "
               "data shipped with the package; pip install 'wordnet-4gram[ray]').")
@@ -276,9 +278,16 @@ def sweep(sets, samples, sampler, seed, prune, stages, threads, jobs, executor, 
         raise click.UsageError("--resume finds the sweep in MLflow: drop --no-tracking")
     if executor == "local" and ray_address:
         raise click.UsageError("--ray-address needs --executor ray")
+    if executor == "ray" and jobs:
+        raise click.UsageError("--jobs is for --executor local: Ray runs as many trials "
+                               "at once as its CPUs allow, --threads each")
     chosen = tuple(s for s in pipeline.STAGES if s in stages or s == "train")
     data = _find_data(data_dir)
-    jobs = jobs or max(1, default_threads() // threads)
+    cores = default_threads()
+    threads = threads or (max(1, cores // jobs) if jobs else TRIAL_THREADS)
+    jobs = jobs or max(1, cores // threads)
+    if jobs == 1 and executor == "local":
+        os.environ[THREADS_ENV] = str(threads)      # the trials run here (model.default_threads)
     folder_name = run_name or f"sweep-{base.name}-{datetime.now():%Y%m%d-%H%M%S}"
     out = rundir.output_folder(out, folder_name, False, None)
     ray = None

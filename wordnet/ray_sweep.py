@@ -107,7 +107,9 @@ class _RayLauncher:
             self.running.add(ref)
         try:
             status, files, output = self.ray.get(ref)
-        except (self.ray.exceptions.TaskCancelledError, self.ray.exceptions.RayError) as e:
+        except self.ray.exceptions.TaskCancelledError:     # Ctrl-C: its run ended KILLED
+            status, files, output = -signal.SIGTERM, {}, "stopped (Ray cancelled the task)"
+        except self.ray.exceptions.RayError as e:           # a worker lost, ...
             status, files, output = 1, {}, f"Ray: {str(e).strip().splitlines()[-1]}"
         finally:
             with self.lock:
