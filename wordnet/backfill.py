@@ -44,11 +44,12 @@ def _log_folder(out, folder, data_dir, dataset, register, echo) -> str:
             {"wordnet.replaces_run": manifest["mlflow_run_id"]}
             if manifest.get("mlflow_run_id") else {}))
         run.load()
-        _log_curves(tracked, folder, len(run.dataset.train) // recipe.config.batch_size)
+        history = folder.read_json(HISTORY) or {"train_ce": [], "valid_ce": []}
+        _log_curves(tracked, history, len(run.dataset.train) // recipe.config.batch_size)
         words = run.dataset.vocab.words
         example = " ".join(words[i] for i in run.dataset.test[0, :-1])
         tracked.log_model(out / CHECKPOINT, out / VOCAB, example, recipe.model_name(), register)
-        _log_finals(tracked, run, folder.read_json(METRICS) or {})
+        _log_finals(tracked, run, folder.read_json(METRICS) or {}, len(history["train_ce"]))
         tracked.log_artifacts(*(out / name for name in FILES if (out / name).is_file()))
         report = folder.read_json(REPORT_JSON)
         if report:
@@ -63,8 +64,7 @@ def _log_folder(out, folder, data_dir, dataset, register, echo) -> str:
     return tracked.page
 
 
-def _log_curves(tracked, folder: RunDir, batches_per_epoch: int) -> None:
-    history = folder.read_json(HISTORY) or {"train_ce": [], "valid_ce": []}
+def _log_curves(tracked, history: dict, batches_per_epoch: int) -> None:
     for step, ce in enumerate(history["train_ce"], 1):
         tracked.log_metric("train/ce_running_mean", ce, step)
         if (step - 1) % batches_per_epoch == 0:
@@ -73,10 +73,10 @@ def _log_curves(tracked, folder: RunDir, batches_per_epoch: int) -> None:
         tracked.log_metric("valid/ce", ce, step)
 
 
-def _log_finals(tracked, run: PipelineRun, metrics: dict) -> None:
+def _log_finals(tracked, run: PipelineRun, metrics: dict, steps: int) -> None:
     """At step 0, as the live run logs them (bars in the UI); valid's and test's linked
-    to their dataset.  The validation stage's CE also ends the valid/ce curve."""
-    steps = len((run.folder.read_json(HISTORY) or {}).get("train_ce", []))
+    to their dataset.  The validation stage's CE also ends the valid/ce curve, at the
+    training's last step, ``steps``."""
     if "valid/final_ce" in metrics and steps:
         tracked.log_metric("valid/ce", metrics["valid/final_ce"], steps)
     for split in ("valid", "test"):

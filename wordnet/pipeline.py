@@ -417,8 +417,8 @@ def download_run(run_id: str, out: Path) -> None:
             mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=name,
                                                 dst_path=str(out))
         except Exception as e:                 # MLflow and OS errors alike
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise PipelineError(f"run {run_id}: cannot download {name} ({first})") from None
+            raise PipelineError(f"run {run_id}: cannot download {name} "
+                                f"({tracking.first_line(e)})") from None
 
 
 @contextmanager

@@ -22,7 +22,7 @@ from pathlib import Path
 from .model import THREADS_ENV, ConfigError
 from .rundir import MANIFEST, METRICS, RunDir
 from .search import Search, Trial
-from .trials import ANSWER_SECONDS, TRIAL_LOG, run_command, run_process
+from .trials import ANSWER_SECONDS, TRIAL_LOG, finished_trial, run_command, run_process
 
 QUESTION_SECONDS = 1.0          # how long the sweep's judge waits for a question at a time
 
@@ -90,7 +90,10 @@ class _RayLauncher:
     def _serve(self):
         """Answer the trials' validation points from the search, until the sweep ends."""
         while True:
-            question = self.ray.get(self.judge.question.remote(QUESTION_SECONDS))
+            try:
+                question = self.ray.get(self.judge.question.remote(QUESTION_SECONDS))
+            except self.ray.exceptions.RayError:       # Ray gone: the trials fail anyway
+                return
             if question == "closed":
                 return
             if question is not None:
@@ -99,7 +102,6 @@ class _RayLauncher:
                                          self.search.report(number, point, valid_ce))
 
     def __call__(self, trial: Trial) -> dict:
-        from .sweeps import finished_trial
         label = self.label(trial.values)
         ref = self.task.remote(self.recipe, trial.values, self.stages, label, self.where,
                                self.parent_run_id, self.judge, trial.number)

@@ -15,10 +15,10 @@ import csv
 import io
 import math
 import os
-import signal
 import threading
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from contextlib import nullcontext
+from functools import partial
 from pathlib import Path
 
 from . import tracking
@@ -27,16 +27,14 @@ from .fileio import atomic_write
 from .model import THREADS_ENV, default_threads
 from .pipeline import PipelineError, Pruned, run
 from .recipes import Recipe, with_overrides
-from .rundir import MANIFEST, METRICS, SWEEP, RunDir, check_writable
+from .rundir import MANIFEST, SWEEP, RunDir, check_writable
 from .search import Search, Trial
 from .tracking import NoRun
-from .trials import TRIAL_LOG, run_command, run_process
+from .trials import TRIAL_LOG, finished_trial, run_command, run_process, trial_row
 
 SELECT_BY = "valid/final_ce"                  # lower is better
 SHOWN = ("valid/final_ce", "test/ce", "valid/top1", "train/final_ce", "perf/updates_per_second")
 CURVES = ("train/ce_running_mean", "train/batch_ce_mean10", "train/epoch", "valid/ce")
-# a trial's exit status when a signal stopped it: SIGTERM or SIGINT, itself or its handler
-STOPPED = (-signal.SIGTERM, -signal.SIGINT, 128 + signal.SIGTERM, 128 + signal.SIGINT)
 STOP_SECONDS = 60                             # Ctrl-C: the bound on the trials' ending
 
 
@@ -69,7 +67,7 @@ def sweep(recipe: Recipe, search: Search, stages, out: Path, data_dir: Path | No
         parent.set_tags({"wordnet.recipe": recipe.name, "wordnet.sweep.runs": str(search.total),
                          "wordnet.sweep.search": search.describe(),
                          "wordnet.sweep.prune": search.prune,
-                         "wordnet.sweep.jobs": str(jobs),
+                         "wordnet.sweep.executor": "ray" if ray is not None else "local",
                          "wordnet.sweep.folder": str(Path(out).resolve()),
                          **tracking.machine_tags(default_threads())})
         where = tracking.current_store() if track else None
@@ -82,6 +80,7 @@ def sweep(recipe: Recipe, search: Search, stages, out: Path, data_dir: Path | No
         else:
             launch, slots = _InThisProcess(recipe, stages, out, data_dir, track, dataset,
                                            search, label, echo, progress), 1
+        parent.set_tags({"wordnet.sweep.jobs": str(slots)})   # trials at once
         rows = list(earlier)
         try:
             _drive(search, launch, slots, rows)
@@ -118,14 +117,6 @@ def _drive(search: Search, launch, slots: int, rows: list) -> None:
         pool.shutdown(wait=False, cancel_futures=True)
 
 
-def trial_row(trial: Trial, label: str, status: str, metrics: dict, manifest: dict,
-              error: str | None = None) -> dict:
-    """A trial's line of the summary."""
-    row = {"run": manifest.get("mlflow_run_name") or label, **trial.values, "status": status,
-           **({"error": error} if error else {}), **metrics}
-    return row | {"run_id": manifest.get("mlflow_run_id"), "folder": trial.folder}
-
-
 class _InThisProcess:
     """One trial after the other, in this process (the data loaded once)."""
 
@@ -137,7 +128,7 @@ class _InThisProcess:
 
     def __call__(self, trial: Trial) -> dict:
         self.echo(f"== {trial.folder}")
-        judge = lambda point, ce: self.search.report(trial.number, point, ce)  # noqa: E731
+        judge = partial(self.search.report, trial.number)     # (point, CE) -> stop?
         status, metrics, error = "FINISHED", {}, None
         try:
             metrics = run(self.recipe, trial.values, self.stages, self.out / trial.folder,
@@ -179,14 +170,13 @@ class _Processes:
         folder.mkdir(parents=True, exist_ok=True)
         command = run_command(self.source, trial.values, self.stages, folder, self.data_dir,
                               label, self.where, self.parent_run_id)
-        def judge(point, ce):
-            return self.search.report(trial.number, point, ce)
 
         def started(process):
             with self.lock:
                 self.running.add(process)
 
-        status = run_process(command, folder / TRIAL_LOG, self.env, judge, started)
+        status = run_process(command, folder / TRIAL_LOG, self.env,
+                             partial(self.search.report, trial.number), started)
         with self.lock:
             self.running = {p for p in self.running if p.poll() is None}
         row = finished_trial(trial, label, status, RunDir(folder),
@@ -205,19 +195,6 @@ class _Processes:
         pass
 
 
-def finished_trial(trial: Trial, label: str, exit_status: int, folder: RunDir,
-                   output: str) -> dict:
-    """The row of a trial that ran as a process, from its folder and its output."""
-    manifest = folder.read_json(MANIFEST) or {}
-    lines = output.strip().splitlines()
-    if exit_status == 0:
-        return trial_row(trial, label, "FINISHED", folder.read_json(METRICS) or {}, manifest)
-    status = manifest.get("status") if manifest.get("status") in ("PRUNED", "KILLED") \
-        else "KILLED" if exit_status in STOPPED else "FAILED"
-    error = lines[-1].removeprefix("Error: ") if lines else f"exit status {exit_status}"
-    return trial_row(trial, label, status, {}, manifest, error)
-
-
 def _earlier_trials(parent_run_id: str, recipe: Recipe, search: Search) -> list[dict]:
     """The rows of an earlier sweep's finished and pruned trials, told to ``search``."""
     from mlflow import MlflowClient
@@ -225,7 +202,7 @@ def _earlier_trials(parent_run_id: str, recipe: Recipe, search: Search) -> list[
     try:
         parent = client.get_run(parent_run_id)
     except Exception as e:                       # MLflow and HTTP errors alike
-        raise PipelineError(f"--resume {parent_run_id}: no such run ({tracking._first_line(e)})"
+        raise PipelineError(f"--resume {parent_run_id}: no such run ({tracking.first_line(e)})"
                             ) from None
     logged = {key.removeprefix("sweep."): value for key, value in parent.data.params.items()
               if key.startswith("sweep.")}

@@ -159,7 +159,7 @@ class Run(NoRun):
             try:
                 return call(*args, **kwargs)
             except Exception as e:                      # MLflow's, HTTP's, SQLite's, OS's
-                self.lose(f"{what} failed ({_short(_first_line(e))})")
+                self.lose(f"{what} failed ({_short(first_line(e))})")
         return None
 
     def log_params(self, params: dict) -> None:
@@ -287,7 +287,7 @@ def connect(tracking_uri: str | None, experiment: str) -> None:
             mlflow.set_experiment(experiment_id=found.experiment_id)
     except Exception as e:                    # MLflow, SQLAlchemy and OS errors alike
         raise TrackingError(f"cannot use the tracking store {uri} "
-                            f"({_first_line(e)}); pass --no-tracking to run without it") from None
+                            f"({first_line(e)}); pass --no-tracking to run without it") from None
 
 
 # Reading a model is one or two requests: MLflow's defaults (7 retries with backoff,
@@ -436,13 +436,13 @@ def start_run(run_name: str | None, tags: dict | None = None, nested: bool = Fal
                                   tags=tags, nested=nested)
     except Exception as e:                    # MLflow, SQLAlchemy, HTTP and OS errors alike
         raise TrackingError(f"cannot start a run in the tracking store "
-                            f"{mlflow.get_tracking_uri()} ({_first_line(e)}); pass "
+                            f"{mlflow.get_tracking_uri()} ({first_line(e)}); pass "
                             "--no-tracking to run without it") from None
     run_id, client = active.info.run_id, MlflowClient()
     metrics = MetricQueue(lambda points: client.log_batch(run_id, metrics=[
         Metric(k, v, ts, step, model_id=model, dataset_name=dataset, dataset_digest=digest)
         for k, v, ts, step, model, dataset, digest in points], synchronous=True),
-        on_error=lambda e: run.lose(f"logging metrics failed ({_short(_first_line(e))})"))
+        on_error=lambda e: run.lose(f"logging metrics failed ({_short(first_line(e))})"))
     run = Run(run_id, active.info.run_name, metrics, page_url(active.info.experiment_id, run_id))
     try:
         yield run
@@ -513,7 +513,8 @@ def _probe(uri: str, hint: str = "start it, fix --tracking-uri, or pass --no-tra
                             f"{hint}") from None
 
 
-def _first_line(e: Exception) -> str:
+def first_line(e: Exception) -> str:
+    """An error's message in one line, for a user (MLflow's run to pages)."""
     text = str(e).strip()
     return text.splitlines()[0] if text else type(e).__name__
 

@@ -1,5 +1,6 @@
 """A sweep's trial as a process of its own: a ``wordnet-pipeline run`` whose
-validation points the sweep judges (its pruner) through a pair of pipes.
+validation points the sweep judges (its pruner) through a pair of pipes, and its
+row of the sweep's summary.
 
 The trial writes ``POINT CE`` for each validation point on one pipe and waits for
 ``go`` or ``stop`` on the other; the sweep answers at once, from its Optuna study.
@@ -8,10 +9,12 @@ from __future__ import annotations
 
 import os
 import select
+import signal
 import subprocess
-import sys
 
-from .plots.painter import PACKAGE_ROOT
+from .processes import python_command
+from .rundir import MANIFEST, METRICS, RunDir
+from .search import Trial
 
 # Threads of a trial: two trials of one thread each make more trials per hour on two
 # cores than one of two threads (benchmarks/bench_sweeps.py)
@@ -20,9 +23,9 @@ POLL_SECONDS = 0.5
 STOP_SECONDS = 30               # SIGTERM to SIGKILL
 ANSWER_SECONDS = 60             # a trial's bound on waiting for the sweep's answer
 TRIAL_LOG = "trial.log"         # a trial's output
-# `wordnet-pipeline run` in a new Python, on this package (see plots.painter)
-RUN_CLI = ("import sys; sys.path.insert(0, {root!r}); sys.argv[0] = 'wordnet-pipeline'; "
-           "from wordnet.cli import main; main()")
+# a trial's exit status when a signal stopped it: SIGTERM or SIGINT, itself or its handler
+STOPPED = (-signal.SIGTERM, -signal.SIGINT, 128 + signal.SIGTERM, 128 + signal.SIGINT)
+RUN_CLI = "sys.argv[0] = 'wordnet-pipeline'; from wordnet.cli import main; main()"
 
 
 def run_command(source: str, values: dict, stages, folder, data_dir, label: str,
@@ -32,10 +35,8 @@ def run_command(source: str, values: dict, stages, folder, data_dir, label: str,
     into ``folder``, tracked to ``where`` (URI, experiment) under ``parent_run_id``, or
     not at all (None).  ``installed``: the package a worker has installed, not this
     one's source (a Ray worker on another machine)."""
-    code = "from wordnet.cli import main; main()" if installed else RUN_CLI.format(
-        root=str(PACKAGE_ROOT))
-    command = [sys.executable, "-P", "-c", code, "run", "--pipeline", source,
-               "--out", str(folder), "--run-name", label, "--no-register"]
+    command = python_command(RUN_CLI, installed) + [
+        "run", "--pipeline", source, "--out", str(folder), "--run-name", label, "--no-register"]
     command += [arg for key, value in values.items() for arg in ("--set", f"{key}={value}")]
     command += [arg for stage in stages for arg in ("--stage", stage)]
     if data_dir is not None:
@@ -120,3 +121,24 @@ class PipeJudge:
                       f"validation point {point}; training goes on")
             return False
         return self.answers.readline().strip() == "stop"
+
+
+def trial_row(trial: Trial, label: str, status: str, metrics: dict, manifest: dict,
+              error: str | None = None) -> dict:
+    """A trial's line of the summary."""
+    row = {"run": manifest.get("mlflow_run_name") or label, **trial.values, "status": status,
+           **({"error": error} if error else {}), **metrics}
+    return row | {"run_id": manifest.get("mlflow_run_id"), "folder": trial.folder}
+
+
+def finished_trial(trial: Trial, label: str, exit_status: int, folder: RunDir,
+                   output: str) -> dict:
+    """The row of a trial that ran as a process, from its folder and its output."""
+    manifest = folder.read_json(MANIFEST) or {}
+    lines = output.strip().splitlines()
+    if exit_status == 0:
+        return trial_row(trial, label, "FINISHED", folder.read_json(METRICS) or {}, manifest)
+    status = manifest.get("status") if manifest.get("status") in ("PRUNED", "KILLED") \
+        else "KILLED" if exit_status in STOPPED else "FAILED"
+    error = lines[-1].removeprefix("Error: ") if lines else f"exit status {exit_status}"
+    return trial_row(trial, label, status, {}, manifest, error)

@@ -27,12 +27,10 @@ import time
 import weakref
 from pathlib import Path
 
+from ..processes import python_command
+
 TIMEOUT = 300.0             # seconds a plot may take (the map takes about 5 s)
-# This package, whatever the working folder holds (-P: not the working folder first,
-# where a source checkout's wordnet/ has no compiled kernels).
-PACKAGE_ROOT = Path(__file__).resolve().parents[2]
-SERVE = ("import sys; sys.path.insert(0, {root!r}); "
-         "from wordnet.plots.painter import serve; serve()")
+SERVE = "from wordnet.plots.painter import serve; serve()"
 
 
 class PlotError(Exception):
@@ -52,7 +50,7 @@ class Painter:
         """``plot(path, *args, **kwargs)``, which writes ``path`` and the files ``also``."""
         if self._process is None:
             self._process = subprocess.Popen(
-                [sys.executable, "-P", "-c", SERVE.format(root=str(PACKAGE_ROOT))],
+                python_command(SERVE),
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE)
             # stopped by close(), else when the painter is collected or Python exits
             self._stop = weakref.finalize(self, _stop, self._process)
