@@ -303,6 +303,7 @@ def test_ray_with_a_cluster_refuses_a_tracking_store_on_this_machine(tmp_path):
     (["--ray-address", "10.0.0.1:6379"], "--ray-address needs --executor ray"),
     (["--set", "hidden_size=loguniform:10:100"], "needs --samples N"),
     (["--resume", "0123", "--no-tracking"], "--resume finds the sweep in MLflow"),
+    (["--seed", "1"], "--seed is the sampler's: it needs --samples N"),
 ])
 def test_sweep_options_that_do_not_go_together_are_refused(args, message, tmp_path):
     result = CliRunner().invoke(cli, ["sweep", *SMALL, "--set", "learning_rate=0.1,0.2", *args,

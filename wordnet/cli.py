@@ -276,6 +276,8 @@ def sweep(sets, samples, sampler, seed, prune, stages, threads, jobs, executor, 
         raise click.BadParameter(str(e), param_hint="--set") from None
     if resume and no_tracking:
         raise click.UsageError("--resume finds the sweep in MLflow: drop --no-tracking")
+    if seed is not None and samples is None:
+        raise click.UsageError("--seed is the sampler's: it needs --samples N")
     if executor == "local" and ray_address:
         raise click.UsageError("--ray-address needs --executor ray")
     if executor == "ray" and jobs:
@@ -464,6 +466,79 @@ def distance(word1, word2, model, tracking_uri, data_dir):
     The Euclidean distance between the embeddings of WORD1 and WORD2.
     """
     click.echo(f"{_predictor(model, data_dir, tracking_uri).distance(word1, word2):.6f}")
+
+
+@cli.command("compare-embeddings", epilog=EPILOG)
+@click.argument("models", nargs=-1, required=True, metavar="MODEL MODEL...")
+@click.option("-k", "k", type=click.IntRange(min=1), default=10, show_default=True,
+              help="Nearest neighbours per word.")
+@click.option("--data-dir", type=click.Path(file_okay=False),
+              help="Where to find vocab.txt when it is not beside a model.")
+@click.option("--out", type=click.Path(file_okay=False),
+              help="Folder of the table and the maps [default: a new folder under artifacts/].")
+@click.option("--tracking-uri", envvar="MLFLOW_TRACKING_URI", show_envvar=True,
+              help="MLflow tracking URI [default: MLflow's, ./mlflow.db].")
+@click.option("--experiment", envvar="MLFLOW_EXPERIMENT_NAME", default="wordnet",
+              show_default=True, help="MLflow experiment.")
+@click.option("--no-tracking", is_flag=True, help="Do not log to MLflow.")
+def compare_embeddings(models, k, data_dir, out, tracking_uri, experiment, no_tracking):
+    """How much models' embeddings agree: shared nearest neighbours, maps side by side.
+
+    For every pair of MODELs (a checkpoint, a run folder, an MLflow run ID, runs:/ID
+    or models:/NAME/VERSION), the mean share of each word's K nearest words that
+    both models give; the words they agree on most and least; and every model's
+    t-SNE map side by side (each turned to fit the first's). Logged to MLflow as a
+    run of its own unless --no-tracking.
+    """
+    import re
+
+    from . import compare, plots, rundir, tracking
+    from .fileio import atomic_write
+    if len(models) < 2:
+        raise click.UsageError("give two models or more to compare")
+    uris = [f"runs:/{m}" if re.fullmatch(r"[0-9a-f]{32}", m) else m for m in models]
+    if not no_tracking:
+        click.echo("connecting to MLflow...", err=True)
+        tracking.connect(tracking_uri, experiment)
+    names = []
+    for uri in uris:
+        name = Path(uri).name if "://" not in uri and ":/" not in uri else uri
+        names.append(name if name not in names else f"{name} #{len(names) + 1}")
+    loaded = [compare.Embeddings(name, p.W1, tuple(p.vocab.words)) for name, p in
+              zip(names, (_predictor(uri, data_dir, tracking_uri) for uri in uris))]
+    try:
+        pairs = compare.compare(loaded, k)
+    except compare.CompareError as e:
+        raise click.UsageError(str(e)) from None
+    out = rundir.output_folder(out, f"compare-{datetime.now():%Y%m%d-%H%M%S}", False, None)
+    rundir.check_writable(out)
+    words = loaded[0].words
+    text = compare.table(pairs, words, k)
+    click.echo(text)
+    atomic_write(out / "compare.md", ("# Embeddings compared\n\n" + "\n".join(
+        f"{n}. {name}: {uri}" for n, (name, uri) in enumerate(zip(names, uris), 1))
+        + "\n\n" + text).encode())
+    atomic_write(out / "compare.json", json.dumps({
+        "k": k, "models": dict(zip(names, uris)),
+        "pairs": [{"models": [p.first, p.second], "mean_overlap": p.mean,
+                   "per_word": dict(zip(words, p.per_word.tolist()))} for p in pairs]},
+        indent=1).encode())
+    plots.embedding_maps(out / "embeddings_compared.png", [m.W1 for m in loaded], names, words)
+    click.echo(f"table and maps: {out}/")
+    if no_tracking:
+        return
+    with tracking.start_run(f"compare {' · '.join(names)}") as run:
+        run.log_params({f"model{n}": uri for n, uri in enumerate(uris, 1)} | {"k": k})
+        run.set_tags({"mlflow.note.content": "Embeddings compared: the share of each word's "
+                      f"{k} nearest neighbours two models have in common.\n\n" + text})
+        run.log_metrics({f"overlap/{names.index(p.first) + 1}-{names.index(p.second) + 1}":
+                         p.mean for p in pairs})
+        run.log_artifacts(out / "compare.md", out / "compare.json",
+                          out / "embeddings_compared.png")
+    if run.lost:
+        raise click.ClickException(f"MLflow did not take the comparison ({run.lost}); the "
+                                   f"table and maps are in {out}/")
+    click.echo(f"MLflow run: {run.page}")
 
 
 @cli.command(epilog=EPILOG)

@@ -10,8 +10,8 @@ Both figures take a ``title`` naming the run (its name, recipe and backend), so
 that runs set side by side on MLflow's compare page can be told apart.
 """
 from .ce import CE_BOTTOM, CE_TOP, UNIFORM_CE, ce_curves, draw_ce_curves
-from .embeddings import draw_embedding_map, embedding_map, place_labels, tsne
+from .embeddings import draw_embedding_map, embedding_map, embedding_maps, place_labels, tsne
 from .painter import Painter, PlotError
 
 __all__ = ["CE_BOTTOM", "CE_TOP", "UNIFORM_CE", "Painter", "PlotError", "ce_curves", "draw_ce_curves",
-           "draw_embedding_map", "embedding_map", "place_labels", "tsne"]
+           "draw_embedding_map", "embedding_map", "embedding_maps", "place_labels", "tsne"]

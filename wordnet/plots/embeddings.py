@@ -45,17 +45,45 @@ def tsne(W1: np.ndarray) -> np.ndarray:
 
 def draw_embedding_map(W1: np.ndarray, words, title: str = ""):
     """(figure, its word labels, the words' points in pixels): the map, not yet saved."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    xy = tsne(W1)
     fig = figure(figsize=(10, 10), dpi=100)
     fig.subplots_adjust(left=0.02, right=0.98, bottom=0.02, top=0.93)   # fixed: transforms hold
+    fig.suptitle(title or "Word embeddings", fontsize=13)
     ax = fig.add_subplot()
+    ax.set_title(f"the {len(words)} words' embeddings (columns of W1) by t-SNE, "
+                 f"perplexity {PERPLEXITY}", fontsize=10, color="0.3")
+    labels, anchors = _map_on(fig, ax, tsne(W1), words)
+    return fig, labels, anchors
+
+
+def embedding_maps(path: Path, W1s: list[np.ndarray], titles: list[str], words,
+                   title: str = "") -> None:
+    """Several models' maps side by side, each laid out as :func:`embedding_map` lays
+    out one; each layout turned and mirrored to fit the first's best (t-SNE's
+    directions mean nothing), so that the same words sit at about the same place."""
+    from scipy.linalg import orthogonal_procrustes
+    layouts = [tsne(W1) for W1 in W1s]
+    first = layouts[0] - layouts[0].mean(axis=0)
+    for n, xy in enumerate(layouts[1:], 1):
+        xy = xy - xy.mean(axis=0)
+        rotation, _ = orthogonal_procrustes(xy, first)
+        layouts[n] = xy @ rotation
+    fig = figure(figsize=(10 * len(W1s), 10), dpi=100)
+    fig.subplots_adjust(left=0.01, right=0.99, bottom=0.02, top=0.93, wspace=0.02)
+    fig.suptitle(title or "Word embeddings compared", fontsize=13)
+    for n, (xy, name) in enumerate(zip(layouts, titles), 1):
+        ax = fig.add_subplot(1, len(W1s), n)
+        ax.set_title(name, fontsize=11, color="0.3")
+        _map_on(fig, ax, xy, words)
+    save(fig, path)
+
+
+def _map_on(fig, ax, xy: np.ndarray, words):
+    """The words at their points ``xy`` on ``ax``, every label legible: (labels, the
+    points in pixels)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
     ax.set(xticks=[], yticks=[])
     for side in ax.spines.values():
         side.set_color("0.8")
-    fig.suptitle(title or "Word embeddings", fontsize=13)
-    ax.set_title(f"the {len(words)} words' embeddings (columns of W1) by t-SNE, "
-                 f"perplexity {PERPLEXITY}", fontsize=10, color="0.3")
     renderer = FigureCanvasAgg(fig).get_renderer()
     box = ax.get_window_extent(renderer)
     # Equal scales on both axes (t-SNE distances have no direction), with a margin.
@@ -85,7 +113,7 @@ def draw_embedding_map(W1: np.ndarray, words, title: str = ""):
         ax.plot(*to_pixels.inverted().transform([anchors[i], end]).T, color="0.65", lw=0.6,
                 zorder=1)
         ax.plot(*xy[i], ".", ms=3, color="0.45", zorder=1)
-    return fig, labels, anchors
+    return labels, anchors
 
 
 def place_labels(anchors: np.ndarray, sizes: np.ndarray, area: tuple) -> np.ndarray:
