@@ -11,7 +11,7 @@ backend only, float32.
 """
 from cython cimport floating, view
 from cython.parallel cimport prange
-from libc.math cimport exp, log
+from libc.math cimport exp, log, tanh
 import numpy as np
 
 cdef extern from *:
@@ -97,6 +97,25 @@ cdef void bias_sigmoid_block(const floating* z, const floating* b, floating* y, 
         else:
             for i in range(cols):
                 yh[i] = one / (one + exp_fast(-(zh[i] + bh)))
+
+
+cdef void bias_tanh_block(const floating* z, const floating* b, floating* y, int rows,
+                          int cols, int ld, bint exact) noexcept nogil:
+    """y = tanh(z + b) on a rows x cols block: the C library's tanh with ``exact``,
+    else 1 - 2 / (1 + exp(2x)) with exp_fast (within a few ulps of 1; tanh's sign and
+    its saturation at +-1 kept)."""
+    cdef int h, i
+    cdef floating one = 1.0, two = 2.0, bh
+    cdef const floating* zh
+    cdef floating* yh
+    for h in range(rows):
+        zh, yh, bh = z + <Py_ssize_t> h * ld, y + <Py_ssize_t> h * ld, b[h]
+        if exact:
+            for i in range(cols):
+                yh[i] = tanh(zh[i] + bh)
+        else:
+            for i in range(cols):
+                yh[i] = one - two / (one + exp_fast(two * (zh[i] + bh)))
 
 
 cdef void bias_softmax_block(const floating* z, const floating* b, floating* y, floating* s,
@@ -200,6 +219,19 @@ def bias_sigmoid(const floating[:, ::view.contiguous] z, const floating[::1] b,
         return
     for h in prange(H, nogil=True, num_threads=threads, schedule="static"):
         bias_sigmoid_block(&z[h, 0], &b[h], &y[h, 0], 1, N, N, exact)
+
+
+def bias_tanh(const floating[:, ::view.contiguous] z, const floating[::1] b,
+              floating[:, ::view.contiguous] y, bint exact=True, int threads=1):
+    """y = tanh(z + b[:, None]); rows split."""
+    _check_same("bias_tanh", z, y)
+    if b.shape[0] != z.shape[0]:
+        raise ValueError("bias_tanh: bias length does not match")
+    cdef int H = z.shape[0], N = z.shape[1], h
+    if H == 0 or N == 0:
+        return
+    for h in prange(H, nogil=True, num_threads=threads, schedule="static"):
+        bias_tanh_block(&z[h, 0], &b[h], &y[h, 0], 1, N, N, exact)
 
 
 def bias_softmax(const floating[:, ::view.contiguous] z, const floating[::1] b,

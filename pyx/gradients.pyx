@@ -77,6 +77,21 @@ cdef void sigmoid_grad_block(const floating* dy2, const floating* y2, floating* 
             dz2h[i] = (dy2h[i] * y2h[i]) * (one - y2h[i])
 
 
+cdef void tanh_grad_block(const floating* dy2, const floating* y2, floating* dz2,
+                          int rows, int cols, int ld) noexcept nogil:
+    """dz2 = dy2 * (1 - y2 * y2): tanh' = 1 - tanh²."""
+    cdef int h, i
+    cdef floating one = 1.0
+    cdef const floating* dy2h
+    cdef const floating* y2h
+    cdef floating* dz2h
+    for h in range(rows):
+        dy2h, y2h = dy2 + <Py_ssize_t> h * ld, y2 + <Py_ssize_t> h * ld
+        dz2h = dz2 + <Py_ssize_t> h * ld
+        for i in range(cols):
+            dz2h[i] = dy2h[i] * (one - y2h[i] * y2h[i])
+
+
 cdef void embed_grad_rows(const floating* dy1, int ld, const int* x, int N, int D,
                           floating* dW1, floating* part, int V, int h1, int first,
                           int last) noexcept nogil:
@@ -164,6 +179,19 @@ def sigmoid_grad(const floating[:, ::view.contiguous] dy2, const floating[:, ::v
         return
     for h in prange(H, nogil=True, num_threads=threads, schedule="static"):
         sigmoid_grad_block(&dy2[h, 0], &y2[h, 0], &dz2[h, 0], 1, N, N)
+
+
+def tanh_grad(const floating[:, ::view.contiguous] dy2, const floating[:, ::view.contiguous] y2,
+              floating[:, ::view.contiguous] dz2, int threads=1):
+    """dz2 = dy2 * (1 - y2 * y2); rows split."""
+    if not (dy2.shape[0] == y2.shape[0] == dz2.shape[0]
+            and dy2.shape[1] == y2.shape[1] == dz2.shape[1]):
+        raise ValueError("tanh_grad: shapes do not match")
+    cdef int H = dy2.shape[0], N = dy2.shape[1], h
+    if N == 0:
+        return
+    for h in prange(H, nogil=True, num_threads=threads, schedule="static"):
+        tanh_grad_block(&dy2[h, 0], &y2[h, 0], &dz2[h, 0], 1, N, N)
 
 
 def embed_grad(const floating[:, ::view.contiguous] dy1, const int[:, ::1] x, floating[:, ::1] dW1,

@@ -28,10 +28,11 @@ from cython cimport floating, view
 from cython.parallel cimport parallel, threadid
 from libc.math cimport isfinite
 
-from wordnet._activations cimport (bias_sigmoid_block, bias_softmax_block, column_split,
-                                   cross_entropy_ordered, line_columns, log_likelihood_block)
+from wordnet._activations cimport (bias_sigmoid_block, bias_softmax_block, bias_tanh_block,
+                                   column_split, cross_entropy_ordered, line_columns,
+                                   log_likelihood_block)
 from wordnet._gradients cimport (embed_block, embed_grad_rows, sigmoid_grad_block,
-                                 softmax_grad_block, sum_columns_rows)
+                                 softmax_grad_block, sum_columns_rows, tanh_grad_block)
 from wordnet._products cimport gemm_blas, gemm_exact, load_blas
 from wordnet._updates cimport momentum_update_range
 
@@ -59,16 +60,16 @@ cdef inline int product(bint exact, bint trans_a, bint trans_b, int M, int N, in
 
 cdef inline void update_rows(floating* theta, floating* vel, const floating* g, int first,
                              int last, int width, floating momentum, floating learning_rate,
-                             floating inv_n) noexcept nogil:
+                             floating inv_n, floating decay) noexcept nogil:
     momentum_update_range(theta, vel, g, first * width, last * width,
-                          momentum, learning_rate, inv_n)
+                          momentum, learning_rate, inv_n, decay)
 
 
 def train_minibatches(model, velocity, grads, buffers, floating[:, ::1] part,
                       const int[:, :, ::1] x, const int[:, ::1] t, const int[:, ::1] order,
                       int first, int last, double ce, double[::1] trace,
                       double learning_rate, double momentum, double inv_n, bint exact,
-                      int threads):
+                      int threads, bint use_tanh=False, double weight_decay=0.0):
     """Train on minibatches first <= b < last of (x, t) in place.
 
     ``order[b]`` lists minibatch b's examples sorted by target, ties in example
@@ -76,7 +77,9 @@ def train_minibatches(model, velocity, grads, buffers, floating[:, ::1] part,
     running mean before minibatch ``first``; ``trace[b - first]`` receives it
     after each minibatch's CE.  Returns
     (minibatches reported, running CE, diverged): on divergence the last one
-    reported was not applied.  Every array has the dtype of ``part``.
+    reported was not applied.  Every array has the dtype of ``part``.  ``use_tanh``: the
+    hidden layer is tanh, not the sigmoid; ``weight_decay``: λ of an L2 penalty on W1,
+    W2 and W3 (see updates.pyx).
     """
     cdef floating[:, ::1] W1 = model.W1, W2 = model.W2, W3 = model.W3
     cdef floating[::1] b2 = model.b2, b3 = model.b3
@@ -90,7 +93,7 @@ def train_minibatches(model, velocity, grads, buffers, floating[:, ::1] part,
     cdef floating[:, ::view.contiguous] dy2 = buffers.dy2, dz2 = buffers.dz2, dy1 = buffers.dy1
     cdef floating[::1] s = buffers.scratch
     cdef double[::1] logp = buffers.logp
-    cdef floating mu = momentum, lr = learning_rate, scale = inv_n
+    cdef floating mu = momentum, lr = learning_rate, scale = inv_n, wd = weight_decay, nil = 0
     cdef int H1 = W1.shape[0], V = W1.shape[1], H2 = W2.shape[0], DH1 = W2.shape[1]
     cdef int N = x.shape[1], D = x.shape[2], ld = y1.strides[0] // sizeof(floating)
     if trace.shape[0] < last - first or not (0 <= first <= last <= x.shape[0]):
@@ -132,7 +135,10 @@ def train_minibatches(model, velocity, grads, buffers, floating[:, ::1] part,
             embed_block(&W1[0, 0], H1, V, xb + c0 * D, D, &y1[0, c0], nc, ld)
             status = status + product(exact, False, False, H2, nc, DH1, &W2[0, 0], DH1,
                               &y1[0, c0], ld, &z2[0, c0], ld)
-            bias_sigmoid_block(&z2[0, c0], &b2[0], &y2[0, c0], H2, nc, ld, exact)
+            if use_tanh:
+                bias_tanh_block(&z2[0, c0], &b2[0], &y2[0, c0], H2, nc, ld, exact)
+            else:
+                bias_sigmoid_block(&z2[0, c0], &b2[0], &y2[0, c0], H2, nc, ld, exact)
             status = status + product(exact, False, False, V, nc, H2, &W3[0, 0], H2,
                               &y2[0, c0], ld, &z3[0, c0], ld)
             bias_softmax_block(&z3[0, c0], &b3[0], &y3[0, c0], &s[c0], V, nc, ld, exact)
@@ -140,7 +146,10 @@ def train_minibatches(model, velocity, grads, buffers, floating[:, ::1] part,
             softmax_grad_block(&y3[0, c0], tb + c0, &dz3[0, c0], V, nc, ld)
             status = status + product(exact, True, False, H2, nc, V, &W3[0, 0], H2,
                               &dz3[0, c0], ld, &dy2[0, c0], ld)
-            sigmoid_grad_block(&dy2[0, c0], &y2[0, c0], &dz2[0, c0], H2, nc, ld)
+            if use_tanh:
+                tanh_grad_block(&dy2[0, c0], &y2[0, c0], &dz2[0, c0], H2, nc, ld)
+            else:
+                sigmoid_grad_block(&dy2[0, c0], &y2[0, c0], &dz2[0, c0], H2, nc, ld)
             status = status + product(exact, True, False, DH1, nc, H2, &W2[0, 0], DH1,
                               &dz2[0, c0], ld, &dy1[0, c0], ld)
             if status != 0:                # written before the barrier, read only after it
@@ -156,15 +165,15 @@ def train_minibatches(model, velocity, grads, buffers, floating[:, ::1] part,
             status = status + product(exact, False, True, v1 - v0, H2, N, &dz3[v0, 0], ld,
                               &y2[0, 0], ld, &gW3[v0, 0], H2)
             sum_columns_rows(&dz3[0, 0], &gb3[0], v0, v1, N, ld, exact)
-            update_rows(&W3[0, 0], &vW3[0, 0], &gW3[0, 0], v0, v1, H2, mu, lr, scale)
-            update_rows(&b3[0], &vb3[0], &gb3[0], v0, v1, 1, mu, lr, scale)
+            update_rows(&W3[0, 0], &vW3[0, 0], &gW3[0, 0], v0, v1, H2, mu, lr, scale, wd)
+            update_rows(&b3[0], &vb3[0], &gb3[0], v0, v1, 1, mu, lr, scale, nil)
             status = status + product(exact, False, True, h1 - h0, DH1, N, &dz2[h0, 0], ld,
                               &y1[0, 0], ld, &gW2[h0, 0], DH1)
             sum_columns_rows(&dz2[0, 0], &gb2[0], h0, h1, N, ld, exact)
-            update_rows(&W2[0, 0], &vW2[0, 0], &gW2[0, 0], h0, h1, DH1, mu, lr, scale)
-            update_rows(&b2[0], &vb2[0], &gb2[0], h0, h1, 1, mu, lr, scale)
+            update_rows(&W2[0, 0], &vW2[0, 0], &gW2[0, 0], h0, h1, DH1, mu, lr, scale, wd)
+            update_rows(&b2[0], &vb2[0], &gb2[0], h0, h1, 1, mu, lr, scale, nil)
             embed_grad_rows(&dy1[0, 0], ld, xb, N, D, &gW1[0, 0], &part[0, 0], V, H1, j0, j1)
-            update_rows(&W1[0, 0], &vW1[0, 0], &gW1[0, 0], j0, j1, V, mu, lr, scale)
+            update_rows(&W1[0, 0], &vW1[0, 0], &gW1[0, 0], j0, j1, V, mu, lr, scale, wd)
             barrier()
             b = b + 1
         if status != 0:

@@ -1,25 +1,28 @@
 """The network: gradients against finite differences, and the published checkpoint."""
+import math
+
 import numpy as np
 import pytest
 
 from wordnet import checkpoint
-from wordnet.model import Buffers, ConfigError, Model
+from wordnet.model import Buffers, ConfigError, Model, Momentum
 from wordnet.recipes import Config
 from wordnet.train import evaluate
 
 
-def small_model(backend, rng):
+def small_model(backend, rng, activation="sigmoid"):
     V, h1, h2, D = 11, 4, 6, 3
     params = {"W1": rng.normal(0, 0.5, (h1, V)), "W2": rng.normal(0, 0.5, (h2, D * h1)),
               "b2": rng.normal(0, 0.1, h2), "W3": rng.normal(0, 0.5, (V, h2)),
               "b3": rng.normal(0, 0.1, V)}
-    return Model(params, backend)
+    return Model(params, backend, activation=activation)
 
 
+@pytest.mark.parametrize("activation", ["sigmoid", "tanh"])
 @pytest.mark.parametrize("backend", ["exact", "fast"])
-def test_gradients_match_central_differences(backend):
+def test_gradients_match_central_differences(backend, activation):
     rng = np.random.default_rng(7)
-    model = small_model(backend, rng)
+    model = small_model(backend, rng, activation)
     N = 5
     x = rng.integers(0, model.vocab_size, (N, 3)).astype(np.int32)
     x[1, 2] = x[0, 0]                            # a word at two positions
@@ -46,6 +49,68 @@ def test_gradients_match_central_differences(backend):
             nflat[k] = (up - down) / (2 * h)
         err = np.linalg.norm(grads[name] - numeric) / max(np.linalg.norm(numeric), 1e-12)
         assert err < 1e-6, f"d{name}: relative error {err:.2e}"
+
+
+@pytest.mark.parametrize("activation", ["sigmoid", "tanh"])
+@pytest.mark.parametrize("backend", ["exact", "fast"])
+def test_a_weight_decayed_step_follows_the_penalised_losss_gradient(backend, activation):
+    """With weight decay λ, one momentum step from zero velocity moves θ by
+    -lr · ∇(mean CE + (λ/2)·(‖W1‖² + ‖W2‖² + ‖W3‖²)), the gradient taken by central
+    differences of that objective; the biases are not decayed."""
+    rng = np.random.default_rng(11)
+    model = small_model(backend, rng, activation)
+    N, lr, lam = 5, 0.1, 0.03
+    x = rng.integers(0, model.vocab_size, (N, 3)).astype(np.int32)
+    t = rng.integers(0, model.vocab_size, N).astype(np.int32)
+    buf = Buffers(model, N)
+
+    def objective():
+        penalty = sum((getattr(model, w) ** 2).sum() for w in ("W1", "W2", "W3"))
+        return model.loss(x, t, buf) + lam / 2 * penalty
+
+    numeric = {}
+    h = 1e-6
+    for name, theta in model.params().items():
+        numeric[name] = np.empty_like(theta)
+        flat, nflat = theta.reshape(-1), numeric[name].reshape(-1)
+        for k in range(flat.size):
+            saved = flat[k]
+            flat[k] = saved + h
+            up = objective()
+            flat[k] = saved - h
+            down = objective()
+            flat[k] = saved
+            nflat[k] = (up - down) / (2 * h)
+    before = {name: p.copy() for name, p in model.params().items()}
+    grads = {name: np.empty_like(p) for name, p in model.params().items()}
+    model.forward(x, buf)
+    model.backward(x, t, buf, grads, np.empty_like(model.W1))
+    Momentum(model, lr, 0.9, N, weight_decay=lam).step(grads)
+    for name, theta in model.params().items():
+        moved = (before[name] - theta) / lr
+        err = np.linalg.norm(moved - numeric[name]) / np.linalg.norm(numeric[name])
+        assert err < 1e-6, f"d{name}: relative error {err:.2e}"
+    undecayed = {name: p.copy() for name, p in before.items()}
+    plain = Model(undecayed, backend, activation=activation)
+    plain.forward(x, buf)
+    plain.backward(x, t, buf, grads, np.empty_like(plain.W1))
+    Momentum(plain, lr, 0.9, N).step(grads)
+    assert np.array_equal(plain.b2, model.b2) and np.array_equal(plain.b3, model.b3)
+    assert not np.array_equal(plain.W2, model.W2)
+
+
+@pytest.mark.parametrize("backend", ["exact", "fast"])
+def test_tanh_is_the_c_librarys_or_within_a_few_ulps(backend):
+    from wordnet._activations import bias_tanh
+    z = np.linspace(-30, 30, 6000).reshape(3, -1)
+    b = np.array([0.0, 0.5, -1e-9])
+    y = np.empty_like(z)
+    bias_tanh(z, b, y, backend == "exact", 2)
+    expected = np.tanh(z + b[:, None])
+    if backend == "exact":                       # Python's math.tanh is the C library's
+        assert np.array_equal(y, np.vectorize(math.tanh)(z + b[:, None]))
+    else:
+        assert np.max(np.abs(y - expected)) < 4e-16 and np.all(np.abs(y) <= 1)
 
 
 def test_backends_agree_closely():

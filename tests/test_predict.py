@@ -91,3 +91,42 @@ def test_distances_are_between_embeddings(predictor):
     nearest = predictor.nearest("day", 249)
     assert len(nearest) == 249 and "day" not in dict(nearest)
     assert [n for _, n in nearest] == sorted(n for _, n in nearest)
+
+
+def test_a_tanh_model_is_read_as_tanh_from_its_folder_and_from_mlflow(tracking_uri, data_dir,
+                                                                      tmp_path):
+    """The C format does not record the activation: the recipe beside the checkpoint
+    (in the run's folder, and among the logged model's files) does."""
+    import mlflow
+    from click.testing import CliRunner
+    from mlflow import MlflowClient
+
+    from wordnet.cli import cli
+    out = tmp_path / "tanh"
+    result = CliRunner().invoke(cli, [
+        "run", "--pipeline", "quick", "--set", "activation=tanh", "--set", "weight_decay=1e-4",
+        "--set", "early_stop=300", "--stage", "train", "--data-dir", str(data_dir),
+        "--out", str(out), "--experiment", "tanh", "--no-register"])
+    assert result.exit_code == 0, result.output
+    assert "act=tanh wd=0.0001" in result.output                      # the run's name
+    folder = Predictor.load(out / "model.bin", out / "vocab.txt")
+    assert folder.model.activation == "tanh"
+    bare = tmp_path / "bare.bin"                                       # no recipe beside it
+    bare.write_bytes((out / "model.bin").read_bytes())
+    assert Predictor.load(bare, out / "vocab.txt").model.activation == "sigmoid"
+    contexts = np.array([[0, 1, 2], [10, 20, 30]], dtype=np.int32)
+    p = folder.probabilities(contexts)
+    assert not np.allclose(p, Predictor.load(bare, out / "vocab.txt").probabilities(contexts))
+
+    [experiment] = MlflowClient().search_experiments(filter_string="name = 'tanh'")
+    [run] = MlflowClient().search_runs([experiment.experiment_id])
+    assert run.data.params["activation"] == "tanh" and run.data.params["weight_decay"] == "0.0001"
+    [model] = mlflow.search_logged_models(experiment_ids=[experiment.experiment_id],
+                                          output_format="list")
+    served = mlflow.pyfunc.load_model(f"models:/{model.model_id}")
+    words = folder.vocab.words
+    answer = served.predict([" ".join(words[i] for i in contexts[0])], params={"top_k": 3})
+    top = [(w.word, w.probability) for w in answer[0].predictions]
+    expected = folder.predict(" ".join(words[i] for i in contexts[0]), k=3)
+    assert [w for w, _ in top] == [e.word for e in expected]
+    assert [pr for _, pr in top] == pytest.approx([e.probability for e in expected], abs=1e-12)

@@ -105,9 +105,10 @@ def test_a_recipe_is_the_models_configuration_and_its_trainings():
     from wordnet.train import TrainingConfig
     model = {f.name for f in dataclasses.fields(ModelConfig)}
     training = {f.name for f in dataclasses.fields(TrainingConfig)}
-    assert model == {"embedding_size", "hidden_size", "backend", "dtype", "init", "seed"}
+    assert model == {"embedding_size", "hidden_size", "backend", "dtype", "init", "seed",
+                     "activation"}
     assert training == {"batch_size", "epochs", "early_stop", "learning_rate", "momentum",
-                        "validation_period", "checkpoint_minutes"}
+                        "validation_period", "checkpoint_minutes", "weight_decay"}
     assert set(recipes.CONFIG_KEYS) == model | training
     assert isinstance(Config(), ModelConfig) and isinstance(Config(), TrainingConfig)
     with pytest.raises(ConfigError, match="momentum must be in"):

@@ -156,18 +156,23 @@ def test_divergence_names_the_iteration_and_the_setting(dataset):
         Trainer(model, config).run(dataset.train[:6000])
 
 
-@pytest.mark.parametrize("threads,N", [(1, 100), (2, 100), (3, 100), (2, 7), (3, 20), (2, 17)])
-def test_fused_loop_equals_the_readable_step(dataset, threads, N):
+@pytest.mark.parametrize("threads,N,options", [
+    (1, 100, {}), (2, 100, {}), (3, 100, {}), (2, 7, {}), (3, 20, {}), (2, 17, {}),
+    (2, 100, {"activation": "tanh"}), (3, 20, {"weight_decay": 0.01}),
+    (2, 17, {"activation": "tanh", "weight_decay": 0.001})])
+def test_fused_loop_equals_the_readable_step(dataset, threads, N, options):
     """The trainer's fused loop does, bit for bit, what model.py spells out, however
-    its cache-line column split falls (with N = 7, one thread gets no columns)."""
-    config = Config(epochs=1, early_stop=3, batch_size=N)
+    its cache-line column split falls (with N = 7, one thread gets no columns), with
+    either activation and a weight decay."""
+    config = Config(epochs=1, early_stop=3, batch_size=N, **options)
     rows = dataset.train[:4 * N]
     fused = Model.initialize(config, len(dataset.vocab))
     fused.threads = threads
     Trainer(fused, config).run(rows)
 
     readable = Model.initialize(config, len(dataset.vocab))
-    optimizer = Momentum(readable, config.learning_rate, config.momentum, config.batch_size)
+    optimizer = Momentum(readable, config.learning_rate, config.momentum, config.batch_size,
+                         weight_decay=config.weight_decay)
     buf = Buffers(readable, config.batch_size)
     grads = {name: np.empty_like(p) for name, p in readable.params().items()}
     for b in range(3):
@@ -253,3 +258,17 @@ def test_validation_during_training_takes_a_split_smaller_than_a_batch(dataset):
     history = Trainer(model, config).run(dataset.train, valid, on_validation=lambda step, ce:
                                          seen.append((step, evaluate(model, valid).ce)))
     assert history.finished and history.valid_ce == seen and [s for s, _ in seen] == [11]
+
+
+def test_tanh_and_weight_decay_train_alike_on_both_backends(dataset):
+    """The fast backend's tanh (exp_fast) and decayed update track the exact backend's
+    over 50 updates; float32 within its rounding."""
+    traces = {}
+    for backend, dtype in (("exact", "float64"), ("fast", "float64"), ("fast", "float32")):
+        config = Config(epochs=1, early_stop=50, activation="tanh", weight_decay=1e-3,
+                        backend=backend, dtype=dtype)
+        traces[backend, dtype] = np.array(trained(config, dataset)[1].train_ce)
+    exact = traces["exact", "float64"]
+    assert len(exact) == 51 and exact[-1] < exact[0] - 0.4        # it learns
+    np.testing.assert_allclose(traces["fast", "float64"], exact, rtol=0, atol=1e-9)
+    np.testing.assert_allclose(traces["fast", "float32"], exact, rtol=0, atol=1e-4)

@@ -3,6 +3,8 @@ from cython cimport floating
 
 cdef void bias_sigmoid_block(const floating* z, const floating* b, floating* y, int rows, int cols,
                              int ld, bint exact) noexcept nogil
+cdef void bias_tanh_block(const floating* z, const floating* b, floating* y, int rows, int cols,
+                          int ld, bint exact) noexcept nogil
 cdef void bias_softmax_block(const floating* z, const floating* b, floating* y, floating* s,
                              int V, int cols, int ld, bint exact) noexcept nogil
 cdef void log_likelihood_block(const floating* y3, const int* target, double* logp, int cols,

@@ -3,4 +3,4 @@ from cython cimport floating
 
 cdef void momentum_update_range(floating* theta, floating* vel, const floating* g, int first,
                                 int last, floating momentum, floating learning_rate,
-                                floating inv_n) noexcept nogil
+                                floating inv_n, floating decay) noexcept nogil

@@ -159,7 +159,8 @@ def run(stages, sets, from_run, resume, register, no_register, parent_run, judge
     bit, with the exact backend).
     --set keys: the recipe's hyperparameters (batch_size, embedding_size,
     hidden_size, epochs, early_stop, learning_rate, momentum, validation_period,
-    checkpoint_minutes, backend, dtype, init, seed) and reference_checkpoint=PATH
+    checkpoint_minutes, backend, dtype, init, seed, activation, weight_decay) and
+    reference_checkpoint=PATH
     (compared byte for byte).
     """
     from . import pipeline, rundir

@@ -4,13 +4,17 @@ Shapes follow the C reference (SPEC section 1); a batch holds one example per
 column, so ``y1`` is (D·h1) x N, ``y2`` is h2 x N and ``y3`` is V x N:
 
     y1  = [W1[:, x1]; W1[:, x2]; W1[:, x3]]
-    y2  = sigmoid(W2 y1 + b2)
+    y2  = sigmoid(W2 y1 + b2)                  (or tanh: activation = "tanh")
     y3  = softmax(W3 y2 + b3)                  L = -log y3[target]
 
     dz3 = y3 - onehot(target)    dW3 = dz3 y2ᵀ    db3 = Σ_i dz3
-    dy2 = W3ᵀ dz3                dz2 = dy2 ∘ y2 ∘ (1 - y2)
+    dy2 = W3ᵀ dz3                dz2 = dy2 ∘ y2 ∘ (1 - y2)     (tanh: dy2 ∘ (1 - y2²))
     dW2 = dz2 y1ᵀ                db2 = Σ_i dz2    dy1 = W2ᵀ dz2
     dW1[:, v] = Σ over positions d and examples i with x[i, d] = v of dy1[d]
+
+A weight decay λ (L2) adds (λ/2)(‖W1‖² + ‖W2‖² + ‖W3‖²) to the minibatch's mean
+loss, not the biases, as in the window classifier of the notes (003): the update's
+gradient of W is then dW / N + λ W (``Momentum``, pyx/updates.pyx).
 
 Two backends compute the products: ``exact`` in the C reference's summation
 order (bit-identical results, float64), ``fast`` through BLAS, in float64 or
@@ -30,12 +34,14 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from . import init as init_schemes
-from ._activations import bias_sigmoid, bias_softmax, cross_entropy
-from ._gradients import embed, embed_grad, sigmoid_grad, softmax_grad, sum_columns
+from ._activations import bias_sigmoid, bias_softmax, bias_tanh, cross_entropy
+from ._gradients import embed, embed_grad, sigmoid_grad, softmax_grad, sum_columns, tanh_grad
 from ._products import gemm, prepare_blas
 from ._updates import momentum_update
 
 BACKENDS = ("exact", "fast")
+ACTIVATIONS = ("sigmoid", "tanh")             # of the hidden layer
+WEIGHTS = ("W1", "W2", "W3")                  # what a weight decay shrinks
 DTYPES = ("float64", "float32")
 INT_MAX = 2**31 - 1
 PARAMS = ("W1", "W2", "b2", "W3", "b3")       # checkpoint order
@@ -57,9 +63,13 @@ class ModelConfig:
     dtype: str = "float64"                 # float32: fast backend only
     init: str = "c-reference"
     seed: int = 0                          # for init "gaussian"
+    activation: str = "sigmoid"            # of the hidden layer: sigmoid or tanh
 
     def __post_init__(self):
         check_types(self, ModelConfig)
+        if self.activation not in ACTIVATIONS:
+            raise ConfigError(f"activation must be one of {', '.join(ACTIVATIONS)}, "
+                              f"got {self.activation!r}")
         for name in ("embedding_size", "hidden_size"):
             if not 1 <= getattr(self, name) <= INT_MAX:
                 raise ConfigError(f"{name} must be a positive integer, got {getattr(self, name)}")
@@ -146,8 +156,14 @@ class Model:
     """Parameters W1 (h1 x V), W2 (h2 x D·h1), b2, W3 (V x h2), b3, of one dtype."""
 
     def __init__(self, params: dict[str, np.ndarray], backend: str = "exact",
-                 threads: int | None = None, dtype: str = "float64"):
+                 threads: int | None = None, dtype: str = "float64",
+                 activation: str = "sigmoid"):
         _check_backend(backend, dtype)
+        if activation not in ACTIVATIONS:
+            raise ConfigError(f"activation must be one of {', '.join(ACTIVATIONS)}, "
+                              f"got {activation!r}")
+        self.activation = activation
+        self._tanh = activation == "tanh"
         self.dtype = np.dtype(dtype)
         for name in PARAMS:
             setattr(self, name, np.array(params[name], dtype=self.dtype, order="C"))
@@ -172,7 +188,7 @@ class Model:
                   "W3": (vocab_size, config.hidden_size),
                   "b3": (vocab_size,)}
         return cls(init_schemes.initial_weights(shapes, config.init, config.seed), config.backend,
-                   dtype=config.dtype)
+                   dtype=config.dtype, activation=config.activation)
 
     def params(self) -> dict[str, np.ndarray]:
         return {name: getattr(self, name) for name in PARAMS}
@@ -191,7 +207,10 @@ class Model:
         """y3 (V x N) for contexts x (N x D, int32, 0-based)."""
         embed(self.W1, x, b.y1)                          # y1 = [W1 x1; W1 x2; W1 x3]
         self._gemm(self.W2, b.y1, b.z2)                  # z2 = W2 y1
-        bias_sigmoid(b.z2, self.b2, b.y2, self._exact, self.threads)  # y2 = sigmoid(z2 + b2)
+        if self._tanh:
+            bias_tanh(b.z2, self.b2, b.y2, self._exact, self.threads)  # y2 = tanh(z2 + b2)
+        else:
+            bias_sigmoid(b.z2, self.b2, b.y2, self._exact, self.threads)  # y2 = sigmoid(z2 + b2)
         self._gemm(self.W3, b.y2, b.z3)                  # z3 = W3 y2
         bias_softmax(b.z3, self.b3, b.y3, b.scratch, self._exact, self.threads)  # softmax(z3 + b3)
         return b.y3
@@ -203,7 +222,10 @@ class Model:
         self._gemm(b.dz3, b.y2, g["W3"], trans_b=True)   # dW3 = dz3 y2ᵀ
         sum_columns(b.dz3, g["b3"], self._exact, self.threads)  # db3 = Σ_i dz3
         self._gemm(self.W3, b.dz3, b.dy2, trans_a=True)  # dy2 = W3ᵀ dz3
-        sigmoid_grad(b.dy2, b.y2, b.dz2, self.threads)   # dz2 = dy2 ∘ y2 ∘ (1 - y2)
+        if self._tanh:
+            tanh_grad(b.dy2, b.y2, b.dz2, self.threads)  # dz2 = dy2 ∘ (1 - y2²)
+        else:
+            sigmoid_grad(b.dy2, b.y2, b.dz2, self.threads)  # dz2 = dy2 ∘ y2 ∘ (1 - y2)
         self._gemm(b.dz2, b.y1, g["W2"], trans_b=True)   # dW2 = dz2 y1ᵀ
         sum_columns(b.dz2, g["b2"], self._exact, self.threads)  # db2 = Σ_i dz2
         self._gemm(self.W2, b.dz2, b.dy1, trans_a=True)  # dy1 = W2ᵀ dz2
@@ -262,11 +284,13 @@ def _usable_cpus() -> int:
 
 
 class Momentum:
-    """Momentum SGD, as the C does it: vel = m·vel + g·(1/N); θ = θ − lr·vel."""
+    """Momentum SGD, as the C does it: vel = m·vel + g·(1/N); θ = θ − lr·vel; with a
+    weight decay λ, vel = m·vel + (g·(1/N) + λ·θ) for the weights W1, W2, W3."""
 
     def __init__(self, model: Model, learning_rate: float, momentum: float, batch_size: int,
-                 velocity: dict[str, np.ndarray] | None = None):
+                 velocity: dict[str, np.ndarray] | None = None, weight_decay: float = 0.0):
         self.model, self.learning_rate, self.momentum = model, learning_rate, momentum
+        self.weight_decay = weight_decay
         self.inv_n = 1.0 / batch_size                    # the rounded reciprocal, as in C
         self.velocity = {name: np.zeros_like(getattr(model, name)) for name in PARAMS}
         if velocity is not None:
@@ -277,4 +301,5 @@ class Momentum:
         for name in UPDATE_ORDER:
             momentum_update(getattr(self.model, name).reshape(-1),
                             self.velocity[name].reshape(-1), grads[name].reshape(-1),
-                            self.momentum, self.learning_rate, self.inv_n, self.model.threads)
+                            self.momentum, self.learning_rate, self.inv_n, self.model.threads,
+                            self.weight_decay if name in WEIGHTS else 0.0)

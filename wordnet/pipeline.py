@@ -246,7 +246,7 @@ class PipelineRun:
         except ValueError as e:
             raise checkpoint.CheckpointError(f"{checkpoint.state_path(path)}: cannot resume "
                                              f"this recipe's run from it: {e}") from None
-        model = Model(params, cfg.backend, dtype=cfg.dtype)
+        model = Model(params, cfg.backend, dtype=cfg.dtype, activation=cfg.activation)
         trainer = Trainer(model, cfg, velocity, position)
         self.echo(f"resuming at iteration {trainer.position.step + 1} from {path}")
         return model, trainer, before
@@ -264,7 +264,8 @@ class PipelineRun:
                 raise PipelineError(f"no model in {self.out}/: run --stage train first, "
                                     "or pass --out DIR or --from-run RUN_ID")
             _, params = self.folder.load_model(len(self.dataset.vocab))
-            self._model = Model(params, self.config.backend, dtype=self.config.dtype)
+            self._model = Model(params, self.config.backend, dtype=self.config.dtype,
+                                activation=self.config.activation)
             self.echo(f"model: {self.out / CHECKPOINT}")
         return self._model
 

@@ -6,6 +6,7 @@ MLflow and answers within half a second, with the C program's digits.
 """
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from contextlib import contextmanager
@@ -17,7 +18,7 @@ import numpy as np
 from . import checkpoint
 from .data import DATA_ENV, DEFAULT_DIR, Vocabulary
 from .model import Model
-from .rundir import CHECKPOINT, RUNS_DIR, VOCAB, latest_run
+from .rundir import CHECKPOINT, RECIPE, RUNS_DIR, VOCAB, latest_run
 
 MAX_CHARS = 1000                      # longest text accepted as input
 
@@ -70,8 +71,8 @@ class Predictor:
     """A checkpoint's parameters with their vocabulary."""
 
     def __init__(self, params: dict[str, np.ndarray], vocab: Vocabulary,
-                 header: checkpoint.Header | None = None):
-        self.model = Model(params, "exact")
+                 header: checkpoint.Header | None = None, activation: str = "sigmoid"):
+        self.model = Model(params, "exact", activation=activation)
         self.W1 = self.model.W1                   # column v: the embedding of word v
         self.vocab, self.header = vocab, header
         self.context_size = self.model.context_size
@@ -82,7 +83,9 @@ class Predictor:
     @classmethod
     def load(cls, model_path: Path, vocab_path: Path | None) -> "Predictor":
         """The checkpoint at ``model_path`` with the vocabulary at ``vocab_path``
-        (None: the one shipped with the package)."""
+        (None: the one shipped with the package), and the hidden layer's activation of
+        the recipe beside it (a run's folder, an MLflow model's files), else the C
+        program's sigmoid: the C format does not record it."""
         header, params = checkpoint.load(model_path)
         vocab = Vocabulary.read(vocab_path) if vocab_path else Vocabulary.embedded()
         vocab_path = vocab_path or "the vocabulary shipped with the package"
@@ -90,7 +93,7 @@ class Predictor:
             raise checkpoint.CheckpointError(
                 f"{model_path}: vocabulary of {header.vocab_size} words, "
                 f"but {vocab_path} has {len(vocab)}")
-        return cls(params, vocab, header)
+        return cls(params, vocab, header, _activation_beside(Path(model_path)))
 
     def encode(self, text: str) -> np.ndarray:
         """The indices of a context; UnknownWordError names the closest words."""
@@ -232,3 +235,13 @@ def _download(uri: str, dest: Path, tracking_uri: str | None) -> tuple[Path, Pat
         raise ModelNotFound(f"{uri}: cannot download the model ({reason})") from None
     except KeyError:
         raise ModelNotFound(f"{uri}: not a WordNet model (no checkpoint and vocabulary)") from None
+
+
+def _activation_beside(checkpoint_path: Path) -> str:
+    """The activation in the recipe.json beside a checkpoint; sigmoid without one."""
+    recipe = checkpoint_path.parent / RECIPE
+    try:
+        saved = json.loads(recipe.read_text()) if recipe.is_file() else {}
+        return saved.get("config", {}).get("activation", "sigmoid")
+    except (OSError, ValueError, AttributeError) as e:
+        raise checkpoint.CheckpointError(f"{recipe}: unreadable ({e})") from None

@@ -39,7 +39,8 @@ KEEPING_KEYS = ("checkpoint_minutes",)      # how a run is kept, not what it com
 # order names list them, the most often varied first.
 SHORT = {"learning_rate": "lr", "hidden_size": "h", "embedding_size": "d", "batch_size": "N",
          "momentum": "mom", "epochs": "epochs", "early_stop": "stop",
-         "validation_period": "every", "init": "init", "seed": "seed"}
+         "validation_period": "every", "init": "init", "seed": "seed", "activation": "act",
+         "weight_decay": "wd"}
 
 
 @dataclass(frozen=True)

@@ -204,12 +204,15 @@ class Run(NoRun):
 
     def log_model(self, checkpoint: Path, vocab: Path, example: str, name: str = "model",
                   register: str | None = None) -> None:
-        """The pyfunc model of :mod:`wordnet.serving`, named ``name`` (``runs:/ID/NAME``),
-        with its requirements (:func:`model_requirements`); a new version of the
+        """The pyfunc model of :mod:`wordnet.serving`, named ``name`` (``runs:/ID/NAME``):
+        the checkpoint, its vocabulary and the recipe beside it, with its requirements (:func:`model_requirements`); a new version of the
         registered model ``register``, if given."""
         import mlflow
 
         artifacts = {"checkpoint": str(checkpoint), "vocab": str(vocab)}
+        recipe = checkpoint.parent / "recipe.json"     # the activation (predict.Predictor)
+        if recipe.is_file():
+            artifacts["recipe"] = str(recipe)
         wheel = installed_wheel()
         if wheel is not None:
             artifacts["wheel"] = str(wheel)

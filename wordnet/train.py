@@ -33,6 +33,7 @@ class TrainingConfig:
     momentum: float = 0.9
     validation_period: int = INT_MAX       # validate after minibatches b > 0, b % period == 0
     checkpoint_minutes: float = 2.0        # save what resuming needs this often (SIGKILL)
+    weight_decay: float = 0.0              # λ of an L2 penalty on the weights (model.py)
 
     def __post_init__(self):
         check_types(self, TrainingConfig)
@@ -45,6 +46,8 @@ class TrainingConfig:
             raise ConfigError(f"learning_rate must be positive and finite, got {self.learning_rate}")
         if not 0.0 <= self.momentum < 1.0:
             raise ConfigError(f"momentum must be in [0, 1), got {self.momentum}")
+        if not 0.0 <= self.weight_decay < float("inf"):
+            raise ConfigError(f"weight_decay must be 0 or more and finite, got {self.weight_decay}")
         if not (0.0 < self.checkpoint_minutes < float("inf")):
             raise ConfigError(f"checkpoint_minutes must be positive and finite, "
                               f"got {self.checkpoint_minutes}")
@@ -164,7 +167,7 @@ class Trainer:
                  position: Position = None):
         self.model, self.config = model, config
         self.optimizer = Momentum(model, config.learning_rate, config.momentum,
-                                  config.batch_size, velocity)
+                                  config.batch_size, velocity, config.weight_decay)
         self.position = position or Position()
         self.buffers = Buffers(model, config.batch_size)
         self.grads = {name: np.empty_like(p) for name, p in model.params().items()}
@@ -217,7 +220,8 @@ class Trainer:
                 done, ce, diverged = train_minibatches(
                     model, self.velocity, self.grads, self.buffers, self.part, x, t, order,
                     b, end, ce, trace, cfg.learning_rate, cfg.momentum, self.optimizer.inv_n,
-                    model.backend == "exact", model.threads)
+                    model.backend == "exact", model.threads, model.activation == "tanh",
+                    cfg.weight_decay)
                 for k in range(done):
                     step += 1
                     history.train_ce.append(float(trace[k]))
