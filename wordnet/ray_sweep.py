@@ -12,6 +12,7 @@ then be a server they reach (``http://``), not a file on this one.
 """
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
 import signal
@@ -52,9 +53,16 @@ class RayTrials:
                 f"write to the tracking store {tracking_uri or './mlflow.db'} on this one: "
                 "start `mlflow server` and pass --tracking-uri http://HOST:PORT")
         from .model import default_threads
+        # Ray puts the driver's working folder first on its workers' sys.path, unless
+        # the job has a working_dir: run from a source checkout, the workers would import
+        # its wordnet/, which has no compiled kernels.  An empty one keeps them on the
+        # package they have installed.
+        empty = tempfile.mkdtemp(prefix="wordnet-ray-")
+        atexit.register(shutil.rmtree, empty, ignore_errors=True)
         ray.init(address=address or "local", include_dashboard=False,
                  num_cpus=None if address else default_threads(),
-                 log_to_driver=False, configure_logging=False)
+                 log_to_driver=False, configure_logging=False,
+                 runtime_env={"working_dir": empty})
         return cls(address, threads, ray.cluster_resources().get("CPU", 0.0))
 
     def describe(self) -> str:
