@@ -35,20 +35,28 @@ def test_gradients_match_central_differences(backend, activation):
     grads = {name: np.empty_like(p) for name, p in model.params().items()}
     model.forward(x, buf)
     model.backward(x, t, buf, grads, np.empty_like(model.W1))
-    h = 1e-6
-    for name, theta in model.params().items():
-        numeric = np.empty_like(theta)
-        flat, nflat = theta.reshape(-1), numeric.reshape(-1)
+    numeric = central_differences(total_loss, model.params())
+    for name in grads:
+        err = np.linalg.norm(grads[name] - numeric[name]) / max(np.linalg.norm(numeric[name]),
+                                                                 1e-12)
+        assert err < 1e-6, f"d{name}: relative error {err:.2e}"
+
+
+def central_differences(f, params: dict, h: float = 1e-6) -> dict:
+    """∂f/∂θ for every entry of every array in ``params``, changed in place and restored."""
+    numeric = {}
+    for name, theta in params.items():
+        numeric[name] = np.empty_like(theta)
+        flat, nflat = theta.reshape(-1), numeric[name].reshape(-1)
         for k in range(flat.size):
             saved = flat[k]
             flat[k] = saved + h
-            up = total_loss()
+            up = f()
             flat[k] = saved - h
-            down = total_loss()
+            down = f()
             flat[k] = saved
             nflat[k] = (up - down) / (2 * h)
-        err = np.linalg.norm(grads[name] - numeric) / max(np.linalg.norm(numeric), 1e-12)
-        assert err < 1e-6, f"d{name}: relative error {err:.2e}"
+    return numeric
 
 
 @pytest.mark.parametrize("activation", ["sigmoid", "tanh"])
@@ -68,19 +76,7 @@ def test_a_weight_decayed_step_follows_the_penalised_losss_gradient(backend, act
         penalty = sum((getattr(model, w) ** 2).sum() for w in ("W1", "W2", "W3"))
         return model.loss(x, t, buf) + lam / 2 * penalty
 
-    numeric = {}
-    h = 1e-6
-    for name, theta in model.params().items():
-        numeric[name] = np.empty_like(theta)
-        flat, nflat = theta.reshape(-1), numeric[name].reshape(-1)
-        for k in range(flat.size):
-            saved = flat[k]
-            flat[k] = saved + h
-            up = objective()
-            flat[k] = saved - h
-            down = objective()
-            flat[k] = saved
-            nflat[k] = (up - down) / (2 * h)
+    numeric = central_differences(objective, model.params())
     before = {name: p.copy() for name, p in model.params().items()}
     grads = {name: np.empty_like(p) for name, p in model.params().items()}
     model.forward(x, buf)

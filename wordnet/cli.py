@@ -102,6 +102,21 @@ def cli(ctx, debug):
 
 # -- the pipeline -------------------------------------------------------------------------
 
+# Where a command logs: the tracking store and the experiment.
+STORE_OPTIONS = [
+    click.option("--tracking-uri", envvar="MLFLOW_TRACKING_URI", show_envvar=True,
+                 help="MLflow tracking URI [default: MLflow's, ./mlflow.db]."),
+    click.option("--experiment", envvar="MLFLOW_EXPERIMENT_NAME", default="wordnet",
+                 show_default=True, help="MLflow experiment."),
+]
+
+
+def store_options(f):
+    for option in reversed(STORE_OPTIONS):
+        f = option(f)
+    return f
+
+
 def pipeline_options(f):
     options = [
         click.option("--pipeline", "recipe", default="reference", show_default=True,
@@ -111,10 +126,7 @@ def pipeline_options(f):
                           "holds the data, else the copy shipped with the package]."),
         click.option("--out", type=click.Path(file_okay=False),
                      help="Output folder [default: a new folder under artifacts/]."),
-        click.option("--tracking-uri", envvar="MLFLOW_TRACKING_URI", show_envvar=True,
-                     help="MLflow tracking URI [default: MLflow's, ./mlflow.db]."),
-        click.option("--experiment", envvar="MLFLOW_EXPERIMENT_NAME", default="wordnet",
-                     show_default=True, help="MLflow experiment."),
+        *STORE_OPTIONS,
         click.option("--run-name", help="MLflow run name [default: RECIPE-DATE-TIME]."),
         click.option("--no-tracking", is_flag=True, help="Do not log to MLflow."),
     ]
@@ -200,10 +212,7 @@ def run(stages, sets, from_run, resume, register, no_register, parent_run, judge
               help="The run's folder.")
 @click.option("--data-dir", type=click.Path(file_okay=False),
               help="Data folder [default: as for run].")
-@click.option("--tracking-uri", envvar="MLFLOW_TRACKING_URI", show_envvar=True,
-              help="MLflow tracking URI [default: MLflow's, ./mlflow.db].")
-@click.option("--experiment", envvar="MLFLOW_EXPERIMENT_NAME", default="wordnet",
-              show_default=True, help="MLflow experiment.")
+@store_options
 @click.option("--register", metavar="NAME", default="wordnet", show_default=True,
               help="Register the model in MLflow under NAME.")
 @click.option("--no-register", is_flag=True, help="Log the model, register nothing.")
@@ -477,10 +486,7 @@ def distance(word1, word2, model, tracking_uri, data_dir):
               help="Where to find vocab.txt when it is not beside a model.")
 @click.option("--out", type=click.Path(file_okay=False),
               help="Folder of the table and the maps [default: a new folder under artifacts/].")
-@click.option("--tracking-uri", envvar="MLFLOW_TRACKING_URI", show_envvar=True,
-              help="MLflow tracking URI [default: MLflow's, ./mlflow.db].")
-@click.option("--experiment", envvar="MLFLOW_EXPERIMENT_NAME", default="wordnet",
-              show_default=True, help="MLflow experiment.")
+@store_options
 @click.option("--no-tracking", is_flag=True, help="Do not log to MLflow.")
 def compare_embeddings(models, k, data_dir, out, tracking_uri, experiment, no_tracking):
     """How much models' embeddings agree: shared nearest neighbours, maps side by side.

@@ -129,10 +129,7 @@ class _RayLauncher:
         for name, text in files.items():
             (folder / name).write_text(text)
         (folder / TRIAL_LOG).write_text(output)
-        row = finished_trial(trial, label, status, RunDir(folder), output)
-        self.echo(f"== {trial.folder}: {row['status']}"
-                  + (f" ({row['error']})" if "error" in row else ""))
-        return row
+        return finished_trial(trial, label, status, RunDir(folder), output, self.echo)
 
     def stop(self):
         with self.lock:

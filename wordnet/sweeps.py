@@ -179,11 +179,8 @@ class _Processes:
                              partial(self.search.report, trial.number), started)
         with self.lock:
             self.running = {p for p in self.running if p.poll() is None}
-        row = finished_trial(trial, label, status, RunDir(folder),
-                             (folder / TRIAL_LOG).read_text(errors="replace"))
-        self.echo(f"== {trial.folder}: {row['status']}"
-                  + (f" ({row['error']})" if "error" in row else ""))
-        return row
+        return finished_trial(trial, label, status, RunDir(folder),
+                              (folder / TRIAL_LOG).read_text(errors="replace"), self.echo)
 
     def stop(self):
         with self.lock:

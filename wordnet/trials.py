@@ -132,13 +132,17 @@ def trial_row(trial: Trial, label: str, status: str, metrics: dict, manifest: di
 
 
 def finished_trial(trial: Trial, label: str, exit_status: int, folder: RunDir,
-                   output: str) -> dict:
-    """The row of a trial that ran as a process, from its folder and its output."""
+                   output: str, echo=print) -> dict:
+    """The row of a trial that ran as a process, from its folder and its output; its
+    ending said in a line."""
     manifest = folder.read_json(MANIFEST) or {}
     lines = output.strip().splitlines()
     if exit_status == 0:
-        return trial_row(trial, label, "FINISHED", folder.read_json(METRICS) or {}, manifest)
-    status = manifest.get("status") if manifest.get("status") in ("PRUNED", "KILLED") \
-        else "KILLED" if exit_status in STOPPED else "FAILED"
-    error = lines[-1].removeprefix("Error: ") if lines else f"exit status {exit_status}"
-    return trial_row(trial, label, status, {}, manifest, error)
+        row = trial_row(trial, label, "FINISHED", folder.read_json(METRICS) or {}, manifest)
+    else:
+        status = manifest.get("status") if manifest.get("status") in ("PRUNED", "KILLED") \
+            else "KILLED" if exit_status in STOPPED else "FAILED"
+        error = lines[-1].removeprefix("Error: ") if lines else f"exit status {exit_status}"
+        row = trial_row(trial, label, status, {}, manifest, error)
+    echo(f"== {trial.folder}: {row['status']}" + (f" ({row['error']})" if "error" in row else ""))
+    return row
