@@ -3,9 +3,11 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from wordnet import checkpoint, pipeline, recipes
+from wordnet.model import Model
 from wordnet.rundir import RunDir, latest_run
 
 TINY = {"backend": "exact", "epochs": "1", "early_stop": "20"}
@@ -184,3 +186,38 @@ def test_a_split_smaller_than_a_batch_is_evaluated_and_a_sweep_goes_on(dataset, 
     assert by_size["1000"]["valid/final_ce"] > 0 and by_size["1000"]["test/ce"] > 0
     assert by_size["5000"]["status"] == "FAILED"
     assert "do not fill one minibatch of 5000" in by_size["5000"]["error"]
+
+
+def test_init_embeddings_starts_from_another_models_w1(data_dir, tmp_path):
+    """--set init_embeddings=MODEL: W1 starts as that model's (the published one here),
+    the rest as the recipe's init; a model of another size is refused in one line."""
+    from click.testing import CliRunner
+
+    from wordnet.checkpoint import load
+    from wordnet.cli import cli
+    published = data_dir / "model9-3000.bin"
+    out = tmp_path / "from-published"
+    result = CliRunner().invoke(cli, [
+        "run", "--pipeline", "quick", "--set", "backend=exact", "--set", "early_stop=0",
+        "--set", f"init_embeddings={published}", "--stage", "train", "--data-dir", str(data_dir),
+        "--out", str(out), "--no-tracking"])
+    assert result.exit_code == 0, result.output
+    assert f"W1 (the embeddings) from {published}" in result.output
+    W1 = load(out / "model.bin")[1]["W1"]                 # no update made: early_stop=0
+    assert np.array_equal(W1, load(published)[1]["W1"])
+    plain = Model.initialize(recipe("quick").config, 250)
+    assert np.array_equal(load(out / "model.bin")[1]["W2"], plain.W2)
+    assert json.loads((out / "recipe.json").read_text())["config"]["init_embeddings"] == str(published)
+
+    result = CliRunner().invoke(cli, [
+        "run", "--pipeline", "quick", "--set", "embedding_size=20", "--set", "early_stop=0",
+        "--set", f"init_embeddings={published}", "--stage", "train", "--data-dir", str(data_dir),
+        "--out", str(tmp_path / "too-small"), "--no-tracking"])
+    assert result.exit_code == 1
+    assert "its embeddings have 50 dimensions, this model's 20: --set embedding_size=50" \
+        in result.output and "Traceback" not in result.output
+    result = CliRunner().invoke(cli, [
+        "run", "--pipeline", "quick", "--set", "init_embeddings=nowhere.bin", "--stage", "train",
+        "--data-dir", str(data_dir), "--out", str(tmp_path / "none"), "--no-tracking"])
+    assert result.exit_code == 1 and "init_embeddings=nowhere.bin: nowhere.bin: no such model file" \
+        in result.output

@@ -123,6 +123,8 @@ def test_a_tanh_model_is_read_as_tanh_from_its_folder_and_from_mlflow(tracking_u
     assert run.data.params["activation"] == "tanh" and run.data.params["weight_decay"] == "0.0001"
     [model] = mlflow.search_logged_models(experiment_ids=[experiment.experiment_id],
                                           output_format="list")
+    from wordnet.predict import load
+    assert load(run.info.run_id).model.activation == "tanh"           # a run's ID, as --model
     served = mlflow.pyfunc.load_model(f"models:/{model.model_id}")
     words = folder.vocab.words
     answer = served.predict([" ".join(words[i] for i in contexts[0])], params={"top_k": 3})

@@ -106,7 +106,7 @@ def test_a_recipe_is_the_models_configuration_and_its_trainings():
     model = {f.name for f in dataclasses.fields(ModelConfig)}
     training = {f.name for f in dataclasses.fields(TrainingConfig)}
     assert model == {"embedding_size", "hidden_size", "backend", "dtype", "init", "seed",
-                     "activation"}
+                     "activation", "init_embeddings"}
     assert training == {"batch_size", "epochs", "early_stop", "learning_rate", "momentum",
                         "validation_period", "checkpoint_minutes", "weight_decay"}
     assert set(recipes.CONFIG_KEYS) == model | training

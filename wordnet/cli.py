@@ -171,8 +171,8 @@ def run(stages, sets, from_run, resume, register, no_register, parent_run, judge
     bit, with the exact backend).
     --set keys: the recipe's hyperparameters (batch_size, embedding_size,
     hidden_size, epochs, early_stop, learning_rate, momentum, validation_period,
-    checkpoint_minutes, backend, dtype, init, seed, activation, weight_decay) and
-    reference_checkpoint=PATH
+    checkpoint_minutes, backend, dtype, init, seed, activation, weight_decay,
+    init_embeddings=MODEL) and reference_checkpoint=PATH
     (compared byte for byte).
     """
     from . import pipeline, rundir
@@ -497,13 +497,12 @@ def compare_embeddings(models, k, data_dir, out, tracking_uri, experiment, no_tr
     t-SNE map side by side (each turned to fit the first's). Logged to MLflow as a
     run of its own unless --no-tracking.
     """
-    import re
-
     from . import compare, plots, rundir, tracking
     from .fileio import atomic_write
+    from .predict import RUN_ID
     if len(models) < 2:
         raise click.UsageError("give two models or more to compare")
-    uris = [f"runs:/{m}" if re.fullmatch(r"[0-9a-f]{32}", m) else m for m in models]
+    uris = [f"runs:/{m}" if RUN_ID.fullmatch(m) else m for m in models]
     if not no_tracking:
         click.echo("connecting to MLflow...", err=True)
         tracking.connect(tracking_uri, experiment)

@@ -64,6 +64,7 @@ class ModelConfig:
     init: str = "c-reference"
     seed: int = 0                          # for init "gaussian"
     activation: str = "sigmoid"            # of the hidden layer: sigmoid or tanh
+    init_embeddings: str = ""              # W1 from this model (what --model takes), not init
 
     def __post_init__(self):
         check_types(self, ModelConfig)

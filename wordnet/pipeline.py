@@ -235,6 +235,8 @@ class PipelineRun:
         """(model, trainer, history so far): fresh, or where an interrupted run stopped."""
         if not self.resume:
             model = Model.initialize(self.config, len(self.dataset.vocab))
+            if self.config.init_embeddings:
+                model.W1[...] = self._embeddings_of(self.config.init_embeddings, model)
             return model, Trainer(model, self.config), {"train_ce": [], "valid_ce": []}
         path, cfg = self.out / CHECKPOINT, self.config
         header, params = self.folder.load_model(len(self.dataset.vocab))
@@ -250,6 +252,24 @@ class PipelineRun:
         trainer = Trainer(model, cfg, velocity, position)
         self.echo(f"resuming at iteration {trainer.position.step + 1} from {path}")
         return model, trainer, before
+
+    def _embeddings_of(self, source: str, model: Model):
+        """W1 of the model ``source`` (what --model takes, or an MLflow run's ID): the
+        initial embeddings of ``model``, which must have its vocabulary and size."""
+        from .predict import load
+        try:
+            other = load(source, self.data_dir)
+        except (LookupError, ValueError, OSError, tracking.TrackingError) as e:
+            raise PipelineError(f"init_embeddings={source}: {e}") from None
+        if tuple(other.vocab.words) != tuple(self.dataset.vocab.words):
+            raise PipelineError(f"init_embeddings={source}: its vocabulary is not this data's")
+        if other.W1.shape != model.W1.shape:
+            raise PipelineError(f"init_embeddings={source}: its embeddings have "
+                                f"{other.W1.shape[0]} dimensions, this model's "
+                                f"{model.W1.shape[0]}: --set embedding_size="
+                                f"{other.W1.shape[0]}")
+        self.echo(f"W1 (the embeddings) from {source}")
+        return other.W1
 
     @property
     def dataset(self):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -25,6 +26,9 @@ MAX_CHARS = 1000                      # longest text accepted as input
 
 class InputError(ValueError):
     """Text that cannot be a context: empty, too long, non-ASCII, or the wrong length."""
+
+
+RUN_ID = re.compile(r"[0-9a-f]{32}")
 
 
 class ModelNotFound(LookupError):
@@ -168,7 +172,10 @@ def load(model: str | None, data_dir: Path | None = None,
 def model_files(model: str | None, data_dir: Path | None = None, tracking_uri: str | None = None,
                 vocab: bool = True) -> Iterator[tuple[Path, Path | None]]:
     """(checkpoint, vocabulary) of ``--model`` (see :func:`load`), the vocabulary None
-    unless ``vocab``; an MLflow model's files last as long as the ``with`` block."""
+    unless ``vocab``; an MLflow model's files last as long as the ``with`` block.  An
+    MLflow run's ID (32 hexadecimal digits, not a file here) is its ``runs:/ID``."""
+    if model is not None and RUN_ID.fullmatch(model) and not Path(model).exists():
+        model = f"runs:/{model}"
     if model is not None and model.startswith(("runs:/", "models:/")):
         with tempfile.TemporaryDirectory(prefix="wordnet-model-") as tmp:
             checkpoint_path, vocab_path = _download(model, Path(tmp), tracking_uri)

@@ -40,7 +40,7 @@ KEEPING_KEYS = ("checkpoint_minutes",)      # how a run is kept, not what it com
 SHORT = {"learning_rate": "lr", "hidden_size": "h", "embedding_size": "d", "batch_size": "N",
          "momentum": "mom", "epochs": "epochs", "early_stop": "stop",
          "validation_period": "every", "init": "init", "seed": "seed", "activation": "act",
-         "weight_decay": "wd"}
+         "weight_decay": "wd", "init_embeddings": "W1"}
 
 
 @dataclass(frozen=True)
@@ -71,7 +71,8 @@ class Recipe:
         ``reference · exact``)."""
         shown = {key: getattr(self.config, key) for key in first} | self.overridden()
         order = [*first, *(key for key in SHORT if key not in first)]
-        changed = [f"{SHORT[key]}={shown[key]}" for key in order if key in shown and key in SHORT]
+        changed = [f"{SHORT[key]}={_short_value(key, shown[key])}" for key in order
+                   if key in shown and key in SHORT]
         numerics = self.config.backend + (f" {self.config.dtype}" if self.config.dtype != "float64"
                                           else "")
         return " · ".join(([" ".join(changed)] if changed else []) + [self.name, numerics])
@@ -194,3 +195,8 @@ def _typed(key: str, text: str, type_name: str):
     except ValueError:
         kind = {"int": "an integer", "float": "a number"}[type_name]
         raise ConfigError(f"{key}: {text!r} is not {kind}") from None
+
+
+def _short_value(key: str, value) -> str:
+    """A value as a run's name shows it: a model's file or folder by its name alone."""
+    return Path(str(value)).name if key == "init_embeddings" else str(value)
