@@ -997,6 +997,16 @@ def build_benches(s: Setup, args, torch_peers: dict) -> list[Bench]:
         add("fast-f32", "ours: fast backend, float32, Trainer (defaults)",
             TrainerTiming(Model.initialize(cfg32, s.V, s.D), cfg32, s.train, None), "ours")
 
+    # The model's options (README, "The model"): what a tanh hidden layer and a weight
+    # decay cost the fast backend, against its defaults in the same run.
+    for key, options, what in (("fast-tanh", {"activation": "tanh"}, "tanh hidden layer"),
+                               ("fast-decay", {"weight_decay": 1e-4}, "weight decay 1e-4")):
+        if wanted(key):
+            cfg_o = dataclasses.replace(cfg, backend="fast", **options)
+            model = Model(params, "fast", activation=cfg_o.activation)
+            add(key, f"ours: fast backend, {what}, Trainer (defaults)",
+                TrainerTiming(model, cfg_o, s.train, None), "ours")
+
     if wanted("numpy") or wanted("numpy-2t"):
         net = NumpyNet(params, N, cfg.learning_rate, cfg.momentum)
         xs, xh, ts = net.prepare(s.x, s.t)
@@ -1089,6 +1099,8 @@ def print_ratios(benches: list[Bench]) -> dict:
     ratio("fast / torch float64", "fast", "torch64")
     ratio("fast / two-core bound", "fast", "gemm-halves")
     ratio("fast float32 / fast float64", "fast-f32", "fast")
+    ratio("fast tanh / fast sigmoid", "fast-tanh", "fast")
+    ratio("fast decay 1e-4 / fast", "fast-decay", "fast")
     for key in ("exact", "exact-1t"):
         if key in rate:
             name = f"{key} / C reference"
