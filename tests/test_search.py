@@ -55,6 +55,8 @@ def test_a_sampled_value_is_short_and_a_trial_has_a_folder_of_its_own():
     ("hidden_size=choice:", "no values to sweep"),
     ("hidden_size=,", "no values to sweep"),
     ("hidden_size= , ,", "no values to sweep"),
+    ("hidden_size=,100", "an empty value between commas"),
+    ("hidden_size=choice:50,,100", "an empty value between commas"),
     ("=1,2", "unknown key"),
     ("learning_rate", "expected key=value"),
     ("epoch=1,2", "unknown key; choose one of batch_size"),

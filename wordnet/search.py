@@ -76,10 +76,12 @@ class Axis:
 
 
 def _values(key: str, text: str) -> tuple:
-    values = tuple(dict.fromkeys(v.strip() for v in text.split(",") if v.strip()))
-    if not values:
+    values = [v.strip() for v in text.split(",")]
+    if not any(values):
         raise ConfigError(f"--set {key}: no values to sweep; give them as {key}=V1,V2,...")
-    return values
+    if not all(values):
+        raise ConfigError(f"--set {key}={text}: an empty value between commas")
+    return tuple(dict.fromkeys(values))
 
 
 def parse_space(pairs) -> dict[str, Axis]:
