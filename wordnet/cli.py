@@ -1,5 +1,6 @@
-"""``wordnet-pipeline``: train, evaluate and reproduce (``run``, ``sweep``), fetch the
-data, and use a model (``predict``, ``generate``, ``nearest``, ``distance``, ``info``).
+"""``wordnet-pipeline``: train, evaluate and reproduce (``run``, ``sweep``, ``log``), fetch
+the data, use a model (``predict``, ``generate``, ``nearest``, ``distance``, ``info``) and
+compare models' embeddings (``compare-embeddings``).
 
 The commands that use a model import neither MLflow nor the compiled engine
 unless they need them, so that a cold ``predict`` answers within half a second.
