@@ -20,10 +20,11 @@ import tempfile
 import threading
 from pathlib import Path
 
-from .model import THREADS_ENV, ConfigError
+from .model import ConfigError
 from .rundir import MANIFEST, METRICS, RunDir
 from .search import Search, Trial
-from .trials import ANSWER_SECONDS, TRIAL_LOG, finished_trial, run_command, run_process
+from .trials import (ANSWER_SECONDS, TRIAL_LOG, finished_trial, run_command, run_process,
+                     thread_env)
 
 QUESTION_SECONDS = 1.0          # how long the sweep's judge waits for a question at a time
 
@@ -85,10 +86,9 @@ class _RayLauncher:
         self.recipe = (path.name, path.read_bytes()) if path.is_file() else (source, None)
         self.stages, self.out, self.where, self.parent_run_id = stages, out, where, parent_run_id
         self.search, self.label, self.echo = search, label, echo
-        threads = str(ray_trials.threads)
         self.task = ray.remote(_trial_task).options(
             num_cpus=ray_trials.threads, max_retries=0,
-            runtime_env={"env_vars": {THREADS_ENV: threads, "OPENBLAS_NUM_THREADS": threads}})
+            runtime_env={"env_vars": thread_env(ray_trials.threads)})
         self.judge = ray.remote(Judge).options(num_cpus=0).remote()
         self.running, self.lock = set(), threading.Lock()
         self.serving = threading.Thread(target=self._serve, daemon=True,

@@ -69,6 +69,10 @@ class Axis:
         """A sampled value as ``--set`` takes it (4 significant digits for a number)."""
         return f"{value:.4g}" if isinstance(value, float) else str(value)
 
+    def param(self) -> str:
+        """The axis as the sweep's MLflow parameter ``sweep.KEY`` has it."""
+        return ",".join(self.values) if self.kind == "grid" else self.describe()
+
     def describe(self) -> str:
         if self.kind in ("grid", "choice"):
             return "{" + ", ".join(self.values) + "}"
@@ -217,6 +221,10 @@ class Search:
         """No trial after this one (Ctrl-C)."""
         with self._lock:
             self._closed = True
+
+    def params(self) -> dict[str, str]:
+        """The sweep's MLflow parameters: ``sweep.KEY`` for every axis."""
+        return {f"sweep.{key}": axis.param() for key, axis in self.space.items()}
 
     def describe(self) -> str:
         over = " × ".join(f"{key} ∈ {axis.describe()}" for key, axis in self.space.items())

@@ -24,13 +24,14 @@ from pathlib import Path
 from . import tracking
 from .data import load_dataset
 from .fileio import atomic_write
-from .model import THREADS_ENV, default_threads
+from .model import default_threads
 from .pipeline import PipelineError, Pruned, run
 from .recipes import Recipe, with_overrides
 from .rundir import MANIFEST, SWEEP, RunDir, check_writable
 from .search import Search, Trial
 from .tracking import NoRun
-from .trials import TRIAL_LOG, finished_trial, run_command, run_process, trial_row
+from .trials import (TRIAL_LOG, finished_trial, run_command, run_process, thread_env,
+                     trial_row)
 
 SELECT_BY = "valid/final_ce"                  # lower is better
 SHOWN = ("valid/final_ce", "test/ce", "valid/top1", "train/final_ce", "perf/updates_per_second")
@@ -62,8 +63,7 @@ def sweep(recipe: Recipe, search: Search, stages, out: Path, data_dir: Path | No
              f"{search.total - len(earlier)} to run")
     context = (tracking.start_run(name, run_id=resume) if track else nullcontext(NoRun()))
     with context as parent:
-        parent.log_params({f"sweep.{key}": axis.describe() if axis.kind != "grid"
-                           else ",".join(axis.values) for key, axis in search.space.items()})
+        parent.log_params(search.params())
         parent.set_tags({"wordnet.recipe": recipe.name, "wordnet.sweep.runs": str(search.total),
                          "wordnet.sweep.search": search.describe(),
                          "wordnet.sweep.prune": search.prune,
@@ -160,8 +160,7 @@ class _Processes:
                  threads, echo):
         self.source, self.stages, self.out, self.data_dir = source, stages, out, data_dir
         self.where, self.parent_run_id, self.search, self.label = where, parent_run_id, search, label
-        threads = str(threads or 1)
-        self.env = os.environ | {THREADS_ENV: threads, "OPENBLAS_NUM_THREADS": threads}
+        self.env = os.environ | thread_env(threads or 1)
         self.echo = echo
         self.running, self.lock = set(), threading.Lock()
 
@@ -201,11 +200,9 @@ def _earlier_trials(parent_run_id: str, recipe: Recipe, search: Search) -> list[
     except Exception as e:                       # MLflow and HTTP errors alike
         raise PipelineError(f"--resume {parent_run_id}: no such run ({tracking.first_line(e)})"
                             ) from None
-    logged = {key.removeprefix("sweep."): value for key, value in parent.data.params.items()
+    logged = {key: value for key, value in parent.data.params.items()
               if key.startswith("sweep.")}
-    asked = {key: axis.describe() if axis.kind != "grid" else ",".join(axis.values)
-             for key, axis in search.space.items()}
-    if "wordnet.sweep.runs" not in parent.data.tags or logged != asked:
+    if "wordnet.sweep.runs" not in parent.data.tags or logged != search.params():
         raise PipelineError(f"--resume {parent_run_id}: not a sweep of these --set values "
                             f"(it swept {logged or 'nothing'})")
     children = client.search_runs(

@@ -12,6 +12,7 @@ import select
 import signal
 import subprocess
 
+from .model import THREADS_ENV
 from .processes import python_command
 from .rundir import MANIFEST, METRICS, RunDir
 from .search import Trial
@@ -25,6 +26,13 @@ ANSWER_SECONDS = 60             # a trial's bound on waiting for the sweep's ans
 TRIAL_LOG = "trial.log"         # a trial's output
 # a trial's exit status when a signal stopped it: SIGTERM or SIGINT, itself or its handler
 STOPPED = (-signal.SIGTERM, -signal.SIGINT, 128 + signal.SIGTERM, 128 + signal.SIGINT)
+
+
+def thread_env(threads: int) -> dict[str, str]:
+    """The environment that gives a trial ``threads`` threads: ours and its BLAS's."""
+    return {THREADS_ENV: str(threads), "OPENBLAS_NUM_THREADS": str(threads)}
+
+
 RUN_CLI = "sys.argv[0] = 'wordnet-pipeline'; from wordnet.cli import main; main()"
 
 
