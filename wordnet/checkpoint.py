@@ -232,3 +232,42 @@ def _sha256(path) -> str:
         return hashlib.sha256(Path(path).read_bytes()).hexdigest()
     except OSError as e:
         raise CheckpointError(f"{path}: cannot read ({e.strerror})") from None
+
+
+# -- the window scorer's and skip-gram's checkpoints ------------------------------------
+#
+# A NumPy .npz archive (a zip of .npy files, readable by np.load without pickle):
+# ``kind`` ("window" or "skipgram", a 0-d string array) and the model's parameters by
+# name, float64: W1 (h1 x V) in both, column v the embedding of word v; the window
+# scorer's W2 (h2 x (2k+1)·h1), b2 (h2), W3 (1 x h2), b3 (1); skip-gram's W2 (V x h1),
+# the output vectors.  The 4-gram model keeps the C format above.
+
+def save_npz(path, kind: str, params: dict[str, np.ndarray]) -> None:
+    """``params`` of a model of ``kind``, atomically; non-finite values refused."""
+    for name, a in params.items():
+        if not np.isfinite(a).all():
+            raise CheckpointError(f"{path}: not written, {name} holds NaN or infinite values")
+    buffer = io.BytesIO()
+    np.savez(buffer, kind=np.array(kind),
+             **{name: np.asarray(a, dtype="<f8") for name, a in params.items()})
+    atomic_write(Path(path), buffer.getvalue())
+
+
+def load_npz(path, kinds: dict) -> tuple[str, dict[str, np.ndarray]]:
+    """(kind, params) of an .npz checkpoint; ``kinds`` maps each kind to its parameters'
+    names.  CheckpointError names the file and what is wrong with it."""
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            saved = {name: archive[name] for name in archive.files}
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
+        raise CheckpointError(f"{path}: not a model archive ({e})") from None
+    kind = str(saved.pop("kind", ""))
+    if kind not in kinds:
+        raise CheckpointError(f"{path}: kind {kind!r} is none of {', '.join(kinds)}")
+    if sorted(saved) != sorted(kinds[kind]):
+        raise CheckpointError(f"{path}: a {kind} model holds {', '.join(kinds[kind])}, "
+                              f"this file {', '.join(sorted(saved)) or 'nothing'}")
+    for name, a in saved.items():
+        if a.dtype != np.float64 or not np.isfinite(a).all():
+            raise CheckpointError(f"{path}: {name} is not finite float64 values")
+    return kind, saved

@@ -462,8 +462,7 @@ def nearest(word, model, tracking_uri, data_dir, k):
 
     The K words whose embeddings (columns of W1) are closest in Euclidean distance.
     """
-    predictor = _predictor(model, data_dir, tracking_uri)
-    for other, d in predictor.nearest(word, k):
+    for other, d in _embeddings(model, data_dir, tracking_uri).nearest(word, k):
         click.echo(f"{other:<12} {d:.6f}")
 
 
@@ -476,7 +475,7 @@ def distance(word1, word2, model, tracking_uri, data_dir):
 
     The Euclidean distance between the embeddings of WORD1 and WORD2.
     """
-    click.echo(f"{_predictor(model, data_dir, tracking_uri).distance(word1, word2):.6f}")
+    click.echo(f"{_embeddings(model, data_dir, tracking_uri).distance(word1, word2):.6f}")
 
 
 @cli.command("compare-embeddings", epilog=EPILOG)
@@ -500,10 +499,9 @@ def compare_embeddings(models, k, data_dir, out, tracking_uri, experiment, no_tr
     """
     from . import compare, plots, rundir, tracking
     from .fileio import atomic_write
-    from .predict import RUN_ID
     if len(models) < 2:
         raise click.UsageError("give two models or more to compare")
-    uris = [f"runs:/{m}" if RUN_ID.fullmatch(m) else m for m in models]
+    uris = list(models)
     if not no_tracking:
         click.echo("connecting to MLflow...", err=True)
         tracking.connect(tracking_uri, experiment)
@@ -512,7 +510,7 @@ def compare_embeddings(models, k, data_dir, out, tracking_uri, experiment, no_tr
         name = Path(uri).name if "://" not in uri and ":/" not in uri else uri
         names.append(name if name not in names else f"{name} #{len(names) + 1}")
     loaded = [compare.Embeddings(name, p.W1, tuple(p.vocab.words)) for name, p in
-              zip(names, (_predictor(uri, data_dir, tracking_uri) for uri in uris))]
+              zip(names, (_embeddings(uri, data_dir, tracking_uri) for uri in uris))]
     try:
         pairs = compare.compare(loaded, k)
     except compare.CompareError as e:
@@ -626,9 +624,21 @@ def _data_dir(option):
     return data_dir(option)
 
 
-def _predictor(model, data_dir, tracking_uri):
+def _embeddings(model, data_dir, tracking_uri):
+    """The embeddings of --model, a model of any kind."""
     from .predict import load
     return load(model, Path(data_dir) if data_dir else None, tracking_uri)
+
+
+def _predictor(model, data_dir, tracking_uri):
+    """The 4-gram model of --model, which predicts next words."""
+    from .predict import Predictor
+    loaded = _embeddings(model, data_dir, tracking_uri)
+    if not isinstance(loaded, Predictor):
+        raise BadInput(f"{model or 'the latest run'} is a {loaded.kind} model: it does not "
+                       "predict next words (`nearest`, `distance` and `compare-embeddings` "
+                       "read its embeddings)")
+    return loaded
 
 
 class Progress:

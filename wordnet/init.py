@@ -52,7 +52,8 @@ class PolarGaussian:
 
 def initial_weights(shapes: dict[str, tuple[int, ...]], scheme: str = "c-reference",
                     seed: int = 0) -> dict[str, np.ndarray]:
-    """W1, W2, W3 drawn per ``scheme``; biases zero.  ``shapes`` as Header.shapes()."""
+    """The weights W1, W2, W3 (those of them in ``shapes``) drawn per ``scheme``, the
+    biases b2, b3 zero.  ``shapes`` as Header.shapes()."""
     if scheme == "c-reference":
         gauss = PolarGaussian(ParkMiller().uniform)
         # fromiter: no list of Python floats, four times the array's size, on the way
@@ -65,7 +66,9 @@ def initial_weights(shapes: dict[str, tuple[int, ...]], scheme: str = "c-referen
         raise ValueError(f"unknown init scheme {scheme!r}; choose one of {', '.join(SCHEMES)}")
     params = {}
     for name in ("W1", "W2", "W3"):            # one continuous stream, in this order
-        params[name] = draw(shapes[name])
+        if name in shapes:
+            params[name] = draw(shapes[name])
     for name in ("b2", "b3"):
-        params[name] = np.zeros(shapes[name])
+        if name in shapes:
+            params[name] = np.zeros(shapes[name])
     return {name: params[name] for name in shapes}

@@ -41,6 +41,7 @@ from ._updates import momentum_update
 
 BACKENDS = ("exact", "fast")
 ACTIVATIONS = ("sigmoid", "tanh")             # of the hidden layer
+MODELS = ("4gram", "window", "skipgram")      # the notes' models (window.py, skipgram.py)
 WEIGHTS = ("W1", "W2", "W3")                  # what a weight decay shrinks
 DTYPES = ("float64", "float32")
 INT_MAX = 2**31 - 1
@@ -65,9 +66,15 @@ class ModelConfig:
     seed: int = 0                          # for init "gaussian"
     activation: str = "sigmoid"            # of the hidden layer: sigmoid or tanh
     init_embeddings: str = ""              # W1 from this model (what --model takes), not init
+    model: str = "4gram"                   # or the window scorer, or skip-gram
+    window: int = 2                        # k: words either side (window and skip-gram)
 
     def __post_init__(self):
         check_types(self, ModelConfig)
+        if self.model not in MODELS:
+            raise ConfigError(f"model must be one of {', '.join(MODELS)}, got {self.model!r}")
+        if not 1 <= self.window <= 10:
+            raise ConfigError(f"window must be 1 to 10 words either side, got {self.window}")
         if self.activation not in ACTIVATIONS:
             raise ConfigError(f"activation must be one of {', '.join(ACTIVATIONS)}, "
                               f"got {self.activation!r}")
@@ -153,27 +160,19 @@ class Buffers:
         self.logp = _cache_aligned((1, N), np.float64)[0]   # the CE's terms, summed in float64
 
 
-class Model:
-    """Parameters W1 (h1 x V), W2 (h2 x D·h1), b2, W3 (V x h2), b3, of one dtype."""
+class Layers:
+    """What every model here shares: its parameters (``PARAMS``, of one dtype), the
+    backend that computes its products, and the OpenMP threads of its kernels."""
+    PARAMS: tuple[str, ...] = ()
+    WEIGHTS: tuple[str, ...] = ()             # what a weight decay shrinks
+    UPDATE_ORDER: tuple[str, ...] = ()        # the optimiser's (default: PARAMS reversed)
 
     def __init__(self, params: dict[str, np.ndarray], backend: str = "exact",
-                 threads: int | None = None, dtype: str = "float64",
-                 activation: str = "sigmoid"):
+                 threads: int | None = None, dtype: str = "float64"):
         _check_backend(backend, dtype)
-        if activation not in ACTIVATIONS:
-            raise ConfigError(f"activation must be one of {', '.join(ACTIVATIONS)}, "
-                              f"got {activation!r}")
-        self.activation = activation
-        self._tanh = activation == "tanh"
         self.dtype = np.dtype(dtype)
-        for name in PARAMS:
+        for name in self.PARAMS:
             setattr(self, name, np.array(params[name], dtype=self.dtype, order="C"))
-        h1, V = self.W1.shape
-        h2, Dh1 = self.W2.shape
-        if Dh1 % h1 or self.W3.shape != (V, h2) or self.b2.shape != (h2,) or self.b3.shape != (V,):
-            raise ValueError("parameter shapes do not fit together")
-        self.vocab_size, self.embedding_size, self.hidden_size = V, h1, h2
-        self.context_size = Dh1 // h1
         self.backend = backend
         self._exact = backend == "exact"
         # Every kernel splits its work among this many OpenMP threads; BLAS
@@ -181,18 +180,11 @@ class Model:
         # minibatch of 100 leaves too little work for more than a few threads.
         self.threads = threads or default_threads()
 
-    @classmethod
-    def initialize(cls, config: ModelConfig, vocab_size: int, context_size: int = 3) -> "Model":
-        shapes = {"W1": (config.embedding_size, vocab_size),
-                  "W2": (config.hidden_size, context_size * config.embedding_size),
-                  "b2": (config.hidden_size,),
-                  "W3": (vocab_size, config.hidden_size),
-                  "b3": (vocab_size,)}
-        return cls(init_schemes.initial_weights(shapes, config.init, config.seed), config.backend,
-                   dtype=config.dtype, activation=config.activation)
-
     def params(self) -> dict[str, np.ndarray]:
-        return {name: getattr(self, name) for name in PARAMS}
+        return {name: getattr(self, name) for name in self.PARAMS}
+
+    def update_order(self) -> tuple[str, ...]:
+        return self.UPDATE_ORDER or self.PARAMS[::-1]
 
     def single_threaded_blas(self):
         """A context in which BLAS does not start threads of its own inside ours."""
@@ -203,6 +195,37 @@ class Model:
 
     def _gemm(self, A, B, C, trans_a=False, trans_b=False):
         gemm(A, B, C, trans_a, trans_b, self._exact, self.threads)
+
+
+class Model(Layers):
+    """Parameters W1 (h1 x V), W2 (h2 x D·h1), b2, W3 (V x h2), b3, of one dtype."""
+    PARAMS, WEIGHTS, UPDATE_ORDER = PARAMS, WEIGHTS, UPDATE_ORDER
+
+    def __init__(self, params: dict[str, np.ndarray], backend: str = "exact",
+                 threads: int | None = None, dtype: str = "float64",
+                 activation: str = "sigmoid"):
+        if activation not in ACTIVATIONS:
+            raise ConfigError(f"activation must be one of {', '.join(ACTIVATIONS)}, "
+                              f"got {activation!r}")
+        super().__init__(params, backend, threads, dtype)
+        self.activation = activation
+        self._tanh = activation == "tanh"
+        h1, V = self.W1.shape
+        h2, Dh1 = self.W2.shape
+        if Dh1 % h1 or self.W3.shape != (V, h2) or self.b2.shape != (h2,) or self.b3.shape != (V,):
+            raise ValueError("parameter shapes do not fit together")
+        self.vocab_size, self.embedding_size, self.hidden_size = V, h1, h2
+        self.context_size = Dh1 // h1
+
+    @classmethod
+    def initialize(cls, config: ModelConfig, vocab_size: int, context_size: int = 3) -> "Model":
+        shapes = {"W1": (config.embedding_size, vocab_size),
+                  "W2": (config.hidden_size, context_size * config.embedding_size),
+                  "b2": (config.hidden_size,),
+                  "W3": (vocab_size, config.hidden_size),
+                  "b3": (vocab_size,)}
+        return cls(init_schemes.initial_weights(shapes, config.init, config.seed), config.backend,
+                   dtype=config.dtype, activation=config.activation)
 
     def forward(self, x: np.ndarray, b: Buffers) -> np.ndarray:
         """y3 (V x N) for contexts x (N x D, int32, 0-based)."""
@@ -286,21 +309,21 @@ def _usable_cpus() -> int:
 
 class Momentum:
     """Momentum SGD, as the C does it: vel = m·vel + g·(1/N); θ = θ − lr·vel; with a
-    weight decay λ, vel = m·vel + (g·(1/N) + λ·θ) for the weights W1, W2, W3."""
+    weight decay λ, vel = m·vel + (g·(1/N) + λ·θ) for the model's WEIGHTS."""
 
     def __init__(self, model: Model, learning_rate: float, momentum: float, batch_size: int,
                  velocity: dict[str, np.ndarray] | None = None, weight_decay: float = 0.0):
         self.model, self.learning_rate, self.momentum = model, learning_rate, momentum
         self.weight_decay = weight_decay
         self.inv_n = 1.0 / batch_size                    # the rounded reciprocal, as in C
-        self.velocity = {name: np.zeros_like(getattr(model, name)) for name in PARAMS}
+        self.velocity = {name: np.zeros_like(p) for name, p in model.params().items()}
         if velocity is not None:
-            for name in PARAMS:
+            for name in model.PARAMS:
                 self.velocity[name][...] = velocity[name]
 
     def step(self, grads: dict[str, np.ndarray]) -> None:
-        for name in UPDATE_ORDER:
+        for name in self.model.update_order():
             momentum_update(getattr(self.model, name).reshape(-1),
                             self.velocity[name].reshape(-1), grads[name].reshape(-1),
                             self.momentum, self.learning_rate, self.inv_n, self.model.threads,
-                            self.weight_decay if name in WEIGHTS else 0.0)
+                            self.weight_decay if name in self.model.WEIGHTS else 0.0)

@@ -19,6 +19,7 @@ from .data import load_dataset
 from .model import ConfigError, Model, check_memory, default_threads, training_memory
 from .recipes import Recipe, with_overrides
 from .reproduce import reproduce
+from .sampled_stages import SampledStages
 from .rundir import (CE_PLOT, CHECKPOINT, EMBEDDING_PAGE, EMBEDDING_PLOT, HISTORY, MANIFEST,
                      METRICS, RECIPE, REPORT, REPORT_JSON, VOCAB, RunDir, check_space,
                      check_writable, space_needed)
@@ -73,9 +74,11 @@ class PipelineRun:
             self.echo(f"MLflow run {self.tracked.run_name!r}: {self.tracked.page}")
         try:
             self.load()                             # every stage needs the data
+            # the 4-gram model's stages are this class's; the notes' other models' their own
+            model_stages = self if config.model == "4gram" else SampledStages(self)
             for stage in STAGES[1:]:
                 if stage in stages:
-                    getattr(self, stage)()
+                    getattr(model_stages, stage)()
             self.tracked.log_artifacts(*self.painter.wait())
         finally:
             self.painter.close()                    # after an error: stops the drawing

@@ -19,7 +19,7 @@ import numpy as np
 from . import checkpoint
 from .data import DATA_ENV, DEFAULT_DIR, Vocabulary
 from .model import Model
-from .rundir import CHECKPOINT, RECIPE, RUNS_DIR, VOCAB, latest_run
+from .rundir import NPZ_CHECKPOINT, RECIPE, RUNS_DIR, VOCAB, RunDir, latest_run
 
 MAX_CHARS = 1000                      # longest text accepted as input
 
@@ -71,18 +71,54 @@ class Prediction(NamedTuple):            # a tuple: cheap to make by the ten tho
     probability: float
 
 
-class Predictor:
-    """A checkpoint's parameters with their vocabulary."""
+class Embeddings:
+    """A model's word embeddings, the columns of its W1, with their vocabulary: what
+    ``nearest``, ``distance`` and ``compare-embeddings`` read, of a model of any kind."""
+    kind = "4gram"
+
+    def __init__(self, W1: np.ndarray, vocab: Vocabulary, kind: str = "4gram"):
+        self.W1, self.vocab, self.kind = W1, vocab, kind   # column v: word v's embedding
+        if len(vocab) != W1.shape[1]:
+            raise ValueError(f"the vocabulary has {len(vocab)} words, the model {W1.shape[1]}")
+
+    @classmethod
+    def load(cls, model_path: Path, vocab_path: Path | None) -> "Embeddings":
+        """W1 of the window scorer's or skip-gram's checkpoint (checkpoint.load_npz)."""
+        from .skipgram import SkipGram
+        from .window import WindowScorer
+        kind, params = checkpoint.load_npz(model_path, {m.kind: m.PARAMS
+                                                        for m in (WindowScorer, SkipGram)})
+        vocab = Vocabulary.read(vocab_path) if vocab_path else Vocabulary.embedded()
+        if len(vocab) != params["W1"].shape[1]:
+            raise checkpoint.CheckpointError(
+                f"{model_path}: vocabulary of {params['W1'].shape[1]} words, "
+                f"but {vocab_path or 'the vocabulary shipped with the package'} has {len(vocab)}")
+        return cls(params["W1"], vocab, kind)
+
+    def embedding(self, word: str) -> np.ndarray:
+        return self.W1[:, self.vocab.encode(words_of(word, 1))[0]]
+
+    def distance(self, a: str, b: str) -> float:
+        """Euclidean distance between two word embeddings (columns of W1)."""
+        return float(np.linalg.norm(self.embedding(a) - self.embedding(b)))
+
+    def nearest(self, word: str, k: int = 10) -> list[tuple[str, float]]:
+        """The ``k`` words closest to ``word`` in embedding space, closest first."""
+        i = int(self.vocab.encode(words_of(word, 1))[0])
+        d = np.linalg.norm(self.W1 - self.W1[:, [i]], axis=0)
+        order = [j for j in np.argsort(d, kind="stable") if j != i][:k]
+        return [(self.vocab.words[j], float(d[j])) for j in order]
+
+
+class Predictor(Embeddings):
+    """A 4-gram checkpoint's parameters with their vocabulary."""
 
     def __init__(self, params: dict[str, np.ndarray], vocab: Vocabulary,
                  header: checkpoint.Header | None = None, activation: str = "sigmoid"):
         self.model = Model(params, "exact", activation=activation)
-        self.W1 = self.model.W1                   # column v: the embedding of word v
-        self.vocab, self.header = vocab, header
+        super().__init__(self.model.W1, vocab)
+        self.header = header
         self.context_size = self.model.context_size
-        if len(vocab) != self.model.vocab_size:
-            raise ValueError(f"the vocabulary has {len(vocab)} words, "
-                             f"the model {self.model.vocab_size}")
 
     @classmethod
     def load(cls, model_path: Path, vocab_path: Path | None) -> "Predictor":
@@ -145,26 +181,15 @@ class Predictor:
             out.append(self.vocab.words[i])
         return out
 
-    def embedding(self, word: str) -> np.ndarray:
-        return self.W1[:, self.vocab.encode(words_of(word, 1))[0]]
-
-    def distance(self, a: str, b: str) -> float:
-        """Euclidean distance between two word embeddings (columns of W1)."""
-        return float(np.linalg.norm(self.embedding(a) - self.embedding(b)))
-
-    def nearest(self, word: str, k: int = 10) -> list[tuple[str, float]]:
-        """The ``k`` words closest to ``word`` in embedding space, closest first."""
-        i = int(self.vocab.encode(words_of(word, 1))[0])
-        d = np.linalg.norm(self.W1 - self.W1[:, [i]], axis=0)
-        order = [j for j in np.argsort(d, kind="stable") if j != i][:k]
-        return [(self.vocab.words[j], float(d[j])) for j in order]
-
 
 def load(model: str | None, data_dir: Path | None = None,
-         tracking_uri: str | None = None) -> Predictor:
+         tracking_uri: str | None = None) -> Embeddings:
     """The model of ``--model``: a checkpoint file, a run's folder, a ``runs:/`` or
-    ``models:/`` URI, or None for the latest finished run."""
+    ``models:/`` URI, or None for the latest finished run.  A 4-gram model is a
+    Predictor; the window scorer and skip-gram have Embeddings only."""
     with model_files(model, data_dir, tracking_uri) as (checkpoint_path, vocab_path):
+        if Path(checkpoint_path).suffix == ".npz":
+            return Embeddings.load(checkpoint_path, vocab_path)
         return Predictor.load(checkpoint_path, vocab_path)
 
 
@@ -186,11 +211,11 @@ def model_files(model: str | None, data_dir: Path | None = None, tracking_uri: s
         if folder is None:
             raise ModelNotFound(f"no trained model under {RUNS_DIR}/: train one with "
                                 "`wordnet-pipeline run --stage all`, or pass --model PATH")
-        yield folder / CHECKPOINT, folder / VOCAB if vocab else None
+        yield RunDir(folder).model_file(), folder / VOCAB if vocab else None
         return
     path = Path(model)
     if path.is_dir():
-        path = path / CHECKPOINT
+        path = RunDir(path).model_file()
     if not path.exists():                     # what is there but not a file: checkpoint.read
         raise ModelNotFound(f"{model}: no such model file")
     yield path, _vocabulary_for(path, data_dir) if vocab else None
@@ -210,20 +235,19 @@ def _vocabulary_for(checkpoint_path: Path, data_dir: Path | None) -> Path | None
     return DEFAULT_DIR / VOCAB if (DEFAULT_DIR / VOCAB).is_file() else None
 
 
-def _model_of_run(run_id: str) -> str:
+def _model_of_run(run_id: str) -> str | None:
     """``models:/ID`` of the model the run logged (``runs:/ID`` names the run, and its
-    model's name depends on the recipe)."""
+    model's name depends on the recipe); None when it logged none."""
     from mlflow import MlflowClient
     outputs = MlflowClient().get_run(run_id).outputs
     models = [m.model_id for m in (outputs.model_outputs if outputs else [])]
-    if not models:
-        raise ModelNotFound(f"runs:/{run_id}: the run logged no model")
-    return f"models:/{models[-1]}"
+    return f"models:/{models[-1]}" if models else None
 
 
 def _download(uri: str, dest: Path, tracking_uri: str | None) -> tuple[Path, Path]:
     """(checkpoint, vocabulary) of the pyfunc model at ``uri`` in the tracking store
-    ``tracking_uri`` (else MLflow's), downloaded into ``dest``."""
+    ``tracking_uri`` (else MLflow's), downloaded into ``dest``; of a run that logged
+    no model (the window scorer, skip-gram), its model.npz and vocab.txt artifacts."""
     from .tracking import use_store_for_reading
     use_store_for_reading(tracking_uri)
 
@@ -233,7 +257,11 @@ def _download(uri: str, dest: Path, tracking_uri: str | None) -> tuple[Path, Pat
 
     try:
         if uri.startswith("runs:/") and uri.rstrip("/").count("/") == 1:
-            uri = _model_of_run(uri.removeprefix("runs:/").rstrip("/"))
+            run_id = uri.removeprefix("runs:/").rstrip("/")
+            model = _model_of_run(run_id)
+            if model is None:
+                return _run_artifacts(run_id, dest)
+            uri = model
         local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(dest)))
         artifacts = MLmodel.load(str(local)).flavors["python_function"]["artifacts"]
         return local / artifacts["checkpoint"]["path"], local / artifacts["vocab"]["path"]
@@ -242,6 +270,17 @@ def _download(uri: str, dest: Path, tracking_uri: str | None) -> tuple[Path, Pat
         raise ModelNotFound(f"{uri}: cannot download the model ({reason})") from None
     except KeyError:
         raise ModelNotFound(f"{uri}: not a WordNet model (no checkpoint and vocabulary)") from None
+
+
+def _run_artifacts(run_id: str, dest: Path) -> tuple[Path, Path]:
+    """model.npz and vocab.txt among the artifacts of run ``run_id``, into ``dest``."""
+    import mlflow
+    names = {a.path for a in mlflow.MlflowClient().list_artifacts(run_id)}
+    if NPZ_CHECKPOINT not in names or VOCAB not in names:
+        raise ModelNotFound(f"runs:/{run_id}: the run logged no model")
+    return tuple(Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=name,
+                                                          dst_path=str(dest)))
+                 for name in (NPZ_CHECKPOINT, VOCAB))
 
 
 def _activation_beside(checkpoint_path: Path) -> str:

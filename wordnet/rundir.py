@@ -2,6 +2,7 @@
 latest run.
 
     model.bin       the checkpoint (C format)     vocab.txt       its vocabulary
+    model.npz       the window scorer's or skip-gram's checkpoint, instead of model.bin
     recipe.json     the hyperparameters           history.json    every training CE
     metrics.json    the final metrics             run.json        what ran, how it ended
     .lock           held by the run writing into the folder, names it
@@ -29,6 +30,7 @@ from .recipes import Recipe
 
 RUNS_DIR = Path("artifacts")          # where `run` puts a folder per run
 CHECKPOINT, VOCAB, MANIFEST, RECIPE = "model.bin", "vocab.txt", "run.json", "recipe.json"
+NPZ_CHECKPOINT = "model.npz"          # the window scorer's and skip-gram's (checkpoint.save_npz)
 METRICS, HISTORY = "metrics.json", "history.json"
 CE_PLOT, EMBEDDING_PLOT, EMBEDDING_PAGE = "ce_curves.png", "embeddings.png", "embeddings.html"
 REPORT, REPORT_JSON = "reproduction.md", "reproduction.json"
@@ -64,8 +66,18 @@ class RunDir:
         """(header, params) of the folder's checkpoint."""
         return checkpoint.load(self / CHECKPOINT, vocab_size)
 
+    def save_npz_model(self, kind: str, params: dict, words, recipe: Recipe) -> None:
+        """The window scorer's or skip-gram's checkpoint, its vocabulary and recipe."""
+        checkpoint.save_npz(self / NPZ_CHECKPOINT, kind, params)
+        atomic_write(self / VOCAB, ("\n".join(words) + "\n").encode())
+        self.write_json(RECIPE, recipe.as_json())
+
     def has_model(self) -> bool:
-        return (self / CHECKPOINT).is_file()
+        return (self / CHECKPOINT).is_file() or (self / NPZ_CHECKPOINT).is_file()
+
+    def model_file(self) -> Path:
+        """The folder's checkpoint: model.npz if it holds one, else model.bin."""
+        return self / NPZ_CHECKPOINT if (self / NPZ_CHECKPOINT).is_file() else self / CHECKPOINT
 
     def recipe(self) -> Recipe | None:
         """The recipe the folder's model was trained with, if recorded."""

@@ -20,6 +20,7 @@ from ._loop import train_minibatches
 from .model import INT_MAX, Buffers, ConfigError, Model, Momentum, check_types
 
 CHUNK = 64   # minibatches per call into the fused loop: callbacks and Ctrl-C wait at most this
+CORRUPTIONS = ("uniform", "unigram")   # the window scorer's corrupted centre words
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,8 @@ class TrainingConfig:
     validation_period: int = INT_MAX       # validate after minibatches b > 0, b % period == 0
     checkpoint_minutes: float = 2.0        # save what resuming needs this often (SIGKILL)
     weight_decay: float = 0.0              # λ of an L2 penalty on the weights (model.py)
+    corruption: str = "uniform"            # window scorer: its corrupted centres' distribution
+    negatives: int = 0                     # skip-gram: K negative samples; 0: full softmax
 
     def __post_init__(self):
         check_types(self, TrainingConfig)
@@ -46,6 +49,11 @@ class TrainingConfig:
             raise ConfigError(f"learning_rate must be positive and finite, got {self.learning_rate}")
         if not 0.0 <= self.momentum < 1.0:
             raise ConfigError(f"momentum must be in [0, 1), got {self.momentum}")
+        if self.corruption not in CORRUPTIONS:
+            raise ConfigError(f"corruption must be one of {', '.join(CORRUPTIONS)}, "
+                              f"got {self.corruption!r}")
+        if not 0 <= self.negatives <= 1000:
+            raise ConfigError(f"negatives must be 0 (full softmax) to 1000, got {self.negatives}")
         if not 0.0 <= self.weight_decay < float("inf"):
             raise ConfigError(f"weight_decay must be 0 or more and finite, got {self.weight_decay}")
         if not (0.0 < self.checkpoint_minutes < float("inf")):

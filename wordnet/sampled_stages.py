@@ -1,0 +1,166 @@
+"""The stages train, validate, test and reproduce of the window scorer and of skip-gram
+(``model = "window"`` or ``"skipgram"``), for :class:`wordnet.pipeline.PipelineRun`.
+
+They write what the 4-gram stages write, but the checkpoint is ``model.npz``
+(:func:`wordnet.checkpoint.save_npz`) and the figures are each model's own:
+
+    window      train/loss_running_mean, valid/loss (hinge, against fixed corruptions);
+                {valid,test}/ranking_accuracy, /mean_margin, /loss
+    skipgram    train/loss_running_mean (the sampled loss with negatives > 0),
+                valid/ce (full softmax); {valid,test}/log_likelihood, /ce, /perplexity
+
+The run's MLflow artifacts are the checkpoint, its vocabulary, its recipe and
+history, and the embedding map; MLflow's logged model, a pyfunc that predicts next
+words, is the 4-gram model's only.
+"""
+from __future__ import annotations
+
+from . import plots
+from .corpus import load_corpus
+from .model import ConfigError, check_memory
+from .rundir import (EMBEDDING_PAGE, EMBEDDING_PLOT, HISTORY, NPZ_CHECKPOINT, RECIPE, VOCAB,
+                     check_space)
+from .sgd import SampledTrainer, examples
+from .skipgram import SkipGram
+from .train import Diverged
+from .window import WindowScorer
+
+MODELS = {"window": WindowScorer, "skipgram": SkipGram}
+
+
+class SampledStages:
+    """The stages of ``run`` (a PipelineRun) for a window scorer or a skip-gram model."""
+
+    def __init__(self, run):
+        self.run, self.config = run, run.config
+        self.cls = MODELS[self.config.model]
+        self._corpus = None
+
+    @property
+    def corpus(self):
+        if self._corpus is None:
+            self._corpus = load_corpus(self.run.dataset.vocab, self.run.data_dir)
+        return self._corpus
+
+    def _examples(self, split: str):
+        return examples(self.cls, self.corpus, split, self.config.window)
+
+    def _new_model(self):
+        cfg = self.config
+        model = self.cls.initialize(cfg, len(self.run.dataset.vocab))
+        if cfg.init_embeddings:
+            model.W1[...] = self.run._embeddings_of(cfg.init_embeddings, model)
+        return model
+
+    def load_model(self):
+        """The folder's model.npz, as the recipe's backend computes it."""
+        from .checkpoint import load_npz
+        from .pipeline import PipelineError
+        path = self.run.out / NPZ_CHECKPOINT
+        if not path.is_file():
+            raise PipelineError(f"no {self.config.model} model in {self.run.out}/: run "
+                                "--stage train first, or pass --out DIR")
+        _, params = load_npz(path, {self.cls.kind: self.cls.PARAMS})
+        extra = {"activation": self.config.activation} if self.cls is WindowScorer else {}
+        self.run.echo(f"model: {path}")
+        return self.cls(params, self.config.backend, dtype=self.config.dtype, **extra)
+
+    # -- stages ---------------------------------------------------------------------------
+
+    def train(self):
+        from .pipeline import PipelineError, stop_on_signals
+        run, cfg = self.run, self.config
+        train, valid = self._examples("train"), self._examples("valid")
+        run.echo(f"{cfg.model}: {len(train):,} training and {len(valid):,} validation "
+                 f"{'windows' if cfg.model == 'window' else 'centre-context pairs'} "
+                 f"(k = {cfg.window})")
+        model = self._new_model()
+        params = sum(p.size for p in model.params().values())
+        check_memory(8 * 4 * params + 8 * len(train) * train.shape[1])
+        check_space(run.out, 2 * 8 * params + 64 * cfg.iterations(len(train)) + 2**22)
+        trainer = SampledTrainer(model, cfg, self.corpus)
+        total = cfg.iterations(len(train))
+        bar = run.progress(total) if run.progress else None
+        valid_name = "valid/loss" if cfg.model == "window" else "valid/ce"
+        pruned = []
+
+        def on_iteration(it):
+            run.tracked.log_metric("train/loss_running_mean", it.train_ce, it.step)
+            if it.batch == 1:
+                run.tracked.log_metric("train/epoch", it.epoch, it.step)
+            if bar:
+                bar.update(it)
+
+        def on_validation(step, value):
+            run.tracked.log_metric(valid_name, value, step)
+            if run.judge is not None and run.judge(len(history_points) + 1, value):
+                pruned.append((step, value))
+                trainer.request_stop()
+            history_points.append(step)
+
+        history_points = []
+        try:
+            with stop_on_signals(trainer.request_stop):
+                history = trainer.run(train, valid, on_iteration, on_validation)
+        except (Diverged, ConfigError) as e:
+            raise PipelineError(str(e)) from e
+        finally:
+            if bar:
+                bar.close()
+        if history.stopped:
+            if pruned:
+                from .pipeline import Pruned
+                step, value = pruned[0]
+                why = (f"validation point {len(history_points)} (iteration {step}): "
+                       f"{valid_name} {value:.4f}, clearly worse than other trials there")
+                run.tracked.set_tags({"wordnet.pruned": why})
+                raise Pruned(f"pruned at {why}")
+            run.echo(f"stopped at iteration {len(history.train_ce)}: these models do not "
+                     "resume; nothing was saved")
+            raise KeyboardInterrupt
+        run._model, run.step = model, len(history.train_ce)
+        run.metrics, run._evaluated = {}, {}
+        run.folder.save_npz_model(model.kind, model.params(), run.dataset.vocab.words,
+                                  run.recipe)
+        run.wrote_model = True
+        run.folder.write_json(HISTORY, {"train_ce": history.train_ce,
+                                        "valid_ce": history.valid_ce})
+        run.painter.draw(plots.embedding_map, run.out / EMBEDDING_PLOT, model.W1,
+                         run.dataset.vocab.words, title=run._plot_title(),
+                         html=run.out / EMBEDDING_PAGE, also=[run.out / EMBEDDING_PAGE])
+        run.echo(f"trained: {history.updates:,} updates in {history.seconds:.1f} s "
+                 f"({history.updates_per_second:,.0f} updates/s), training loss "
+                 f"{history.train_ce[-1]:.6f}")
+        run._record({"train/final_loss": history.train_ce[-1], "perf/updates": history.updates,
+                     "perf/train_seconds": history.seconds,
+                     "perf/updates_per_second": history.updates_per_second})
+        run.tracked.log_artifacts(*(run.out / name for name in (
+            NPZ_CHECKPOINT, VOCAB, RECIPE, HISTORY)))
+
+    def validate(self):
+        self._evaluate("valid")
+
+    def test(self):
+        self._evaluate("test")
+
+    def reproduce(self):
+        self.run.echo(f"reproduce: nothing to compare: the C reference trains only the "
+                      f"4-gram model, not a {self.config.model} model")
+
+    def _evaluate(self, split: str):
+        run = self.run
+        if run._model is None:
+            run._model = self.load_model()
+        rows = self._examples(split)
+        with run._model.single_threaded_blas():
+            figures = run._model.evaluate(rows)
+        run.echo(f"{split}: " + ", ".join(f"{name.replace('_', ' ')} {value:.6f}"
+                                          for name, value in figures.items())
+                 + f" ({len(rows):,} {'windows' if self.config.model == 'window' else 'pairs'})")
+        figures = {f"{split}/{name}": value for name, value in figures.items()}
+        curve = "valid/loss" if self.config.model == "window" else "valid/ce"
+        if split == "valid":                # the curve of the validations ends with this one
+            figures[curve.replace("/", "/final_")] = value = figures.pop(curve)
+            if run.step:
+                run.tracked.log_metric(curve, value, run.step)
+        run._record(figures)

@@ -1,0 +1,115 @@
+"""Training the window scorer and skip-gram with the 4-gram Trainer's semantics.
+
+Minibatches of N examples (windows, or centre-context pairs) in file order, no
+shuffling, the trailing ones that do not fill a batch unused; momentum SGD with
+an optional weight decay (:class:`wordnet.model.Momentum`); the reported training
+loss a running mean reset at each epoch; in the last epoch, minibatch
+``early_stop`` is evaluated and reported, not applied; a validation after the
+minibatches b > 0 with b % validation_period == 0.  The random words (the window
+scorer's corrupted centres, skip-gram's negative samples) come from one stream
+seeded by the recipe's ``seed``.  Unlike the 4-gram model's, these runs do not
+resume: the kernels are called from Python, minibatch by minibatch.
+"""
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+
+from .corpus import UNIGRAM_POWER, Corpus, pairs, windows
+from .model import ConfigError, Momentum
+from .train import Diverged, History, Iteration, TrainingConfig
+from .window import corrupt
+
+
+def examples(model, corpus: Corpus, split: str, k: int) -> np.ndarray:
+    """A split's examples for ``model``: windows of 2k+1 words, or (centre, context) pairs."""
+    make = windows if model.kind == "window" else pairs
+    return make(corpus.split(split), k)
+
+
+def validation_loss(model, rows: np.ndarray) -> tuple[str, float]:
+    """(name, value) of what validation reports: the window scorer's hinge loss
+    against fixed corruptions, skip-gram's full-softmax CE."""
+    if model.kind == "window":
+        return "loss", model.evaluate(rows)["loss"]
+    return "ce", model.evaluate(rows)["ce"]
+
+
+class SampledTrainer:
+    """Runs the recipe of ``config`` on a WindowScorer or a SkipGram."""
+
+    def __init__(self, model, config: TrainingConfig, corpus: Corpus):
+        self.model, self.config = model, config
+        self.optimizer = Momentum(model, config.learning_rate, config.momentum,
+                                  config.batch_size, weight_decay=config.weight_decay)
+        self.grads = {name: np.empty_like(p) for name, p in model.params().items()}
+        self.rng = np.random.default_rng(config.seed)
+        V = model.vocab_size
+        if model.kind == "window":
+            self.draw_p = None if config.corruption == "uniform" else corpus.unigram()
+        else:
+            self.draw_p = corpus.unigram(UNIGRAM_POWER)
+        self.vocab_size = V
+        self._stop_requested = False
+
+    def request_stop(self) -> None:
+        """Stop before the next minibatch (safe to call from a signal handler)."""
+        self._stop_requested = True
+
+    def _draw(self, shape) -> np.ndarray:
+        return self.rng.choice(self.vocab_size, size=shape, p=self.draw_p).astype(np.int32)
+
+    def batch_loss(self, batch: np.ndarray) -> float:
+        """The batch's summed loss; its gradients into self.grads."""
+        if self.model.kind == "window":
+            return self.model.gradients(batch, corrupt(batch, self._draw(len(batch))),
+                                        self.grads)
+        samples = self._draw((len(batch), self.config.negatives)) if self.config.negatives else None
+        return self.model.gradients(batch, self.grads, samples)
+
+    def run(self, train: np.ndarray, valid: np.ndarray | None = None, on_iteration=None,
+            on_validation=None) -> History:
+        cfg = self.config
+        N = cfg.batch_size
+        M = len(train) // N
+        if M == 0:
+            raise ConfigError(f"{len(train)} training examples do not fill one minibatch of {N}")
+        if cfg.early_stop > M:
+            raise ConfigError(f"early_stop {cfg.early_stop} is beyond the {M} minibatches "
+                              f"of an epoch (at most {M}: the whole last epoch)")
+        history, step = History(), 0
+        start = time.perf_counter()
+        with self.model.single_threaded_blas():
+            for epoch in range(cfg.epochs):
+                last_epoch = epoch == cfg.epochs - 1
+                stop = cfg.early_stop if last_epoch else M
+                ce = 0.0
+                for b in range(min(stop + 1, M)):
+                    if self._stop_requested:
+                        break
+                    loss = self.batch_loss(train[b * N:(b + 1) * N]) / N
+                    ce += (loss - ce) / (b + 1)
+                    step += 1
+                    history.train_ce.append(ce)
+                    it = Iteration(step, epoch + 1, b + 1, M, ce, loss)
+                    if on_iteration is not None:
+                        on_iteration(it)
+                    if not math.isfinite(ce):
+                        raise Diverged(it, cfg.learning_rate)
+                    if b == stop:                  # the early-stop minibatch: not applied
+                        break
+                    self.optimizer.step(self.grads)
+                    history.updates += 1
+                    if valid is not None and b > 0 and b % cfg.validation_period == 0:
+                        _, value = validation_loss(self.model, valid)
+                        history.valid_ce.append((step, value))
+                        if on_validation is not None:
+                            on_validation(step, value)
+                if self._stop_requested:
+                    history.stopped = True
+                    break
+        history.finished = not history.stopped
+        history.seconds = time.perf_counter() - start
+        return history

@@ -1,0 +1,89 @@
+"""word2vec's skip-gram (the notes, 001): the centre word's vector predicts each word
+around it.  Input vectors W1 (d x V, column c: word c's embedding, as the 4-gram
+model's W1), output vectors W2 (V x d), no biases.
+
+Full softmax, a batch of N (centre c, context o) pairs, one per column:
+
+    y1 = W1[:, c]    z = W2 y1    y = softmax(z)    L = -Σ_i log y[o_i, i]
+    dz = y - onehot(o)    dW2 = dz y1ᵀ    dy1 = W2ᵀ dz    dW1[:, c] += dy1
+
+Negative sampling (``negatives`` = K > 0): each pair's o against K words drawn from
+the unigram distribution to the ¾ power (pyx/objectives.pyx spells it out):
+
+    L = -Σ_i [log σ(W2[o]·y1) + Σ_k log σ(-W2[n_k]·y1)]
+
+Either way the model is evaluated by the held-out log-likelihood of the context
+words under the full softmax: what a negative-sampling model's vectors say of
+P(o | c) once normalised.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from . import init as init_schemes
+from ._activations import bias_softmax, cross_entropy
+from ._gradients import embed, embed_grad, softmax_grad
+from ._objectives import negative_sampling
+from .model import Layers
+
+
+class SkipGram(Layers):
+    """Parameters W1 (d x V), the input vectors, and W2 (V x d), the output vectors."""
+    PARAMS = ("W1", "W2")
+    WEIGHTS = ("W1", "W2")
+    kind = "skipgram"
+
+    def __init__(self, params, backend="exact", threads=None, dtype="float64"):
+        super().__init__(params, backend, threads, dtype)
+        self.embedding_size, self.vocab_size = self.W1.shape
+        if self.W2.shape != (self.vocab_size, self.embedding_size):
+            raise ValueError("parameter shapes do not fit together")
+        self._zero_bias = np.zeros(self.vocab_size, self.dtype)   # softmax without a bias
+        self._part = np.empty_like(self.W1)                        # embed_grad's scratch
+
+    @classmethod
+    def initialize(cls, config, vocab_size: int) -> "SkipGram":
+        d = config.embedding_size
+        shapes = {"W1": (d, vocab_size), "W2": (vocab_size, d)}
+        return cls(init_schemes.initial_weights(shapes, config.init, config.seed),
+                   config.backend, dtype=config.dtype)
+
+    def probabilities(self, centre: np.ndarray) -> np.ndarray:
+        """y = softmax(W2 W1[:, c]) (V x N) for centre words ``centre`` (N); keeps y1."""
+        N = len(centre)
+        self.y1 = np.empty((self.embedding_size, N), self.dtype)
+        y = np.empty((self.vocab_size, N), self.dtype)
+        embed(self.W1, centre.reshape(N, 1), self.y1)            # y1 = W1[:, c]
+        self._gemm(self.W2, self.y1, y)                          # z = W2 y1
+        bias_softmax(y, self._zero_bias, y, np.empty(N, self.dtype), self._exact,
+                     self.threads)                               # y = softmax(z)
+        return y
+
+    def gradients(self, pairs: np.ndarray, grads: dict, samples: np.ndarray | None = None) -> float:
+        """The loss summed over ``pairs`` (N x 2: centre, context), full softmax, or with
+        ``samples`` (N x K) negative sampling; its gradients into ``grads``."""
+        centre = np.ascontiguousarray(pairs[:, 0])
+        if samples is not None:
+            words = np.ascontiguousarray(np.column_stack([pairs[:, 1], samples]), dtype=np.int32)
+            return negative_sampling(self.W1, self.W2, centre, words, grads["W1"], grads["W2"])
+        context = np.ascontiguousarray(pairs[:, 1])
+        y = self.probabilities(centre)
+        loss = cross_entropy(y, context) * len(pairs)
+        dz = np.empty_like(y)
+        softmax_grad(y, context, dz)                             # dz = y - onehot(o)
+        self._gemm(dz, self.y1, grads["W2"], trans_b=True)       # dW2 = dz y1ᵀ
+        dy1 = np.empty_like(self.y1)
+        self._gemm(self.W2, dz, dy1, trans_a=True)               # dy1 = W2ᵀ dz
+        embed_grad(dy1, centre.reshape(-1, 1), grads["W1"], self._part)  # dW1[:, c] += dy1
+        return loss
+
+    def evaluate(self, pairs: np.ndarray, chunk: int = 4096) -> dict[str, float]:
+        """The mean log-likelihood of each context word given its centre word under the
+        full softmax (``log_likelihood``), its negative (``ce``) and the perplexity."""
+        total = 0.0
+        for start in range(0, len(pairs), chunk):
+            part = pairs[start:start + chunk]
+            y = self.probabilities(np.ascontiguousarray(part[:, 0]))
+            total += cross_entropy(y, np.ascontiguousarray(part[:, 1])) * len(part)
+        ce = total / len(pairs)
+        return {"log_likelihood": -ce, "ce": ce, "perplexity": float(np.exp(ce))}
