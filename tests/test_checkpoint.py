@@ -186,3 +186,22 @@ def test_random_edits_give_only_the_documented_error(tmp_path, data):
         return
     assert saved.stat().st_size == header.file_size()
     assert all(np.isfinite(a).all() for a in params.values())
+
+
+def test_npz_round_trip_and_refusals(tmp_path):
+    kinds = {"skipgram": ("W1", "W2")}
+    params = {"W1": np.arange(6.0).reshape(2, 3), "W2": np.ones((3, 2))}
+    path = tmp_path / "model.npz"
+    checkpoint.save_npz(path, "skipgram", params)
+    kind, loaded = checkpoint.load_npz(path, kinds)
+    assert kind == "skipgram" and all(np.array_equal(loaded[n], params[n]) for n in params)
+    with pytest.raises(CheckpointError, match="kind 'skipgram' is none of window"):
+        checkpoint.load_npz(path, {"window": ("W1",)})
+    with pytest.raises(CheckpointError, match="holds W1, W2, b2"):
+        checkpoint.load_npz(path, {"skipgram": ("W1", "W2", "b2")})
+    with pytest.raises(CheckpointError, match="NaN or infinite"):
+        checkpoint.save_npz(tmp_path / "bad.npz", "skipgram", {"W1": np.array([np.nan])})
+    assert not (tmp_path / "bad.npz").exists()
+    path.write_bytes(path.read_bytes()[:100])
+    with pytest.raises(CheckpointError, match="not a model archive"):
+        checkpoint.load_npz(path, kinds)

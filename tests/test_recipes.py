@@ -48,6 +48,22 @@ def test_overrides_are_typed_and_checked():
         recipe(backend="gpu")
     with pytest.raises(ConfigError, match="reference_checkpoint: .*: no such file"):
         recipe(reference_checkpoint="/no/such.bin")
+    with pytest.raises(ConfigError, match="model must be one of 4gram, window, skipgram"):
+        recipe(model="cbow")
+    with pytest.raises(ConfigError, match="window must be 1 to 10"):
+        recipe(window="0")
+    with pytest.raises(ConfigError, match="negatives must be 0"):
+        recipe(negatives="-1")
+    with pytest.raises(ConfigError, match="corruption must be one of uniform, unigram"):
+        recipe(corruption="zipf")
+
+
+def test_the_notes_other_models_have_recipes():
+    for name, model in (("window", "window"), ("skipgram", "skipgram"),
+                        ("skipgram-neg", "skipgram")):
+        assert recipes.load_recipe(name).config.model == model
+    assert recipes.load_recipe("skipgram-neg").config.negatives == 5
+    assert recipes.load_recipe("window").config.activation == "tanh"
 
 
 @pytest.mark.parametrize("pair, message", [
@@ -106,9 +122,10 @@ def test_a_recipe_is_the_models_configuration_and_its_trainings():
     model = {f.name for f in dataclasses.fields(ModelConfig)}
     training = {f.name for f in dataclasses.fields(TrainingConfig)}
     assert model == {"embedding_size", "hidden_size", "backend", "dtype", "init", "seed",
-                     "activation", "init_embeddings"}
+                     "activation", "init_embeddings", "model", "window"}
     assert training == {"batch_size", "epochs", "early_stop", "learning_rate", "momentum",
-                        "validation_period", "checkpoint_minutes", "weight_decay"}
+                        "validation_period", "checkpoint_minutes", "weight_decay",
+                        "corruption", "negatives"}
     assert set(recipes.CONFIG_KEYS) == model | training
     assert isinstance(Config(), ModelConfig) and isinstance(Config(), TrainingConfig)
     with pytest.raises(ConfigError, match="momentum must be in"):

@@ -1,0 +1,118 @@
+"""The window scorer and skip-gram end to end from the command line, tracked in MLflow:
+each model trains, is validated and tested, and its embeddings are read by nearest,
+distance and compare-embeddings."""
+import json
+import math
+
+import pytest
+from click.testing import CliRunner
+
+from wordnet.cli import cli
+from wordnet.predict import Embeddings, load
+
+# a tenth of an epoch or so: 300 of the window scorer's 2,948 minibatches, 3,000 of
+# skip-gram's 19,565
+SHORT = {"window": ["epochs=1", "early_stop=300", "validation_period=100"],
+         "skipgram": ["epochs=1", "early_stop=3000", "validation_period=1000"]}
+
+
+def run(recipe, out, experiment):
+    settings = [arg for pair in SHORT[recipe.removesuffix("-neg")] for arg in ("--set", pair)]
+    return CliRunner().invoke(cli, ["run", "--pipeline", recipe, *settings, "--stage",
+                                    "all", "--out", str(out), "--experiment", experiment])
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """The three recipes, shortened, each tracked in one store."""
+    import mlflow
+    folder = tmp_path_factory.mktemp("sampled")
+    uri = f"sqlite:///{folder / 'mlflow.db'}"
+    mp = pytest.MonkeyPatch()
+    mp.chdir(folder)
+    mp.setenv("MLFLOW_TRACKING_URI", uri)
+    results = {}
+    for recipe in ("window", "skipgram", "skipgram-neg"):
+        results[recipe] = run(recipe, folder / recipe, recipe)
+    yield folder, results
+    mp.undo()
+    mlflow.set_tracking_uri(None)
+
+
+def the_run(folder, experiment):
+    from mlflow import MlflowClient
+    client = MlflowClient(f"sqlite:///{folder / 'mlflow.db'}")
+    [exp] = client.search_experiments(filter_string=f"name = '{experiment}'")
+    [found] = client.search_runs([exp.experiment_id])
+    return client, found
+
+
+def test_the_window_scorer_trains_and_is_tracked(trained):
+    folder, results = trained
+    result = results["window"]
+    assert result.exit_code == 0, result.output
+    assert "window: 294,825 training and 36,672 validation windows (k = 2)" in result.output
+    assert "reproduce: nothing to compare" in result.output
+    client, found = the_run(folder, "window")
+    m = found.data.metrics
+    assert found.info.status == "FINISHED" and found.data.params["model"] == "window"
+    assert 0.7 < m["test/ranking_accuracy"] <= 1.0 and m["test/mean_margin"] > 0.5
+    assert m["valid/final_loss"] == json.loads((folder / "window" / "metrics.json").read_text())[
+        "valid/final_loss"]
+    assert m["perf/updates"] == 300
+    curve = client.get_metric_history(found.info.run_id, "train/loss_running_mean")
+    assert len(curve) == 301 and curve[-1].value == m["train/final_loss"]
+    points = client.get_metric_history(found.info.run_id, "valid/loss")
+    assert [p.step for p in points] == [101, 201, 301]   # the last: the final model's
+    artifacts = {a.path for a in client.list_artifacts(found.info.run_id)}
+    assert {"model.npz", "vocab.txt", "recipe.json", "history.json",
+            "embeddings.png"} <= artifacts
+
+
+@pytest.mark.parametrize("recipe", ["skipgram", "skipgram-neg"])
+def test_skipgram_trains_and_is_tracked(trained, recipe):
+    folder, results = trained
+    assert results[recipe].exit_code == 0, results[recipe].output
+    _, found = the_run(folder, recipe)
+    m = found.data.metrics
+    assert found.data.params["negatives"] == ("5" if recipe == "skipgram-neg" else "0")
+    # better than a uniform guess over the 250 words, ln 250 = 5.52 (measured: 4.37 with
+    # the full softmax, 5.05 with negative sampling, whose vectors are not trained to
+    # normalise)
+    better = 1.0 if recipe == "skipgram" else 0.3
+    assert -math.log(250) + better < m["test/log_likelihood"] < 0
+    assert m["test/ce"] == -m["test/log_likelihood"]
+    assert m["valid/final_ce"] > 0
+
+
+def test_their_embeddings_are_read_from_folders_and_runs(trained):
+    folder, results = trained
+    _, found = the_run(folder, "window")
+    by_folder = load(str(folder / "window"))
+    by_run = load(found.info.run_id)                     # downloaded from MLflow
+    assert isinstance(by_folder, Embeddings) and by_folder.kind == "window"
+    assert (by_run.W1 == by_folder.W1).all()
+    runner = CliRunner()
+    nearest = runner.invoke(cli, ["nearest", "day", "--model", str(folder / "skipgram"), "-k", "3"])
+    assert nearest.exit_code == 0 and len(nearest.stdout.splitlines()) == 3
+    distance = runner.invoke(cli, ["distance", "day", "week", "--model", found.info.run_id])
+    assert distance.exit_code == 0 and float(distance.stdout) == pytest.approx(
+        by_folder.distance("day", "week"))
+    refused = runner.invoke(cli, ["predict", "have a good", "--model", str(folder / "window")])
+    assert refused.exit_code == 2
+    assert "is a window model: it does not predict next words" in refused.output
+    compared = runner.invoke(cli, ["compare-embeddings", *(str(folder / r) for r in results),
+                                   "--out", str(folder / "compared"), "--no-tracking"])
+    assert compared.exit_code == 0, compared.output
+    report = json.loads((folder / "compared" / "compare.json").read_text())
+    assert [p["models"] for p in report["pairs"]] == [
+        ["window", "skipgram"], ["window", "skipgram-neg"], ["skipgram", "skipgram-neg"]]
+    assert all(0 < p["mean_overlap"] < 1 for p in report["pairs"])
+
+
+def test_a_stage_run_alone_reads_the_folders_model(trained):
+    folder, _ = trained
+    result = CliRunner().invoke(cli, ["run", "--stage", "test", "--out", str(folder / "window"),
+                                      "--no-tracking"])
+    assert result.exit_code == 0, result.output
+    assert "model: " in result.output and "test: ranking accuracy" in result.output

@@ -1,0 +1,73 @@
+"""Training the window scorer and skip-gram: the 4-gram Trainer's semantics."""
+import numpy as np
+import pytest
+
+from wordnet.corpus import load_corpus
+from wordnet.data import Vocabulary
+from wordnet.model import ConfigError
+from wordnet.recipes import Config
+from wordnet.sgd import SampledTrainer, examples
+from wordnet.skipgram import SkipGram
+from wordnet.window import WindowScorer
+
+
+@pytest.fixture(scope="module")
+def corpus():
+    return load_corpus(Vocabulary.embedded(), None)
+
+
+def train(corpus, rows=3000, **settings):
+    config = Config(**{"init": "gaussian", "embedding_size": 8, "hidden_size": 6,
+                       "batch_size": 50, "epochs": 2, "early_stop": 10, "backend": "fast"}
+                    | settings)
+    cls = WindowScorer if config.model == "window" else SkipGram
+    model = cls.initialize(config, 250)
+    trainer = SampledTrainer(model, config, corpus)
+    data = examples(model, corpus, "train", config.window)[:rows]
+    valid = examples(model, corpus, "valid", config.window)[:500]
+    points = []
+    history = trainer.run(data, valid, on_validation=lambda step, v: points.append(step))
+    return model, history, points
+
+
+@pytest.mark.parametrize("settings", [{"model": "window"}, {"model": "skipgram"},
+                                      {"model": "skipgram", "negatives": 3},
+                                      {"model": "window", "corruption": "unigram"}])
+def test_schedule_early_stop_and_validation(corpus, settings):
+    model, history, points = train(corpus, validation_period=20, **settings)
+    M = 3000 // 50
+    assert history.updates == M + 10 and len(history.train_ce) == M + 11
+    assert points == [21, 41]                    # after minibatches 20 and 40 of epoch 1
+    assert history.finished and np.isfinite(history.train_ce).all()
+    again, _, _ = train(corpus, validation_period=20, **settings)
+    for name in model.PARAMS:                    # the random words come from the seed
+        np.testing.assert_array_equal(getattr(model, name), getattr(again, name))
+    other, _, _ = train(corpus, validation_period=20, seed=1, **settings)
+    assert not np.array_equal(other.W1, model.W1)
+
+
+def test_the_running_loss_resets_each_epoch(corpus):
+    _, history, _ = train(corpus, model="window", learning_rate=0.5)
+    M = 60
+    # the first minibatch of epoch 2 reports its own loss, not a mean with epoch 1's
+    first, mean = history.train_ce[M], history.train_ce[M - 1]
+    assert first != mean and history.train_ce[M + 10] < history.train_ce[0]
+
+
+def test_weight_decay_shrinks_the_weights(corpus):
+    plain, _, _ = train(corpus, model="skipgram")
+    decayed, _, _ = train(corpus, model="skipgram", weight_decay=5.0)
+    assert np.linalg.norm(decayed.W1) < 0.5 * np.linalg.norm(plain.W1)
+
+
+def test_too_few_examples_or_a_late_early_stop_are_refused(corpus):
+    with pytest.raises(ConfigError, match="beyond the 60 minibatches"):
+        train(corpus, model="window", early_stop=61)
+    with pytest.raises(ConfigError, match="do not fill one minibatch"):
+        train(corpus, model="window", rows=10)
+
+
+def test_exact_and_fast_backends_train_alike(corpus):
+    exact, _, _ = train(corpus, model="skipgram", backend="exact")
+    fast, _, _ = train(corpus, model="skipgram")
+    np.testing.assert_allclose(fast.W1, exact.W1, rtol=1e-9, atol=1e-12)

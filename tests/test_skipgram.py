@@ -1,0 +1,100 @@
+"""Skip-gram: the full softmax's and negative sampling's gradients, checked by finite
+differences on both backends; the held-out log-likelihood."""
+import math
+
+import numpy as np
+import pytest
+
+from test_model import central_differences
+from wordnet._objectives import negative_sampling
+from wordnet.skipgram import SkipGram
+
+V, d = 11, 4
+
+
+def random_model(backend, seed=0, scale=1.0, dtype="float64"):
+    rng = np.random.default_rng(seed)
+    return SkipGram({"W1": rng.normal(0, scale, (d, V)), "W2": rng.normal(0, scale, (V, d))},
+                    backend, threads=1, dtype=dtype)
+
+
+def some_pairs(seed=1, N=9, K=3):
+    rng = np.random.default_rng(seed)
+    pairs = rng.integers(0, V, (N, 2)).astype(np.int32)
+    pairs[1] = pairs[0]                       # a centre word twice: its gradients add up
+    return pairs, rng.integers(0, V, (N, K)).astype(np.int32)
+
+
+@pytest.mark.parametrize("backend", ["exact", "fast"])
+def test_the_full_softmaxs_gradient_is_its_finite_differences(backend):
+    model = random_model(backend)
+    pairs, _ = some_pairs()
+    grads = {n: np.empty_like(p) for n, p in model.params().items()}
+    loss = model.gradients(pairs, grads)
+    assert loss == pytest.approx(model.evaluate(pairs)["ce"] * len(pairs))
+    numeric = central_differences(lambda: model.evaluate(pairs)["ce"] * len(pairs),
+                                  model.params())
+    for name in model.PARAMS:
+        np.testing.assert_allclose(grads[name], numeric[name], rtol=1e-5, atol=1e-7,
+                                   err_msg=name)
+
+
+@pytest.mark.parametrize("backend", ["exact", "fast"])
+def test_negative_samplings_gradient_is_its_finite_differences(backend):
+    model = random_model(backend)
+    pairs, samples = some_pairs()
+    samples[2, 1] = pairs[2, 1]               # a sample may be the context word itself
+    grads = {n: np.empty_like(p) for n, p in model.params().items()}
+    loss = model.gradients(pairs, grads, samples)
+    words = np.ascontiguousarray(np.column_stack([pairs[:, 1], samples]), dtype=np.int32)
+    centre = np.ascontiguousarray(pairs[:, 0])
+    f = lambda: negative_sampling(model.W1, model.W2, centre, words)
+    assert loss == pytest.approx(f())
+    numeric = central_differences(f, model.params())
+    for name in model.PARAMS:
+        np.testing.assert_allclose(grads[name], numeric[name], rtol=1e-5, atol=1e-7,
+                                   err_msg=name)
+
+
+def test_negative_sampling_loss_is_the_formula():
+    model = random_model("exact", scale=0.7)
+    pairs, samples = some_pairs(N=5, K=2)
+    sigmoid = lambda u: 1 / (1 + math.exp(-u))
+    expected = 0.0
+    for (c, o), negatives in zip(pairs, samples):
+        v = model.W1[:, c]
+        expected -= math.log(sigmoid(model.W2[o] @ v))
+        expected -= sum(math.log(sigmoid(-(model.W2[n] @ v))) for n in negatives)
+    words = np.ascontiguousarray(np.column_stack([pairs[:, 1], samples]), dtype=np.int32)
+    assert negative_sampling(model.W1, model.W2, np.ascontiguousarray(pairs[:, 0]),
+                             words) == pytest.approx(expected, rel=1e-12)
+
+
+def test_negative_sampling_stays_finite_for_large_scores():
+    W1 = np.full((1, 2), 30.0)
+    W2 = np.array([[30.0], [-30.0]])          # u = ±900: σ(u) is 0 or 1 in float64
+    loss = negative_sampling(W1, W2, np.array([0, 0], np.int32),
+                             np.array([[1, 0], [0, 1]], np.int32))
+    # the first example gets both wrong by 900 (-log σ(-900) = 900), the second both right
+    assert math.isfinite(loss) and loss == pytest.approx(900 + 900)
+
+
+def test_negative_sampling_refuses_bad_words():
+    model = random_model("exact")
+    with pytest.raises(ValueError, match="outside"):
+        negative_sampling(model.W1, model.W2, np.array([0], np.int32),
+                          np.array([[V, 0]], np.int32))
+
+
+def test_log_likelihood_is_that_of_the_softmax_and_chunks_change_nothing():
+    model = random_model("exact", scale=0.5)
+    pairs, _ = some_pairs(N=30)
+    logits = model.W2 @ model.W1[:, pairs[:, 0]]
+    log_p = logits - np.log(np.exp(logits).sum(axis=0))
+    expected = log_p[pairs[:, 1], np.arange(len(pairs))].mean()
+    figures = model.evaluate(pairs)
+    assert figures["log_likelihood"] == pytest.approx(expected, rel=1e-9)
+    assert model.evaluate(pairs, chunk=4)["log_likelihood"] == pytest.approx(
+        figures["log_likelihood"], rel=1e-12)
+    single = SkipGram(model.params(), "fast", dtype="float32")
+    assert single.evaluate(pairs)["ce"] == pytest.approx(figures["ce"], rel=1e-5)
