@@ -116,3 +116,32 @@ def test_a_stage_run_alone_reads_the_folders_model(trained):
                                       "--no-tracking"])
     assert result.exit_code == 0, result.output
     assert "model: " in result.output and "test: ranking accuracy" in result.output
+
+
+def test_log_backfills_a_window_run_and_from_run_fetches_it(trained, tmp_path):
+    folder, _ = trained
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    for name in ("model.npz", "vocab.txt", "recipe.json", "history.json", "metrics.json",
+                 "run.json"):
+        (copy / name).write_bytes((folder / "window" / name).read_bytes())
+    uri = f"sqlite:///{folder / 'mlflow.db'}"
+    result = CliRunner().invoke(cli, ["log", "--out", str(copy), "--tracking-uri", uri,
+                                      "--experiment", "later"])
+    assert result.exit_code == 0, result.output
+    client, logged = the_run(folder, "later")
+    _, live = the_run(folder, "window")
+    assert logged.data.metrics["test/ranking_accuracy"] == live.data.metrics[
+        "test/ranking_accuracy"]
+    curve = client.get_metric_history(logged.info.run_id, "train/loss_running_mean")
+    assert len(curve) == 301
+    assert [p.step for p in client.get_metric_history(logged.info.run_id, "valid/loss")] == [
+        101, 201, 301]
+    assert "model.npz" in {a.path for a in client.list_artifacts(logged.info.run_id)}
+    fetched = tmp_path / "fetched"
+    result = CliRunner().invoke(cli, ["run", "--stage", "validate", "--from-run",
+                                      live.info.run_id, "--out", str(fetched),
+                                      "--tracking-uri", uri, "--experiment", "fetched"])
+    assert result.exit_code == 0, result.output
+    assert json.loads((fetched / "metrics.json").read_text())["valid/final_loss"] == \
+        live.data.metrics["valid/final_loss"]

@@ -15,10 +15,11 @@ from pathlib import Path
 from . import tracking
 from .pipeline import NotLogged, PipelineError, PipelineRun
 from .rundir import (CE_PLOT, CHECKPOINT, EMBEDDING_PAGE, EMBEDDING_PLOT, HISTORY, MANIFEST,
-                     METRICS, RECIPE, REPORT, REPORT_JSON, VOCAB, RunDir)
+                     METRICS, NPZ_CHECKPOINT, RECIPE, REPORT, REPORT_JSON, VOCAB, RunDir)
+from .sampled_stages import CURVES, SampledStages
 
-FILES = (CHECKPOINT, VOCAB, RECIPE, HISTORY, CE_PLOT, EMBEDDING_PLOT, EMBEDDING_PAGE, REPORT,
-         REPORT_JSON)
+FILES = (CHECKPOINT, NPZ_CHECKPOINT, VOCAB, RECIPE, HISTORY, CE_PLOT, EMBEDDING_PLOT,
+         EMBEDDING_PAGE, REPORT, REPORT_JSON)
 
 
 def log_folder(out: Path, data_dir: Path | None, dataset, register: str | None,
@@ -45,11 +46,18 @@ def _log_folder(out, folder, data_dir, dataset, register, echo) -> str:
             if manifest.get("mlflow_run_id") else {}))
         run.load()
         history = folder.read_json(HISTORY) or {"train_ce": [], "valid_ce": []}
-        _log_curves(tracked, history, len(run.dataset.train) // recipe.config.batch_size)
-        words = run.dataset.vocab.words
-        example = " ".join(words[i] for i in run.dataset.test[0, :-1])
-        tracked.log_model(out / CHECKPOINT, out / VOCAB, example, recipe.model_name(), register)
-        _log_finals(tracked, run, folder.read_json(METRICS) or {}, len(history["train_ce"]))
+        kind = recipe.config.model
+        examples = (run.dataset.train if kind == "4gram"
+                    else SampledStages(run).examples("train"))
+        per_epoch = len(examples) // recipe.config.batch_size
+        _log_curves(tracked, history, per_epoch, *CURVES[kind])
+        if kind == "4gram":                   # the pyfunc model predicts next words
+            words = run.dataset.vocab.words
+            example = " ".join(words[i] for i in run.dataset.test[0, :-1])
+            tracked.log_model(out / CHECKPOINT, out / VOCAB, example, recipe.model_name(),
+                              register)
+        _log_finals(tracked, run, folder.read_json(METRICS) or {}, len(history["train_ce"]),
+                    CURVES[kind][1])
         tracked.log_artifacts(*(out / name for name in FILES if (out / name).is_file()))
         report = folder.read_json(REPORT_JSON)
         if report:
@@ -64,21 +72,23 @@ def _log_folder(out, folder, data_dir, dataset, register, echo) -> str:
     return tracked.page
 
 
-def _log_curves(tracked, history: dict, batches_per_epoch: int) -> None:
+def _log_curves(tracked, history: dict, batches_per_epoch: int, train_curve: str,
+                valid_curve: str) -> None:
     for step, ce in enumerate(history["train_ce"], 1):
-        tracked.log_metric("train/ce_running_mean", ce, step)
+        tracked.log_metric(train_curve, ce, step)
         if (step - 1) % batches_per_epoch == 0:
             tracked.log_metric("train/epoch", (step - 1) // batches_per_epoch + 1, step)
     for step, ce in history["valid_ce"]:
-        tracked.log_metric("valid/ce", ce, step)
+        tracked.log_metric(valid_curve, ce, step)
 
 
-def _log_finals(tracked, run: PipelineRun, metrics: dict, steps: int) -> None:
+def _log_finals(tracked, run: PipelineRun, metrics: dict, steps: int, valid_curve: str) -> None:
     """At step 0, as the live run logs them (bars in the UI); valid's and test's linked
-    to their dataset.  The validation stage's CE also ends the valid/ce curve, at the
-    training's last step, ``steps``."""
-    if "valid/final_ce" in metrics and steps:
-        tracked.log_metric("valid/ce", metrics["valid/final_ce"], steps)
+    to their dataset.  The validation stage's figure (valid/final_ce) also ends the
+    validation curve (valid/ce), at the training's last step, ``steps``."""
+    final = valid_curve.replace("/", "/final_")
+    if final in metrics and steps:
+        tracked.log_metric(valid_curve, metrics[final], steps)
     for split in ("valid", "test"):
         figures = {k: v for k, v in metrics.items() if k.startswith(f"{split}/")}
         if figures:

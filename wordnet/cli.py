@@ -173,8 +173,10 @@ def run(stages, sets, from_run, resume, register, no_register, parent_run, judge
     --set keys: the recipe's hyperparameters (batch_size, embedding_size,
     hidden_size, epochs, early_stop, learning_rate, momentum, validation_period,
     checkpoint_minutes, backend, dtype, init, seed, activation, weight_decay,
-    init_embeddings=MODEL) and reference_checkpoint=PATH
-    (compared byte for byte).
+    init_embeddings=MODEL; model=4gram|window|skipgram, window, corruption,
+    negatives) and reference_checkpoint=PATH (compared byte for byte).
+    The window scorer and skip-gram (--pipeline window, skipgram, skipgram-neg)
+    do not resume: their training is not saved when interrupted.
     """
     from . import pipeline, rundir
     from .recipes import EVALUATION_KEYS

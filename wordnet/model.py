@@ -179,9 +179,18 @@ class Layers:
         # then runs single-threaded inside each (see single_threaded_blas).  A
         # minibatch of 100 leaves too little work for more than a few threads.
         self.threads = threads or default_threads()
+        self._buffers = {}
 
     def params(self) -> dict[str, np.ndarray]:
         return {name: getattr(self, name) for name in self.PARAMS}
+
+    def buffer(self, name: str, shape: tuple[int, ...]) -> np.ndarray:
+        """An uninitialised array, the same one for the same name and shape: a step's
+        activations without a new allocation (and its page faults) at every step."""
+        key = (name, shape)
+        if key not in self._buffers:
+            self._buffers[key] = np.empty(shape, self.dtype)
+        return self._buffers[key]
 
     def update_order(self) -> tuple[str, ...]:
         return self.UPDATE_ORDER or self.PARAMS[::-1]

@@ -19,10 +19,10 @@ from .data import load_dataset
 from .model import ConfigError, Model, check_memory, default_threads, training_memory
 from .recipes import Recipe, with_overrides
 from .reproduce import reproduce
-from .sampled_stages import SampledStages
 from .rundir import (CE_PLOT, CHECKPOINT, EMBEDDING_PAGE, EMBEDDING_PLOT, HISTORY, MANIFEST,
-                     METRICS, RECIPE, REPORT, REPORT_JSON, VOCAB, RunDir, check_space,
-                     check_writable, space_needed)
+                     METRICS, NPZ_CHECKPOINT, RECIPE, REPORT, REPORT_JSON, VOCAB, RunDir,
+                     check_space, check_writable, space_needed)
+from .sampled_stages import SampledStages
 from .tracking import NoRun
 from .train import Diverged, Position, Trainer, evaluate
 
@@ -434,9 +434,16 @@ def _run(recipe, overrides, stages, out, data_dir, track, run_name, from_run, ec
 
 
 def download_run(run_id: str, out: Path) -> None:
-    """The checkpoint, vocabulary and hyperparameters of an MLflow run, into ``out``."""
+    """The checkpoint (model.bin, or model.npz), vocabulary and hyperparameters of an
+    MLflow run, into ``out``."""
     import mlflow
-    for name in (CHECKPOINT, VOCAB, RECIPE):
+    try:
+        logged = {a.path for a in mlflow.MlflowClient().list_artifacts(run_id)}
+    except Exception as e:                     # MLflow and OS errors alike
+        raise PipelineError(f"run {run_id}: cannot list its files "
+                            f"({tracking.first_line(e)})") from None
+    model = NPZ_CHECKPOINT if NPZ_CHECKPOINT in logged else CHECKPOINT
+    for name in (model, VOCAB, RECIPE):
         try:
             mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=name,
                                                 dst_path=str(out))

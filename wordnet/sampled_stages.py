@@ -26,6 +26,10 @@ from .train import Diverged
 from .window import WindowScorer
 
 MODELS = {"window": WindowScorer, "skipgram": SkipGram}
+# each model's curves in MLflow: the training's running mean, the validations
+CURVES = {"4gram": ("train/ce_running_mean", "valid/ce"),
+          "window": ("train/loss_running_mean", "valid/loss"),
+          "skipgram": ("train/loss_running_mean", "valid/ce")}
 
 
 class SampledStages:
@@ -42,7 +46,8 @@ class SampledStages:
             self._corpus = load_corpus(self.run.dataset.vocab, self.run.data_dir)
         return self._corpus
 
-    def _examples(self, split: str):
+    def examples(self, split: str):
+        """The split's windows or centre-context pairs."""
         return examples(self.cls, self.corpus, split, self.config.window)
 
     def _new_model(self):
@@ -70,7 +75,7 @@ class SampledStages:
     def train(self):
         from .pipeline import PipelineError, stop_on_signals
         run, cfg = self.run, self.config
-        train, valid = self._examples("train"), self._examples("valid")
+        train, valid = self.examples("train"), self.examples("valid")
         run.echo(f"{cfg.model}: {len(train):,} training and {len(valid):,} validation "
                  f"{'windows' if cfg.model == 'window' else 'centre-context pairs'} "
                  f"(k = {cfg.window})")
@@ -81,11 +86,11 @@ class SampledStages:
         trainer = SampledTrainer(model, cfg, self.corpus)
         total = cfg.iterations(len(train))
         bar = run.progress(total) if run.progress else None
-        valid_name = "valid/loss" if cfg.model == "window" else "valid/ce"
+        train_name, valid_name = CURVES[cfg.model]
         pruned = []
 
         def on_iteration(it):
-            run.tracked.log_metric("train/loss_running_mean", it.train_ce, it.step)
+            run.tracked.log_metric(train_name, it.train_ce, it.step)
             if it.batch == 1:
                 run.tracked.log_metric("train/epoch", it.epoch, it.step)
             if bar:
@@ -151,14 +156,14 @@ class SampledStages:
         run = self.run
         if run._model is None:
             run._model = self.load_model()
-        rows = self._examples(split)
+        rows = self.examples(split)
         with run._model.single_threaded_blas():
             figures = run._model.evaluate(rows)
         run.echo(f"{split}: " + ", ".join(f"{name.replace('_', ' ')} {value:.6f}"
                                           for name, value in figures.items())
                  + f" ({len(rows):,} {'windows' if self.config.model == 'window' else 'pairs'})")
         figures = {f"{split}/{name}": value for name, value in figures.items()}
-        curve = "valid/loss" if self.config.model == "window" else "valid/ce"
+        curve = CURVES[self.config.model][1]
         if split == "valid":                # the curve of the validations ends with this one
             figures[curve.replace("/", "/final_")] = value = figures.pop(curve)
             if run.step:

@@ -51,11 +51,11 @@ class SkipGram(Layers):
     def probabilities(self, centre: np.ndarray) -> np.ndarray:
         """y = softmax(W2 W1[:, c]) (V x N) for centre words ``centre`` (N); keeps y1."""
         N = len(centre)
-        self.y1 = np.empty((self.embedding_size, N), self.dtype)
-        y = np.empty((self.vocab_size, N), self.dtype)
+        self.y1 = self.buffer("y1", (self.embedding_size, N))
+        y = self.buffer("y", (self.vocab_size, N))
         embed(self.W1, centre.reshape(N, 1), self.y1)            # y1 = W1[:, c]
         self._gemm(self.W2, self.y1, y)                          # z = W2 y1
-        bias_softmax(y, self._zero_bias, y, np.empty(N, self.dtype), self._exact,
+        bias_softmax(y, self._zero_bias, y, self.buffer("scratch", (N,)), self._exact,
                      self.threads)                               # y = softmax(z)
         return y
 
@@ -69,10 +69,10 @@ class SkipGram(Layers):
         context = np.ascontiguousarray(pairs[:, 1])
         y = self.probabilities(centre)
         loss = cross_entropy(y, context) * len(pairs)
-        dz = np.empty_like(y)
+        dz = self.buffer("dz", y.shape)
         softmax_grad(y, context, dz)                             # dz = y - onehot(o)
         self._gemm(dz, self.y1, grads["W2"], trans_b=True)       # dW2 = dz y1ᵀ
-        dy1 = np.empty_like(self.y1)
+        dy1 = self.buffer("dy1", self.y1.shape)
         self._gemm(self.W2, dz, dy1, trans_a=True)               # dy1 = W2ᵀ dz
         embed_grad(dy1, centre.reshape(-1, 1), grads["W1"], self._part)  # dW1[:, c] += dy1
         return loss

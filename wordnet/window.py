@@ -59,9 +59,9 @@ class WindowScorer(Layers):
     def scores(self, x: np.ndarray) -> np.ndarray:
         """s (M,) for windows x (M x D, int32, 0-based); keeps y1, y2 for backward."""
         M = len(x)
-        self.y1 = np.empty((self.window * self.W1.shape[0], M), self.dtype)
-        self.y2 = np.empty((self.hidden_size, M), self.dtype)
-        z3 = np.empty((1, M), self.dtype)
+        self.y1 = self.buffer("y1", (self.window * self.W1.shape[0], M))
+        self.y2 = self.buffer("y2", (self.hidden_size, M))
+        z3 = self.buffer("s", (1, M))
         embed(self.W1, x, self.y1)                               # y1 = [W1 x_1; ...; W1 x_D]
         self._gemm(self.W2, self.y1, self.y2)                    # z2 = W2 y1 (in place)
         squash = bias_tanh if self._tanh else bias_sigmoid
@@ -74,18 +74,17 @@ class WindowScorer(Layers):
         (the same windows, centres replaced); its gradients into ``grads``."""
         both = np.ascontiguousarray(np.concatenate([x, corrupted]), dtype=np.int32)
         s = self.scores(both)
-        ds = np.empty_like(s)
-        loss = hinge_grad(s, ds)                                 # L, and dL/ds
-        ds = ds[None, :]
+        ds = self.buffer("ds", (1, len(s)))
+        loss = hinge_grad(s, ds[0])                              # L, and dL/ds
         self._gemm(ds, self.y2, grads["W3"], trans_b=True)       # dW3 = ds y2ᵀ
         grads["b3"][0] = ds.sum()                                # db3 = Σ ds
-        dz2 = np.empty_like(self.y2)
+        dz2 = self.buffer("dz2", self.y2.shape)
         self._gemm(self.W3, ds, dz2, trans_a=True)               # dy2 = W3ᵀ ds
         grad = tanh_grad if self._tanh else sigmoid_grad
         grad(dz2, self.y2, dz2, self.threads)                    # dz2 = dy2 ∘ (1 - y2²)
         self._gemm(dz2, self.y1, grads["W2"], trans_b=True)      # dW2 = dz2 y1ᵀ
         sum_columns(dz2, grads["b2"], self._exact, self.threads)  # db2 = Σ dz2
-        dy1 = np.empty_like(self.y1)
+        dy1 = self.buffer("dy1", self.y1.shape)
         self._gemm(self.W2, dz2, dy1, trans_a=True)              # dy1 = W2ᵀ dz2
         embed_grad(dy1, both, grads["W1"], self._part)           # dW1, position by position
         return loss
