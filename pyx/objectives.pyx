@@ -43,24 +43,27 @@ cdef double hinge_grad_block(const floating* s, floating* ds, int N) noexcept no
 
 cdef double negative_sampling_block(const floating* W1, const floating* W2, int d, int V,
                                     const int* centre, const int* words, int K1, int N,
-                                    floating* dW1, floating* dW2, floating* dv,
+                                    floating* dW1, floating* dW2, floating* v, floating* dv,
                                     bint grad) noexcept nogil:
     """The negative-sampling loss summed over N examples (words[i, 0] the context word,
     words[i, 1:K1] the samples); with ``grad``, its gradients added into dW1 (d x V)
-    and dW2 (V x d), which the caller zeroes.  ``dv``: d floats of scratch."""
+    and dW2 (V x d), which the caller zeroes.  ``v``, ``dv``: d floats of scratch each
+    (the centre's vector is a column of W1, d cache lines apart: copied once)."""
     cdef int i, j, k, c, w
     cdef double u, g, total = 0.0
     cdef const floating* out
+    cdef floating* dout
     for i in range(N):
         c = centre[i]
         for k in range(d):
+            v[k] = W1[<Py_ssize_t> k * V + c]
             dv[k] = 0.0
         for j in range(K1):
             w = words[i * K1 + j]
             out = W2 + <Py_ssize_t> w * d
             u = 0.0
-            for k in range(d):                        # u = u_w · v, v = W1[:, c]
-                u = u + out[k] * W1[<Py_ssize_t> k * V + c]
+            for k in range(d):                        # u = u_w · v
+                u = u + out[k] * v[k]
             if j == 0:
                 total = total - log_sigmoid(u)
                 g = exp(log_sigmoid(u)) - 1.0         # σ(u) - 1
@@ -68,9 +71,10 @@ cdef double negative_sampling_block(const floating* W1, const floating* W2, int 
                 total = total - log_sigmoid(-u)
                 g = exp(log_sigmoid(u))               # σ(u)
             if grad:
+                dout = dW2 + <Py_ssize_t> w * d
                 for k in range(d):
                     dv[k] = dv[k] + g * out[k]
-                    dW2[<Py_ssize_t> w * d + k] += g * W1[<Py_ssize_t> k * V + c]
+                    dout[k] = dout[k] + g * v[k]
         if grad:
             for k in range(d):
                 dW1[<Py_ssize_t> k * V + c] += dv[k]
@@ -118,10 +122,12 @@ def negative_sampling(const floating[:, ::1] W1, const floating[:, ::1] W2,
         dW2[:, :] = 0.0
     if N == 0 or d == 0:
         return 0.0
-    cdef floating[::1] dv = np.empty(d, dtype=np.float64 if floating is double else np.float32)
+    cdef floating[:, ::1] scratch = np.empty((2, d), dtype=np.float64 if floating is double
+                                             else np.float32)
     cdef double total
     with nogil:
         total = negative_sampling_block(&W1[0, 0], &W2[0, 0], d, V, &centre[0], &words[0, 0],
                                        K1, N, &dW1[0, 0] if grad else NULL,
-                                       &dW2[0, 0] if grad else NULL, &dv[0], grad)
+                                       &dW2[0, 0] if grad else NULL, &scratch[0, 0],
+                                        &scratch[1, 0], grad)
     return total
