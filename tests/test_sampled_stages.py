@@ -145,3 +145,17 @@ def test_log_backfills_a_window_run_and_from_run_fetches_it(trained, tmp_path):
     assert result.exit_code == 0, result.output
     assert json.loads((fetched / "metrics.json").read_text())["valid/final_loss"] == \
         live.data.metrics["valid/final_loss"]
+
+
+def test_a_sweep_of_window_scorers_ranks_them_by_their_validation_loss(tmp_path):
+    out = tmp_path / "sweep"
+    result = CliRunner().invoke(cli, [
+        "sweep", "--pipeline", "window", "--set", "learning_rate=0.02,0.2", "--set",
+        "early_stop=200", "--set", "epochs=1", "--stage", "train", "--stage", "validate",
+        "--out", str(out), "--no-tracking"])
+    assert result.exit_code == 0, result.output
+    rows = json.loads((out / "sweep.json").read_text())
+    assert [r["status"] for r in rows] == ["FINISHED", "FINISHED"]
+    assert rows[0]["valid/final_loss"] < rows[1]["valid/final_loss"]
+    assert "Sorted by valid/final_loss" in (out / "sweep.md").read_text()
+    assert "test/ranking_accuracy" in (out / "sweep.md").read_text()

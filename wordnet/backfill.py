@@ -16,7 +16,8 @@ from . import tracking
 from .pipeline import NotLogged, PipelineError, PipelineRun
 from .rundir import (CE_PLOT, CHECKPOINT, EMBEDDING_PAGE, EMBEDDING_PLOT, HISTORY, MANIFEST,
                      METRICS, NPZ_CHECKPOINT, RECIPE, REPORT, REPORT_JSON, VOCAB, RunDir)
-from .sampled_stages import CURVES, SampledStages
+from .figures import FIGURES
+from .sampled_stages import SampledStages
 
 FILES = (CHECKPOINT, NPZ_CHECKPOINT, VOCAB, RECIPE, HISTORY, CE_PLOT, EMBEDDING_PLOT,
          EMBEDDING_PAGE, REPORT, REPORT_JSON)
@@ -50,14 +51,15 @@ def _log_folder(out, folder, data_dir, dataset, register, echo) -> str:
         examples = (run.dataset.train if kind == "4gram"
                     else SampledStages(run).examples("train"))
         per_epoch = len(examples) // recipe.config.batch_size
-        _log_curves(tracked, history, per_epoch, *CURVES[kind])
+        names = FIGURES[kind]
+        _log_curves(tracked, history, per_epoch, names.train_curve, names.valid_curve)
         if kind == "4gram":                   # the pyfunc model predicts next words
             words = run.dataset.vocab.words
             example = " ".join(words[i] for i in run.dataset.test[0, :-1])
             tracked.log_model(out / CHECKPOINT, out / VOCAB, example, recipe.model_name(),
                               register)
         _log_finals(tracked, run, folder.read_json(METRICS) or {}, len(history["train_ce"]),
-                    CURVES[kind][1])
+                    names)
         tracked.log_artifacts(*(out / name for name in FILES if (out / name).is_file()))
         report = folder.read_json(REPORT_JSON)
         if report:
@@ -82,13 +84,12 @@ def _log_curves(tracked, history: dict, batches_per_epoch: int, train_curve: str
         tracked.log_metric(valid_curve, ce, step)
 
 
-def _log_finals(tracked, run: PipelineRun, metrics: dict, steps: int, valid_curve: str) -> None:
+def _log_finals(tracked, run: PipelineRun, metrics: dict, steps: int, names) -> None:
     """At step 0, as the live run logs them (bars in the UI); valid's and test's linked
     to their dataset.  The validation stage's figure (valid/final_ce) also ends the
     validation curve (valid/ce), at the training's last step, ``steps``."""
-    final = valid_curve.replace("/", "/final_")
-    if final in metrics and steps:
-        tracked.log_metric(valid_curve, metrics[final], steps)
+    if names.select_by in metrics and steps:
+        tracked.log_metric(names.valid_curve, metrics[names.select_by], steps)
     for split in ("valid", "test"):
         figures = {k: v for k, v in metrics.items() if k.startswith(f"{split}/")}
         if figures:

@@ -273,6 +273,7 @@ def sweep(sets, samples, sampler, seed, prune, stages, threads, jobs, executor, 
     The parent run names the best trial by validation CE and holds the summary.
     """
     from . import pipeline, rundir, sweeps
+    from .figures import FIGURES
     from .model import ConfigError
     from .recipes import with_overrides
     from .search import Search, parse_space
@@ -321,9 +322,9 @@ def sweep(sets, samples, sampler, seed, prune, stages, threads, jobs, executor, 
                            dataset=dataset, jobs=jobs, threads=threads, source=recipe, ray=ray,
                            resume=resume)
     keys = list(search.space)
-    shown = [k for k in ("train/final_ce", "valid/final_ce", "test/ce")
-             if any(k in r for r in results)]
-    click.echo(f"\nbest first, by {sweeps.SELECT_BY} (all in {out / 'sweep.md'}):")
+    names = FIGURES[base.config.model]
+    shown = [k for k in names.shown[:3] if any(k in r for r in results)]
+    click.echo(f"\nbest first, by {names.select_by} (all in {out / 'sweep.md'}):")
     click.echo("  ".join(f"{k:>14}" for k in keys + shown + ["status"]))
     for r in results:
         values = [r[k] for k in keys] + [f"{r[k]:.6f}" if k in r else "-" for k in shown]

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from . import plots
 from .corpus import load_corpus
+from .figures import FIGURES
 from .model import ConfigError, check_memory
 from .rundir import (EMBEDDING_PAGE, EMBEDDING_PLOT, HISTORY, NPZ_CHECKPOINT, RECIPE, VOCAB,
                      check_space)
@@ -26,10 +27,6 @@ from .train import Diverged
 from .window import WindowScorer
 
 MODELS = {"window": WindowScorer, "skipgram": SkipGram}
-# each model's curves in MLflow: the training's running mean, the validations
-CURVES = {"4gram": ("train/ce_running_mean", "valid/ce"),
-          "window": ("train/loss_running_mean", "valid/loss"),
-          "skipgram": ("train/loss_running_mean", "valid/ce")}
 
 
 class SampledStages:
@@ -86,7 +83,7 @@ class SampledStages:
         trainer = SampledTrainer(model, cfg, self.corpus)
         total = cfg.iterations(len(train))
         bar = run.progress(total) if run.progress else None
-        train_name, valid_name = CURVES[cfg.model]
+        train_name, valid_name = FIGURES[cfg.model].train_curve, FIGURES[cfg.model].valid_curve
         pruned = []
 
         def on_iteration(it):
@@ -163,9 +160,10 @@ class SampledStages:
                                           for name, value in figures.items())
                  + f" ({len(rows):,} {'windows' if self.config.model == 'window' else 'pairs'})")
         figures = {f"{split}/{name}": value for name, value in figures.items()}
-        curve = CURVES[self.config.model][1]
+        names = FIGURES[self.config.model]
+        curve = names.valid_curve
         if split == "valid":                # the curve of the validations ends with this one
-            figures[curve.replace("/", "/final_")] = value = figures.pop(curve)
+            figures[names.select_by] = value = figures.pop(curve)
             if run.step:
                 run.tracked.log_metric(curve, value, run.step)
         run._record(figures)

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from . import tracking
 from .data import load_dataset
+from .figures import FIGURES, Figures
 from .fileio import atomic_write
 from .model import default_threads
 from .pipeline import PipelineError, Pruned, run
@@ -33,9 +34,7 @@ from .tracking import NoRun
 from .trials import (TRIAL_LOG, finished_trial, run_command, run_process, thread_env,
                      trial_row)
 
-SELECT_BY = "valid/final_ce"                  # lower is better
-SHOWN = ("valid/final_ce", "test/ce", "valid/top1", "train/final_ce", "perf/updates_per_second")
-CURVES = ("train/ce_running_mean", "train/batch_ce_mean10", "train/epoch", "valid/ce")
+CURVES = ("train/batch_ce_mean10", "train/epoch")   # besides each model's two (figures.py)
 STOP_SECONDS = 60                             # Ctrl-C: the bound on the trials' ending
 
 
@@ -83,20 +82,21 @@ def sweep(recipe: Recipe, search: Search, stages, out: Path, data_dir: Path | No
         parent.set_tags({"wordnet.sweep.jobs": str(slots)})   # trials at once
         rows = list(earlier)
         try:
-            _drive(search, launch, slots, rows)
+            _drive(search, launch, slots, rows, FIGURES[recipe.config.model].select_by)
         finally:                                     # Ctrl-C too: the summary of what ran
             launch.close()
             _summarise(parent, recipe, search, rows, out)
     return rows
 
 
-def _drive(search: Search, launch, slots: int, rows: list) -> None:
+def _drive(search: Search, launch, slots: int, rows: list, select_by: str) -> None:
     """Hand out the search's trials to ``slots`` launchers at once until none is left;
-    each trial's row into ``rows``.  Ctrl-C: no new trial, the running ones stopped."""
+    each trial's row into ``rows``, its ``select_by`` figure to the search.  Ctrl-C: no
+    new trial, the running ones stopped."""
     def worker():
         while (trial := search.next()) is not None:
             row = launch(trial)
-            search.finish(trial.number, row["status"], row.get(SELECT_BY))
+            search.finish(trial.number, row["status"], row.get(select_by))
             rows.append(row)
 
     if slots == 1:
@@ -194,7 +194,7 @@ class _Processes:
 def _earlier_trials(parent_run_id: str, recipe: Recipe, search: Search) -> list[dict]:
     """The rows of an earlier sweep's finished and pruned trials, told to ``search``."""
     from mlflow import MlflowClient
-    client = MlflowClient()
+    client, names = MlflowClient(), FIGURES[recipe.config.model]
     try:
         parent = client.get_run(parent_run_id)
     except Exception as e:                       # MLflow and HTTP errors alike
@@ -215,10 +215,11 @@ def _earlier_trials(parent_run_id: str, recipe: Recipe, search: Search) -> list[
             continue                             # run again
         values = _planned(recipe, search, {key: child.data.params.get(key)
                                            for key in search.space})
-        curve = client.get_metric_history(child.info.run_id, "valid/ce")
+        curve = client.get_metric_history(child.info.run_id, names.valid_curve)
         intermediate = {n: m.value for n, m in enumerate(sorted(curve, key=lambda m: m.step), 1)}
-        finals = {k: v for k, v in child.data.metrics.items() if k not in CURVES}
-        search.skip(values, finals.get(SELECT_BY), intermediate, pruned)
+        finals = {k: v for k, v in child.data.metrics.items()
+                  if k not in CURVES + (names.train_curve, names.valid_curve)}
+        search.skip(values, finals.get(names.select_by), intermediate, pruned)
         rows.append({"run": child.info.run_name, **values,
                      "status": "PRUNED" if pruned else "FINISHED", **finals,
                      "run_id": child.info.run_id, "folder": "-"})
@@ -237,12 +238,13 @@ def _planned(recipe: Recipe, search: Search, params: dict) -> dict:
 
 
 def _summarise(parent, recipe: Recipe, search: Search, rows: list[dict], out: Path) -> None:
-    rows.sort(key=_rank)
+    names = FIGURES[recipe.config.model]
+    rows.sort(key=lambda row: _rank(row, names.select_by))
     keys = list(search.space)
-    best = rows[0] if rows and SELECT_BY in rows[0] else None
+    best = rows[0] if rows and names.select_by in rows[0] else None
     RunDir(out).write_json(SWEEP, rows)
-    atomic_write(out / "sweep.md", summary_markdown(rows, keys).encode())
-    atomic_write(out / "sweep.csv", summary_csv(rows, keys).encode())
+    atomic_write(out / "sweep.md", summary_markdown(rows, keys, names).encode())
+    atomic_write(out / "sweep.csv", summary_csv(rows, keys, names).encode())
     parent.set_tags({"mlflow.note.content": description(recipe, search, rows, best)})
     if best:
         parent.set_tags({"wordnet.best_run_id": str(best["run_id"]),
@@ -255,9 +257,10 @@ def _summarise(parent, recipe: Recipe, search: Search, rows: list[dict], out: Pa
     parent.log_artifacts(out / SWEEP, out / "sweep.md", out / "sweep.csv")
 
 
-def _rank(row: dict):
-    """Finished runs by validation CE, then those without one, the pruned, the failed."""
-    value = row.get(SELECT_BY)
+def _rank(row: dict, select_by: str):
+    """Finished runs by their validation figure (``select_by``: the CE, the window
+    scorer's loss), then those without one, the pruned, the failed."""
+    value = row.get(select_by)
     order = {"FINISHED": 0, "PRUNED": 1}.get(row["status"], 2)
     return (order, value is None or not math.isfinite(value),
             value if value is not None else 0.0)
@@ -272,32 +275,34 @@ def description(recipe: Recipe, search: Search, rows: list[dict], best: dict | N
             + (f", {len(failed)} failed" if failed else "") + ".")
     for r in failed:
         text += f"\n- {r['run']}: {r['status']}, {r.get('error', 'no error said')}"
+    names = FIGURES[recipe.config.model]
     if best:
-        text += (f"\n\nBest by validation CE: {best['run']} (run {best['run_id']}), "
-                 f"validation CE {best[SELECT_BY]:.6f}.")
+        text += (f"\n\nBest by {names.objective}: {best['run']} (run {best['run_id']}), "
+                 f"{names.objective} {best[names.select_by]:.6f}.")
     elif rows:
-        text += "\n\nNo run has a validation CE (the validate stage did not run): no best run."
+        text += (f"\n\nNo run has a {names.objective} (the validate stage did not run): "
+                 "no best run.")
     return text + (f"\n\n{recipe.description}" if recipe.description else "")
 
 
-def summary_markdown(rows: list[dict], keys: list[str]) -> str:
-    header = ["rank", "run", *keys, *SHOWN, "status", "run ID"]
-    lines = ["# Sweep summary", "", f"Sorted by {SELECT_BY} (lower is better).", "",
+def summary_markdown(rows: list[dict], keys: list[str], names: Figures) -> str:
+    header = ["rank", "run", *keys, *names.shown, "status", "run ID"]
+    lines = ["# Sweep summary", "", f"Sorted by {names.select_by} (lower is better).", "",
              "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for n, r in enumerate(rows, 1):
         cells = [str(n), r["run"], *(str(r[k]) for k in keys),
-                 *(_shown(r.get(k)) for k in SHOWN),
+                 *(_shown(r.get(k)) for k in names.shown),
                  r["status"] + (f": {r['error']}" if "error" in r else ""), str(r["run_id"] or "-")]
         lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
     return "\n".join(lines) + "\n"
 
 
-def summary_csv(rows: list[dict], keys: list[str]) -> str:
+def summary_csv(rows: list[dict], keys: list[str], names: Figures) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer)
-    writer.writerow(["rank", "run", *keys, *SHOWN, "status", "error", "run_id", "folder"])
+    writer.writerow(["rank", "run", *keys, *names.shown, "status", "error", "run_id", "folder"])
     for n, r in enumerate(rows, 1):
-        writer.writerow([n, r["run"], *(r[k] for k in keys), *(r.get(k, "") for k in SHOWN),
+        writer.writerow([n, r["run"], *(r[k] for k in keys), *(r.get(k, "") for k in names.shown),
                          r["status"], r.get("error", ""), r["run_id"] or "", r["folder"]])
     return buffer.getvalue()
 
