@@ -159,3 +159,21 @@ def test_a_sweep_of_window_scorers_ranks_them_by_their_validation_loss(tmp_path)
     assert rows[0]["valid/final_loss"] < rows[1]["valid/final_loss"]
     assert "Sorted by valid/final_loss" in (out / "sweep.md").read_text()
     assert "test/ranking_accuracy" in (out / "sweep.md").read_text()
+
+
+def test_a_sweeps_judge_prunes_a_window_scorer_at_its_validation_point(tmp_path):
+    from wordnet import pipeline
+    from wordnet.recipes import load_recipe
+    asked = []
+
+    def judge(point, value):
+        asked.append((point, value))
+        return point == 2
+
+    with pytest.raises(pipeline.Pruned, match=r"validation point 2 \(iteration 101\): "
+                                              r"valid/loss 0\.\d+, clearly worse"):
+        pipeline.run(load_recipe("window"), {"epochs": "1", "early_stop": "200",
+                                             "validation_period": "50"},
+                     ("train", "validate"), tmp_path / "p", None, judge=judge)
+    assert [point for point, _ in asked] == [1, 2]
+    assert json.loads((tmp_path / "p" / "run.json").read_text())["status"] == "PRUNED"

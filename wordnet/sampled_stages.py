@@ -84,7 +84,7 @@ class SampledStages:
         total = cfg.iterations(len(train))
         bar = run.progress(total) if run.progress else None
         train_name, valid_name = FIGURES[cfg.model].train_curve, FIGURES[cfg.model].valid_curve
-        pruned = []
+        points, pruned = [], []                     # validation steps; where the judge stopped it
 
         def on_iteration(it):
             run.tracked.log_metric(train_name, it.train_ce, it.step)
@@ -95,12 +95,11 @@ class SampledStages:
 
         def on_validation(step, value):
             run.tracked.log_metric(valid_name, value, step)
-            if run.judge is not None and run.judge(len(history_points) + 1, value):
+            points.append(step)
+            if run.judge is not None and run.judge(len(points), value):
                 pruned.append((step, value))
                 trainer.request_stop()
-            history_points.append(step)
 
-        history_points = []
         try:
             with stop_on_signals(trainer.request_stop):
                 history = trainer.run(train, valid, on_iteration, on_validation)
@@ -113,7 +112,7 @@ class SampledStages:
             if pruned:
                 from .pipeline import Pruned
                 step, value = pruned[0]
-                why = (f"validation point {len(history_points)} (iteration {step}): "
+                why = (f"validation point {len(points)} (iteration {step}): "
                        f"{valid_name} {value:.4f}, clearly worse than other trials there")
                 run.tracked.set_tags({"wordnet.pruned": why})
                 raise Pruned(f"pruned at {why}")
