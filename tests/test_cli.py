@@ -649,3 +649,16 @@ def test_ctrl_c_on_a_full_disk_still_exits_130(data_dir, tmp_path, monkeypatch):
     assert f"not saved ([Errno 28] No space left on device: '{tmp_path / 'model.bin'}')" \
         in result.output
     assert not (tmp_path / "model.bin").exists()
+
+
+def test_a_reader_that_goes_away_ends_the_command_quietly(model9):
+    """`wordnet-pipeline nearest day | head -1`: no "Broken pipe" error, the status of a
+    program SIGPIPE ended."""
+    reader, writer = os.pipe()
+    os.close(reader)                              # nobody will read: the first write fails
+    try:
+        done = subprocess.run([SCRIPT, "nearest", "day", "--model", model9, "-k", "50"],
+                              stdout=writer, stderr=subprocess.PIPE, text=True, timeout=60)
+    finally:
+        os.close(writer)
+    assert done.returncode == 141 and done.stderr == ""

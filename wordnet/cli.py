@@ -34,8 +34,8 @@ SHOWN_WORDS = 20                      # generate --interactive: the text's last 
 EPILOG = """\b
 Exit status: 0 success; 1 failure (training diverged, a reproduction check
 failed, a missing file, a full disk or an unreachable server); 2 usage error
-(bad option, --set key or value, or input words); 130 interrupted (Ctrl-C); 143
-terminated (SIGTERM).
+(bad option, --set key or value, or input words); 130 interrupted (Ctrl-C); 141
+the output's reader went away (| head); 143 terminated (SIGTERM).
 """
 
 
@@ -69,6 +69,12 @@ class Group(click.Group):
         except KeyboardInterrupt:
             click.echo("Interrupted.", err=True)
             raise click.exceptions.Exit(130) from None
+        except BrokenPipeError:
+            # The reader went away (`wordnet-pipeline nearest day | head -1`): stop
+            # quietly, with the status of a program SIGPIPE ended; stdout goes to
+            # /dev/null so that the interpreter's last flush has nowhere to fail.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            raise click.exceptions.Exit(141) from None
         except Exception as e:
             if ctx.meta.get(DEBUG):
                 raise
