@@ -656,8 +656,8 @@ class Progress:
 
     WIDTH = 24
 
-    def __init__(self, total: int):
-        self.total, self.stream = total, sys.stderr
+    def __init__(self, total: int, loss: str = "CE"):
+        self.total, self.stream, self.loss = total, sys.stderr, loss     # what it.train_ce is
         self.interactive = self.stream.isatty()
         self.interval = 0.2 if self.interactive else 5.0
         self.start = time.monotonic()
@@ -671,7 +671,7 @@ class Progress:
         rate = it.step / max(now - self.start, 1e-9)
         eta = time.strftime("%H:%M:%S", time.gmtime((self.total - it.step) / rate))
         text = (f"iteration {it.step:,}/{self.total:,} (epoch {it.epoch}, minibatch "
-                f"{it.batch:,}/{it.batches:,})  {rate:,.0f} updates/s  CE {it.train_ce:.4f}  "
+                f"{it.batch:,}/{it.batches:,})  {rate:,.0f} updates/s  {self.loss} {it.train_ce:.4f}  "
                 f"ETA {eta}")
         if self.interactive:
             done = self.WIDTH * it.step // self.total

@@ -82,7 +82,7 @@ class SampledStages:
         check_space(run.out, 2 * 8 * params + 64 * cfg.iterations(len(train)) + 2**22)
         trainer = SampledTrainer(model, cfg, self.corpus)
         total = cfg.iterations(len(train))
-        bar = run.progress(total) if run.progress else None
+        bar = run.progress(total, loss="loss") if run.progress else None
         train_name, valid_name = FIGURES[cfg.model].train_curve, FIGURES[cfg.model].valid_curve
         points, pruned = [], []                     # validation steps; where the judge stopped it
 
