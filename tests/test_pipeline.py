@@ -83,7 +83,7 @@ def test_a_stage_alone_takes_the_model_from_the_folder(trained, dataset, data_di
     assert (saved.name, saved.config, saved.enforce_statistical_parity) == (
         "quick", recipe(**TINY).config, False)
     assert run.model.W1.shape == (50, 250)
-    with pytest.raises(pipeline.PipelineError, match="no model in"):
+    with pytest.raises(pipeline.PipelineError, match="no 4-gram model in"):
         pipeline.PipelineRun(recipe(), data_dir, out / "empty", dataset=dataset).model
     metrics = pipeline.run(recipe(), {}, ("test",), out, data_dir, echo=lambda m: None,
                            dataset=dataset)

@@ -56,6 +56,13 @@ def test_overrides_are_typed_and_checked():
         recipe(negatives="-1")
     with pytest.raises(ConfigError, match="corruption must be one of uniform, unigram"):
         recipe(corruption="zipf")
+    # what another model uses, set away from its default, would be ignored: refused
+    with pytest.raises(ConfigError, match="negatives does not apply to the 4gram model"):
+        recipe(negatives="5")
+    with pytest.raises(ConfigError, match="hidden_size does not apply to the skipgram model"):
+        recipes.with_overrides(recipes.load_recipe("skipgram"), {"hidden_size": "7"})
+    assert recipes.with_overrides(recipes.load_recipe("skipgram"), {"negatives": "3"}).label() == (
+        "K=3 · skipgram · fast")
 
 
 def test_the_notes_other_models_have_recipes():

@@ -16,15 +16,16 @@ SHORT = {"window": ["epochs=1", "early_stop=300", "validation_period=100"],
          "skipgram": ["epochs=1", "early_stop=3000", "validation_period=1000"]}
 
 
-def run(recipe, out, experiment):
+def run(recipe, out, experiment, *more):
     settings = [arg for pair in SHORT[recipe.removesuffix("-neg")] for arg in ("--set", pair)]
     return CliRunner().invoke(cli, ["run", "--pipeline", recipe, *settings, "--stage",
-                                    "all", "--out", str(out), "--experiment", experiment])
+                                    "all", "--out", str(out), "--experiment", experiment, *more])
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    """The three recipes, shortened, each tracked in one store."""
+def trained(tmp_path_factory, data_dir):
+    """The three recipes, shortened, each tracked in one store; skipgram-neg from a data
+    folder with the 4-gram CSVs (and raw_sentences.txt, which it reads)."""
     import mlflow
     folder = tmp_path_factory.mktemp("sampled")
     uri = f"sqlite:///{folder / 'mlflow.db'}"
@@ -33,7 +34,8 @@ def trained(tmp_path_factory):
     mp.setenv("MLFLOW_TRACKING_URI", uri)
     results = {}
     for recipe in ("window", "skipgram", "skipgram-neg"):
-        results[recipe] = run(recipe, folder / recipe, recipe)
+        more = ("--data-dir", str(data_dir)) if recipe == "skipgram-neg" else ()
+        results[recipe] = run(recipe, folder / recipe, recipe, *more)
     yield folder, results
     mp.undo()
     mlflow.set_tracking_uri(None)
@@ -83,6 +85,9 @@ def test_skipgram_trains_and_is_tracked(trained, recipe):
     assert -math.log(250) + better < m["test/log_likelihood"] < 0
     assert m["test/ce"] == -m["test/log_likelihood"]
     assert m["valid/final_ce"] > 0
+    from wordnet import embedded
+    tag = found.data.tags.get("wordnet.data.sha256.raw_sentences.txt")
+    assert tag == embedded.SHA256["raw_sentences.txt"]     # what it read, CSVs beside or not
 
 
 def test_their_embeddings_are_read_from_folders_and_runs(trained):
@@ -177,3 +182,45 @@ def test_a_sweeps_judge_prunes_a_window_scorer_at_its_validation_point(tmp_path)
                      ("train", "validate"), tmp_path / "p", None, judge=judge)
     assert [point for point, _ in asked] == [1, 2]
     assert json.loads((tmp_path / "p" / "run.json").read_text())["status"] == "PRUNED"
+
+
+def test_a_folder_holds_one_kind_of_model_the_last_trained(tmp_path, monkeypatch):
+    """A 4-gram model trained into a window scorer's folder replaces it, and back:
+    nothing reads the other kind's leftover checkpoint."""
+    from wordnet.rundir import RunDir
+    monkeypatch.chdir(tmp_path)
+    folder, runner = tmp_path / "artifacts" / "mixed", CliRunner()
+    window = ["run", "--pipeline", "window", "--set", "epochs=1", "--set", "early_stop=50",
+              "--stage", "train", "--out", str(folder), "--no-tracking"]
+    assert runner.invoke(cli, window).exit_code == 0
+    info = runner.invoke(cli, ["info", str(folder)])
+    assert info.exit_code == 0 and "Model                    = window" in info.output
+    assert "W2                       = 100 x 250" in info.output
+    result = runner.invoke(cli, ["run", "--pipeline", "quick", "--set", "early_stop=50",
+                                 "--stage", "train", "--out", str(folder), "--no-tracking"])
+    assert result.exit_code == 0, result.output
+    assert not (folder / "model.npz").exists() and RunDir(folder).model_file().name == "model.bin"
+    assert runner.invoke(cli, ["predict", "have a good", "--model", str(folder)]).exit_code == 0
+    assert runner.invoke(cli, window).exit_code == 0
+    assert not (folder / "model.bin").exists() and not (folder / "ce_curves.png").exists()
+    assert isinstance(load(str(folder)), Embeddings)
+    assert isinstance(load(None), Embeddings)               # the latest run: this one
+    resumed = runner.invoke(cli, ["run", "--resume", "--out", str(folder), "--no-tracking"])
+    assert resumed.exit_code == 1
+    assert "a window run does not resume: train it again, without --resume" in resumed.output
+
+
+def test_a_split_without_examples_is_named(tmp_path):
+    from types import SimpleNamespace
+
+    from wordnet.data import Vocabulary
+    from wordnet.pipeline import PipelineError
+    from wordnet.recipes import load_recipe
+    from wordnet.sampled_stages import SampledStages
+    (tmp_path / "raw_sentences.txt").write_text("a b c\n" * 10)
+    run = SimpleNamespace(config=load_recipe("window").config, data_dir=tmp_path,
+                          dataset=SimpleNamespace(vocab=Vocabulary(("a", "b", "c")),
+                                                  files={"raw_sentences.txt": "-"}))
+    with pytest.raises(PipelineError, match="the train split of raw_sentences.txt has no "
+                                            r"windows of 5 words \(k = 2\)"):
+        SampledStages(run).examples("train")

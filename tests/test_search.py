@@ -60,6 +60,8 @@ def test_a_sampled_value_is_short_and_a_trial_has_a_folder_of_its_own():
     ("=1,2", "unknown key"),
     ("learning_rate", "expected key=value"),
     ("epoch=1,2", "unknown key; choose one of batch_size"),
+    ("model=window,skipgram", "model cannot vary in a sweep"),
+    ("model=choice:window,skipgram", "model cannot vary in a sweep"),
 ])
 def test_a_bad_space_is_refused_in_one_line(pair, message):
     with pytest.raises(ConfigError, match=message):

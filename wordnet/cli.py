@@ -167,10 +167,12 @@ def run(stages, sets, from_run, resume, register, no_register, parent_run, judge
     load       read the data (--data-dir, $WORDNET_DATA_DIR, data/, else the copy
                shipped with the package)
     train      the training loop; writes model.bin (C format) and the CE curves
+               (model.npz for the window scorer and skip-gram)
     validate   CE, perplexity, top-1 and top-5 accuracy on the validation set
+               (the window scorer: ranking accuracy; skip-gram: log-likelihood)
     test       the same on the test set
     reproduce  check the published model9-3000.bin and the model just trained
-               against the C reference; exit status 1 when a check fails
+               against the C reference; exit status 1 when a check fails (4-gram)
 
     A stage run alone takes the model from --out, --from-run or the latest run.
     Ctrl-C or SIGTERM during training, and every checkpoint_minutes of it, save the
@@ -276,7 +278,8 @@ def sweep(sets, samples, sampler, seed, prune, stages, threads, jobs, executor, 
                --samples 20 --seed 1 --prune asha
     Each trial is a `wordnet-pipeline run` process with --threads threads, --jobs at
     once (its output in its folder's trial.log), or a Ray task with --executor ray.
-    The parent run names the best trial by validation CE and holds the summary.
+    The parent run names the best trial by validation CE (the window scorer's: its
+    validation loss) and holds the summary; the model cannot vary in a sweep.
     """
     from . import pipeline, rundir, sweeps
     from .figures import FIGURES
@@ -570,6 +573,8 @@ def info(path, model, tracking_uri):
     if path and model:
         raise click.UsageError("give the model once: MODEL or --model")
     with model_files(path or model, tracking_uri=tracking_uri, vocab=False) as (checkpoint, _):
+        if checkpoint.suffix == ".npz":
+            return _npz_info(checkpoint)
         h, params = load(checkpoint)
     rows = [("Mini-batch size", h.batch_size), ("Layer 1 Neurons", h.embedding_size),
             ("Layer 2 Neurons", h.hidden_size), ("Training epochs", h.epochs),
@@ -586,6 +591,19 @@ def info(path, model, tracking_uri):
 
 
 # -- helpers ------------------------------------------------------------------------------
+
+def _npz_info(path):
+    """What `info` shows of a window scorer's or skip-gram's checkpoint: its kind and
+    the shapes of its parameters (the C header's hyperparameters are in its recipe)."""
+    from .checkpoint import load_npz
+    from .sampled_stages import MODELS
+    kind, params = load_npz(path, {m.kind: m.PARAMS for m in MODELS.values()})
+    click.echo("## Model Info")
+    click.echo(f"   {'Model':<24} = {kind}")
+    for name, p in params.items():
+        click.echo(f"   {name:<24} = {' x '.join(map(str, p.shape))}")
+    click.echo(f"   {'Parameters':<24} = {sum(p.size for p in params.values()):8d}")
+
 
 def _recipe(name, sets):
     from .model import ConfigError

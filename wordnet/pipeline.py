@@ -283,9 +283,9 @@ class PipelineRun:
     @property
     def model(self) -> Model:
         if self._model is None:
-            if not self.folder.has_model():
-                raise PipelineError(f"no model in {self.out}/: run --stage train first, "
-                                    "or pass --out DIR or --from-run RUN_ID")
+            if not (self.out / CHECKPOINT).is_file():
+                raise PipelineError(f"no 4-gram model in {self.out}/: run --stage train "
+                                    "first, or pass --out DIR or --from-run RUN_ID")
             _, params = self.folder.load_model(len(self.dataset.vocab))
             self._model = Model(params, self.config.backend, dtype=self.config.dtype,
                                 activation=self.config.activation)

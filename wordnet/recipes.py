@@ -17,6 +17,12 @@ from .model import ConfigError, ModelConfig
 from .train import TrainingConfig
 
 
+# The keys each model ignores (model.py's MODELS): the other models' own.
+UNUSED = {"4gram": ("window", "corruption", "negatives"),
+          "window": ("negatives",),
+          "skipgram": ("hidden_size", "activation", "corruption")}
+
+
 @dataclass(frozen=True)
 class Config(ModelConfig, TrainingConfig):
     """A recipe's hyperparameters: the model's (ModelConfig) and its training's
@@ -26,6 +32,13 @@ class Config(ModelConfig, TrainingConfig):
     def __post_init__(self):
         ModelConfig.__post_init__(self)
         TrainingConfig.__post_init__(self)
+        # A key another model uses, set away from its default, would be ignored here,
+        # yet name the run and count as a change of recipe: refused instead.
+        for key in UNUSED[self.model]:
+            default = getattr(Config, key)
+            if getattr(self, key) != default:
+                raise ConfigError(f"{key} does not apply to the {self.model} model "
+                                  f"(leave it at {default})")
 
 
 CONFIG_KEYS = tuple(f.name for f in dataclasses.fields(Config))

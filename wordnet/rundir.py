@@ -57,27 +57,40 @@ class RunDir:
     # -- the model --------------------------------------------------------------------
 
     def save_model(self, header: checkpoint.Header, params: dict, words, recipe: Recipe) -> None:
-        """The checkpoint, its vocabulary and the recipe that trained it."""
+        """The checkpoint, its vocabulary and the recipe that trained it; a window
+        scorer's or skip-gram's checkpoint of an earlier run in the folder is removed."""
         checkpoint.save(self / CHECKPOINT, header, params)
         atomic_write(self / VOCAB, ("\n".join(words) + "\n").encode())
         self.write_json(RECIPE, recipe.as_json())
+        (self / NPZ_CHECKPOINT).unlink(missing_ok=True)
 
     def load_model(self, vocab_size: int):
         """(header, params) of the folder's checkpoint."""
         return checkpoint.load(self / CHECKPOINT, vocab_size)
 
     def save_npz_model(self, kind: str, params: dict, words, recipe: Recipe) -> None:
-        """The window scorer's or skip-gram's checkpoint, its vocabulary and recipe."""
+        """The window scorer's or skip-gram's checkpoint, its vocabulary and recipe; what
+        a 4-gram model of an earlier run in the folder left (its checkpoint, resume
+        state, CE plot and reproduction report) is removed."""
         checkpoint.save_npz(self / NPZ_CHECKPOINT, kind, params)
         atomic_write(self / VOCAB, ("\n".join(words) + "\n").encode())
         self.write_json(RECIPE, recipe.as_json())
+        for path in (self / CHECKPOINT, checkpoint.state_path(self / CHECKPOINT), self / CE_PLOT,
+                     self / REPORT, self / REPORT_JSON):
+            path.unlink(missing_ok=True)
 
     def has_model(self) -> bool:
         return (self / CHECKPOINT).is_file() or (self / NPZ_CHECKPOINT).is_file()
 
     def model_file(self) -> Path:
-        """The folder's checkpoint: model.npz if it holds one, else model.bin."""
-        return self / NPZ_CHECKPOINT if (self / NPZ_CHECKPOINT).is_file() else self / CHECKPOINT
+        """The folder's checkpoint: model.npz for a window scorer or skip-gram (as its
+        recipe.json says; without one, if it is the only one there), else model.bin."""
+        saved = self.read_json(RECIPE)
+        model = (saved or {}).get("config", {}).get("model") if isinstance(saved, dict) else None
+        if model is None:
+            only_npz = (self / NPZ_CHECKPOINT).is_file() and not (self / CHECKPOINT).is_file()
+            return self / (NPZ_CHECKPOINT if only_npz else CHECKPOINT)
+        return self / (CHECKPOINT if model == "4gram" else NPZ_CHECKPOINT)
 
     def recipe(self) -> Recipe | None:
         """The recipe the folder's model was trained with, if recorded."""
@@ -134,7 +147,7 @@ class RunDir:
 
 
 def latest_run(root: Path = RUNS_DIR) -> Path | None:
-    """The folder of the last run that finished with a checkpoint."""
+    """The folder of the last run that finished with a checkpoint, of any model."""
     best, best_time = None, ""
     for manifest in Path(root).glob(f"*/{MANIFEST}"):
         try:
@@ -142,7 +155,7 @@ def latest_run(root: Path = RUNS_DIR) -> Path | None:
         except (OSError, ValueError):
             continue
         folder = manifest.parent
-        if (info.get("status") == "FINISHED" and (folder / CHECKPOINT).is_file()
+        if (info.get("status") == "FINISHED" and RunDir(folder).has_model()
                 and info.get("finished", "") > best_time):
             best, best_time = folder, info["finished"]
     return best

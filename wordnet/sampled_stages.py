@@ -1,8 +1,9 @@
 """The stages train, validate, test and reproduce of the window scorer and of skip-gram
 (``model = "window"`` or ``"skipgram"``), for :class:`wordnet.pipeline.PipelineRun`.
 
-They write what the 4-gram stages write, but the checkpoint is ``model.npz``
-(:func:`wordnet.checkpoint.save_npz`) and the figures are each model's own:
+They write the 4-gram stages' files but the CE plot and the reproduction report;
+the checkpoint is ``model.npz`` (:func:`wordnet.checkpoint.save_npz`), and the figures
+are each model's own (:mod:`wordnet.figures`):
 
     window      train/loss_running_mean, valid/loss (hinge, against fixed corruptions);
                 {valid,test}/ranking_accuracy, /mean_margin, /loss
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 from . import plots
 from .corpus import load_corpus
+from .data import sha256
 from .figures import FIGURES
 from .model import ConfigError, check_memory
 from .rundir import (EMBEDDING_PAGE, EMBEDDING_PLOT, HISTORY, NPZ_CHECKPOINT, RECIPE, VOCAB,
@@ -40,12 +42,24 @@ class SampledStages:
     @property
     def corpus(self):
         if self._corpus is None:
-            self._corpus = load_corpus(self.run.dataset.vocab, self.run.data_dir)
+            run = self.run
+            self._corpus = load_corpus(run.dataset.vocab, run.data_dir)
+            if "raw_sentences.txt" not in run.dataset.files:   # the 4-gram CSVs were read
+                run.tracked.set_tags({"wordnet.data.sha256.raw_sentences.txt":
+                                      sha256(run.data_dir / "raw_sentences.txt")})
         return self._corpus
 
     def examples(self, split: str):
-        """The split's windows or centre-context pairs."""
-        return examples(self.cls, self.corpus, split, self.config.window)
+        """The split's windows or centre-context pairs; PipelineError when it has none."""
+        from .pipeline import PipelineError
+        rows = examples(self.cls, self.corpus, split, self.config.window)
+        if len(rows) == 0:
+            k = self.config.window
+            what = (f"windows of {2 * k + 1} words" if self.cls is WindowScorer
+                    else "two words in one sentence")
+            raise PipelineError(f"the {split} split of raw_sentences.txt has no {what} "
+                                f"(k = {k}): choose a smaller window")
+        return rows
 
     def _new_model(self):
         cfg = self.config
@@ -72,6 +86,9 @@ class SampledStages:
     def train(self):
         from .pipeline import PipelineError, stop_on_signals
         run, cfg = self.run, self.config
+        if run.resume:
+            raise PipelineError(f"a {cfg.model} run does not resume: train it again, "
+                                "without --resume")
         train, valid = self.examples("train"), self.examples("valid")
         run.echo(f"{cfg.model}: {len(train):,} training and {len(valid):,} validation "
                  f"{'windows' if cfg.model == 'window' else 'centre-context pairs'} "

@@ -92,7 +92,12 @@ def parse_space(pairs) -> dict[str, Axis]:
     """``KEY=SPEC`` pairs as axes, in the order given; ConfigError for a malformed
     pair, an unknown key or a bad distribution."""
     from .recipes import parse_overrides
-    return {key: Axis.parse(key, spec) for key, spec in parse_overrides(pairs).items()}
+    space = {key: Axis.parse(key, spec) for key, spec in parse_overrides(pairs).items()}
+    model = space.get("model")
+    if model is not None and (model.kind != "grid" or len(model.values) > 1):
+        raise ConfigError("model cannot vary in a sweep: the models report different figures; "
+                          "sweep one at a time (--pipeline window, skipgram, ...)")
+    return space
 
 
 @dataclass(frozen=True)

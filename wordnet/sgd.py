@@ -29,12 +29,10 @@ def examples(model, corpus: Corpus, split: str, k: int) -> np.ndarray:
     return make(corpus.split(split), k)
 
 
-def validation_loss(model, rows: np.ndarray) -> tuple[str, float]:
-    """(name, value) of what validation reports: the window scorer's hinge loss
-    against fixed corruptions, skip-gram's full-softmax CE."""
-    if model.kind == "window":
-        return "loss", model.evaluate(rows)["loss"]
-    return "ce", model.evaluate(rows)["ce"]
+def validation_loss(model, rows: np.ndarray) -> float:
+    """What validation reports: the window scorer's hinge loss against fixed
+    corruptions, skip-gram's full-softmax CE."""
+    return model.evaluate(rows)["loss" if model.kind == "window" else "ce"]
 
 
 class SampledTrainer:
@@ -103,7 +101,7 @@ class SampledTrainer:
                     self.optimizer.step(self.grads)
                     history.updates += 1
                     if valid is not None and b > 0 and b % cfg.validation_period == 0:
-                        _, value = validation_loss(self.model, valid)
+                        value = validation_loss(self.model, valid)
                         history.valid_ce.append((step, value))
                         if on_validation is not None:
                             on_validation(step, value)
