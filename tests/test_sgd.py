@@ -17,9 +17,9 @@ def corpus():
 
 
 def train(corpus, rows=3000, **settings):
-    config = Config(**{"init": "gaussian", "embedding_size": 8, "hidden_size": 6,
-                       "batch_size": 50, "epochs": 2, "early_stop": 10, "backend": "fast"}
-                    | settings)
+    small = {"hidden_size": 6} if settings.get("model") == "window" else {}
+    config = Config(**{"init": "gaussian", "embedding_size": 8, "batch_size": 50, "epochs": 2,
+                       "early_stop": 10, "backend": "fast"} | small | settings)
     cls = WindowScorer if config.model == "window" else SkipGram
     model = cls.initialize(config, 250)
     trainer = SampledTrainer(model, config, corpus)
