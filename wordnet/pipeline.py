@@ -192,17 +192,7 @@ class PipelineRun:
         self.painter.draw(plots.ce_curves, self.out / CE_PLOT, history.train_ce,
                           history.valid_ce, len(data.train) // cfg.batch_size,
                           title=self._plot_title())
-        self.painter.draw(plots.embedding_map, self.out / EMBEDDING_PLOT, model.W1,
-                          data.vocab.words, title=self._plot_title(),
-                          html=self.out / EMBEDDING_PAGE, also=[self.out / EMBEDDING_PAGE])
-        self.echo(f"trained: {history.updates:,} updates in {history.seconds:.1f} s "
-                  f"({history.updates_per_second:,.0f} updates/s), training CE "
-                  f"{history.train_ce[-1]:.6f}")
-        self._record({"train/final_ce": history.train_ce[-1], "perf/updates": history.updates,
-                      "perf/train_seconds": history.seconds,
-                      "perf/updates_per_second": history.updates_per_second})
-        self.tracked.log_artifacts(*(self.out / name for name in (
-            CHECKPOINT, VOCAB, RECIPE, HISTORY)))   # the plots when drawn: execute()
+        self.trained(model.W1, history, CHECKPOINT, "ce")
         example = " ".join(data.vocab.words[i] for i in data.test[0, :-1])
         self.tracked.log_model(self.out / CHECKPOINT, self.out / VOCAB, example,
                                self.recipe.model_name(), self.register)
@@ -233,6 +223,22 @@ class PipelineRun:
         self.echo(f"reproduce: {report.verdict()}")
 
     # -- helpers --------------------------------------------------------------------------
+
+    def trained(self, W1, history, checkpoint_name: str, loss: str) -> None:
+        """What every model's training ends with: the map of its embeddings ``W1`` drawn,
+        its ``history`` said and recorded (``train/final_ce``, or ``_loss``), and the
+        folder's files logged (the plots when drawn: execute())."""
+        self.painter.draw(plots.embedding_map, self.out / EMBEDDING_PLOT, W1,
+                          self.dataset.vocab.words, title=self._plot_title(),
+                          html=self.out / EMBEDDING_PAGE, also=[self.out / EMBEDDING_PAGE])
+        self.echo(f"trained: {history.updates:,} updates in {history.seconds:.1f} s "
+                  f"({history.updates_per_second:,.0f} updates/s), training "
+                  f"{'CE' if loss == 'ce' else loss} {history.train_ce[-1]:.6f}")
+        self._record({f"train/final_{loss}": history.train_ce[-1],
+                      "perf/updates": history.updates, "perf/train_seconds": history.seconds,
+                      "perf/updates_per_second": history.updates_per_second})
+        self.tracked.log_artifacts(*(self.out / name for name in (
+            checkpoint_name, VOCAB, RECIPE, HISTORY)))
 
     def _trainer(self):
         """(model, trainer, history so far): fresh, or where an interrupted run stopped."""

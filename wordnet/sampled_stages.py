@@ -16,13 +16,11 @@ words, is the 4-gram model's only.
 """
 from __future__ import annotations
 
-from . import plots
 from .corpus import load_corpus
 from .data import sha256
 from .figures import FIGURES
 from .model import ConfigError, check_memory
-from .rundir import (EMBEDDING_PAGE, EMBEDDING_PLOT, HISTORY, NPZ_CHECKPOINT, RECIPE, VOCAB,
-                     check_space)
+from .rundir import HISTORY, NPZ_CHECKPOINT, check_space
 from .sgd import SampledTrainer, examples
 from .skipgram import SkipGram
 from .train import Diverged
@@ -143,17 +141,7 @@ class SampledStages:
         run.wrote_model = True
         run.folder.write_json(HISTORY, {"train_ce": history.train_ce,
                                         "valid_ce": history.valid_ce})
-        run.painter.draw(plots.embedding_map, run.out / EMBEDDING_PLOT, model.W1,
-                         run.dataset.vocab.words, title=run._plot_title(),
-                         html=run.out / EMBEDDING_PAGE, also=[run.out / EMBEDDING_PAGE])
-        run.echo(f"trained: {history.updates:,} updates in {history.seconds:.1f} s "
-                 f"({history.updates_per_second:,.0f} updates/s), training loss "
-                 f"{history.train_ce[-1]:.6f}")
-        run._record({"train/final_loss": history.train_ce[-1], "perf/updates": history.updates,
-                     "perf/train_seconds": history.seconds,
-                     "perf/updates_per_second": history.updates_per_second})
-        run.tracked.log_artifacts(*(run.out / name for name in (
-            NPZ_CHECKPOINT, VOCAB, RECIPE, HISTORY)))
+        run.trained(model.W1, history, NPZ_CHECKPOINT, "loss")
 
     def validate(self):
         self._evaluate("valid")
