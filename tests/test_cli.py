@@ -109,7 +109,7 @@ def test_a_missing_model_is_a_one_line_error(tmp_path, monkeypatch):
     error = one_line_error(invoke("predict", "have a good", "--model", tmp_path / "no.bin"), 1)
     assert "no such model file" in error
     error = one_line_error(invoke("predict", "have a good"), 1)
-    assert "no trained model" in error and "wordnet-pipeline run --stage all" in error
+    assert "no trained 4-gram model" in error and "wordnet-pipeline run --stage all" in error
     (tmp_path / "bad.bin").write_bytes(b"\0" * 10)
     assert "not a WordNet checkpoint" in one_line_error(
         invoke("predict", "have a good", "--model", tmp_path / "bad.bin"), 1)

@@ -8,7 +8,7 @@ import pytest
 from click.testing import CliRunner
 
 from wordnet.cli import cli
-from wordnet.predict import Embeddings, load
+from wordnet.predict import Embeddings, Predictor, load
 
 # a tenth of an epoch or so: 300 of the window scorer's 2,948 minibatches, 3,000 of
 # skip-gram's 19,565
@@ -201,10 +201,23 @@ def test_a_folder_holds_one_kind_of_model_the_last_trained(tmp_path, monkeypatch
     assert result.exit_code == 0, result.output
     assert not (folder / "model.npz").exists() and RunDir(folder).model_file().name == "model.bin"
     assert runner.invoke(cli, ["predict", "have a good", "--model", str(folder)]).exit_code == 0
+    none = runner.invoke(cli, ["predict", "have a good"])   # the latest run: a 4-gram model
+    assert none.exit_code == 0, none.output
     assert runner.invoke(cli, window).exit_code == 0
     assert not (folder / "model.bin").exists() and not (folder / "ce_curves.png").exists()
     assert isinstance(load(str(folder)), Embeddings)
     assert isinstance(load(None), Embeddings)               # the latest run: this one
+    # predict's latest run is the latest that predicts: no 4-gram model is left
+    none = runner.invoke(cli, ["predict", "have a good"])
+    assert none.exit_code == 1 and "no trained 4-gram model" in none.output
+    other = tmp_path / "artifacts" / "four"
+    assert runner.invoke(cli, ["run", "--pipeline", "quick", "--set", "early_stop=50",
+                               "--stage", "train", "--out", str(other),
+                               "--no-tracking"]).exit_code == 0
+    assert runner.invoke(cli, window).exit_code == 0      # the window scorer: latest again
+    assert isinstance(load(None), Embeddings) and not isinstance(load(None), Predictor)
+    assert isinstance(load(None, predicts=True), Predictor)
+    assert runner.invoke(cli, ["predict", "have a good"]).exit_code == 0
     resumed = runner.invoke(cli, ["run", "--resume", "--out", str(folder), "--no-tracking"])
     assert resumed.exit_code == 1
     assert "a window run does not resume: train it again, without --resume" in resumed.output

@@ -651,16 +651,17 @@ def _data_dir(option):
     return data_dir(option)
 
 
-def _embeddings(model, data_dir, tracking_uri):
-    """The embeddings of --model, a model of any kind."""
+def _embeddings(model, data_dir, tracking_uri, predicts=False):
+    """The embeddings of --model, a model of any kind (the latest run's without it)."""
     from .predict import load
-    return load(model, Path(data_dir) if data_dir else None, tracking_uri)
+    return load(model, Path(data_dir) if data_dir else None, tracking_uri, predicts)
 
 
 def _predictor(model, data_dir, tracking_uri):
-    """The 4-gram model of --model, which predicts next words."""
+    """The 4-gram model of --model (the latest 4-gram run's without it), which predicts
+    next words."""
     from .predict import Predictor
-    loaded = _embeddings(model, data_dir, tracking_uri)
+    loaded = _embeddings(model, data_dir, tracking_uri, predicts=True)
     if not isinstance(loaded, Predictor):
         raise BadInput(f"{model or 'the latest run'} is a {loaded.kind} model: it does not "
                        "predict next words (`nearest`, `distance` and `compare-embeddings` "

@@ -183,11 +183,13 @@ class Predictor(Embeddings):
 
 
 def load(model: str | None, data_dir: Path | None = None,
-         tracking_uri: str | None = None) -> Embeddings:
+         tracking_uri: str | None = None, predicts: bool = False) -> Embeddings:
     """The model of ``--model``: a checkpoint file, a run's folder, a ``runs:/`` or
-    ``models:/`` URI, or None for the latest finished run.  A 4-gram model is a
-    Predictor; the window scorer and skip-gram have Embeddings only."""
-    with model_files(model, data_dir, tracking_uri) as (checkpoint_path, vocab_path):
+    ``models:/`` URI, or None for the latest finished run (with ``predicts``, the
+    latest 4-gram run).  A 4-gram model is a Predictor; the window scorer and
+    skip-gram have Embeddings only."""
+    with model_files(model, data_dir, tracking_uri, predicts=predicts) as (checkpoint_path,
+                                                                           vocab_path):
         if Path(checkpoint_path).suffix == ".npz":
             return Embeddings.load(checkpoint_path, vocab_path)
         return Predictor.load(checkpoint_path, vocab_path)
@@ -195,7 +197,7 @@ def load(model: str | None, data_dir: Path | None = None,
 
 @contextmanager
 def model_files(model: str | None, data_dir: Path | None = None, tracking_uri: str | None = None,
-                vocab: bool = True) -> Iterator[tuple[Path, Path | None]]:
+                vocab: bool = True, predicts: bool = False) -> Iterator[tuple[Path, Path | None]]:
     """(checkpoint, vocabulary) of ``--model`` (see :func:`load`), the vocabulary None
     unless ``vocab``; an MLflow model's files last as long as the ``with`` block.  An
     MLflow run's ID (32 hexadecimal digits, not a file here) is its ``runs:/ID``."""
@@ -207,9 +209,10 @@ def model_files(model: str | None, data_dir: Path | None = None, tracking_uri: s
             yield checkpoint_path, vocab_path if vocab else None
         return
     if model is None:
-        folder = latest_run()
+        folder = latest_run(models=("4gram",) if predicts else None)
         if folder is None:
-            raise ModelNotFound(f"no trained model under {RUNS_DIR}/: train one with "
+            what = "4-gram model (one that predicts next words)" if predicts else "model"
+            raise ModelNotFound(f"no trained {what} under {RUNS_DIR}/: train one with "
                                 "`wordnet-pipeline run --stage all`, or pass --model PATH")
         yield RunDir(folder).model_file(), folder / VOCAB if vocab else None
         return

@@ -82,15 +82,23 @@ class RunDir:
     def has_model(self) -> bool:
         return (self / CHECKPOINT).is_file() or (self / NPZ_CHECKPOINT).is_file()
 
+    def model_kind(self) -> str:
+        """The folder's model: "4gram", "window" or "skipgram", as its recipe.json says;
+        without a readable one (or one from before the other models), "4gram" unless
+        model.npz is the only checkpoint there ("npz": one of the others)."""
+        try:
+            saved = self.read_json(RECIPE)
+        except RunFolderError:
+            saved = None
+        model = saved.get("config", {}).get("model") if isinstance(saved, dict) else None
+        if isinstance(model, str):
+            return model
+        only_npz = (self / NPZ_CHECKPOINT).is_file() and not (self / CHECKPOINT).is_file()
+        return "npz" if only_npz else "4gram"
+
     def model_file(self) -> Path:
-        """The folder's checkpoint: model.npz for a window scorer or skip-gram (as its
-        recipe.json says; without one, if it is the only one there), else model.bin."""
-        saved = self.read_json(RECIPE)
-        model = (saved or {}).get("config", {}).get("model") if isinstance(saved, dict) else None
-        if model is None:
-            only_npz = (self / NPZ_CHECKPOINT).is_file() and not (self / CHECKPOINT).is_file()
-            return self / (NPZ_CHECKPOINT if only_npz else CHECKPOINT)
-        return self / (CHECKPOINT if model == "4gram" else NPZ_CHECKPOINT)
+        """The folder's checkpoint: model.bin for a 4-gram model, else model.npz."""
+        return self / (CHECKPOINT if self.model_kind() == "4gram" else NPZ_CHECKPOINT)
 
     def recipe(self) -> Recipe | None:
         """The recipe the folder's model was trained with, if recorded."""
@@ -146,18 +154,20 @@ class RunDir:
         self.write_json(MANIFEST, fields)
 
 
-def latest_run(root: Path = RUNS_DIR) -> Path | None:
-    """The folder of the last run that finished with a checkpoint, of any model."""
+def latest_run(root: Path = RUNS_DIR, models=None) -> Path | None:
+    """The folder of the last run that finished with a checkpoint, of any model, or of
+    one of ``models`` (e.g. ``("4gram",)``: a model that predicts next words)."""
     best, best_time = None, ""
     for manifest in Path(root).glob(f"*/{MANIFEST}"):
         try:
             info = json.loads(manifest.read_text())
         except (OSError, ValueError):
             continue
-        folder = manifest.parent
-        if (info.get("status") == "FINISHED" and RunDir(folder).has_model()
+        folder = RunDir(manifest.parent)
+        if (info.get("status") == "FINISHED" and folder.has_model()
+                and (models is None or folder.model_kind() in models)
                 and info.get("finished", "") > best_time):
-            best, best_time = folder, info["finished"]
+            best, best_time = folder.path, info["finished"]
     return best
 
 
