@@ -24,6 +24,7 @@ the faster numpy.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -135,16 +136,11 @@ class NumpySkipGram(NumpyStep):
         return self.p["E"].T
 
 
-def setup(name: str, corpus):
-    recipe = {"window": "window", "skipgram": "skipgram", "skipgram-neg": "skipgram-neg"}[name]
-    return load_recipe(recipe).config
-
-
 def ours(config, corpus, backend, dtype, params):
     cls = WindowScorer if config.model == "window" else SkipGram
     extra = {"activation": config.activation} if cls is WindowScorer else {}
     model = cls(params, backend, dtype=dtype, **extra)
-    cfg = config.__class__(**{**config.__dict__, "backend": backend, "dtype": dtype})
+    cfg = dataclasses.replace(config, backend=backend, dtype=dtype)
     trainer = SampledTrainer(model, cfg, corpus)
     return model, trainer
 
@@ -173,7 +169,7 @@ def check(config, corpus, rows, params):
 
 
 def measure(name, corpus, seconds, repeats):
-    config = setup(name, corpus)
+    config = load_recipe(name).config
     cls = WindowScorer if config.model == "window" else SkipGram
     rows = examples(cls, corpus, "train", config.window)
     N = config.batch_size

@@ -18,6 +18,7 @@ import time
 import numpy as np
 
 from .corpus import UNIGRAM_POWER, Corpus, pairs, windows
+from .figures import FIGURES
 from .model import ConfigError, Momentum
 from .train import Diverged, History, Iteration, TrainingConfig
 from .window import corrupt
@@ -30,9 +31,9 @@ def examples(model, corpus: Corpus, split: str, k: int) -> np.ndarray:
 
 
 def validation_loss(model, rows: np.ndarray) -> float:
-    """What validation reports: the window scorer's hinge loss against fixed
-    corruptions, skip-gram's full-softmax CE."""
-    return model.evaluate(rows)["loss" if model.kind == "window" else "ce"]
+    """What validation reports (figures.py's valid curve): the window scorer's hinge
+    loss against fixed corruptions, skip-gram's full-softmax CE."""
+    return model.evaluate(rows)[FIGURES[model.kind].valid_curve.removeprefix("valid/")]
 
 
 class SampledTrainer:
@@ -44,12 +45,10 @@ class SampledTrainer:
                                   config.batch_size, weight_decay=config.weight_decay)
         self.grads = {name: np.empty_like(p) for name, p in model.params().items()}
         self.rng = np.random.default_rng(config.seed)
-        V = model.vocab_size
         if model.kind == "window":
             self.draw_p = None if config.corruption == "uniform" else corpus.unigram()
         else:
             self.draw_p = corpus.unigram(UNIGRAM_POWER)
-        self.vocab_size = V
         self._stop_requested = False
 
     def request_stop(self) -> None:
@@ -57,7 +56,7 @@ class SampledTrainer:
         self._stop_requested = True
 
     def _draw(self, shape) -> np.ndarray:
-        return self.rng.choice(self.vocab_size, size=shape, p=self.draw_p).astype(np.int32)
+        return self.rng.choice(self.model.vocab_size, size=shape, p=self.draw_p).astype(np.int32)
 
     def batch_loss(self, batch: np.ndarray) -> float:
         """The batch's summed loss; its gradients into self.grads."""

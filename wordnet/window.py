@@ -72,7 +72,7 @@ class WindowScorer(Layers):
     def gradients(self, x: np.ndarray, corrupted: np.ndarray, grads: dict) -> float:
         """The hinge loss summed over the windows ``x`` (N x D) against ``corrupted``
         (the same windows, centres replaced); its gradients into ``grads``."""
-        both = np.ascontiguousarray(np.concatenate([x, corrupted]), dtype=np.int32)
+        both = _stacked(x, corrupted)
         s = self.scores(both)
         ds = self.buffer("ds", (1, len(s)))
         loss = hinge_grad(s, ds[0])                              # L, and dL/ds
@@ -91,7 +91,7 @@ class WindowScorer(Layers):
 
     def loss(self, x: np.ndarray, corrupted: np.ndarray) -> float:
         """The mean hinge loss of windows ``x`` against ``corrupted``."""
-        s = self.scores(np.ascontiguousarray(np.concatenate([x, corrupted]), dtype=np.int32))
+        s = self.scores(_stacked(x, corrupted))
         return float(np.maximum(0.0, 1.0 - s[:len(x)] + s[len(x):]).mean())
 
     def evaluate(self, x: np.ndarray, chunk: int = 4096) -> dict[str, float]:
@@ -106,17 +106,20 @@ class WindowScorer(Layers):
             xs = x[start:start + chunk]
             s = self.scores(xs)
             for _ in range(EVAL_CORRUPTIONS):
-                corrupted = xs.copy()
                 # another word than the centre: 1..V-1 places further round the vocabulary
                 shift = rng.integers(1, self.vocab_size, size=len(xs))
-                corrupted[:, k] = (xs[:, k] + shift) % self.vocab_size
-                gap = s - self.scores(corrupted)
+                gap = s - self.scores(corrupt(xs, (xs[:, k] + shift) % self.vocab_size))
                 wins += int((gap > 0).sum())
                 margin += float(gap.sum())
                 loss += float(np.maximum(0.0, 1.0 - gap).sum())
                 total += len(xs)
         return {"ranking_accuracy": wins / total, "mean_margin": margin / total,
                 "loss": loss / total}
+
+
+def _stacked(x: np.ndarray, corrupted: np.ndarray) -> np.ndarray:
+    """The windows, then their corruptions: the 2N columns of one batch."""
+    return np.ascontiguousarray(np.concatenate([x, corrupted]), dtype=np.int32)
 
 
 def corrupt(x: np.ndarray, words: np.ndarray) -> np.ndarray:
