@@ -237,3 +237,15 @@ def test_a_split_without_examples_is_named(tmp_path):
     with pytest.raises(PipelineError, match="the train split of raw_sentences.txt has no "
                                             r"windows of 5 words \(k = 2\)"):
         SampledStages(run).examples("train")
+
+
+def test_resuming_where_nothing_was_saved_says_so(tmp_path):
+    """An interrupted window scorer saves nothing (it does not resume): --resume on its
+    folder says there is nothing to resume, not that model.bin is missing."""
+    folder = tmp_path / "interrupted"
+    folder.mkdir()
+    (folder / "run.json").write_text('{"status": "KILLED", "recipe": "window"}')
+    result = CliRunner().invoke(cli, ["run", "--resume", "--out", str(folder), "--no-tracking"])
+    assert result.exit_code == 1
+    assert f"nothing to resume in {folder}/: no training saved its model" in result.output
+

@@ -399,6 +399,9 @@ def _run(recipe, overrides, stages, out, data_dir, track, run_name, from_run, ec
     try:
         if from_run:
             download_run(from_run, out)
+        if resume and folder.recipe() is None:       # e.g. a window scorer's, interrupted
+            raise PipelineError(f"nothing to resume in {out}/: no training saved its model "
+                                "and recipe there")
         if "train" not in stages or resume:
             recipe = folder.recipe() or recipe         # the model's, not the command line's
         recipe = with_overrides(recipe, overrides)
