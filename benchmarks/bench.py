@@ -51,9 +51,8 @@ import time
 from pathlib import Path
 
 import numpy as np
-
-from rates import run_for   # benchmarks/rates.py, beside this script
 import scipy
+from rates import run_for  # benchmarks/rates.py, beside this script
 from threadpoolctl import threadpool_info, threadpool_limits
 
 # The environment this script was started with, before importing wordnet
@@ -61,10 +60,10 @@ from threadpoolctl import threadpool_info, threadpool_limits
 OMP_WAIT_VARIABLES = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")
 START_ENV = dict(os.environ)
 
-from wordnet.data import load_dataset                     # noqa: E402
-from wordnet.model import PARAMS, Model                   # noqa: E402
-from wordnet.recipes import Config                       # noqa: E402
-from wordnet.train import Trainer, batches                # noqa: E402
+from wordnet.data.dataset import load_dataset  # noqa: E402
+from wordnet.models.fourgram import PARAMS, Model  # noqa: E402
+from wordnet.runs.recipes import Config  # noqa: E402
+from wordnet.training.trainer import Trainer, batches  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -683,8 +682,8 @@ def inference_section(s: Setup, seconds: float) -> dict:
     import mlflow
 
     from wordnet import tracking
-    from wordnet.model import Buffers
-    from wordnet.predict import Predictor
+    from wordnet.models.fourgram import Buffers
+    from wordnet.models.predictor import Predictor
     print(f"\n== Inference: contexts per second, {INFERENCE_CONTEXTS:,} test contexts ==")
     dataset = load_dataset(s.data_dir)
     contexts = np.ascontiguousarray(dataset.test[:INFERENCE_CONTEXTS, :-1])
@@ -742,16 +741,17 @@ def gemm_names(cfg: Config, V: int, D: int) -> dict:
 
 
 @contextlib.contextmanager
-def kernel_timers(module, names: dict):
-    """Wrap every compiled kernel that ``module`` imported from the package's
+def kernel_timers(modules, names: dict):
+    """Wrap every compiled kernel that ``modules`` imported from the package's
     extension modules (``wordnet._*``) with a timer, for the duration of the
     context; yields {label: [seconds, calls]}.  gemm calls are told apart by
     their shapes (``names``, from gemm_names)."""
     totals: dict[str, list] = {}
     originals = {}
-    for attr, fn in vars(module).items():
-        if callable(fn) and str(getattr(fn, "__module__", "")).startswith("wordnet._"):
-            originals[attr] = fn
+    for module in modules:
+        for attr, fn in vars(module).items():
+            if callable(fn) and str(getattr(fn, "__module__", "")).startswith("wordnet._"):
+                originals[module, attr] = fn
 
     def wrap(attr, fn):
         def timed(*args, **kwargs):
@@ -772,11 +772,11 @@ def kernel_timers(module, names: dict):
         return timed
 
     try:
-        for attr, fn in originals.items():
+        for (module, attr), fn in originals.items():
             setattr(module, attr, wrap(attr, fn))
         yield totals
     finally:
-        for attr, fn in originals.items():
+        for (module, attr), fn in originals.items():
             setattr(module, attr, fn)
 
 
@@ -786,11 +786,12 @@ def profile_fast(s, seconds: float, foreign_limit: float, wait_idle: float) -> d
     Trainer.run drives its minibatches from compiled code, out of Python's
     sight, so this runs the same update through the model's readable path
     (Model.loss, Model.backward, Momentum.step: the kernels one call at a
-    time) with one thread, every compiled kernel that wordnet.model calls
+    time) with one thread, every compiled kernel that the model calls
     wrapped in a timer (about 0.2 µs per call added).  The last line compares
     that path with Trainer.run on one core.
     """
-    import wordnet.model as engine
+    import wordnet.models.base as base
+    import wordnet.models.fourgram as fourgram
     print("\n== Where a fast update spends its time: the kernels one by one, one core ==")
     model = Model(s.params, "fast", threads=1)
     cfg = dataclasses.replace(s.cfg, backend="fast")
@@ -808,7 +809,7 @@ def profile_fast(s, seconds: float, foreign_limit: float, wait_idle: float) -> d
     with blas_threads(1):
         run_for(step, 0.3)
         meter.wait_idle(foreign_limit, wait_idle)
-        with kernel_timers(engine, gemm_names(s.cfg, s.V, s.D)) as totals:
+        with kernel_timers((base, fourgram), gemm_names(s.cfg, s.V, s.D)) as totals:
             before = meter.sample()
             t0 = time.perf_counter()
             rate = run_for(step, seconds)
@@ -851,7 +852,7 @@ def resolve_data_dir(arg: str | None) -> Path:
             return Path(c)
     if arg:
         sys.exit(f"no data folder {arg}")
-    from wordnet import embedded
+    from wordnet.data import embedded
     folder = Path(tempfile.mkdtemp(prefix="wordnet-bench-data-"))
     atexit.register(shutil.rmtree, folder, ignore_errors=True)
     for name in ("vocab.txt", "raw_sentences.txt", "model9-3000.bin"):

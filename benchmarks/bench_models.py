@@ -34,18 +34,18 @@ from threadpoolctl import threadpool_limits
 sys.path.insert(0, str(Path(__file__).parent))
 from rates import run_for  # noqa: E402  (benchmarks/rates.py, beside this script)
 
-from wordnet.corpus import UNIGRAM_POWER, load_corpus  # noqa: E402
-from wordnet.data import Vocabulary  # noqa: E402
-from wordnet.model import Momentum  # noqa: E402
-from wordnet.recipes import load_recipe  # noqa: E402
-from wordnet.sgd import SampledTrainer, examples  # noqa: E402
-from wordnet.skipgram import SkipGram  # noqa: E402
-from wordnet.window import WindowScorer, corrupt  # noqa: E402
+from wordnet.data.corpus import UNIGRAM_POWER, load_corpus  # noqa: E402
+from wordnet.data.dataset import Vocabulary  # noqa: E402
+from wordnet.models.base import Momentum  # noqa: E402
+from wordnet.models.skipgram import SkipGram  # noqa: E402
+from wordnet.models.window import WindowScorer, corrupt  # noqa: E402
+from wordnet.runs.recipes import load_recipe  # noqa: E402
+from wordnet.training.sampled import SampledTrainer, examples  # noqa: E402
 
 
 class NumpyStep:
     """Momentum SGD on flat parameter, gradient and velocity arrays (the named arrays
-    are views), as wordnet.model.Momentum computes it: vel = m·vel + g/N; θ -= lr·vel."""
+    are views), as wordnet.models.base.Momentum computes it: vel = m·vel + g/N; θ -= lr·vel."""
 
     def __init__(self, shapes: dict, lr: float, momentum: float, N: int):
         size = sum(int(np.prod(s)) for s in shapes.values())

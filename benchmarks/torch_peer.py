@@ -27,8 +27,7 @@ import resource
 import sys
 
 import numpy as np
-
-from rates import run_for   # benchmarks/rates.py, beside this script
+from rates import run_for  # benchmarks/rates.py, beside this script
 
 
 class TorchNet:

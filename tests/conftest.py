@@ -42,8 +42,8 @@ os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 @pytest.fixture(scope="session")
 def data_dir(tmp_path_factory) -> Path:
     """A data folder as `data fetch` leaves it, written from the embedded copy."""
-    from wordnet import embedded
-    from wordnet.data import csv_bytes, load_dataset
+    from wordnet.data import embedded
+    from wordnet.data.dataset import csv_bytes, load_dataset
     folder = tmp_path_factory.mktemp("data")
     for name in ("vocab.txt", "vocab_ordered.txt", "raw_sentences.txt", "model9-3000.bin"):
         (folder / name).write_bytes(embedded.read_bytes(name))
@@ -58,7 +58,7 @@ def data_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def dataset(data_dir):
-    from wordnet.data import load_dataset
+    from wordnet.data.dataset import load_dataset
     return load_dataset(data_dir)
 
 
@@ -73,7 +73,7 @@ def reference_file(tmp_path_factory):
         path = folder / name
         if not path.exists():
             if name == "c_full.bin":
-                from wordnet import embedded
+                from wordnet.data import embedded
                 blob = embedded.read_bytes(name)
             else:
                 blob = lzma.decompress((FIXTURES / f"{name}.xz").read_bytes())

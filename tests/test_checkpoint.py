@@ -5,11 +5,12 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from wordnet import checkpoint
-from wordnet.checkpoint import HEADER, CheckpointError, Header
-from wordnet.recipes import Config
+from wordnet.models import checkpoint
+from wordnet.models.checkpoint import HEADER, CheckpointError, Header
+from wordnet.runs.recipes import Config
 
 
 def tiny_header(**changes):

@@ -12,8 +12,9 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from wordnet import __version__, embedded
+from wordnet import __version__
 from wordnet.cli import cli
+from wordnet.data import embedded
 
 SCRIPT = str(Path(sys.executable).with_name("wordnet-pipeline"))
 HAVE_A_GOOD = [("time", 0.332076), ("day", 0.102091), ("game", 0.059815), ("team", 0.057552),
@@ -62,7 +63,7 @@ def test_help_documents_the_exit_status():
 def test_run_help_lists_every_set_key():
     from dataclasses import fields
 
-    from wordnet.recipes import Config
+    from wordnet.runs.recipes import Config
     text = " ".join(invoke("run", "--help").output.split())
     for f in fields(Config):
         assert f.name in text, f.name
@@ -263,7 +264,7 @@ def test_a_full_disk_fails_before_training(data_dir, tmp_path, monkeypatch):
     error before the first update, no model written, the run recorded as FAILED."""
     from collections import namedtuple
 
-    from wordnet import rundir
+    from wordnet.runs import rundir
     usage = namedtuple("usage", "total used free")
     monkeypatch.setattr(rundir.shutil, "disk_usage", lambda path: usage(10**9, 10**9, 10**5))
     error = one_line_error(invoke("run", "--stage", "train", *TINY, "--data-dir", data_dir,
@@ -278,7 +279,7 @@ def test_too_little_memory_fails_before_training(data_dir, tmp_path, monkeypatch
     """hidden_size=1000000 fits the disk check, not a machine's memory: it ran 65 s into
     MemoryError.  The estimate, against the memory available (4 GB here), refuses it
     before the model is made."""
-    from wordnet import model
+    from wordnet.models import base as model
     monkeypatch.setattr(model, "available_memory", lambda: 4 * 10**9)
     start = time.monotonic()
     error = one_line_error(invoke("run", "--stage", "train", *TINY, "--set",
@@ -455,9 +456,9 @@ def test_out_of_the_box_the_reference_recipe_is_the_c_programs(tmp_path):
     done = subprocess.run([SCRIPT, "predict", "have a good"], cwd=tmp_path, env=env,
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
-    from wordnet.checkpoint import load_embedded
-    from wordnet.data import Vocabulary
-    from wordnet.predict import Predictor
+    from wordnet.data.dataset import Vocabulary
+    from wordnet.models.checkpoint import load_embedded
+    from wordnet.models.predictor import Predictor
     c_full = Predictor(load_embedded("c_full.bin")[1], Vocabulary.embedded())
     assert [line.split()[1] for line in done.stdout.splitlines()] == [
         p.word for p in c_full.predict("have a good", 5)]                 # time, team, one, ...
@@ -571,6 +572,7 @@ def test_resume_refuses_a_state_that_is_not_the_models_or_out_of_range(
     was edited, is refused in one line (it resumed from the wrong place, exit 0, or
     failed with EOFError / KeyError)."""
     import shutil
+
     import numpy as np
     out = tmp_path / "run"
     shutil.copytree(killed_folder, out)
@@ -601,6 +603,7 @@ def fill_disk(monkeypatch, names, after: int = 0):
     """Writes of the files ``names`` fail as on a full disk (ENOSPC, no file named),
     after ``after`` of them succeeded."""
     import errno
+
     from wordnet import fileio
     fsync, done = fileio.os.fsync, []
 
@@ -627,14 +630,14 @@ def test_a_full_disk_names_the_file_and_keeps_the_last_checkpoint(data_dir, tmp_
     assert "warning: no periodic checkpoint ([Errno 28]" in result.output
     assert sorted(p.name for p in tmp_path.glob(".*.tmp")) == []
     monkeypatch.undo()
-    from wordnet import checkpoint
+    from wordnet.models import checkpoint
     header, _ = checkpoint.load(tmp_path / "model.bin")
     checkpoint.load_state(tmp_path / "model.bin", header.shapes())   # they go together
 
 
 def test_ctrl_c_on_a_full_disk_still_exits_130(data_dir, tmp_path, monkeypatch):
     """Nothing can be saved, the record neither: exit status 130, as documented (was 1)."""
-    from wordnet.train import Trainer
+    from wordnet.training.trainer import Trainer
     run = Trainer.run
 
     def interrupted_run(self, *args, **kwargs):

@@ -1,4 +1,4 @@
-"""wordnet.compare and `compare-embeddings`: shared nearest neighbours, maps side by side."""
+"""wordnet.runs.compare and `compare-embeddings`: shared nearest neighbours, maps side by side."""
 import json
 import shutil
 
@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from wordnet import compare
 from wordnet.cli import cli
-from wordnet.predict import Predictor
+from wordnet.models.predictor import Predictor
+from wordnet.runs import compare
 
 
 def test_neighbours_are_the_nearest_other_words_nearest_first():

@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from wordnet.corpus import load_corpus, pairs, windows
-from wordnet.data import BREAK, DataError, Vocabulary
+from wordnet.data.corpus import load_corpus, pairs, windows
+from wordnet.data.dataset import BREAK, DataError, Vocabulary
 
 B = BREAK
 

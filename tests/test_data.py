@@ -4,10 +4,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from wordnet import data
-from wordnet.data import DataError, UnknownWordError, Vocabulary
+from wordnet.data import dataset as data
+from wordnet.data.dataset import DataError, UnknownWordError, Vocabulary
 
 
 def test_csv_split_sizes(dataset):
@@ -49,7 +50,7 @@ def test_the_split_keeps_file_order_and_never_crosses_a_sentence(monkeypatch):
 
 
 def test_the_embedded_data_is_the_published_split(dataset):
-    from wordnet import embedded
+    from wordnet.data import embedded
     shipped = data.load_dataset()
     assert shipped.source is None and shipped.is_published()
     for split in data.SPLITS:       # the CSV files of the dataset fixture match upstream's pins
@@ -80,7 +81,7 @@ def test_data_lookup_order(tmp_path, monkeypatch, data_dir):
 
 
 def test_a_damaged_embedded_file_is_refused(monkeypatch):
-    from wordnet import embedded
+    from wordnet.data import embedded
     monkeypatch.setitem(embedded.SHA256, "vocab.txt", "0" * 64)
     with pytest.raises(embedded.EmbeddedError, match="vocab.txt has SHA-256 .* not the pinned"):
         data.load_dataset()

@@ -1,4 +1,4 @@
-"""wordnet.fetch: the data folder, downloads and copies checked against pinned SHA-256."""
+"""wordnet.data.fetch: the data folder, downloads and copies checked against pinned SHA-256."""
 import functools
 import http.server
 import shutil
@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from wordnet import fetch
 from wordnet.cli import cli
-from wordnet.data import has_data, sha256
+from wordnet.data import fetch
+from wordnet.data.dataset import has_data, sha256
 
 
 def closed_port() -> int:

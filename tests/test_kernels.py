@@ -13,7 +13,13 @@ import pytest
 
 from wordnet._activations import bias_sigmoid, bias_softmax, cross_entropy
 from wordnet._activations import exp_fast_py as exp_fast
-from wordnet._gradients import embed, embed_grad, sigmoid_grad, softmax_grad, sum_columns
+from wordnet._gradients import (
+    embed,
+    embed_grad,
+    sigmoid_grad,
+    softmax_grad,
+    sum_columns,
+)
 from wordnet._products import gemm
 from wordnet._updates import momentum_update
 
@@ -297,7 +303,7 @@ def test_kernels_are_built_for_the_best_instruction_set_the_builder_had():
 def test_cross_entropy_from_terms_in_target_order_is_the_same_sum(rng, V, N):
     """The fused loop's CE (terms, then summed in target order) equals cross_entropy's."""
     from wordnet._activations import cross_entropy_in_order
-    from wordnet.train import target_order
+    from wordnet.training.trainer import target_order
     y3 = rng.dirichlet(np.ones(V), size=N).T.copy()
     t = rng.integers(0, min(V, 4), N).astype(np.int32)           # many ties
     order = target_order(t[None])[0]
@@ -353,7 +359,7 @@ def test_kernels_refuse_arrays_whose_rows_differ_in_stride(rng):
 def test_bias_softmax_on_cache_aligned_rows_with_threads(rng):
     """Buffers' rows start on cache lines: the columns then split on a line (48 and 52
     of 100), with the same bits as one thread on contiguous rows."""
-    from wordnet.model import _cache_aligned
+    from wordnet.models.fourgram import _cache_aligned
     z, b = rng.standard_normal((250, 100)) * 5, rng.standard_normal(250)
     want = np.empty_like(z)
     bias_softmax(z, b, want, np.empty(100), True, 1)

@@ -4,10 +4,12 @@ import math
 import numpy as np
 import pytest
 
-from wordnet import checkpoint
-from wordnet.model import Buffers, ConfigError, Model, Momentum
-from wordnet.recipes import Config
-from wordnet.train import evaluate
+from wordnet.errors import ConfigError
+from wordnet.models import checkpoint
+from wordnet.models.base import Momentum
+from wordnet.models.fourgram import Buffers, Model
+from wordnet.runs.recipes import Config
+from wordnet.training.trainer import evaluate
 
 
 def small_model(backend, rng, activation="sigmoid"):
@@ -201,7 +203,8 @@ def test_buffers_rows_start_on_cache_lines(dtype):
 
 
 def test_wordnet_threads_sets_the_default_threads(monkeypatch):
-    from wordnet.model import ConfigError, default_threads
+    from wordnet.errors import ConfigError
+    from wordnet.models.base import default_threads
     monkeypatch.setenv("WORDNET_THREADS", "3")
     assert default_threads() == 3
     for bad in ("0", "two", "-1"):

@@ -1,4 +1,4 @@
-"""wordnet.pipeline: the stages, run() and the run folder's record."""
+"""wordnet.runs.pipeline: the stages, run() and the run folder's record."""
 import json
 import subprocess
 import sys
@@ -6,9 +6,10 @@ import sys
 import numpy as np
 import pytest
 
-from wordnet import checkpoint, pipeline, recipes
-from wordnet.model import Model
-from wordnet.rundir import RunDir, latest_run
+from wordnet.models import checkpoint
+from wordnet.models.fourgram import Model
+from wordnet.runs import pipeline, recipes
+from wordnet.runs.rundir import RunDir, latest_run
 
 TINY = {"backend": "exact", "epochs": "1", "early_stop": "20"}
 
@@ -135,7 +136,7 @@ def test_a_failed_run_in_a_new_folder_is_recorded(dataset, tmp_path):
 
 def test_only_drawing_imports_matplotlib_and_sklearn(tmp_path):
     """Their imports take seconds: the stages that draw nothing skip them."""
-    code = ("import sys, wordnet.pipeline; "
+    code = ("import sys, wordnet.runs.pipeline; "
             "print([m for m in sys.modules if m.split('.')[0] in ('matplotlib', 'sklearn')])")
     # run outside the checkout, so that the installed package is the one imported
     out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
@@ -173,8 +174,9 @@ def test_a_split_smaller_than_a_batch_is_evaluated_and_a_sweep_goes_on(dataset, 
     """batch_size beyond the validation set evaluates it whole (it was a reshape error);
     beyond the training set, that run fails before training and the sweep goes on."""
     import dataclasses
-    from wordnet.search import Search, parse_space
-    from wordnet.sweeps import sweep
+
+    from wordnet.sweeps.search import Search, parse_space
+    from wordnet.sweeps.sweep import sweep
     small = dataclasses.replace(dataset, train=dataset.train[:3000], valid=dataset.valid[:50],
                                 test=dataset.test[:50])
     grid = Search(parse_space([f"{k}={v}" for k, v in {**TINY, "early_stop": "1"}.items()]
@@ -193,8 +195,8 @@ def test_init_embeddings_starts_from_another_models_w1(data_dir, tmp_path):
     the rest as the recipe's init; a model of another size is refused in one line."""
     from click.testing import CliRunner
 
-    from wordnet.checkpoint import load
     from wordnet.cli import cli
+    from wordnet.models.checkpoint import load
     published = data_dir / "model9-3000.bin"
     out = tmp_path / "from-published"
     result = CliRunner().invoke(cli, [

@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 
-from wordnet import checkpoint, plots
-from wordnet.data import Vocabulary
+from wordnet import plots
+from wordnet.data.dataset import Vocabulary
+from wordnet.models import checkpoint
 
 
 @pytest.fixture(scope="module")

@@ -1,11 +1,11 @@
-"""wordnet.predict: next words, input normalisation, generation and distances."""
+"""wordnet.models.predictor: next words, input normalisation, generation and distances."""
 import numpy as np
 import pytest
 
-from wordnet.checkpoint import load
-from wordnet.data import UnknownWordError
-from wordnet.model import Model
-from wordnet.predict import InputError, Predictor, top_k, words_of
+from wordnet.data.dataset import UnknownWordError
+from wordnet.models.checkpoint import load
+from wordnet.models.fourgram import Model
+from wordnet.models.predictor import InputError, Predictor, top_k, words_of
 
 
 @pytest.fixture(scope="module")
@@ -123,7 +123,7 @@ def test_a_tanh_model_is_read_as_tanh_from_its_folder_and_from_mlflow(tracking_u
     assert run.data.params["activation"] == "tanh" and run.data.params["weight_decay"] == "0.0001"
     [model] = mlflow.search_logged_models(experiment_ids=[experiment.experiment_id],
                                           output_format="list")
-    from wordnet.predict import load
+    from wordnet.runs.locate import load
     assert load(run.info.run_id).model.activation == "tanh"           # a run's ID, as --model
     served = mlflow.pyfunc.load_model(f"models:/{model.model_id}")
     words = folder.vocab.words

@@ -1,9 +1,9 @@
-"""wordnet.recipes: recipe files and --set overrides."""
+"""wordnet.runs.recipes: recipe files and --set overrides."""
 import pytest
 
-from wordnet import recipes
-from wordnet.model import ConfigError
-from wordnet.recipes import Config
+from wordnet.errors import ConfigError
+from wordnet.runs import recipes
+from wordnet.runs.recipes import Config
 
 
 def recipe(name="quick", **overrides):
@@ -85,8 +85,8 @@ def test_malformed_overrides(pair, message):
 def test_the_memory_estimate_before_training():
     """hidden_size=1000000 needs about 22 GB (five copies of 400 million weights, two
     minibatches of 4 million activations); the reference recipe about 7 MB."""
-    from wordnet.checkpoint import Header
-    from wordnet.model import training_memory
+    from wordnet.models.checkpoint import Header
+    from wordnet.models.fourgram import training_memory
     reference = recipe("reference").config
     header = Header.for_run(reference, 250, (372_550, 46_568, 46_568))
     assert 5 * (header.file_size() - 72) < training_memory(header) < 10**7
@@ -124,8 +124,8 @@ def test_a_recipe_is_the_models_configuration_and_its_trainings():
     """The model's shapes, numerics and init in one half, the schedule in the other."""
     import dataclasses
 
-    from wordnet.model import ModelConfig
-    from wordnet.train import TrainingConfig
+    from wordnet.models.fourgram import ModelConfig
+    from wordnet.training.trainer import TrainingConfig
     model = {f.name for f in dataclasses.fields(ModelConfig)}
     training = {f.name for f in dataclasses.fields(TrainingConfig)}
     assert model == {"embedding_size", "hidden_size", "backend", "dtype", "init", "seed",

@@ -1,4 +1,4 @@
-"""wordnet.reproduce: the checks on the published model and on the model just trained,
+"""wordnet.runs.reproduce: the checks on the published model and on the model just trained,
 through the reproduce stage itself."""
 import json
 
@@ -6,10 +6,13 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from wordnet import checkpoint, embedded, pipeline, recipes, reproduce
 from wordnet.cli import cli
-from wordnet.model import INT_MAX, Model
-from wordnet.rundir import RunDir
+from wordnet.data import embedded
+from wordnet.models import checkpoint
+from wordnet.models.base import INT_MAX
+from wordnet.models.fourgram import Model
+from wordnet.runs import pipeline, recipes, reproduce
+from wordnet.runs.rundir import RunDir
 
 PUBLISHED_KEYS = {"test_ce", "valid_ce", "test_top1", "test_top5", "next_words"}
 
@@ -142,7 +145,7 @@ def test_statistical_parity_is_enforced_when_the_recipe_asks(tiny, dataset):
     strict = recipes.Recipe("strict", "", saved.config, saved.config,
                             enforce_statistical_parity=True)
     model = Model(checkpoint.load(tiny / "model.bin")[1], "exact")
-    from wordnet.train import evaluate
+    from wordnet.training.trainer import evaluate
     ours = evaluate(model, dataset.test)
     report = reproduce.reproduce(tiny / "model.bin", model, strict, dataset, ours)
     assert [c.key for c in report.failed] == ["baseline", "parity_ce", "parity_top1", "agreement"]

@@ -1,12 +1,13 @@
-"""wordnet.rundir: the run folder, its checks before a run, and the latest run."""
+"""wordnet.runs.rundir: the run folder, its checks before a run, and the latest run."""
 import dataclasses
 from pathlib import Path
 
 import pytest
 
-from wordnet import checkpoint, rundir
-from wordnet.recipes import Config
-from wordnet.rundir import RunDir, RunFolderError, latest_run
+from wordnet.models import checkpoint
+from wordnet.runs import rundir
+from wordnet.runs.recipes import Config
+from wordnet.runs.rundir import RunDir, RunFolderError, latest_run
 
 
 def test_an_unwritable_output_folder_is_caught_first(tmp_path):

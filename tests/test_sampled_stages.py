@@ -8,7 +8,8 @@ import pytest
 from click.testing import CliRunner
 
 from wordnet.cli import cli
-from wordnet.predict import Embeddings, Predictor, load
+from wordnet.models.predictor import Embeddings, Predictor
+from wordnet.runs.locate import load
 
 # a tenth of an epoch or so: 300 of the window scorer's 2,948 minibatches, 3,000 of
 # skip-gram's 19,565
@@ -85,7 +86,7 @@ def test_skipgram_trains_and_is_tracked(trained, recipe):
     assert -math.log(250) + better < m["test/log_likelihood"] < 0
     assert m["test/ce"] == -m["test/log_likelihood"]
     assert m["valid/final_ce"] > 0
-    from wordnet import embedded
+    from wordnet.data import embedded
     tag = found.data.tags.get("wordnet.data.sha256.raw_sentences.txt")
     assert tag == embedded.SHA256["raw_sentences.txt"]     # what it read, CSVs beside or not
 
@@ -167,8 +168,8 @@ def test_a_sweep_of_window_scorers_ranks_them_by_their_validation_loss(tmp_path)
 
 
 def test_a_sweeps_judge_prunes_a_window_scorer_at_its_validation_point(tmp_path):
-    from wordnet import pipeline
-    from wordnet.recipes import load_recipe
+    from wordnet.runs import pipeline
+    from wordnet.runs.recipes import load_recipe
     asked = []
 
     def judge(point, value):
@@ -187,7 +188,7 @@ def test_a_sweeps_judge_prunes_a_window_scorer_at_its_validation_point(tmp_path)
 def test_a_folder_holds_one_kind_of_model_the_last_trained(tmp_path, monkeypatch):
     """A 4-gram model trained into a window scorer's folder replaces it, and back:
     nothing reads the other kind's leftover checkpoint."""
-    from wordnet.rundir import RunDir
+    from wordnet.runs.rundir import RunDir
     monkeypatch.chdir(tmp_path)
     folder, runner = tmp_path / "artifacts" / "mixed", CliRunner()
     window = ["run", "--pipeline", "window", "--set", "epochs=1", "--set", "early_stop=50",
@@ -226,10 +227,10 @@ def test_a_folder_holds_one_kind_of_model_the_last_trained(tmp_path, monkeypatch
 def test_a_split_without_examples_is_named(tmp_path):
     from types import SimpleNamespace
 
-    from wordnet.data import Vocabulary
-    from wordnet.pipeline import PipelineError
-    from wordnet.recipes import load_recipe
-    from wordnet.sampled_stages import SampledStages
+    from wordnet.data.dataset import Vocabulary
+    from wordnet.runs.pipeline import PipelineError
+    from wordnet.runs.recipes import load_recipe
+    from wordnet.runs.sampled_stages import SampledStages
     (tmp_path / "raw_sentences.txt").write_text("a b c\n" * 10)
     run = SimpleNamespace(config=load_recipe("window").config, data_dir=tmp_path,
                           dataset=SimpleNamespace(vocab=Vocabulary(("a", "b", "c")),

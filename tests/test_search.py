@@ -1,10 +1,10 @@
-"""wordnet.search: search spaces, Optuna's sampling and pruning."""
+"""wordnet.sweeps.search: search spaces, Optuna's sampling and pruning."""
 import math
 
 import pytest
 
-from wordnet.model import ConfigError
-from wordnet.search import Search, parse_space
+from wordnet.errors import ConfigError
+from wordnet.sweeps.search import Search, parse_space
 
 
 def drawn(search: Search) -> list[dict]:

@@ -1,4 +1,4 @@
-"""wordnet.serving: the pyfunc model, loaded in process, through `predict --model runs:/…`
+"""wordnet.serving.pyfunc: the pyfunc model, loaded in process, through `predict --model runs:/…`
 and `models:/…`, and served over HTTP by `mlflow models serve`: good requests, bad ones
 (a 4xx naming the problem, never a 5xx), and a bounded load loop."""
 import http.client
@@ -195,7 +195,7 @@ def test_a_fresh_venv_from_the_model_requirements_predicts(logged, tmp_path):
 def test_the_guard_wraps_the_scoring_server_function_it_knows(monkeypatch):
     from mlflow.pyfunc import scoring_server
 
-    from wordnet import serving
+    from wordnet.serving import pyfunc as serving
     original = scoring_server.invocations
     monkeypatch.setattr(scoring_server, "invocations", original)    # restored after the test
     serving._guard_scoring_server()
@@ -209,7 +209,7 @@ def test_the_guard_leaves_an_unknown_mlflow_alone(monkeypatch, caplog):
     import mlflow
     from mlflow.pyfunc import scoring_server
 
-    from wordnet import serving
+    from wordnet.serving import pyfunc as serving
 
     def invocations(data, content_type, model, input_schema, headers=None):   # a later MLflow
         raise AssertionError("not called")

@@ -2,13 +2,13 @@
 import numpy as np
 import pytest
 
-from wordnet.corpus import load_corpus
-from wordnet.data import Vocabulary
-from wordnet.model import ConfigError
-from wordnet.recipes import Config
-from wordnet.sgd import SampledTrainer, examples
-from wordnet.skipgram import SkipGram
-from wordnet.window import WindowScorer
+from wordnet.data.corpus import load_corpus
+from wordnet.data.dataset import Vocabulary
+from wordnet.errors import ConfigError
+from wordnet.models.skipgram import SkipGram
+from wordnet.models.window import WindowScorer
+from wordnet.runs.recipes import Config
+from wordnet.training.sampled import SampledTrainer, examples
 
 
 @pytest.fixture(scope="module")

@@ -4,10 +4,10 @@ import math
 
 import numpy as np
 import pytest
-
 from test_model import central_differences
+
 from wordnet._objectives import negative_sampling
-from wordnet.skipgram import SkipGram
+from wordnet.models.skipgram import SkipGram
 
 V, d = 11, 4
 

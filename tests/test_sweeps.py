@@ -1,4 +1,4 @@
-"""wordnet.sweeps: trials here, in processes and on Ray, searched, pruned, stopped and
+"""wordnet.sweeps.sweep: trials here, in processes and on Ray, searched, pruned, stopped and
 resumed, nested in MLflow."""
 import json
 import os
@@ -328,5 +328,5 @@ def test_threads_alone_sets_the_jobs_and_jobs_1_runs_here_with_them(data_dir, tm
     assert result.exit_code == 0, result.output
     assert "one after the other" in result.output
     assert os.environ["WORDNET_THREADS"] == "1"
-    from wordnet.model import default_threads
+    from wordnet.models.base import default_threads
     assert default_threads() == 1

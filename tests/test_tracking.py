@@ -179,8 +179,8 @@ def test_sigterm_in_any_stage_ends_the_run_killed_and_recorded(where, tracking_u
     from click.testing import CliRunner
     from mlflow import MlflowClient
 
-    from wordnet import pipeline
     from wordnet.cli import cli
+    from wordnet.runs import pipeline
 
     def terminated(*args, **kwargs):                  # as if `kill PID` came now
         os.kill(os.getpid(), signal.SIGTERM)

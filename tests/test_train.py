@@ -4,11 +4,13 @@ import hashlib
 import numpy as np
 import pytest
 
-from wordnet import checkpoint
-from wordnet.checkpoint import Header
-from wordnet.model import Buffers, ConfigError, Model, Momentum
-from wordnet.recipes import Config
-from wordnet.train import Diverged, Position, Trainer, evaluate
+from wordnet.errors import ConfigError
+from wordnet.models import checkpoint
+from wordnet.models.base import Momentum
+from wordnet.models.checkpoint import Header
+from wordnet.models.fourgram import Buffers, Model
+from wordnet.runs.recipes import Config
+from wordnet.training.trainer import Diverged, Position, Trainer, evaluate
 
 C_FULL_SHA256 = "81b2d0b58e50122682ac20a386501fe03aea88e9bfa0760698f6111cd0a6d689"
 
@@ -73,7 +75,7 @@ def test_full_recipe_exact_is_byte_identical(full_exact, dataset, reference_file
 @pytest.mark.slow
 def test_full_recipe_fast_is_within_the_enforced_bound(dataset, reference_file):
     """The bound the reproduce stage enforces and the README states (7.9e-13 measured)."""
-    from wordnet.reproduce import FAST_MAX_DIFFERENCE
+    from wordnet.runs.reproduce import FAST_MAX_DIFFERENCE
     model, history = trained(Config(backend="fast"), dataset)
     _, reference = checkpoint.load(reference_file("c_full.bin"))
     for name, theta in model.params().items():
@@ -201,7 +203,7 @@ def test_float32_training_tracks_float64(dataset):
 
 def test_top_k_accuracy_counts_ties_as_a_stable_sort_does():
     """evaluate ranks the target as np.argsort(-y3, kind="stable") would, ties included."""
-    from wordnet.train import evaluate
+    from wordnet.training.trainer import evaluate
     rng = np.random.default_rng(2)
     V, N, D, h1, h2 = 7, 50, 3, 2, 3
     params = {"W1": rng.normal(size=(h1, V)), "W2": rng.normal(size=(h2, D * h1)),
@@ -219,8 +221,8 @@ def test_top_k_accuracy_counts_ties_as_a_stable_sort_does():
 def test_each_iteration_reports_its_minibatchs_own_ce(dataset):
     """batch_ce is the minibatch's CE: the running means are their means, and the
     early-stop minibatch's is the trained model's loss on it, exactly."""
-    from wordnet.model import Buffers
-    from wordnet.train import batches
+    from wordnet.models.fourgram import Buffers
+    from wordnet.training.trainer import batches
     config = Config(epochs=1, early_stop=30)
     model = Model.initialize(config, len(dataset.vocab))
     seen = []

@@ -1,4 +1,4 @@
-"""wordnet.wheel: the installed package's wheel, rebuilt offline for a logged model to carry,
+"""wordnet.tracking.wheel: the installed package's wheel, rebuilt offline for a logged model to carry,
 and the requirement a model gets when there is no such wheel; the build's commit stamp."""
 import base64
 import csv
@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 import wordnet
-from wordnet import tracking, wheel
+from wordnet import tracking
+from wordnet.tracking import wheel
 
 CHECKOUT = Path(__file__).resolve().parent.parent
 
@@ -24,7 +25,7 @@ def test_the_wheel_holds_the_installed_package_and_a_true_record(tmp_path):
     with zipfile.ZipFile(path) as archive:
         names = set(archive.namelist())
         info = "wordnet_4gram-0.1.0.dist-info"
-        assert {"wordnet/__init__.py", "wordnet/serving.py", "wordnet/_commit.py",
+        assert {"wordnet/__init__.py", "wordnet/serving/pyfunc.py", "wordnet/_commit.py",
                 f"{info}/METADATA", f"{info}/WHEEL", f"{info}/entry_points.txt",
                 f"{info}/RECORD"} <= names
         assert any(n.startswith("wordnet/_loop.") and n.endswith(".so") for n in names)
@@ -59,7 +60,7 @@ def test_an_editable_install_gets_a_plain_requirement_and_a_warning(monkeypatch)
 def test_the_installed_package_records_the_commit_it_was_built_from():
     """CI installs the checkout it tests: the stamp is that checkout's HEAD."""
     assert "site-packages" in wordnet.__file__, "the tests must import the installed package"
-    from wordnet._commit import COMMIT                          # written by setup.py's build
+    from wordnet._commit import COMMIT  # written by setup.py's build
     head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=CHECKOUT, capture_output=True,
                           text=True)
     expected = head.stdout.strip() if head.returncode == 0 else "unknown"

@@ -2,11 +2,11 @@
 backends, and its ranking evaluation."""
 import numpy as np
 import pytest
-
 from test_model import central_differences
+
 from wordnet._objectives import hinge_grad
-from wordnet.recipes import Config
-from wordnet.window import EVAL_CORRUPTIONS, WindowScorer, corrupt
+from wordnet.models.window import EVAL_CORRUPTIONS, WindowScorer, corrupt
+from wordnet.runs.recipes import Config
 
 V, h1, h2, k = 9, 3, 4, 2
 D = 2 * k + 1

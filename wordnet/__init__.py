@@ -12,6 +12,6 @@ __version__ = "0.1.0"
 if "OMP_WAIT_POLICY" not in os.environ:
     os.environ.setdefault("GOMP_SPINCOUNT", "10000")
 
-from ._cpu import check as _check_cpu     # before any kernel: they may need AVX2
+from wordnet._cpu import check as _check_cpu  # before any kernel: they may need AVX2
 
 _check_cpu()

@@ -20,12 +20,11 @@ from pathlib import Path
 import click
 from click.core import ParameterSource
 
-from . import __version__
-from .data import UnknownWordError
-from .model import THREADS_ENV, default_threads
-from .predict import InputError
-from .search import PRUNERS, SAMPLERS
-from .trials import THREADS as TRIAL_THREADS
+from wordnet import __version__
+from wordnet.errors import WordNetError
+from wordnet.models.base import THREADS_ENV, default_threads
+from wordnet.sweeps.search import PRUNERS, SAMPLERS
+from wordnet.sweeps.trials import THREADS as TRIAL_THREADS
 
 STAGE_CHOICES = ("load", "train", "validate", "test", "reproduce", "all")
 DEBUG = "wordnet.debug"
@@ -78,10 +77,12 @@ class Group(click.Group):
         except Exception as e:
             if ctx.meta.get(DEBUG):
                 raise
-            if isinstance(e, (InputError, UnknownWordError)):
-                raise BadInput(str(e)) from None
             # The package's own errors and OS errors carry a message meant for users.
-            if isinstance(e, OSError) or type(e).__module__.startswith("wordnet."):
+            if isinstance(e, WordNetError):
+                error = click.ClickException(str(e))
+                error.exit_code = e.exit_code
+                raise error from None
+            if isinstance(e, OSError):
                 raise click.ClickException(str(e)) from None
             raise click.ClickException(f"unexpected {type(e).__name__}: {e} "
                                        "(run with --debug for the traceback)") from None
@@ -157,7 +158,7 @@ def pipeline_options(f):
 @click.option("--parent-run", metavar="RUN_ID", hidden=True,
               help="Nest the MLflow run under this one (a sweep's trials with --jobs).")
 @click.option("--judge-fds", metavar="W,R", hidden=True,
-              help="Pipes to a sweep's pruner (wordnet.trials).")
+              help="Pipes to a sweep's pruner (wordnet.sweeps.trials).")
 @pipeline_options
 def run(stages, sets, from_run, resume, register, no_register, parent_run, judge_fds, recipe,
         data_dir, out, tracking_uri, experiment, run_name, no_tracking):
@@ -186,9 +187,9 @@ def run(stages, sets, from_run, resume, register, no_register, parent_run, judge
     The window scorer and skip-gram (--pipeline window, skipgram, skipgram-neg)
     do not resume: their training is not saved when interrupted.
     """
-    from . import pipeline, rundir
-    from .recipes import EVALUATION_KEYS
-    from .trials import PipeJudge
+    from wordnet.runs import pipeline, rundir
+    from wordnet.runs.recipes import EVALUATION_KEYS
+    from wordnet.sweeps.trials import PipeJudge
 
     chosen = tuple(s for s in pipeline.STAGES if s in stages or "all" in stages)
     base, overrides = _recipe(recipe, sets)
@@ -233,7 +234,7 @@ def log(out, data_dir, tracking_uri, experiment, register, no_register):
     For a run whose tracking was lost on the way (its run.json says
     mlflow_not_logged): its parameters, curves, final figures, files and model.
     """
-    from .backfill import log_folder
+    from wordnet.runs.backfill import log_folder
     out, data = Path(out), _find_data(data_dir)
     dataset = _prepare(out, data, tracking_uri, experiment, False)
     page = log_folder(out, data, dataset, None if no_register else register, echo=click.echo)
@@ -281,11 +282,12 @@ def sweep(sets, samples, sampler, seed, prune, stages, threads, jobs, executor, 
     The parent run names the best trial by validation CE (the window scorer's: its
     validation loss) and holds the summary; the model cannot vary in a sweep.
     """
-    from . import pipeline, rundir, sweeps
-    from .figures import FIGURES
-    from .model import ConfigError
-    from .recipes import with_overrides
-    from .search import Search, parse_space
+    from wordnet.errors import ConfigError
+    from wordnet.models.figures import FIGURES
+    from wordnet.runs import pipeline, rundir
+    from wordnet.runs.recipes import with_overrides
+    from wordnet.sweeps import sweep as sweeps
+    from wordnet.sweeps.search import Search, parse_space
 
     base = _recipe(recipe, ())[0]
     try:
@@ -317,7 +319,7 @@ def sweep(sets, samples, sampler, seed, prune, stages, threads, jobs, executor, 
     out = rundir.output_folder(out, folder_name, False, None)
     ray = None
     if executor == "ray":
-        from .ray_sweep import RayTrials
+        from wordnet.sweeps.ray_executor import RayTrials
         try:
             ray = RayTrials.connect(ray_address, threads, tracking_uri, no_tracking)
         except ConfigError as e:
@@ -356,7 +358,7 @@ def data():
 def fetch(source, data_dir):
     """Download the data files from upstream (or copy them --from a folder), checking
     each SHA-256; train_data.csv is rebuilt from raw_sentences.txt."""
-    from .fetch import fetch as fetch_files
+    from wordnet.data.fetch import fetch as fetch_files
     dest = _data_dir(data_dir)
     fetch_files(dest, Path(source) if source else None, log=lambda m: click.echo(m, err=True))
     click.echo(f"data ready in {dest}/")
@@ -509,8 +511,9 @@ def compare_embeddings(models, k, data_dir, out, tracking_uri, experiment, no_tr
     t-SNE map side by side (each turned to fit the first's). Logged to MLflow as a
     run of its own unless --no-tracking.
     """
-    from . import compare, plots, rundir, tracking
-    from .fileio import atomic_write
+    from wordnet import plots, tracking
+    from wordnet.fileio import atomic_write
+    from wordnet.runs import compare, rundir
     if len(models) < 2:
         raise click.UsageError("give two models or more to compare")
     uris = list(models)
@@ -568,8 +571,8 @@ def info(path, model, tracking_uri):
     The header of the model's checkpoint, as the C program's `info` shows it.
     MODEL, or --model, is what --model of `predict` accepts [default: latest run].
     """
-    from .checkpoint import load
-    from .predict import model_files
+    from wordnet.models.checkpoint import load
+    from wordnet.runs.locate import model_files
     if path and model:
         raise click.UsageError("give the model once: MODEL or --model")
     with model_files(path or model, tracking_uri=tracking_uri, vocab=False) as (checkpoint, _):
@@ -595,8 +598,8 @@ def info(path, model, tracking_uri):
 def _npz_info(path):
     """What `info` shows of a window scorer's or skip-gram's checkpoint: its kind and
     the shapes of its parameters (the C header's hyperparameters are in its recipe)."""
-    from .checkpoint import load_npz
-    from .sampled_stages import MODELS
+    from wordnet.models.checkpoint import load_npz
+    from wordnet.runs.sampled_stages import MODELS
     kind, params = load_npz(path, {m.kind: m.PARAMS for m in MODELS.values()})
     click.echo("## Model Info")
     click.echo(f"   {'Model':<24} = {kind}")
@@ -606,8 +609,8 @@ def _npz_info(path):
 
 
 def _recipe(name, sets):
-    from .model import ConfigError
-    from .recipes import load_recipe, parse_overrides, with_overrides
+    from wordnet.errors import ConfigError
+    from wordnet.runs.recipes import load_recipe, parse_overrides, with_overrides
     try:
         base = load_recipe(name)
     except ConfigError as e:
@@ -623,7 +626,7 @@ def _recipe(name, sets):
 def _find_data(option):
     """The data folder (None: the copy shipped with the package), found before
     anything is made: no folder, no tracking store."""
-    from .data import find_data
+    from wordnet.data.dataset import find_data
     return find_data(option)
 
 
@@ -632,12 +635,12 @@ def _prepare(out, data, tracking_uri, experiment, no_tracking):
     data loads while MLflow is imported and its store opened, on another thread."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from .data import load_dataset
-    from .rundir import check_writable
+    from wordnet.data.dataset import load_dataset
+    from wordnet.runs.rundir import check_writable
     check_writable(out)
     if no_tracking:
         return load_dataset(data)
-    from .tracking import connect
+    from wordnet.tracking import connect
     click.echo("connecting to MLflow...", err=True)
     with ThreadPoolExecutor(1, thread_name_prefix="wordnet-connect") as connecting:
         connected = connecting.submit(connect, tracking_uri, experiment)
@@ -647,20 +650,20 @@ def _prepare(out, data, tracking_uri, experiment, no_tracking):
 
 
 def _data_dir(option):
-    from .fetch import data_dir
+    from wordnet.data.fetch import data_dir
     return data_dir(option)
 
 
 def _embeddings(model, data_dir, tracking_uri, predicts=False):
     """The embeddings of --model, a model of any kind (the latest run's without it)."""
-    from .predict import load
+    from wordnet.runs.locate import load
     return load(model, Path(data_dir) if data_dir else None, tracking_uri, predicts)
 
 
 def _predictor(model, data_dir, tracking_uri):
     """The 4-gram model of --model (the latest 4-gram run's without it), which predicts
     next words."""
-    from .predict import Predictor
+    from wordnet.models.predictor import Predictor
     loaded = _embeddings(model, data_dir, tracking_uri, predicts=True)
     if not isinstance(loaded, Predictor):
         raise BadInput(f"{model or 'the latest run'} is a {loaded.kind} model: it does not "

@@ -5,7 +5,7 @@ import io
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..fileio import atomic_write
+from wordnet.fileio import atomic_write
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure

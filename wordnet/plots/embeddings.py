@@ -9,7 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..fileio import atomic_write
+from wordnet.fileio import atomic_write
+
 from .agg import figure, save
 
 PERPLEXITY = 30                 # neighbourhoods of about 30 words among 250

@@ -27,13 +27,14 @@ import time
 import weakref
 from pathlib import Path
 
-from ..processes import python_command
+from wordnet.errors import WordNetError
+from wordnet.processes import python_command
 
 TIMEOUT = 300.0             # seconds a plot may take (the map takes about 5 s)
 SERVE = "from wordnet.plots.painter import serve; serve()"
 
 
-class PlotError(Exception):
+class PlotError(WordNetError):
     """A plot could not be drawn."""
 
 

@@ -1,10 +1,10 @@
 """The pipeline: the stages load, train, validate, test and reproduce, and sweeps.
 
-A recipe (:mod:`wordnet.recipes`) fixes the hyperparameters; a run executes
+A recipe (:mod:`wordnet.runs.recipes`) fixes the hyperparameters; a run executes
 some of the stages, in that order, and writes into its folder
-(:mod:`wordnet.rundir`).  A stage run alone picks up the model and its
+(:mod:`wordnet.runs.rundir`).  A stage run alone picks up the model and its
 hyperparameters from that folder.  This module orchestrates; the checks of
-``reproduce`` are in :mod:`wordnet.reproduce`.
+``reproduce`` are in :mod:`wordnet.runs.reproduce`.
 """
 from __future__ import annotations
 
@@ -14,23 +14,41 @@ import threading
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
-from . import __version__, checkpoint, plots, tracking
-from .data import load_dataset
-from .model import ConfigError, Model, check_memory, default_threads, training_memory
-from .recipes import Recipe, with_overrides
-from .reproduce import reproduce
-from .rundir import (CE_PLOT, CHECKPOINT, EMBEDDING_PAGE, EMBEDDING_PLOT, HISTORY, MANIFEST,
-                     METRICS, NPZ_CHECKPOINT, RECIPE, REPORT, REPORT_JSON, VOCAB, RunDir,
-                     check_space, check_writable, space_needed)
-from .sampled_stages import SampledStages
-from .tracking import NoRun
-from .train import Diverged, Position, Trainer, evaluate
+from wordnet import __version__, plots, tracking
+from wordnet.data.dataset import load_dataset
+from wordnet.errors import ConfigError, WordNetError
+from wordnet.models import checkpoint
+from wordnet.models.base import check_memory, default_threads
+from wordnet.models.fourgram import Model, training_memory
+from wordnet.runs.recipes import Recipe, with_overrides
+from wordnet.runs.reproduce import reproduce
+from wordnet.runs.rundir import (
+    CE_PLOT,
+    CHECKPOINT,
+    EMBEDDING_PAGE,
+    EMBEDDING_PLOT,
+    HISTORY,
+    MANIFEST,
+    METRICS,
+    NPZ_CHECKPOINT,
+    RECIPE,
+    REPORT,
+    REPORT_JSON,
+    VOCAB,
+    RunDir,
+    check_space,
+    check_writable,
+    space_needed,
+)
+from wordnet.runs.sampled_stages import SampledStages
+from wordnet.tracking import NoRun
+from wordnet.training.trainer import Diverged, Position, Trainer, evaluate
 
 STAGES = ("load", "train", "validate", "test", "reproduce")
 BATCH_CE_WINDOW = 10        # minibatches per point of train/batch_ce_mean10
 
 
-class PipelineError(Exception):
+class PipelineError(WordNetError):
     """A stage cannot run (no model) or failed (divergence, failed checks)."""
 
 
@@ -265,7 +283,7 @@ class PipelineRun:
     def _embeddings_of(self, source: str, model: Model):
         """W1 of the model ``source`` (what --model takes, or an MLflow run's ID): the
         initial embeddings of ``model``, which must have its vocabulary and size."""
-        from .predict import load
+        from wordnet.runs.locate import load
         try:
             other = load(source, self.data_dir)
         except (LookupError, ValueError, OSError, tracking.TrackingError) as e:

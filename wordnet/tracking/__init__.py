@@ -25,17 +25,18 @@ from pathlib import Path
 
 import numpy as np
 
-from .wheel import DISTRIBUTION, installed_wheel
+from wordnet.errors import WordNetError
+from wordnet.tracking.wheel import DISTRIBUTION, installed_wheel
 
 MAX_BATCH = 1000            # metrics per log_batch call: MLflow's limit per request
 FLUSH_INTERVAL = 1.0        # seconds a point may wait in the queue
 UI_ADDRESS = "http://127.0.0.1:5000"    # where `mlflow ui` serves by default
 PROBE_TIMEOUT = 5.0         # seconds to wait for a tracking server to answer
 STORE_LOCK_TIMEOUT = 60.0   # seconds to wait for another process to set up a SQLite store
-SERVING_CODE = Path(__file__).with_name("serving.py")
+SERVING_CODE = Path(__file__).resolve().parents[1] / "serving" / "pyfunc.py"
 
 
-class TrackingError(Exception):
+class TrackingError(WordNetError):
     """The tracking server cannot be reached or refused a request."""
 
 
@@ -204,7 +205,7 @@ class Run(NoRun):
 
     def log_model(self, checkpoint: Path, vocab: Path, example: str, name: str = "model",
                   register: str | None = None) -> None:
-        """The pyfunc model of :mod:`wordnet.serving`, named ``name`` (``runs:/ID/NAME``):
+        """The pyfunc model of :mod:`wordnet.serving.pyfunc`, named ``name`` (``runs:/ID/NAME``):
         the checkpoint, its vocabulary and the recipe beside it, with its requirements (:func:`model_requirements`); a new version of the
         registered model ``register``, if given."""
         import mlflow
@@ -246,12 +247,12 @@ def model_requirements(wheel: Path | None) -> list[str]:
     the model's folder (MLflow's artifacts/ subfolder: `mlflow models serve
     --env-manager virtualenv` installs from that folder, as does `pip install -r` run
     there), and the MLflow it was logged with, whose scoring server serving.py wraps.
-    Without a wheel (an editable install or a source tree, see wordnet.wheel), the
+    Without a wheel (an editable install or a source tree, see wordnet.tracking.wheel), the
     distribution by name and version, with a warning: that model needs the package
     from an index."""
     import mlflow
 
-    from . import __version__
+    from wordnet import __version__
     if wheel is None:
         warnings.warn(f"wordnet does not run from an installed wheel: the logged model "
                       f"requires {DISTRIBUTION}=={__version__} from a package index "
@@ -407,7 +408,7 @@ def page_url(experiment_id: str, run_id: str) -> str:
 def machine_tags(threads: int) -> dict[str, str]:
     """What a run's speed (and, for float32 and BLAS, its last bits) depends on besides
     its recipe: the CPU, the instruction set the kernels were built for, the threads."""
-    from ._cpu import BUILT_FOR
+    from wordnet._cpu import BUILT_FOR
     return {"wordnet.cpu": cpu_model(), "wordnet.isa": BUILT_FOR or "compiler default",
             "wordnet.threads": str(threads)}
 
@@ -486,11 +487,11 @@ def git_commit() -> str:
     """The commit this package was built from: the stamp setup.py writes at build time,
     else (running from a source checkout) git's HEAD there, else "unknown"."""
     try:
-        from ._commit import COMMIT
+        from wordnet._commit import COMMIT
         return COMMIT
     except ImportError:                       # not built: a source checkout, or a copy
         pass
-    source = Path(__file__).resolve().parent.parent
+    source = Path(__file__).resolve().parents[2]
     if not (source / "pyproject.toml").is_file():
         return "unknown"                      # git here would answer for some other tree
     try:

@@ -15,9 +15,11 @@ from dataclasses import dataclass, field, fields
 
 import numpy as np
 
-from ._activations import cross_entropy
-from ._loop import train_minibatches
-from .model import INT_MAX, Buffers, ConfigError, Model, Momentum, check_types
+from wordnet._activations import cross_entropy
+from wordnet._loop import train_minibatches
+from wordnet.errors import ConfigError, WordNetError
+from wordnet.models.base import INT_MAX, Momentum, check_types
+from wordnet.models.fourgram import Buffers, Model
 
 CHUNK = 64   # minibatches per call into the fused loop: callbacks and Ctrl-C wait at most this
 CORRUPTIONS = ("uniform", "unigram")   # the window scorer's corrupted centre words
@@ -152,7 +154,7 @@ class Position:
         return pos
 
 
-class Diverged(RuntimeError):
+class Diverged(WordNetError, RuntimeError):
     """The training CE became NaN or infinite."""
 
     def __init__(self, iteration: Iteration, learning_rate: float):

@@ -35,10 +35,13 @@ import mlflow
 import numpy as np
 from mlflow.exceptions import MlflowException
 from mlflow.pyfunc import PythonModel, scoring_server
-from pydantic import BaseModel, TypeAdapter   # MLflow's dependency; it makes these the schema
+from pydantic import (  # MLflow's dependency; it makes these the schema
+    BaseModel,
+    TypeAdapter,
+)
 
-from wordnet.data import UnknownWordError
-from wordnet.predict import InputError, Predictor
+from wordnet.data.dataset import UnknownWordError
+from wordnet.models.predictor import InputError, Predictor
 
 DEFAULT_TOP_K = 5
 # The most a request may ask for: 10,000 contexts at top_k 10 (100,000 predictions) take

@@ -25,11 +25,13 @@ import zipfile
 from importlib import metadata
 from pathlib import Path
 
+from wordnet.errors import WordNetError
+
 DISTRIBUTION = "wordnet-4gram"
 INSTALLER_FILES = {"INSTALLER", "REQUESTED", "direct_url.json", "RECORD"}
 
 
-class NotRebuildable(Exception):
+class NotRebuildable(WordNetError):
     """The running package is not a plain install of the distribution."""
 
 

@@ -24,9 +24,10 @@ from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
-from . import checkpoint
-from .fileio import atomic_write, write_json
-from .recipes import Recipe
+from wordnet.errors import WordNetError
+from wordnet.fileio import atomic_write, write_json
+from wordnet.models import checkpoint
+from wordnet.runs.recipes import Recipe
 
 RUNS_DIR = Path("artifacts")          # where `run` puts a folder per run
 CHECKPOINT, VOCAB, MANIFEST, RECIPE = "model.bin", "vocab.txt", "run.json", "recipe.json"
@@ -38,7 +39,7 @@ SWEEP, LOCK = "sweep.json", ".lock"
 SPACE_MARGIN = 4 * 2**20              # bytes for the plots, reports and JSON files
 
 
-class RunFolderError(Exception):
+class RunFolderError(WordNetError):
     """A run folder cannot be written, or holds a file that cannot be read."""
 
 

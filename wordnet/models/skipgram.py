@@ -20,11 +20,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import init as init_schemes
-from ._activations import bias_softmax, cross_entropy
-from ._gradients import embed, embed_grad, softmax_grad
-from ._objectives import negative_sampling
-from .model import Layers
+from wordnet._activations import bias_softmax, cross_entropy
+from wordnet._gradients import embed, embed_grad, softmax_grad
+from wordnet._objectives import negative_sampling
+from wordnet.models import init as init_schemes
+from wordnet.models.base import Layers
 
 
 class SkipGram(Layers):

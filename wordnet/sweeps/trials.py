@@ -12,10 +12,10 @@ import select
 import signal
 import subprocess
 
-from .model import THREADS_ENV
-from .processes import python_command
-from .rundir import MANIFEST, METRICS, RunDir
-from .search import Trial
+from wordnet.models.base import THREADS_ENV
+from wordnet.processes import python_command
+from wordnet.runs.rundir import MANIFEST, METRICS, RunDir
+from wordnet.sweeps.search import Trial
 
 # Threads of a trial: two trials of one thread each make more trials per hour on two
 # cores than one of two threads (benchmarks/bench_sweeps.py)

@@ -20,11 +20,17 @@ import tempfile
 import threading
 from pathlib import Path
 
-from .model import ConfigError
-from .rundir import MANIFEST, METRICS, RunDir
-from .search import Search, Trial
-from .trials import (ANSWER_SECONDS, TRIAL_LOG, finished_trial, run_command, run_process,
-                     thread_env)
+from wordnet.errors import ConfigError
+from wordnet.runs.rundir import MANIFEST, METRICS, RunDir
+from wordnet.sweeps.search import Search, Trial
+from wordnet.sweeps.trials import (
+    ANSWER_SECONDS,
+    TRIAL_LOG,
+    finished_trial,
+    run_command,
+    run_process,
+    thread_env,
+)
 
 QUESTION_SECONDS = 1.0          # how long the sweep's judge waits for a question at a time
 
@@ -53,7 +59,7 @@ class RayTrials:
                 f"with --ray-address the trials may run on other machines, which cannot "
                 f"write to the tracking store {tracking_uri or './mlflow.db'} on this one: "
                 "start `mlflow server` and pass --tracking-uri http://HOST:PORT")
-        from .model import default_threads
+        from wordnet.models.base import default_threads
         # Ray puts the driver's working folder first on its workers' sys.path, unless
         # the job has a working_dir: run from a source checkout, the workers would import
         # its wordnet/, which has no compiled kernels.  An empty one keeps them on the

@@ -2,7 +2,7 @@
 
 Minibatches of N examples (windows, or centre-context pairs) in file order, no
 shuffling, the trailing ones that do not fill a batch unused; momentum SGD with
-an optional weight decay (:class:`wordnet.model.Momentum`); the reported training
+an optional weight decay (:class:`wordnet.models.base.Momentum`); the reported training
 loss a running mean reset at each epoch; in the last epoch, minibatch
 ``early_stop`` is evaluated and reported, not applied; a validation after the
 minibatches b > 0 with b % validation_period == 0.  The random words (the window
@@ -17,11 +17,12 @@ import time
 
 import numpy as np
 
-from .corpus import UNIGRAM_POWER, Corpus, pairs, windows
-from .figures import FIGURES
-from .model import ConfigError, Momentum
-from .train import Diverged, History, Iteration, TrainingConfig
-from .window import corrupt
+from wordnet.data.corpus import UNIGRAM_POWER, Corpus, pairs, windows
+from wordnet.errors import ConfigError
+from wordnet.models.base import Momentum
+from wordnet.models.figures import FIGURES
+from wordnet.models.window import corrupt
+from wordnet.training.trainer import Diverged, History, Iteration, TrainingConfig
 
 
 def examples(model, corpus: Corpus, split: str, k: int) -> np.ndarray:

@@ -12,12 +12,25 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from . import tracking
-from .pipeline import NotLogged, PipelineError, PipelineRun
-from .rundir import (CE_PLOT, CHECKPOINT, EMBEDDING_PAGE, EMBEDDING_PLOT, HISTORY, MANIFEST,
-                     METRICS, NPZ_CHECKPOINT, RECIPE, REPORT, REPORT_JSON, VOCAB, RunDir)
-from .figures import FIGURES
-from .sampled_stages import SampledStages
+from wordnet import tracking
+from wordnet.models.figures import FIGURES
+from wordnet.runs.pipeline import NotLogged, PipelineError, PipelineRun
+from wordnet.runs.rundir import (
+    CE_PLOT,
+    CHECKPOINT,
+    EMBEDDING_PAGE,
+    EMBEDDING_PLOT,
+    HISTORY,
+    MANIFEST,
+    METRICS,
+    NPZ_CHECKPOINT,
+    RECIPE,
+    REPORT,
+    REPORT_JSON,
+    VOCAB,
+    RunDir,
+)
+from wordnet.runs.sampled_stages import SampledStages
 
 FILES = (CHECKPOINT, NPZ_CHECKPOINT, VOCAB, RECIPE, HISTORY, CE_PLOT, EMBEDDING_PLOT,
          EMBEDDING_PAGE, REPORT, REPORT_JSON)

@@ -28,11 +28,12 @@ from pathlib import Path
 
 import numpy as np
 
-from . import checkpoint, embedded
-from .fileio import atomic_write, write_json
-from .model import Model
-from .recipes import Config, Recipe, differences
-from .train import Metrics, evaluate
+from wordnet.data import embedded
+from wordnet.fileio import atomic_write, write_json
+from wordnet.models import checkpoint
+from wordnet.models.fourgram import Model
+from wordnet.runs.recipes import Config, Recipe, differences
+from wordnet.training.trainer import Metrics, evaluate
 
 PUBLISHED, TRAINED = "published", "trained"
 PARTS = {PUBLISHED: "(a) The engine on the published model9-3000.bin",

@@ -1,11 +1,11 @@
 """Fill a data folder: download the upstream files or copy them from a local folder.
 
 The pipeline never needs this (the package ships the data, see
-:mod:`wordnet.embedded`); it is there to get upstream's files as they are
+:mod:`wordnet.data.embedded`); it is there to get upstream's files as they are
 published.  Every file is checked against the SHA-256 pinned in
-:mod:`wordnet.embedded` before it is written, so fetching never writes a file
+:mod:`wordnet.data.embedded` before it is written, so fetching never writes a file
 that does not match, nor deletes one it did not write.  ``train_data.csv`` is not published upstream: it is
-rebuilt from ``raw_sentences.txt`` by the split rule of :mod:`wordnet.data`
+rebuilt from ``raw_sentences.txt`` by the split rule of :mod:`wordnet.data.dataset`
 (SPEC section 2) and checked against its own pin.
 """
 from __future__ import annotations
@@ -16,10 +16,11 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from .data import (DATA_ENV, DEFAULT_DIR, DataError, Vocabulary, csv_bytes, sha256,
-                   split_ngrams, tokenize)
-from .embedded import CSV_SHA256, SHA256
-from .fileio import atomic_write
+from wordnet.data.dataset import (DATA_ENV, DEFAULT_DIR, DataError, Vocabulary, csv_bytes, sha256,
+    split_ngrams, tokenize)
+from wordnet.data.embedded import CSV_SHA256, SHA256
+from wordnet.fileio import atomic_write
+from wordnet.errors import WordNetError
 
 BASE_URL = "https://raw.githubusercontent.com/gingerbig/wordnet/master"
 URL_ENV = "WORDNET_DATA_URL"          # overrides BASE_URL, e.g. for a mirror
@@ -41,7 +42,7 @@ HOW_TO_POINT = (f"point at a local copy with --data-dir DIR, {DATA_ENV}=DIR "
                 "or `wordnet-pipeline data fetch --from DIR`")
 
 
-class FetchError(Exception):
+class FetchError(WordNetError):
     """The data cannot be fetched or does not match its pinned SHA-256."""
 
 

@@ -15,11 +15,13 @@ from itertools import combinations
 
 import numpy as np
 
+from wordnet.errors import WordNetError
+
 K = 10                  # neighbours per word
 SHOWN_WORDS = 5         # the words a pair agrees on most and least, in the table
 
 
-class CompareError(ValueError):
+class CompareError(WordNetError, ValueError):
     """The models cannot be compared (one model, or different vocabularies)."""
 
 

@@ -8,7 +8,7 @@ order; the first 372,550 train, the next 46,568 validate, the rest test.
 Both routes give the same arrays.  In memory, rows are int32 and 0-based.
 
 Without a folder, the data is the copy shipped with the package
-(:mod:`wordnet.embedded`): the split is rebuilt from its ``raw_sentences.txt``
+(:mod:`wordnet.data.embedded`): the split is rebuilt from its ``raw_sentences.txt``
 and each split checked against its pinned SHA-256.
 """
 from __future__ import annotations
@@ -22,7 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from . import embedded
+from wordnet.data import embedded
+from wordnet.errors import WordNetError
 
 CONTEXT = 3                  # D, words in
 COLUMNS = CONTEXT + 1        # the 4-gram: context, then target
@@ -33,12 +34,13 @@ DEFAULT_DIR = Path("data")
 BREAK = -1                   # in a token stream: a sentence's end, or a word outside the vocabulary
 
 
-class DataError(ValueError):
+class DataError(WordNetError, ValueError):
     """A data file is missing or malformed; the message names the file (and line)."""
 
 
-class UnknownWordError(KeyError):
+class UnknownWordError(WordNetError, KeyError):
     """A word is not in the vocabulary; ``suggestions`` holds the closest ones."""
+    exit_code = 2
 
     def __init__(self, word: str, suggestions: list[str]):
         super().__init__(word)

@@ -1,9 +1,9 @@
 """The stages train, validate, test and reproduce of the window scorer and of skip-gram
-(``model = "window"`` or ``"skipgram"``), for :class:`wordnet.pipeline.PipelineRun`.
+(``model = "window"`` or ``"skipgram"``), for :class:`wordnet.runs.pipeline.PipelineRun`.
 
 They write the 4-gram stages' files but the CE plot and the reproduction report;
-the checkpoint is ``model.npz`` (:func:`wordnet.checkpoint.save_npz`), and the figures
-are each model's own (:mod:`wordnet.figures`):
+the checkpoint is ``model.npz`` (:func:`wordnet.models.checkpoint.save_npz`), and the figures
+are each model's own (:mod:`wordnet.models.figures`):
 
     window      train/loss_running_mean, valid/loss (hinge, against fixed corruptions);
                 {valid,test}/ranking_accuracy, /mean_margin, /loss
@@ -16,15 +16,16 @@ words, is the 4-gram model's only.
 """
 from __future__ import annotations
 
-from .corpus import load_corpus
-from .data import sha256
-from .figures import FIGURES
-from .model import ConfigError, check_memory
-from .rundir import HISTORY, NPZ_CHECKPOINT, check_space
-from .sgd import SampledTrainer, examples
-from .skipgram import SkipGram
-from .train import Diverged
-from .window import WindowScorer
+from wordnet.data.corpus import load_corpus
+from wordnet.data.dataset import sha256
+from wordnet.errors import ConfigError
+from wordnet.models.base import check_memory
+from wordnet.models.figures import FIGURES
+from wordnet.models.skipgram import SkipGram
+from wordnet.models.window import WindowScorer
+from wordnet.runs.rundir import HISTORY, NPZ_CHECKPOINT, check_space
+from wordnet.training.sampled import SampledTrainer, examples
+from wordnet.training.trainer import Diverged
 
 MODELS = {"window": WindowScorer, "skipgram": SkipGram}
 
@@ -49,7 +50,7 @@ class SampledStages:
 
     def examples(self, split: str):
         """The split's windows or centre-context pairs; PipelineError when it has none."""
-        from .pipeline import PipelineError
+        from wordnet.runs.pipeline import PipelineError
         rows = examples(self.cls, self.corpus, split, self.config.window)
         if len(rows) == 0:
             k = self.config.window
@@ -68,8 +69,8 @@ class SampledStages:
 
     def load_model(self):
         """The folder's model.npz, as the recipe's backend computes it."""
-        from .checkpoint import load_npz
-        from .pipeline import PipelineError
+        from wordnet.models.checkpoint import load_npz
+        from wordnet.runs.pipeline import PipelineError
         path = self.run.out / NPZ_CHECKPOINT
         if not path.is_file():
             raise PipelineError(f"no {self.config.model} model in {self.run.out}/: run "
@@ -82,7 +83,7 @@ class SampledStages:
     # -- stages ---------------------------------------------------------------------------
 
     def train(self):
-        from .pipeline import PipelineError, stop_on_signals
+        from wordnet.runs.pipeline import PipelineError, stop_on_signals
         run, cfg = self.run, self.config
         if run.resume:
             raise PipelineError(f"a {cfg.model} run does not resume: train it again, "
@@ -125,7 +126,7 @@ class SampledStages:
                 bar.close()
         if history.stopped:
             if pruned:
-                from .pipeline import Pruned
+                from wordnet.runs.pipeline import Pruned
                 step, value = pruned[0]
                 why = (f"validation point {len(points)} (iteration {step}): "
                        f"{valid_name} {value:.4f}, clearly worse than other trials there")

@@ -20,11 +20,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import init as init_schemes
-from ._activations import bias_sigmoid, bias_tanh
-from ._gradients import embed, embed_grad, sigmoid_grad, sum_columns, tanh_grad
-from ._objectives import hinge_grad
-from .model import Layers
+from wordnet._activations import bias_sigmoid, bias_tanh
+from wordnet._gradients import embed, embed_grad, sigmoid_grad, sum_columns, tanh_grad
+from wordnet._objectives import hinge_grad
+from wordnet.models import init as init_schemes
+from wordnet.models.base import Layers
 
 EVAL_CORRUPTIONS = 5          # corrupted windows per test window in the ranking accuracy
 EVAL_SEED = 0                 # their draw: the same for every model

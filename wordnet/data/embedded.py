@@ -6,7 +6,7 @@ the package, so that nothing needs a network.
 program writes after the full reference recipe (SPEC section 5).  Every file is
 checked against the SHA-256 pinned here each time it is read; so are the three
 splits rebuilt from ``raw_sentences.txt`` (SPLIT_SHA256, see
-:meth:`wordnet.data.Dataset.digest`).  The pins of the published CSV files
+:meth:`wordnet.data.dataset.Dataset.digest`).  The pins of the published CSV files
 (CSV_SHA256) tie those splits to upstream's files: the tests render the rebuilt
 splits as CSV and compare.
 """
@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import importlib.resources
 import lzma
+from wordnet.errors import WordNetError
 
 FOLDER = "_embedded"
 
@@ -47,7 +48,7 @@ PUBLISHED_MODEL = "model9-3000.bin"     # the upstream author's checkpoint (SPEC
 C_FULL = "c_full.bin"                   # the C program's, after the reference recipe
 
 
-class EmbeddedError(Exception):
+class EmbeddedError(WordNetError):
     """The package's copy of a file is missing or damaged."""
 
 

@@ -19,15 +19,16 @@ from pathlib import Path
 
 import numpy as np
 
-from . import embedded
-from .fileio import atomic_write
+from wordnet.data import embedded
+from wordnet.errors import WordNetError
+from wordnet.fileio import atomic_write
 
 # int32 x5, pad, float64 x2, int32 x7, pad
 HEADER = struct.Struct("<5i4x2d7i4x")
 MAX_UNITS = 1 << 20            # sanity bound on any one size in a header
 
 
-class CheckpointError(ValueError):
+class CheckpointError(WordNetError, ValueError):
     """A checkpoint cannot be read or does not fit; the message names the file."""
 
 
@@ -127,7 +128,7 @@ def read(path) -> bytes:
 
 
 def load_embedded(name: str) -> tuple[Header, dict[str, np.ndarray]]:
-    """(header, params) of a checkpoint shipped with the package (wordnet.embedded)."""
+    """(header, params) of a checkpoint shipped with the package (wordnet.data.embedded)."""
     return parse(embedded.read_bytes(name), f"{name} (embedded)")
 
 

@@ -1,4 +1,4 @@
-"""Sweeps: the trials of a search (:mod:`wordnet.search`), run here, in processes of
+"""Sweeps: the trials of a search (:mod:`wordnet.sweeps.search`), run here, in processes of
 their own or on Ray, nested under a parent MLflow run that says what was swept and
 which run was best.
 
@@ -21,18 +21,24 @@ from contextlib import nullcontext
 from functools import partial
 from pathlib import Path
 
-from . import tracking
-from .data import load_dataset
-from .figures import FIGURES, Figures
-from .fileio import atomic_write
-from .model import default_threads
-from .pipeline import PipelineError, Pruned, run
-from .recipes import Recipe, with_overrides
-from .rundir import MANIFEST, SWEEP, RunDir, check_writable
-from .search import Search, Trial
-from .tracking import NoRun
-from .trials import (TRIAL_LOG, finished_trial, run_command, run_process, thread_env,
-                     trial_row)
+from wordnet import tracking
+from wordnet.data.dataset import load_dataset
+from wordnet.fileio import atomic_write
+from wordnet.models.base import default_threads
+from wordnet.models.figures import FIGURES, Figures
+from wordnet.runs.pipeline import PipelineError, Pruned, run
+from wordnet.runs.recipes import Recipe, with_overrides
+from wordnet.runs.rundir import MANIFEST, SWEEP, RunDir, check_writable
+from wordnet.sweeps.search import Search, Trial
+from wordnet.sweeps.trials import (
+    TRIAL_LOG,
+    finished_trial,
+    run_command,
+    run_process,
+    thread_env,
+    trial_row,
+)
+from wordnet.tracking import NoRun
 
 CURVES = ("train/batch_ce_mean10", "train/epoch")   # besides each model's two (figures.py)
 STOP_SECONDS = 60                             # Ctrl-C: the bound on the trials' ending
@@ -47,7 +53,7 @@ def sweep(recipe: Recipe, search: Search, stages, out: Path, data_dir: Path | No
     ``jobs`` == 1 runs them here, one after the other; more, that many at once, each
     a ``wordnet-pipeline run`` process of its own with ``threads`` threads (the recipe
     read again from ``source``, the name or file it came from); ``ray`` (a
-    :class:`wordnet.ray_sweep.RayTrials`) runs them as Ray tasks.  ``resume``, the
+    :class:`wordnet.sweeps.ray_executor.RayTrials`) runs them as Ray tasks.  ``resume``, the
     parent run of an earlier sweep: its finished and pruned trials are not run again."""
     dataset = dataset or load_dataset(data_dir)
     check_writable(out)

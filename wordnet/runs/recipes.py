@@ -13,9 +13,9 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-from .model import ConfigError, ModelConfig
-from .train import TrainingConfig
-
+from wordnet.errors import ConfigError
+from wordnet.models.fourgram import ModelConfig
+from wordnet.training.trainer import TrainingConfig
 
 # The keys each model ignores (model.py's MODELS): the other models' own.
 UNUSED = {"4gram": ("window", "corruption", "negatives"),

@@ -20,7 +20,7 @@ import math
 import threading
 from dataclasses import dataclass
 
-from .model import ConfigError
+from wordnet.errors import ConfigError
 
 KINDS = ("uniform", "loguniform", "int", "choice")
 SAMPLERS = ("tpe", "random")
@@ -57,8 +57,11 @@ class Axis:
         return cls(key, kind, low=bounds[0], high=bounds[1])
 
     def distribution(self):
-        from optuna.distributions import (CategoricalDistribution, FloatDistribution,
-                                          IntDistribution)
+        from optuna.distributions import (
+            CategoricalDistribution,
+            FloatDistribution,
+            IntDistribution,
+        )
         if self.kind in ("grid", "choice"):
             return CategoricalDistribution(self.values)
         if self.kind == "int":
@@ -91,7 +94,7 @@ def _values(key: str, text: str) -> tuple:
 def parse_space(pairs) -> dict[str, Axis]:
     """``KEY=SPEC`` pairs as axes, in the order given; ConfigError for a malformed
     pair, an unknown key or a bad distribution."""
-    from .recipes import parse_overrides
+    from wordnet.runs.recipes import parse_overrides
     space = {key: Axis.parse(key, spec) for key, spec in parse_overrides(pairs).items()}
     model = space.get("model")
     if model is not None and (model.kind != "grid" or len(model.values) > 1):

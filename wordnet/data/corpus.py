@@ -2,7 +2,7 @@
 
 The sentences (lines) are split in file order: the first 80 % for training, the
 next 10 % for validation, the last 10 % for testing, as the 4-gram split divides
-its 4-grams.  Each line is read as the 4-gram data is (:func:`wordnet.data.tokenize`:
+its 4-grams.  Each line is read as the 4-gram data is (:func:`wordnet.data.dataset.tokenize`:
 lower-cased, split on white space, a word outside the vocabulary cuts its sentence),
 and no example crosses a sentence's end.
 
@@ -20,8 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from . import embedded
-from .data import BREAK, SPLITS, DataError, Vocabulary, _read_text, tokenize
+from wordnet.data import embedded
+from wordnet.data.dataset import BREAK, SPLITS, DataError, Vocabulary, _read_text, tokenize
 
 SHARES = (0.8, 0.1)          # of the lines: training, validation (the rest: test)
 UNIGRAM_POWER = 0.75         # skip-gram's negative samples: unigram counts to this power

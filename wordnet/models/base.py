@@ -1,0 +1,155 @@
+"""What every model shares: parameters of one dtype on a backend (``exact``: the C
+reference's summation order, bit for bit; ``fast``: BLAS), the OpenMP threads of the
+kernels, momentum SGD with an optional weight decay, and the checks made before
+training (types of a configuration, memory).
+"""
+from __future__ import annotations
+
+import os
+from contextlib import nullcontext
+from dataclasses import fields
+
+import numpy as np
+from threadpoolctl import threadpool_limits
+
+from wordnet._products import gemm, prepare_blas
+from wordnet._updates import momentum_update
+from wordnet.errors import ConfigError
+
+BACKENDS = ("exact", "fast")
+DTYPES = ("float64", "float32")
+INT_MAX = 2**31 - 1
+MAX_THREADS = 4
+
+
+def available_memory() -> int:
+    """Bytes of memory the system can give without swapping (MemAvailable)."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+
+
+def check_memory(needed: int) -> None:
+    """Fail before training, not a minute into it, when the machine has less than
+    ``needed`` bytes of memory available."""
+    available = available_memory()
+    if needed > available:
+        raise ConfigError(f"training these sizes needs about {needed / 1e9:,.1f} GB of memory, "
+                          f"and {available / 1e9:,.1f} GB are available; choose a smaller "
+                          "hidden_size, embedding_size or batch_size")
+
+
+def check_types(config, cls) -> None:
+    """ConfigError unless every field ``cls`` declares holds a value of its type."""
+    for f in fields(cls):
+        v = getattr(config, f.name)
+        want = {"int": int, "float": (int, float), "str": str}[f.type]
+        if isinstance(v, bool) or not isinstance(v, want):
+            raise ConfigError(f"{f.name} must be {f.type}, got {v!r}")
+
+
+
+class Layers:
+    """What every model here shares: its parameters (``PARAMS``, of one dtype), the
+    backend that computes its products, and the OpenMP threads of its kernels."""
+    PARAMS: tuple[str, ...] = ()
+    WEIGHTS: tuple[str, ...] = ()             # what a weight decay shrinks
+    UPDATE_ORDER: tuple[str, ...] = ()        # the optimiser's (default: PARAMS reversed)
+
+    def __init__(self, params: dict[str, np.ndarray], backend: str = "exact",
+                 threads: int | None = None, dtype: str = "float64"):
+        check_backend(backend, dtype)
+        self.dtype = np.dtype(dtype)
+        for name in self.PARAMS:
+            setattr(self, name, np.array(params[name], dtype=self.dtype, order="C"))
+        self.backend = backend
+        self._exact = backend == "exact"
+        # Every kernel splits its work among this many OpenMP threads; BLAS
+        # then runs single-threaded inside each (see single_threaded_blas).  A
+        # minibatch of 100 leaves too little work for more than a few threads.
+        self.threads = threads or default_threads()
+        self._buffers = {}
+
+    def params(self) -> dict[str, np.ndarray]:
+        return {name: getattr(self, name) for name in self.PARAMS}
+
+    def buffer(self, name: str, shape: tuple[int, ...]) -> np.ndarray:
+        """An uninitialised array, the same one for the same name and shape: a step's
+        activations without a new allocation (and its page faults) at every step."""
+        key = (name, shape)
+        if key not in self._buffers:
+            self._buffers[key] = np.empty(shape, self.dtype)
+        return self._buffers[key]
+
+    def update_order(self) -> tuple[str, ...]:
+        return self.UPDATE_ORDER or self.PARAMS[::-1]
+
+    def single_threaded_blas(self):
+        """A context in which BLAS does not start threads of its own inside ours."""
+        if self.threads > 1 and not self._exact:
+            prepare_blas()                     # threadpoolctl only sees loaded libraries
+            return threadpool_limits(1, user_api="blas")
+        return nullcontext()
+
+    def _gemm(self, A, B, C, trans_a=False, trans_b=False):
+        gemm(A, B, C, trans_a, trans_b, self._exact, self.threads)
+
+
+
+def check_backend(backend: str, dtype: str) -> None:
+    if backend not in BACKENDS:
+        raise ConfigError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+    if dtype not in DTYPES:
+        raise ConfigError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
+    if dtype != "float64" and backend == "exact":
+        raise ConfigError(f"dtype {dtype} needs backend = fast: the exact backend is float64")
+
+
+THREADS_ENV = "WORDNET_THREADS"
+
+
+def default_threads() -> int:
+    """The OpenMP threads a model uses unless told otherwise: $WORDNET_THREADS (a sweep's
+    parallel trials get their share of the cores through it), else the CPUs this
+    process may run on, at most MAX_THREADS."""
+    value = os.environ.get(THREADS_ENV, "").strip()
+    if value:
+        if not value.isdigit() or int(value) < 1:
+            raise ConfigError(f"${THREADS_ENV} must be a whole number of threads, 1 or more, "
+                              f"not {value!r}")
+        return int(value)
+    return min(_usable_cpus(), MAX_THREADS)
+
+
+def _usable_cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))      # the CPUs this process may run on
+    except AttributeError:                       # not on every platform
+        return os.cpu_count() or 1
+
+
+class Momentum:
+    """Momentum SGD, as the C does it: vel = m·vel + g·(1/N); θ = θ − lr·vel; with a
+    weight decay λ, vel = m·vel + (g·(1/N) + λ·θ) for the model's WEIGHTS."""
+
+    def __init__(self, model: Layers, learning_rate: float, momentum: float, batch_size: int,
+                 velocity: dict[str, np.ndarray] | None = None, weight_decay: float = 0.0):
+        self.model, self.learning_rate, self.momentum = model, learning_rate, momentum
+        self.weight_decay = weight_decay
+        self.inv_n = 1.0 / batch_size                    # the rounded reciprocal, as in C
+        self.velocity = {name: np.zeros_like(p) for name, p in model.params().items()}
+        if velocity is not None:
+            for name in model.PARAMS:
+                self.velocity[name][...] = velocity[name]
+
+    def step(self, grads: dict[str, np.ndarray]) -> None:
+        for name in self.model.update_order():
+            momentum_update(getattr(self.model, name).reshape(-1),
+                            self.velocity[name].reshape(-1), grads[name].reshape(-1),
+                            self.momentum, self.learning_rate, self.inv_n, self.model.threads,
+                            self.weight_decay if name in self.model.WEIGHTS else 0.0)

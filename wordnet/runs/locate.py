@@ -1,0 +1,128 @@
+"""Where a model comes from: a checkpoint file, a run's folder, an MLflow run or
+registered model (``runs:/``, ``models:/``), or the latest run under ``artifacts/``.
+"""
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+from wordnet.data.dataset import DATA_ENV, DEFAULT_DIR
+from wordnet.errors import WordNetError
+from wordnet.models.predictor import Embeddings, Predictor
+from wordnet.runs.rundir import NPZ_CHECKPOINT, RUNS_DIR, VOCAB, RunDir, latest_run
+
+RUN_ID = re.compile(r"[0-9a-f]{32}")
+
+
+class ModelNotFound(WordNetError, LookupError):
+    """No model where one was asked for (or no trained model at all)."""
+
+
+def load(model: str | None, data_dir: Path | None = None,
+         tracking_uri: str | None = None, predicts: bool = False) -> Embeddings:
+    """The model of ``--model``: a checkpoint file, a run's folder, a ``runs:/`` or
+    ``models:/`` URI, or None for the latest finished run (with ``predicts``, the
+    latest 4-gram run).  A 4-gram model is a Predictor; the window scorer and
+    skip-gram have Embeddings only."""
+    with model_files(model, data_dir, tracking_uri, predicts=predicts) as (checkpoint_path,
+                                                                           vocab_path):
+        if Path(checkpoint_path).suffix == ".npz":
+            return Embeddings.load(checkpoint_path, vocab_path)
+        return Predictor.load(checkpoint_path, vocab_path)
+
+
+@contextmanager
+def model_files(model: str | None, data_dir: Path | None = None, tracking_uri: str | None = None,
+                vocab: bool = True, predicts: bool = False) -> Iterator[tuple[Path, Path | None]]:
+    """(checkpoint, vocabulary) of ``--model`` (see :func:`load`), the vocabulary None
+    unless ``vocab``; an MLflow model's files last as long as the ``with`` block.  An
+    MLflow run's ID (32 hexadecimal digits, not a file here) is its ``runs:/ID``."""
+    if model is not None and RUN_ID.fullmatch(model) and not Path(model).exists():
+        model = f"runs:/{model}"
+    if model is not None and model.startswith(("runs:/", "models:/")):
+        with tempfile.TemporaryDirectory(prefix="wordnet-model-") as tmp:
+            checkpoint_path, vocab_path = _download(model, Path(tmp), tracking_uri)
+            yield checkpoint_path, vocab_path if vocab else None
+        return
+    if model is None:
+        folder = latest_run(models=("4gram",) if predicts else None)
+        if folder is None:
+            what = "4-gram model (one that predicts next words)" if predicts else "model"
+            raise ModelNotFound(f"no trained {what} under {RUNS_DIR}/: train one with "
+                                "`wordnet-pipeline run --stage all`, or pass --model PATH")
+        yield RunDir(folder).model_file(), folder / VOCAB if vocab else None
+        return
+    path = Path(model)
+    if path.is_dir():
+        path = RunDir(path).model_file()
+    if not path.exists():                     # what is there but not a file: checkpoint.read
+        raise ModelNotFound(f"{model}: no such model file")
+    yield path, _vocabulary_for(path, data_dir) if vocab else None
+
+
+def _vocabulary_for(checkpoint_path: Path, data_dir: Path | None) -> Path | None:
+    """The vocabulary beside the checkpoint, else in --data-dir or $WORDNET_DATA_DIR
+    (which must hold one), else in data/, else None: the one shipped with the package."""
+    beside = checkpoint_path.parent / VOCAB
+    if beside.is_file():
+        return beside
+    named = data_dir or os.environ.get(DATA_ENV)
+    if named:
+        if not (Path(named) / VOCAB).is_file():
+            raise ModelNotFound(f"no {VOCAB} beside {checkpoint_path} nor in {named}/")
+        return Path(named) / VOCAB
+    return DEFAULT_DIR / VOCAB if (DEFAULT_DIR / VOCAB).is_file() else None
+
+
+def _model_of_run(run_id: str) -> str | None:
+    """``models:/ID`` of the model the run logged (``runs:/ID`` names the run, and its
+    model's name depends on the recipe); None when it logged none."""
+    from mlflow import MlflowClient
+    outputs = MlflowClient().get_run(run_id).outputs
+    models = [m.model_id for m in (outputs.model_outputs if outputs else [])]
+    return f"models:/{models[-1]}" if models else None
+
+
+def _download(uri: str, dest: Path, tracking_uri: str | None) -> tuple[Path, Path]:
+    """(checkpoint, vocabulary) of the pyfunc model at ``uri`` in the tracking store
+    ``tracking_uri`` (else MLflow's), downloaded into ``dest``; of a run that logged
+    no model (the window scorer, skip-gram), its model.npz and vocab.txt artifacts."""
+    from wordnet.tracking import use_store_for_reading
+    use_store_for_reading(tracking_uri)
+
+    import mlflow
+    from mlflow.exceptions import MlflowException
+    from mlflow.models import Model as MLmodel
+
+    try:
+        if uri.startswith("runs:/") and uri.rstrip("/").count("/") == 1:
+            run_id = uri.removeprefix("runs:/").rstrip("/")
+            model = _model_of_run(run_id)
+            if model is None:
+                return _run_artifacts(run_id, dest)
+            uri = model
+        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(dest)))
+        artifacts = MLmodel.load(str(local)).flavors["python_function"]["artifacts"]
+        return local / artifacts["checkpoint"]["path"], local / artifacts["vocab"]["path"]
+    except (MlflowException, OSError) as e:
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ModelNotFound(f"{uri}: cannot download the model ({reason})") from None
+    except KeyError:
+        raise ModelNotFound(f"{uri}: not a WordNet model (no checkpoint and vocabulary)") from None
+
+
+def _run_artifacts(run_id: str, dest: Path) -> tuple[Path, Path]:
+    """model.npz and vocab.txt among the artifacts of run ``run_id``, into ``dest``."""
+    import mlflow
+    names = {a.path for a in mlflow.MlflowClient().list_artifacts(run_id)}
+    if NPZ_CHECKPOINT not in names or VOCAB not in names:
+        raise ModelNotFound(f"runs:/{run_id}: the run logged no model")
+    return tuple(Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=name,
+                                                          dst_path=str(dest)))
+                 for name in (NPZ_CHECKPOINT, VOCAB))
+
+
