@@ -61,8 +61,11 @@ OMP_WAIT_VARIABLES = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")
 START_ENV = dict(os.environ)
 
 from wordnet.data.dataset import load_dataset  # noqa: E402
-from wordnet.models.fourgram import PARAMS, Model  # noqa: E402
-from wordnet.runs.recipes import Config  # noqa: E402
+from wordnet.models.fourgram import (  # noqa: E402
+    PARAMS,
+    FourGramConfig,  # noqa: E402
+    Model,
+)
 from wordnet.training.trainer import Trainer, batches  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
@@ -448,12 +451,12 @@ def stepping(step, threads: int | None):
 class TrainerTiming:
     """measure(seconds) through the public API: Trainer(model, config).run(train_rows).
 
-    A run of U updates is Config(epochs=U // M + 1, early_stop=U % M); U is
+    A run of U updates is FourGramConfig(epochs=U // M + 1, early_stop=U % M); U is
     chosen from the last measured rate so that the run lasts about
     ``seconds``.  The rate is the Trainer's own History.updates / .seconds.
     """
 
-    def __init__(self, model: Model, config: Config, train_rows: np.ndarray,
+    def __init__(self, model: Model, config: FourGramConfig, train_rows: np.ndarray,
                  threads: int | None):
         self.model, self.config, self.train, self.threads = model, config, train_rows, threads
         self.batch_count = len(train_rows) // config.batch_size
@@ -729,7 +732,7 @@ def median_rate(step, seconds: float, repeats: int = 3) -> float:
 # --profile: where a step of our fast backend spends its time
 # ----------------------------------------------------------------------------
 
-def gemm_names(cfg: Config, V: int, D: int) -> dict:
+def gemm_names(cfg: FourGramConfig, V: int, D: int) -> dict:
     """The six products of a step, keyed by (op(A) rows, op(B) columns, K, trans_a, trans_b)."""
     N, h1, h2 = cfg.batch_size, cfg.embedding_size, cfg.hidden_size
     return {(h2, N, D * h1, False, False): "gemm z2 = W2 y1",
@@ -908,7 +911,7 @@ class Setup:
     train: np.ndarray                  # (rows, D + 1) int32, 0-based
     x: np.ndarray                      # (M, N, D) int32: the minibatches, in file order
     t: np.ndarray                      # (M, N) int32
-    cfg: Config                        # the reference recipe's hyperparameters
+    cfg: FourGramConfig                        # the reference recipe's hyperparameters
     params: dict                       # c-reference initial weights, C layout
     V: int
     D: int
@@ -917,7 +920,7 @@ class Setup:
 def load(args) -> Setup:
     data_dir = resolve_data_dir(args.data_dir)
     dataset = load_dataset(data_dir)
-    cfg = Config()
+    cfg = FourGramConfig()
     V, D = len(dataset.vocab), dataset.train.shape[1] - 1
     x, t = batches(dataset.train, cfg.batch_size)
     params = Model.initialize(dataclasses.replace(cfg, backend="fast"), V, D).params()

@@ -34,10 +34,13 @@ from threadpoolctl import threadpool_limits
 sys.path.insert(0, str(Path(__file__).parent))
 from rates import run_for  # noqa: E402  (benchmarks/rates.py, beside this script)
 
-from wordnet.data.corpus import UNIGRAM_POWER, load_corpus  # noqa: E402
+from wordnet.data.corpus import load_corpus  # noqa: E402
 from wordnet.data.dataset import Vocabulary  # noqa: E402
 from wordnet.models.base import Momentum  # noqa: E402
-from wordnet.models.skipgram import SkipGram  # noqa: E402
+from wordnet.models.skipgram import (
+    UNIGRAM_POWER,  # noqa: E402
+    SkipGram,  # noqa: E402
+)
 from wordnet.models.window import WindowScorer, corrupt  # noqa: E402
 from wordnet.runs.recipes import load_recipe  # noqa: E402
 from wordnet.training.sampled import SampledTrainer, examples  # noqa: E402

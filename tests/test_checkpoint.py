@@ -10,11 +10,11 @@ from hypothesis import strategies as st
 
 from wordnet.models import checkpoint
 from wordnet.models.checkpoint import HEADER, CheckpointError, Header
-from wordnet.runs.recipes import Config
+from wordnet.models.fourgram import FourGramConfig
 
 
 def tiny_header(**changes):
-    h = Header.for_run(Config(batch_size=4, embedding_size=2, hidden_size=3), 5, (10, 4, 4))
+    h = Header.for_run(FourGramConfig(batch_size=4, embedding_size=2, hidden_size=3), 5, (10, 4, 4))
     return replace(h, **changes)
 
 
@@ -43,7 +43,7 @@ def test_round_trip(tmp_path):
 
 
 def test_reference_size_and_layout():
-    h = Header.for_run(Config(), 250, (372_550, 46_568, 46_568))
+    h = Header.for_run(FourGramConfig(), 250, (372_550, 46_568, 46_568))
     assert h.file_size() == 743_672
     assert HEADER.size == 72
 

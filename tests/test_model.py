@@ -7,8 +7,7 @@ import pytest
 from wordnet.errors import ConfigError
 from wordnet.models import checkpoint
 from wordnet.models.base import Momentum
-from wordnet.models.fourgram import Buffers, Model
-from wordnet.runs.recipes import Config
+from wordnet.models.fourgram import Buffers, FourGramConfig, Model
 from wordnet.training.trainer import evaluate
 
 
@@ -125,13 +124,13 @@ def test_backends_agree_closely():
                                  dict(dtype="float32"), dict(dtype="float32", backend="exact")])
 def test_config_refuses_out_of_range_values(bad):
     with pytest.raises(ConfigError):
-        Config(**bad)
+        FourGramConfig(**bad)
 
 
 def test_float32_is_for_the_fast_backend_and_says_so():
     with pytest.raises(ConfigError, match="dtype float32 needs backend = fast"):
-        Config(dtype="float32")
-    assert Config(backend="fast", dtype="float32").dtype == "float32"
+        FourGramConfig(dtype="float32")
+    assert FourGramConfig(backend="fast", dtype="float32").dtype == "float32"
     with pytest.raises(ConfigError, match="needs backend = fast"):
         Model(small_model("exact", np.random.default_rng(0)).params(), "exact", dtype="float32")
 
@@ -194,7 +193,7 @@ def test_predict_proba_batch_of_one_equals_batch(published):
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 def test_buffers_rows_start_on_cache_lines(dtype):
     """So that threads splitting the columns at a line boundary never share a line."""
-    model = Model.initialize(Config(backend="fast", dtype=dtype), 250)
+    model = Model.initialize(FourGramConfig(backend="fast", dtype=dtype), 250)
     buf = Buffers(model, 100)
     for name in ("y1", "dy1", "z2", "y2", "dy2", "dz2", "z3", "y3", "dz3"):
         a = getattr(buf, name)

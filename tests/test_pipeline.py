@@ -9,6 +9,7 @@ import pytest
 from wordnet.models import checkpoint
 from wordnet.models.fourgram import Model
 from wordnet.runs import pipeline, recipes
+from wordnet.runs.fourgram_stages import FourGramStages
 from wordnet.runs.rundir import RunDir, latest_run
 
 TINY = {"backend": "exact", "epochs": "1", "early_stop": "20"}
@@ -83,9 +84,9 @@ def test_a_stage_alone_takes_the_model_from_the_folder(trained, dataset, data_di
     saved = RunDir(out).recipe()
     assert (saved.name, saved.config, saved.enforce_statistical_parity) == (
         "quick", recipe(**TINY).config, False)
-    assert run.model.W1.shape == (50, 250)
+    assert run.stages.model.W1.shape == (50, 250)
     with pytest.raises(pipeline.PipelineError, match="no 4-gram model in"):
-        pipeline.PipelineRun(recipe(), data_dir, out / "empty", dataset=dataset).model
+        pipeline.PipelineRun(recipe(), data_dir, out / "empty", dataset=dataset).stages.model
     metrics = pipeline.run(recipe(), {}, ("test",), out, data_dir, echo=lambda m: None,
                            dataset=dataset)
     assert metrics["test/ce"] == pytest.approx(before["test/ce"], abs=1e-9)
@@ -113,7 +114,7 @@ def test_the_record_changes_only_when_a_run_succeeds_or_changes_the_model(datase
     def interrupted(self):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(pipeline.PipelineRun, "test", interrupted)
+    monkeypatch.setattr(FourGramStages, "test", interrupted)
     with pytest.raises(KeyboardInterrupt):                            # Ctrl-C in a stage alone
         pipeline.run(recipe(), {}, ("test",), out, None, echo=quiet, dataset=dataset)
     assert (out / "run.json").read_text() == finished and latest_run(tmp_path) == out
@@ -166,7 +167,7 @@ def test_the_plots_name_the_run_and_validation_redraws_the_ce_plot(dataset, data
     assert list(validated[0]) == list(trained[0]) and len(trained[0]) == 21   # the same curve
     untracked = pipeline.PipelineRun(recipe(**TINY), data_dir, out, echo=lambda m: None,
                                      dataset=dataset)
-    assert untracked._plot_title() == "lr-0.1 · quick · exact"   # the folder's, without MLflow
+    assert untracked.plot_title() == "lr-0.1 · quick · exact"   # the folder's, without MLflow
 
 
 def test_a_split_smaller_than_a_batch_is_evaluated_and_a_sweep_goes_on(dataset, data_dir,

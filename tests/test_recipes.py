@@ -1,9 +1,11 @@
 """wordnet.runs.recipes: recipe files and --set overrides."""
+import dataclasses
+
 import pytest
 
 from wordnet.errors import ConfigError
+from wordnet.models.fourgram import FourGramConfig
 from wordnet.runs import recipes
-from wordnet.runs.recipes import Config
 
 
 def recipe(name="quick", **overrides):
@@ -11,7 +13,7 @@ def recipe(name="quick", **overrides):
 
 
 def test_the_reference_recipe_is_the_c_programs():
-    assert recipes.load_recipe("reference").config == Config()
+    assert recipes.load_recipe("reference").config == FourGramConfig()
     assert recipes.load_recipe("reference").enforce_statistical_parity
 
 
@@ -51,11 +53,11 @@ def test_overrides_are_typed_and_checked():
     with pytest.raises(ConfigError, match="model must be one of 4gram, window, skipgram"):
         recipe(model="cbow")
     with pytest.raises(ConfigError, match="window must be 1 to 10"):
-        recipe(window="0")
+        recipes.with_overrides(recipes.load_recipe("skipgram"), {"window": "0"})
     with pytest.raises(ConfigError, match="negatives must be 0"):
-        recipe(negatives="-1")
+        recipes.with_overrides(recipes.load_recipe("skipgram"), {"negatives": "-1"})
     with pytest.raises(ConfigError, match="corruption must be one of uniform, unigram"):
-        recipe(corruption="zipf")
+        recipes.with_overrides(recipes.load_recipe("window"), {"corruption": "zipf"})
     # what another model uses, set away from its default, would be ignored: refused
     with pytest.raises(ConfigError, match="negatives does not apply to the 4gram model"):
         recipe(negatives="5")
@@ -115,38 +117,54 @@ def test_a_bad_bound_in_a_recipe_file(tmp_path):
 
 
 def test_config_defaults_are_the_reference_recipe():
-    c = Config()
+    c = FourGramConfig()
     assert (c.batch_size, c.embedding_size, c.hidden_size, c.epochs, c.early_stop) == (100, 50, 200, 9, 3000)
     assert (c.learning_rate, c.momentum, c.validation_period) == (0.1, 0.9, 2**31 - 1)
 
 
-def test_a_recipe_is_the_models_configuration_and_its_trainings():
-    """The model's shapes, numerics and init in one half, the schedule in the other."""
-    import dataclasses
-
-    from wordnet.models.fourgram import ModelConfig
-    from wordnet.training.trainer import TrainingConfig
-    model = {f.name for f in dataclasses.fields(ModelConfig)}
+def test_each_model_kind_has_its_own_keys():
+    """The keys every model has (its training's, its embeddings' and numerics'), then each
+    kind's own: a 4-gram run neither logs nor accepts the window scorer's corruption or
+    skip-gram's negatives."""
+    from wordnet.models.config import Config, TrainingConfig
+    from wordnet.models.skipgram import SkipGramConfig
+    from wordnet.models.window import WindowConfig
     training = {f.name for f in dataclasses.fields(TrainingConfig)}
-    assert model == {"embedding_size", "hidden_size", "backend", "dtype", "init", "seed",
-                     "activation", "init_embeddings", "model", "window"}
     assert training == {"batch_size", "epochs", "early_stop", "learning_rate", "momentum",
-                        "validation_period", "checkpoint_minutes", "weight_decay",
-                        "corruption", "negatives"}
-    assert set(recipes.CONFIG_KEYS) == model | training
-    assert isinstance(Config(), ModelConfig) and isinstance(Config(), TrainingConfig)
+                        "validation_period", "checkpoint_minutes", "weight_decay"}
+    common = set(Config.keys()) - training
+    assert common == {"model", "embedding_size", "backend", "dtype", "init", "seed",
+                      "init_embeddings"}
+    assert set(FourGramConfig.keys()) - set(Config.keys()) == {"hidden_size", "activation"}
+    assert set(WindowConfig.keys()) - set(Config.keys()) == {"hidden_size", "activation",
+                                                              "window", "corruption"}
+    assert set(SkipGramConfig.keys()) - set(Config.keys()) == {"window", "negatives"}
+    assert set(recipes.CONFIG_KEYS) == (set(FourGramConfig.keys()) | set(WindowConfig.keys())
+                                        | set(SkipGramConfig.keys()))
+    assert "negatives" not in dataclasses.asdict(recipes.load_recipe("reference").config)
     with pytest.raises(ConfigError, match="momentum must be in"):
         TrainingConfig(momentum=1.0)
     with pytest.raises(ConfigError, match="hidden_size must be a positive integer"):
-        ModelConfig(hidden_size=0)
+        FourGramConfig(hidden_size=0)
     with pytest.raises(ConfigError, match="learning_rate must be float"):
-        Config(learning_rate="fast")
+        FourGramConfig(learning_rate="fast")
+    with pytest.raises(ConfigError, match="model is 'window' in a WindowConfig"):
+        WindowConfig(model="skipgram")
+
+
+def test_a_recipe_json_of_an_earlier_version_holds_every_kinds_keys():
+    """recipe.json written when one Config held every model's keys: the others' are left
+    out, and the folder's model is read as it was trained."""
+    saved = recipes.load_recipe("skipgram-neg").as_json()
+    saved["config"] |= {"hidden_size": 200, "activation": "sigmoid", "corruption": "uniform"}
+    saved["written"] = saved["config"]
+    assert recipes.Recipe.from_json(saved).config == recipes.load_recipe("skipgram-neg").config
 
 
 def test_iterations_counts_the_reported_ces():
-    assert Config().iterations(372_550) == 32_801          # SPEC section 3
+    assert FourGramConfig().iterations(372_550) == 32_801          # SPEC section 3
     assert recipes.load_recipe("quick").config.iterations(372_550) == 3_725
-    assert Config(epochs=1, early_stop=20).iterations(372_550) == 21
+    assert FourGramConfig(epochs=1, early_stop=20).iterations(372_550) == 21
 
 
 def test_a_run_is_named_by_what_distinguishes_it():

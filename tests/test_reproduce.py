@@ -31,7 +31,7 @@ def reproduce_stage(out, dataset, recorder=None):
     """The reproduce stage on the folder ``out``, as `run --stage reproduce` runs it."""
     recipe = RunDir(out).recipe()
     run = pipeline.PipelineRun(recipe, None, out, recorder, echo=lambda m: None, dataset=dataset)
-    return run.reproduce()
+    return run.stages.reproduce()
 
 
 def flip_last_bit(path, offset):
@@ -174,7 +174,7 @@ def test_byte_parity_with_a_given_checkpoint(dataset, reference_file, tmp_path):
         "backend": "exact", "epochs": "1", "early_stop": "10", "validation_period": str(INT_MAX),
         "reference_checkpoint": str(reference_file("c_10_updates.bin"))})
     run = pipeline.PipelineRun(c_recipe, None, tmp_path, echo=lambda m: None, dataset=dataset)
-    run.train()
+    run.stages.train()
     notes = []
     checks = {c.key: c for c in reproduce.byte_parity(
         tmp_path / "model.bin", reference_file("c_10_updates.bin").read_bytes(),

@@ -5,8 +5,8 @@ from pathlib import Path
 import pytest
 
 from wordnet.models import checkpoint
+from wordnet.models.fourgram import FourGramConfig
 from wordnet.runs import rundir
-from wordnet.runs.recipes import Config
 from wordnet.runs.rundir import RunDir, RunFolderError, latest_run
 
 
@@ -17,7 +17,7 @@ def test_an_unwritable_output_folder_is_caught_first(tmp_path):
 
 
 def test_the_space_a_run_needs():
-    reference = Config()
+    reference = FourGramConfig()
     header = checkpoint.Header.for_run(reference, 250, (0, 0, 0))
     model = header.file_size()
     needed = rundir.space_needed(header, 32_801)

@@ -177,7 +177,7 @@ def test_a_sweeps_judge_prunes_a_window_scorer_at_its_validation_point(tmp_path)
         return point == 2
 
     with pytest.raises(pipeline.Pruned, match=r"validation point 2 \(iteration 101\): "
-                                              r"valid/loss 0\.\d+, clearly worse"):
+                                              r"validation hinge loss 0\.\d+, clearly worse"):
         pipeline.run(load_recipe("window"), {"epochs": "1", "early_stop": "200",
                                              "validation_period": "50"},
                      ("train", "validate"), tmp_path / "p", None, judge=judge)

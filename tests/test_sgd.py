@@ -7,7 +7,7 @@ from wordnet.data.dataset import Vocabulary
 from wordnet.errors import ConfigError
 from wordnet.models.skipgram import SkipGram
 from wordnet.models.window import WindowScorer
-from wordnet.runs.recipes import Config
+from wordnet.runs.recipes import make_config
 from wordnet.training.sampled import SampledTrainer, examples
 
 
@@ -18,13 +18,13 @@ def corpus():
 
 def train(corpus, rows=3000, **settings):
     small = {"hidden_size": 6} if settings.get("model") == "window" else {}
-    config = Config(**{"init": "gaussian", "embedding_size": 8, "batch_size": 50, "epochs": 2,
-                       "early_stop": 10, "backend": "fast"} | small | settings)
+    config = make_config({"init": "gaussian", "embedding_size": 8, "batch_size": 50, "epochs": 2,
+                          "early_stop": 10, "backend": "fast"} | small | settings)
     cls = WindowScorer if config.model == "window" else SkipGram
     model = cls.initialize(config, 250)
     trainer = SampledTrainer(model, config, corpus)
-    data = examples(model, corpus, "train", config.window)[:rows]
-    valid = examples(model, corpus, "valid", config.window)[:500]
+    data = examples(model, corpus, "train", config)[:rows]
+    valid = examples(model, corpus, "valid", config)[:500]
     points = []
     history = trainer.run(data, valid, on_validation=lambda step, v: points.append(step))
     return model, history, points

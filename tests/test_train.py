@@ -8,8 +8,7 @@ from wordnet.errors import ConfigError
 from wordnet.models import checkpoint
 from wordnet.models.base import Momentum
 from wordnet.models.checkpoint import Header
-from wordnet.models.fourgram import Buffers, Model
-from wordnet.runs.recipes import Config
+from wordnet.models.fourgram import Buffers, FourGramConfig, Model
 from wordnet.training.trainer import Diverged, Position, Trainer, evaluate
 
 C_FULL_SHA256 = "81b2d0b58e50122682ac20a386501fe03aea88e9bfa0760698f6111cd0a6d689"
@@ -33,21 +32,21 @@ def reference_trace(path):
 
 
 def test_c_reference_init_is_byte_identical(dataset, reference_file, tmp_path):
-    config = Config(epochs=1, early_stop=0)
+    config = FourGramConfig(epochs=1, early_stop=0)
     model = Model.initialize(config, len(dataset.vocab))
     assert saved_bytes(model, config, dataset, tmp_path) == reference_file("c_init.bin").read_bytes()
 
 
 def test_gaussian_init_is_seeded():
-    a = Model.initialize(Config(init="gaussian", seed=5), 250).W2
-    b = Model.initialize(Config(init="gaussian", seed=5), 250).W2
-    c = Model.initialize(Config(init="gaussian", seed=6), 250).W2
+    a = Model.initialize(FourGramConfig(init="gaussian", seed=5), 250).W2
+    b = Model.initialize(FourGramConfig(init="gaussian", seed=5), 250).W2
+    c = Model.initialize(FourGramConfig(init="gaussian", seed=6), 250).W2
     assert np.array_equal(a, b) and not np.array_equal(a, c)
     assert abs(a.std() - 0.01) < 0.0005
 
 
 def test_ten_updates_are_byte_identical(dataset, reference_file, tmp_path):
-    config = Config(epochs=1, early_stop=10)
+    config = FourGramConfig(epochs=1, early_stop=10)
     model, history = trained(config, dataset)
     assert history.updates == 10
     assert [f"{ce:.8f}" for ce in history.train_ce] == reference_trace(
@@ -57,14 +56,14 @@ def test_ten_updates_are_byte_identical(dataset, reference_file, tmp_path):
 
 @pytest.fixture(scope="module")
 def full_exact(dataset):
-    return trained(Config(backend="exact"), dataset)
+    return trained(FourGramConfig(backend="exact"), dataset)
 
 
 @pytest.mark.slow
 def test_full_recipe_exact_is_byte_identical(full_exact, dataset, reference_file, tmp_path):
     model, history = full_exact
     assert history.updates == 32_800 and len(history.train_ce) == 32_801
-    blob = saved_bytes(model, Config(), dataset, tmp_path)
+    blob = saved_bytes(model, FourGramConfig(), dataset, tmp_path)
     assert hashlib.sha256(blob).hexdigest() == C_FULL_SHA256
     assert blob == reference_file("c_full.bin").read_bytes()
     epoch1 = reference_trace(reference_file("c_full_trace_epoch1.txt"))
@@ -76,7 +75,7 @@ def test_full_recipe_exact_is_byte_identical(full_exact, dataset, reference_file
 def test_full_recipe_fast_is_within_the_enforced_bound(dataset, reference_file):
     """The bound the reproduce stage enforces and the README states (7.9e-13 measured)."""
     from wordnet.runs.reproduce import FAST_MAX_DIFFERENCE
-    model, history = trained(Config(backend="fast"), dataset)
+    model, history = trained(FourGramConfig(backend="fast"), dataset)
     _, reference = checkpoint.load(reference_file("c_full.bin"))
     for name, theta in model.params().items():
         assert np.abs(theta - reference[name]).max() <= FAST_MAX_DIFFERENCE == 1e-10, name
@@ -85,7 +84,7 @@ def test_full_recipe_fast_is_within_the_enforced_bound(dataset, reference_file):
 
 def test_early_stop_and_validation_semantics(dataset):
     rows = dataset.train[:1050]                     # 10 full batches of 100, 50 rows unused
-    config = Config(epochs=2, early_stop=4, validation_period=3, backend="fast")
+    config = FourGramConfig(epochs=2, early_stop=4, validation_period=3, backend="fast")
     model = Model.initialize(config, len(dataset.vocab))
     seen = []
     history = Trainer(model, config).run(rows, dataset.valid[:300],
@@ -104,19 +103,19 @@ def test_early_stop_and_validation_semantics(dataset):
 def after_updates(dataset, config, rows, n):
     """The model after exactly n updates of the same recipe."""
     model = Model.initialize(config, len(dataset.vocab))
-    Trainer(model, Config(**{**config.__dict__, "epochs": 1, "early_stop": n})).run(rows)
+    Trainer(model, FourGramConfig(**{**config.__dict__, "epochs": 1, "early_stop": n})).run(rows)
     return model
 
 
 def test_early_stop_at_the_epoch_end_runs_whole_epochs(dataset):
-    config = Config(epochs=2, early_stop=5, backend="fast")
+    config = FourGramConfig(epochs=2, early_stop=5, backend="fast")
     model = Model.initialize(config, len(dataset.vocab))
     history = Trainer(model, config).run(dataset.train[:500])
     assert history.updates == len(history.train_ce) == 10
 
 
 def test_early_stop_beyond_the_epoch_is_refused_before_training(dataset):
-    config = Config(epochs=2, early_stop=6, backend="fast")
+    config = FourGramConfig(epochs=2, early_stop=6, backend="fast")
     model = Model.initialize(config, len(dataset.vocab))
     W1 = model.W1.copy()
     with pytest.raises(ConfigError, match="early_stop 6 is beyond the 5 minibatches"):
@@ -126,7 +125,7 @@ def test_early_stop_beyond_the_epoch_is_refused_before_training(dataset):
 
 def test_interrupted_and_resumed_run_is_byte_identical(dataset, tmp_path):
     rows = dataset.train[:20_000]
-    config = Config(epochs=2, early_stop=70)
+    config = FourGramConfig(epochs=2, early_stop=70)
     whole = Model.initialize(config, len(dataset.vocab))
     expected = Trainer(whole, config).run(rows)
 
@@ -152,7 +151,7 @@ def test_interrupted_and_resumed_run_is_byte_identical(dataset, tmp_path):
 
 
 def test_divergence_names_the_iteration_and_the_setting(dataset):
-    config = Config(epochs=1, early_stop=50, learning_rate=1e300, backend="fast")
+    config = FourGramConfig(epochs=1, early_stop=50, learning_rate=1e300, backend="fast")
     model = Model.initialize(config, len(dataset.vocab))
     with pytest.raises(Diverged, match=r"diverged at iteration \d+ .*learning_rate than 1e\+300"):
         Trainer(model, config).run(dataset.train[:6000])
@@ -166,7 +165,7 @@ def test_fused_loop_equals_the_readable_step(dataset, threads, N, options):
     """The trainer's fused loop does, bit for bit, what model.py spells out, however
     its cache-line column split falls (with N = 7, one thread gets no columns), with
     either activation and a weight decay."""
-    config = Config(epochs=1, early_stop=3, batch_size=N, **options)
+    config = FourGramConfig(epochs=1, early_stop=3, batch_size=N, **options)
     rows = dataset.train[:4 * N]
     fused = Model.initialize(config, len(dataset.vocab))
     fused.threads = threads
@@ -191,7 +190,7 @@ def test_float32_training_tracks_float64(dataset):
     """float32 rounds differently, not wrongly: 300 updates stay within 1e-5 of float64's CE."""
     traces, params = {}, {}
     for dtype in ("float64", "float32"):
-        config = Config(epochs=1, early_stop=300, backend="fast", dtype=dtype)
+        config = FourGramConfig(epochs=1, early_stop=300, backend="fast", dtype=dtype)
         model = Model.initialize(config, len(dataset.vocab))
         traces[dtype] = Trainer(model, config).run(dataset.train[:30_100]).train_ce
         params[dtype] = model.params()
@@ -223,7 +222,7 @@ def test_each_iteration_reports_its_minibatchs_own_ce(dataset):
     early-stop minibatch's is the trained model's loss on it, exactly."""
     from wordnet.models.fourgram import Buffers
     from wordnet.training.trainer import batches
-    config = Config(epochs=1, early_stop=30)
+    config = FourGramConfig(epochs=1, early_stop=30)
     model = Model.initialize(config, len(dataset.vocab))
     seen = []
     Trainer(model, config).run(dataset.train, on_iteration=seen.append)
@@ -254,7 +253,7 @@ def test_evaluate_takes_a_split_smaller_than_a_batch_as_one_batch(rows, batch_si
 
 
 def test_validation_during_training_takes_a_split_smaller_than_a_batch(dataset):
-    config = Config(epochs=1, early_stop=20, validation_period=10)
+    config = FourGramConfig(epochs=1, early_stop=20, validation_period=10)
     model, valid = Model.initialize(config, len(dataset.vocab)), dataset.valid[:50]
     seen = []
     history = Trainer(model, config).run(dataset.train, valid, on_validation=lambda step, ce:
@@ -267,7 +266,7 @@ def test_tanh_and_weight_decay_train_alike_on_both_backends(dataset):
     over 50 updates; float32 within its rounding."""
     traces = {}
     for backend, dtype in (("exact", "float64"), ("fast", "float64"), ("fast", "float32")):
-        config = Config(epochs=1, early_stop=50, activation="tanh", weight_decay=1e-3,
+        config = FourGramConfig(epochs=1, early_stop=50, activation="tanh", weight_decay=1e-3,
                         backend=backend, dtype=dtype)
         traces[backend, dtype] = np.array(trained(config, dataset)[1].train_ce)
     exact = traces["exact", "float64"]

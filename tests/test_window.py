@@ -5,8 +5,7 @@ import pytest
 from test_model import central_differences
 
 from wordnet._objectives import hinge_grad
-from wordnet.models.window import EVAL_CORRUPTIONS, WindowScorer, corrupt
-from wordnet.runs.recipes import Config
+from wordnet.models.window import EVAL_CORRUPTIONS, WindowConfig, WindowScorer, corrupt
 
 V, h1, h2, k = 9, 3, 4, 2
 D = 2 * k + 1
@@ -82,8 +81,8 @@ def test_evaluation_counts_a_win_when_the_true_window_scores_higher():
 
 
 def test_initialize_has_the_recipes_shapes():
-    config = Config(model="window", window=3, embedding_size=6, hidden_size=5,
-                    init="gaussian", activation="tanh")
+    config = WindowConfig(window=3, embedding_size=6, hidden_size=5, init="gaussian",
+                          activation="tanh")
     model = WindowScorer.initialize(config, V)
     assert model.W2.shape == (5, 7 * 6) and model.W3.shape == (1, 5) and model.window == 7
     assert not model.b2.any() and model.W1.std() == pytest.approx(0.01, rel=0.3)

@@ -283,7 +283,7 @@ def sweep(sets, samples, sampler, seed, prune, stages, threads, jobs, executor, 
     validation loss) and holds the summary; the model cannot vary in a sweep.
     """
     from wordnet.errors import ConfigError
-    from wordnet.models.figures import FIGURES
+    from wordnet.models import registry
     from wordnet.runs import pipeline, rundir
     from wordnet.runs.recipes import with_overrides
     from wordnet.sweeps import sweep as sweeps
@@ -333,7 +333,7 @@ def sweep(sets, samples, sampler, seed, prune, stages, threads, jobs, executor, 
                            dataset=dataset, jobs=jobs, threads=threads, source=recipe, ray=ray,
                            resume=resume)
     keys = list(search.space)
-    names = FIGURES[base.config.model]
+    names = registry.of(base.config).figures
     shown = [k for k in names.shown[:3] if any(k in r for r in results)]
     click.echo(f"\nbest first, by {names.select_by} (all in {out / 'sweep.md'}):")
     click.echo("  ".join(f"{k:>14}" for k in keys + shown + ["status"]))
@@ -598,9 +598,9 @@ def info(path, model, tracking_uri):
 def _npz_info(path):
     """What `info` shows of a window scorer's or skip-gram's checkpoint: its kind and
     the shapes of its parameters (the C header's hyperparameters are in its recipe)."""
+    from wordnet.models import registry
     from wordnet.models.checkpoint import load_npz
-    from wordnet.runs.sampled_stages import MODELS
-    kind, params = load_npz(path, {m.kind: m.PARAMS for m in MODELS.values()})
+    kind, params = load_npz(path, registry.checkpoint_kinds(path.name))
     click.echo("## Model Info")
     click.echo(f"   {'Model':<24} = {kind}")
     for name, p in params.items():

@@ -24,7 +24,6 @@ from wordnet.data import embedded
 from wordnet.data.dataset import BREAK, SPLITS, DataError, Vocabulary, _read_text, tokenize
 
 SHARES = (0.8, 0.1)          # of the lines: training, validation (the rest: test)
-UNIGRAM_POWER = 0.75         # skip-gram's negative samples: unigram counts to this power
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 from contextlib import nullcontext
-from dataclasses import fields
 
 import numpy as np
 from threadpoolctl import threadpool_limits
@@ -42,16 +41,6 @@ def check_memory(needed: int) -> None:
         raise ConfigError(f"training these sizes needs about {needed / 1e9:,.1f} GB of memory, "
                           f"and {available / 1e9:,.1f} GB are available; choose a smaller "
                           "hidden_size, embedding_size or batch_size")
-
-
-def check_types(config, cls) -> None:
-    """ConfigError unless every field ``cls`` declares holds a value of its type."""
-    for f in fields(cls):
-        v = getattr(config, f.name)
-        want = {"int": int, "float": (int, float), "str": str}[f.type]
-        if isinstance(v, bool) or not isinstance(v, want):
-            raise ConfigError(f"{f.name} must be {f.type}, got {v!r}")
-
 
 
 class Layers:

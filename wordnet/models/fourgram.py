@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 
@@ -41,48 +42,28 @@ from wordnet._gradients import (
 )
 from wordnet.errors import ConfigError
 from wordnet.models import init as init_schemes
-from wordnet.models.base import INT_MAX, Layers, check_backend, check_types
+from wordnet.models.base import INT_MAX, Layers
+from wordnet.models.config import Config, check_choice
+from wordnet.models.kind import Figures, ModelKind
 
 ACTIVATIONS = ("sigmoid", "tanh")             # of the hidden layer
-MODELS = ("4gram", "window", "skipgram")      # the notes' models (window.py, skipgram.py)
 WEIGHTS = ("W1", "W2", "W3")                  # what a weight decay shrinks
 PARAMS = ("W1", "W2", "b2", "W3", "b3")       # checkpoint order
 UPDATE_ORDER = ("W3", "b3", "W2", "b2", "W1")  # the C reference's update order
 
 
 @dataclass(frozen=True)
-class ModelConfig:
-    """The network's shapes, numerics and initial weights; the defaults are the C
-    reference's (SPEC sections 1 and 4).  How it is trained is TrainingConfig's."""
-    embedding_size: int = 50               # h1
+class FourGramConfig(Config):
+    """The 4-gram model's recipe keys: the common ones and its hidden layer's."""
+    kind: ClassVar[str] = "4gram"
     hidden_size: int = 200                 # h2
-    backend: str = "exact"
-    dtype: str = "float64"                 # float32: fast backend only
-    init: str = "c-reference"
-    seed: int = 0                          # for init "gaussian"
     activation: str = "sigmoid"            # of the hidden layer: sigmoid or tanh
-    init_embeddings: str = ""              # W1 from this model (what --model takes), not init
-    model: str = "4gram"                   # or the window scorer, or skip-gram
-    window: int = 2                        # k: words either side (window and skip-gram)
 
     def __post_init__(self):
-        check_types(self, ModelConfig)
-        if self.model not in MODELS:
-            raise ConfigError(f"model must be one of {', '.join(MODELS)}, got {self.model!r}")
-        if not 1 <= self.window <= 10:
-            raise ConfigError(f"window must be 1 to 10 words either side, got {self.window}")
-        if self.activation not in ACTIVATIONS:
-            raise ConfigError(f"activation must be one of {', '.join(ACTIVATIONS)}, "
-                              f"got {self.activation!r}")
-        for name in ("embedding_size", "hidden_size"):
-            if not 1 <= getattr(self, name) <= INT_MAX:
-                raise ConfigError(f"{name} must be a positive integer, got {getattr(self, name)}")
-        check_backend(self.backend, self.dtype)
-        if self.seed < 0:
-            raise ConfigError(f"seed must be 0 or more, got {self.seed}")
-        if self.init not in init_schemes.SCHEMES:
-            raise ConfigError(f"init must be one of {', '.join(init_schemes.SCHEMES)}, "
-                              f"got {self.init!r}")
+        super().__post_init__()
+        if not 1 <= self.hidden_size <= INT_MAX:
+            raise ConfigError(f"hidden_size must be a positive integer, got {self.hidden_size}")
+        check_choice("activation", self.activation, ACTIVATIONS)
 
 
 def training_memory(header) -> int:
@@ -134,9 +115,7 @@ class Model(Layers):
     def __init__(self, params: dict[str, np.ndarray], backend: str = "exact",
                  threads: int | None = None, dtype: str = "float64",
                  activation: str = "sigmoid"):
-        if activation not in ACTIVATIONS:
-            raise ConfigError(f"activation must be one of {', '.join(ACTIVATIONS)}, "
-                              f"got {activation!r}")
+        check_choice("activation", activation, ACTIVATIONS)
         super().__init__(params, backend, threads, dtype)
         self.activation = activation
         self._tanh = activation == "tanh"
@@ -148,7 +127,7 @@ class Model(Layers):
         self.context_size = Dh1 // h1
 
     @classmethod
-    def initialize(cls, config: ModelConfig, vocab_size: int, context_size: int = 3) -> "Model":
+    def initialize(cls, config: FourGramConfig, vocab_size: int, context_size: int = 3) -> "Model":
         shapes = {"W1": (config.embedding_size, vocab_size),
                   "W2": (config.hidden_size, context_size * config.embedding_size),
                   "b2": (config.hidden_size,),
@@ -156,6 +135,11 @@ class Model(Layers):
                   "b3": (vocab_size,)}
         return cls(init_schemes.initial_weights(shapes, config.init, config.seed), config.backend,
                    dtype=config.dtype, activation=config.activation)
+
+    @classmethod
+    def restore(cls, params, config: FourGramConfig) -> "Model":
+        """The model of saved ``params``, computed as ``config`` says."""
+        return cls(params, config.backend, dtype=config.dtype, activation=config.activation)
 
     def forward(self, x: np.ndarray, b: Buffers) -> np.ndarray:
         """y3 (V x N) for contexts x (N x D, int32, 0-based)."""
@@ -205,3 +189,13 @@ class Model(Layers):
         return out
 
 
+
+
+KIND = ModelKind(
+    name="4gram", title="4-gram model", model=Model, config=FourGramConfig,
+    figures=Figures("train/ce_running_mean", "valid/ce",
+                    ("valid/final_ce", "test/ce", "valid/top1", "train/final_ce",
+                     "perf/updates_per_second"), loss_name="CE",
+                    batch_curve="train/batch_ce_mean10"),
+    checkpoint="model.bin", stages="wordnet.runs.fourgram_stages:FourGramStages",
+    predicts=True, examples="4-grams")

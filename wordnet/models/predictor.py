@@ -15,11 +15,12 @@ import numpy as np
 
 from wordnet.data.dataset import Vocabulary
 from wordnet.errors import WordNetError
-from wordnet.models import checkpoint
+from wordnet.models import checkpoint, registry
 from wordnet.models.fourgram import Model
 
 MAX_CHARS = 1000                      # longest text accepted as input
 RECIPE = "recipe.json"                # beside a checkpoint in a run's folder (runs.rundir)
+NPZ = "model.npz"                     # the checkpoint of the models the C format cannot hold
 
 
 class InputError(WordNetError, ValueError):
@@ -66,20 +67,16 @@ class Prediction(NamedTuple):            # a tuple: cheap to make by the ten tho
 class Embeddings:
     """A model's word embeddings, the columns of its W1, with their vocabulary: what
     ``nearest``, ``distance`` and ``compare-embeddings`` read, of a model of any kind."""
-    kind = "4gram"
-
-    def __init__(self, W1: np.ndarray, vocab: Vocabulary, kind: str = "4gram"):
+    def __init__(self, W1: np.ndarray, vocab: Vocabulary, kind: str = registry.DEFAULT):
         self.W1, self.vocab, self.kind = W1, vocab, kind   # column v: word v's embedding
         if len(vocab) != W1.shape[1]:
             raise ValueError(f"the vocabulary has {len(vocab)} words, the model {W1.shape[1]}")
 
     @classmethod
     def load(cls, model_path: Path, vocab_path: Path | None) -> "Embeddings":
-        """W1 of the window scorer's or skip-gram's checkpoint (checkpoint.load_npz)."""
-        from wordnet.models.skipgram import SkipGram
-        from wordnet.models.window import WindowScorer
-        kind, params = checkpoint.load_npz(model_path, {m.kind: m.PARAMS
-                                                        for m in (WindowScorer, SkipGram)})
+        """W1 of a model saved as model.npz (checkpoint.load_npz): the window scorer's,
+        skip-gram's."""
+        kind, params = checkpoint.load_npz(model_path, registry.checkpoint_kinds(NPZ))
         vocab = Vocabulary.read(vocab_path) if vocab_path else Vocabulary.embedded()
         if len(vocab) != params["W1"].shape[1]:
             raise checkpoint.CheckpointError(

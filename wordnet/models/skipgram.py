@@ -18,13 +18,37 @@ P(o | c) once normalised.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import ClassVar
+
 import numpy as np
 
 from wordnet._activations import bias_softmax, cross_entropy
 from wordnet._gradients import embed, embed_grad, softmax_grad
 from wordnet._objectives import negative_sampling
+from wordnet.data.corpus import pairs
+from wordnet.errors import ConfigError
 from wordnet.models import init as init_schemes
 from wordnet.models.base import Layers
+from wordnet.models.config import Config, check_window
+from wordnet.models.kind import Figures, ModelKind
+
+UNIGRAM_POWER = 0.75         # negative samples: unigram counts to this power (word2vec's)
+
+
+@dataclass(frozen=True)
+class SkipGramConfig(Config):
+    """Skip-gram's recipe keys: the common ones, its window and its negative samples."""
+    kind: ClassVar[str] = "skipgram"
+    model: str = "skipgram"
+    window: int = 2                        # k: context words either side of the centre
+    negatives: int = 0                     # K negative samples; 0: the full softmax
+
+    def __post_init__(self):
+        super().__post_init__()
+        check_window(self.window)
+        if not 0 <= self.negatives <= 1000:
+            raise ConfigError(f"negatives must be 0 (full softmax) to 1000, got {self.negatives}")
 
 
 class SkipGram(Layers):
@@ -47,6 +71,29 @@ class SkipGram(Layers):
         shapes = {"W1": (d, vocab_size), "W2": (vocab_size, d)}
         return cls(init_schemes.initial_weights(shapes, config.init, config.seed),
                    config.backend, dtype=config.dtype)
+
+    @classmethod
+    def restore(cls, params, config: SkipGramConfig) -> "SkipGram":
+        """The model of saved ``params``, computed as ``config`` says."""
+        return cls(params, config.backend, dtype=config.dtype)
+
+    # -- training (wordnet.training.sampled) ------------------------------------------------
+
+    @staticmethod
+    def examples(tokens: np.ndarray, config: SkipGramConfig) -> np.ndarray:
+        """A split's (centre, context) pairs, one a row."""
+        return pairs(tokens, config.window)
+
+    @staticmethod
+    def noise(corpus, config: SkipGramConfig) -> np.ndarray:
+        """The distribution negative samples are drawn from: unigrams to the ¾ power."""
+        return corpus.unigram(UNIGRAM_POWER)
+
+    def train_loss(self, batch: np.ndarray, draw, grads: dict, config: SkipGramConfig) -> float:
+        """The batch's summed loss (full softmax, or against ``negatives`` words
+        ``draw``n at random); its gradients into ``grads``."""
+        samples = draw((len(batch), config.negatives)) if config.negatives else None
+        return self.gradients(batch, grads, samples)
 
     def probabilities(self, centre: np.ndarray) -> np.ndarray:
         """y = softmax(W2 W1[:, c]) (V x N) for centre words ``centre`` (N); keeps y1."""
@@ -87,3 +134,12 @@ class SkipGram(Layers):
             total += cross_entropy(y, np.ascontiguousarray(part[:, 1])) * len(part)
         ce = total / len(pairs)
         return {"log_likelihood": -ce, "ce": ce, "perplexity": float(np.exp(ce))}
+
+
+KIND = ModelKind(
+    name="skipgram", title="skip-gram model", model=SkipGram, config=SkipGramConfig,
+    figures=Figures("train/loss_running_mean", "valid/ce",
+                    ("valid/final_ce", "test/log_likelihood", "train/final_loss",
+                     "perf/updates_per_second")),
+    checkpoint="model.npz", stages="wordnet.runs.sampled_stages:SampledStages",
+    examples="centre-context pairs")

@@ -18,16 +18,45 @@ the 4-gram model's layers but the last; the kernels are the same
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import ClassVar
+
 import numpy as np
 
 from wordnet._activations import bias_sigmoid, bias_tanh
 from wordnet._gradients import embed, embed_grad, sigmoid_grad, sum_columns, tanh_grad
 from wordnet._objectives import hinge_grad
+from wordnet.data.corpus import windows
+from wordnet.errors import ConfigError
 from wordnet.models import init as init_schemes
-from wordnet.models.base import Layers
+from wordnet.models.base import INT_MAX, Layers
+from wordnet.models.config import Config, check_choice, check_window
+from wordnet.models.fourgram import ACTIVATIONS
+from wordnet.models.kind import Figures, ModelKind
 
 EVAL_CORRUPTIONS = 5          # corrupted windows per test window in the ranking accuracy
 EVAL_SEED = 0                 # their draw: the same for every model
+CORRUPTIONS = ("uniform", "unigram")   # the distributions of a corrupted centre word
+
+
+@dataclass(frozen=True)
+class WindowConfig(Config):
+    """The window scorer's recipe keys: the common ones, its hidden layer's, its window
+    and the distribution of its corrupted centre words."""
+    kind: ClassVar[str] = "window"
+    model: str = "window"
+    hidden_size: int = 200                 # h2
+    activation: str = "sigmoid"            # of the hidden layer: sigmoid or tanh
+    window: int = 2                        # k: words either side of the centre
+    corruption: str = "uniform"            # of the corrupted centre: uniform or unigram
+
+    def __post_init__(self):
+        super().__post_init__()
+        if not 1 <= self.hidden_size <= INT_MAX:
+            raise ConfigError(f"hidden_size must be a positive integer, got {self.hidden_size}")
+        check_choice("activation", self.activation, ACTIVATIONS)
+        check_window(self.window)
+        check_choice("corruption", self.corruption, CORRUPTIONS)
 
 
 class WindowScorer(Layers):
@@ -55,6 +84,28 @@ class WindowScorer(Layers):
                   "b3": (1,)}
         return cls(init_schemes.initial_weights(shapes, config.init, config.seed),
                    config.backend, dtype=config.dtype, activation=config.activation)
+
+    @classmethod
+    def restore(cls, params, config: WindowConfig) -> "WindowScorer":
+        """The model of saved ``params``, computed as ``config`` says."""
+        return cls(params, config.backend, dtype=config.dtype, activation=config.activation)
+
+    # -- training (wordnet.training.sampled) ------------------------------------------------
+
+    @staticmethod
+    def examples(tokens: np.ndarray, config: WindowConfig) -> np.ndarray:
+        """A split's windows of 2k+1 words, one a row."""
+        return windows(tokens, config.window)
+
+    @staticmethod
+    def noise(corpus, config: WindowConfig) -> np.ndarray | None:
+        """The distribution a corrupted centre word is drawn from (None: uniform)."""
+        return None if config.corruption == "uniform" else corpus.unigram()
+
+    def train_loss(self, batch: np.ndarray, draw, grads: dict, config: WindowConfig) -> float:
+        """The batch's summed hinge loss against its windows with centres ``draw``n at
+        random; its gradients into ``grads``."""
+        return self.gradients(batch, corrupt(batch, draw(len(batch))), grads)
 
     def scores(self, x: np.ndarray) -> np.ndarray:
         """s (M,) for windows x (M x D, int32, 0-based); keeps y1, y2 for backward."""
@@ -127,3 +178,12 @@ def corrupt(x: np.ndarray, words: np.ndarray) -> np.ndarray:
     out = x.copy()
     out[:, x.shape[1] // 2] = words
     return out
+
+
+KIND = ModelKind(
+    name="window", title="window scorer", model=WindowScorer, config=WindowConfig,
+    figures=Figures("train/loss_running_mean", "valid/loss",
+                    ("valid/final_loss", "test/ranking_accuracy", "test/mean_margin",
+                     "train/final_loss", "perf/updates_per_second"), "validation hinge loss"),
+    checkpoint="model.npz", stages="wordnet.runs.sampled_stages:SampledStages",
+    examples="windows")

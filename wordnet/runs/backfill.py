@@ -13,8 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from wordnet import tracking
-from wordnet.models.figures import FIGURES
-from wordnet.runs.pipeline import NotLogged, PipelineError, PipelineRun
+from wordnet.runs.pipeline import PipelineRun
 from wordnet.runs.rundir import (
     CE_PLOT,
     CHECKPOINT,
@@ -30,7 +29,7 @@ from wordnet.runs.rundir import (
     VOCAB,
     RunDir,
 )
-from wordnet.runs.sampled_stages import SampledStages
+from wordnet.runs.stages import NotLogged, PipelineError
 
 FILES = (CHECKPOINT, NPZ_CHECKPOINT, VOCAB, RECIPE, HISTORY, CE_PLOT, EMBEDDING_PLOT,
          EMBEDDING_PAGE, REPORT, REPORT_JSON)
@@ -60,13 +59,10 @@ def _log_folder(out, folder, data_dir, dataset, register, echo) -> str:
             if manifest.get("mlflow_run_id") else {}))
         run.load()
         history = folder.read_json(HISTORY) or {"train_ce": [], "valid_ce": []}
-        kind = recipe.config.model
-        examples = (run.dataset.train if kind == "4gram"
-                    else SampledStages(run).examples("train"))
-        per_epoch = len(examples) // recipe.config.batch_size
-        names = FIGURES[kind]
+        per_epoch = run.stages.training_examples() // recipe.config.batch_size
+        names = run.kind.figures
         _log_curves(tracked, history, per_epoch, names.train_curve, names.valid_curve)
-        if kind == "4gram":                   # the pyfunc model predicts next words
+        if run.kind.predicts:                 # the pyfunc model predicts next words
             words = run.dataset.vocab.words
             example = " ".join(words[i] for i in run.dataset.test[0, :-1])
             tracked.log_model(out / CHECKPOINT, out / VOCAB, example, recipe.model_name(),

@@ -12,6 +12,7 @@ from typing import Iterator
 
 from wordnet.data.dataset import DATA_ENV, DEFAULT_DIR
 from wordnet.errors import WordNetError
+from wordnet.models import registry
 from wordnet.models.predictor import Embeddings, Predictor
 from wordnet.runs.rundir import NPZ_CHECKPOINT, RUNS_DIR, VOCAB, RunDir, latest_run
 
@@ -49,7 +50,7 @@ def model_files(model: str | None, data_dir: Path | None = None, tracking_uri: s
             yield checkpoint_path, vocab_path if vocab else None
         return
     if model is None:
-        folder = latest_run(models=("4gram",) if predicts else None)
+        folder = latest_run(models=registry.predicting() if predicts else None)
         if folder is None:
             what = "4-gram model (one that predicts next words)" if predicts else "model"
             raise ModelNotFound(f"no trained {what} under {RUNS_DIR}/: train one with "

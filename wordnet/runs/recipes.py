@@ -10,38 +10,27 @@ from __future__ import annotations
 import dataclasses
 import importlib.resources
 import tomllib
+import typing
 from dataclasses import dataclass
 from pathlib import Path
 
 from wordnet.errors import ConfigError
-from wordnet.models.fourgram import ModelConfig
-from wordnet.training.trainer import TrainingConfig
-
-# The keys each model ignores (model.py's MODELS): the other models' own.
-UNUSED = {"4gram": ("window", "corruption", "negatives"),
-          "window": ("negatives",),
-          "skipgram": ("hidden_size", "activation", "corruption")}
+from wordnet.models import registry
+from wordnet.models.config import Config
 
 
-@dataclass(frozen=True)
-class Config(ModelConfig, TrainingConfig):
-    """A recipe's hyperparameters: the model's (ModelConfig) and its training's
-    (TrainingConfig), flat, as ``--set`` and MLflow name them.  The defaults are
-    the C reference's recipe (SPEC section 3)."""
-
-    def __post_init__(self):
-        ModelConfig.__post_init__(self)
-        TrainingConfig.__post_init__(self)
-        # A key another model uses, set away from its default, would be ignored here,
-        # yet name the run and count as a change of recipe: refused instead.
-        for key in UNUSED[self.model]:
-            default = getattr(Config, key)
-            if getattr(self, key) != default:
-                raise ConfigError(f"{key} does not apply to the {self.model} model "
-                                  f"(leave it at {default})")
+def make_config(values: dict) -> Config:
+    """The configuration of the model kind ``values["model"]`` names (the 4-gram model
+    without it), of ``values``; a key of another kind is refused: it would be ignored,
+    yet name the run and count as a change of recipe."""
+    kind = registry.kind(values.get("model", registry.DEFAULT))
+    foreign = [key for key in values if key not in kind.config.keys()]
+    if foreign:
+        raise ConfigError(f"{', '.join(foreign)} does not apply to the {kind.name} model")
+    return kind.config(**values)
 
 
-CONFIG_KEYS = tuple(f.name for f in dataclasses.fields(Config))
+CONFIG_KEYS = registry.every_key()      # of every model kind
 EXTRA_KEYS = ("reference_checkpoint",)       # a checkpoint `reproduce` compares byte for byte
 KEYS = CONFIG_KEYS + EXTRA_KEYS
 EVALUATION_KEYS = ("backend", "dtype") + EXTRA_KEYS   # they mean something without training
@@ -75,8 +64,8 @@ class Recipe:
     def overridden(self) -> dict:
         """The hyperparameters that differ from the recipe as written, with their values."""
         written = self.written or self.config
-        return {f.name: getattr(self.config, f.name) for f in dataclasses.fields(Config)
-                if getattr(self.config, f.name) != getattr(written, f.name)}
+        return {key: getattr(self.config, key) for key in self.config.keys()
+                if getattr(self.config, key) != getattr(written, key, None)}
 
     def label(self, first=()) -> str:
         """A run's name that says what distinguishes it, shortest first: the overridden
@@ -117,22 +106,30 @@ class Recipe:
 
     @classmethod
     def from_json(cls, saved: dict) -> "Recipe":
-        return cls(saved["name"], saved.get("description", ""), Config(**saved["config"]),
-                   Config(**saved.get("written", saved["config"])),
+        return cls(saved["name"], saved.get("description", ""), _saved(saved["config"]),
+                   _saved(saved.get("written", saved["config"])),
                    saved["enforce_statistical_parity"], saved.get("max_test_ce"))
+
+
+def _saved(values: dict) -> Config:
+    """A configuration as recipe.json holds it; one written before each kind had its own
+    keys holds every kind's, the others' at their defaults: those are left out."""
+    kind = registry.kind(values.get("model", registry.DEFAULT))
+    return make_config({key: value for key, value in values.items()
+                        if key in kind.config.keys()})
 
 
 def differences(config: Config, other: Config, label: str = "recipe") -> list[str]:
     """The hyperparameters of ``config`` that make it train another model than
     ``other`` (backend and dtype aside; the seed only with gaussian init)."""
     out = []
-    for f in dataclasses.fields(Config):
-        mine, theirs = getattr(config, f.name), getattr(other, f.name)
-        if f.name in NUMERICS_KEYS + KEEPING_KEYS or mine == theirs:
+    for key in dict.fromkeys(config.keys() + other.keys()):
+        mine, theirs = getattr(config, key, None), getattr(other, key, None)
+        if key in NUMERICS_KEYS + KEEPING_KEYS or mine == theirs:
             continue
-        if f.name == "seed" and config.init == other.init != "gaussian":
+        if key == "seed" and config.init == other.init != "gaussian":
             continue
-        out.append(f"{f.name}={mine} ({label}: {theirs})")
+        out.append(f"{key}={mine} ({label}: {theirs})")
     return out
 
 
@@ -160,7 +157,7 @@ def load_recipe(name_or_path: str) -> Recipe:
     if unknown:
         raise ConfigError(f"{source}: unknown key(s) in [config]: {', '.join(sorted(unknown))}")
     try:
-        config = Config(**spec.get("config", {}))
+        config = make_config(spec.get("config", {}))
     except ConfigError as e:
         raise ConfigError(f"{source}: {e}") from None
     checks = spec.get("reproduce", {})
@@ -190,24 +187,31 @@ def parse_overrides(pairs) -> dict[str, str]:
 
 def with_overrides(recipe: Recipe, overrides: dict[str, str]) -> Recipe:
     """``recipe`` with the ``--set`` values, converted to each field's type and checked."""
-    changes = {}
-    for f in dataclasses.fields(Config):
-        if f.name in overrides:
-            changes[f.name] = _typed(f.name, overrides[f.name], f.type)
+    kind = registry.kind(overrides.get("model", recipe.config.model))
+    values = dataclasses.asdict(recipe.config)
+    if kind.config is not type(recipe.config):        # --set model=...: the keys both have
+        defaults = type(recipe.config)()
+        values = {key: value for key, value in values.items()
+                  if key in kind.config.keys() or value != getattr(defaults, key)}
+    hints = typing.get_type_hints(kind.config)
+    changes = {key: _typed(key, text, hints.get(key, str)) for key, text in overrides.items()
+               if key in CONFIG_KEYS}
+    config = make_config(values | changes)
     reference = overrides.get("reference_checkpoint")
     if reference is not None and not Path(reference).is_file():
         raise ConfigError(f"reference_checkpoint: {reference}: no such file")
     return dataclasses.replace(
-        recipe, config=dataclasses.replace(recipe.config, **changes),
+        recipe, config=config,
         written=recipe.written or recipe.config,
         reference_checkpoint=Path(reference) if reference else recipe.reference_checkpoint)
 
 
-def _typed(key: str, text: str, type_name: str):
+def _typed(key: str, text: str, type_: type):
+    """``text`` (a --set value) as a value of ``type_``."""
     try:
-        return {"int": int, "float": float, "str": str}[type_name](text)
+        return type_(text)
     except ValueError:
-        kind = {"int": "an integer", "float": "a number"}[type_name]
+        kind = {int: "an integer", float: "a number"}.get(type_, type_.__name__)
         raise ConfigError(f"{key}: {text!r} is not {kind}") from None
 
 

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from wordnet.errors import WordNetError
 from wordnet.fileio import atomic_write, write_json
-from wordnet.models import checkpoint
+from wordnet.models import checkpoint, registry
 from wordnet.runs.recipes import Recipe
 
 RUNS_DIR = Path("artifacts")          # where `run` puts a folder per run
@@ -84,9 +84,9 @@ class RunDir:
         return (self / CHECKPOINT).is_file() or (self / NPZ_CHECKPOINT).is_file()
 
     def model_kind(self) -> str:
-        """The folder's model: "4gram", "window" or "skipgram", as its recipe.json says;
-        without a readable one (or one from before the other models), "4gram" unless
-        model.npz is the only checkpoint there ("npz": one of the others)."""
+        """The folder's model kind (wordnet.models.registry), as its recipe.json says;
+        without a readable one (or one from before the other models), the 4-gram model
+        unless model.npz is the only checkpoint there ("npz": one of the others)."""
         try:
             saved = self.read_json(RECIPE)
         except RunFolderError:
@@ -95,11 +95,13 @@ class RunDir:
         if isinstance(model, str):
             return model
         only_npz = (self / NPZ_CHECKPOINT).is_file() and not (self / CHECKPOINT).is_file()
-        return "npz" if only_npz else "4gram"
+        return "npz" if only_npz else registry.DEFAULT
 
     def model_file(self) -> Path:
-        """The folder's checkpoint: model.bin for a 4-gram model, else model.npz."""
-        return self / (CHECKPOINT if self.model_kind() == "4gram" else NPZ_CHECKPOINT)
+        """The folder's checkpoint: its kind's (model.bin for a 4-gram model), else
+        model.npz."""
+        kind = registry.KINDS.get(self.model_kind())
+        return self / (kind.checkpoint if kind else NPZ_CHECKPOINT)
 
     def recipe(self) -> Recipe | None:
         """The recipe the folder's model was trained with, if recorded."""
@@ -157,7 +159,8 @@ class RunDir:
 
 def latest_run(root: Path = RUNS_DIR, models=None) -> Path | None:
     """The folder of the last run that finished with a checkpoint, of any model, or of
-    one of ``models`` (e.g. ``("4gram",)``: a model that predicts next words)."""
+    one of ``models`` (kinds, e.g. ``registry.predicting()``: those that predict next
+    words)."""
     best, best_time = None, ""
     for manifest in Path(root).glob(f"*/{MANIFEST}"):
         try:

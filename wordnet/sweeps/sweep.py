@@ -24,8 +24,9 @@ from pathlib import Path
 from wordnet import tracking
 from wordnet.data.dataset import load_dataset
 from wordnet.fileio import atomic_write
+from wordnet.models import registry
 from wordnet.models.base import default_threads
-from wordnet.models.figures import FIGURES, Figures
+from wordnet.models.kind import Figures
 from wordnet.runs.pipeline import PipelineError, Pruned, run
 from wordnet.runs.recipes import Recipe, with_overrides
 from wordnet.runs.rundir import MANIFEST, SWEEP, RunDir, check_writable
@@ -88,7 +89,7 @@ def sweep(recipe: Recipe, search: Search, stages, out: Path, data_dir: Path | No
         parent.set_tags({"wordnet.sweep.jobs": str(slots)})   # trials at once
         rows = list(earlier)
         try:
-            _drive(search, launch, slots, rows, FIGURES[recipe.config.model].select_by)
+            _drive(search, launch, slots, rows, registry.of(recipe.config).figures.select_by)
         finally:                                     # Ctrl-C too: the summary of what ran
             launch.close()
             _summarise(parent, recipe, search, rows, out)
@@ -200,7 +201,7 @@ class _Processes:
 def _earlier_trials(parent_run_id: str, recipe: Recipe, search: Search) -> list[dict]:
     """The rows of an earlier sweep's finished and pruned trials, told to ``search``."""
     from mlflow import MlflowClient
-    client, names = MlflowClient(), FIGURES[recipe.config.model]
+    client, names = MlflowClient(), registry.of(recipe.config).figures
     try:
         parent = client.get_run(parent_run_id)
     except Exception as e:                       # MLflow and HTTP errors alike
@@ -244,7 +245,7 @@ def _planned(recipe: Recipe, search: Search, params: dict) -> dict:
 
 
 def _summarise(parent, recipe: Recipe, search: Search, rows: list[dict], out: Path) -> None:
-    names = FIGURES[recipe.config.model]
+    names = registry.of(recipe.config).figures
     rows.sort(key=lambda row: _rank(row, names.select_by))
     keys = list(search.space)
     best = rows[0] if rows and names.select_by in rows[0] else None
@@ -281,7 +282,7 @@ def description(recipe: Recipe, search: Search, rows: list[dict], best: dict | N
             + (f", {len(failed)} failed" if failed else "") + ".")
     for r in failed:
         text += f"\n- {r['run']}: {r['status']}, {r.get('error', 'no error said')}"
-    names = FIGURES[recipe.config.model]
+    names = registry.of(recipe.config).figures
     if best:
         text += (f"\n\nBest by {names.objective}: {best['run']} (run {best['run_id']}), "
                  f"{names.objective} {best[names.select_by]:.6f}.")

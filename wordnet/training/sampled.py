@@ -17,24 +17,25 @@ import time
 
 import numpy as np
 
-from wordnet.data.corpus import UNIGRAM_POWER, Corpus, pairs, windows
+from wordnet.data.corpus import Corpus
 from wordnet.errors import ConfigError
+from wordnet.models import registry
 from wordnet.models.base import Momentum
-from wordnet.models.figures import FIGURES
-from wordnet.models.window import corrupt
-from wordnet.training.trainer import Diverged, History, Iteration, TrainingConfig
+from wordnet.models.config import TrainingConfig
+from wordnet.training.trainer import Diverged, History, Iteration
 
 
-def examples(model, corpus: Corpus, split: str, k: int) -> np.ndarray:
-    """A split's examples for ``model``: windows of 2k+1 words, or (centre, context) pairs."""
-    make = windows if model.kind == "window" else pairs
-    return make(corpus.split(split), k)
+def examples(model, corpus: Corpus, split: str, config) -> np.ndarray:
+    """A split's examples for ``model``, as its kind makes them of the split's sentences:
+    the window scorer's windows of 2k+1 words, skip-gram's (centre, context) pairs."""
+    return model.examples(corpus.split(split), config)
 
 
 def validation_loss(model, rows: np.ndarray) -> float:
-    """What validation reports (figures.py's valid curve): the window scorer's hinge
-    loss against fixed corruptions, skip-gram's full-softmax CE."""
-    return model.evaluate(rows)[FIGURES[model.kind].valid_curve.removeprefix("valid/")]
+    """What validation reports, its kind's validation curve (the window scorer's hinge
+    loss against fixed corruptions, skip-gram's full-softmax CE)."""
+    curve = registry.kind(model.kind).figures.valid_curve
+    return model.evaluate(rows)[curve.removeprefix("valid/")]
 
 
 class SampledTrainer:
@@ -46,10 +47,7 @@ class SampledTrainer:
                                   config.batch_size, weight_decay=config.weight_decay)
         self.grads = {name: np.empty_like(p) for name, p in model.params().items()}
         self.rng = np.random.default_rng(config.seed)
-        if model.kind == "window":
-            self.draw_p = None if config.corruption == "uniform" else corpus.unigram()
-        else:
-            self.draw_p = corpus.unigram(UNIGRAM_POWER)
+        self.draw_p = model.noise(corpus, config)        # of its random words; None: uniform
         self._stop_requested = False
 
     def request_stop(self) -> None:
@@ -61,11 +59,7 @@ class SampledTrainer:
 
     def batch_loss(self, batch: np.ndarray) -> float:
         """The batch's summed loss; its gradients into self.grads."""
-        if self.model.kind == "window":
-            return self.model.gradients(batch, corrupt(batch, self._draw(len(batch))),
-                                        self.grads)
-        samples = self._draw((len(batch), self.config.negatives)) if self.config.negatives else None
-        return self.model.gradients(batch, self.grads, samples)
+        return self.model.train_loss(batch, self._draw, self.grads, self.config)
 
     def run(self, train: np.ndarray, valid: np.ndarray | None = None, on_iteration=None,
             on_validation=None) -> History:

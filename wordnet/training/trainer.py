@@ -18,56 +18,11 @@ import numpy as np
 from wordnet._activations import cross_entropy
 from wordnet._loop import train_minibatches
 from wordnet.errors import ConfigError, WordNetError
-from wordnet.models.base import INT_MAX, Momentum, check_types
+from wordnet.models.base import Momentum
+from wordnet.models.config import TrainingConfig
 from wordnet.models.fourgram import Buffers, Model
 
 CHUNK = 64   # minibatches per call into the fused loop: callbacks and Ctrl-C wait at most this
-CORRUPTIONS = ("uniform", "unigram")   # the window scorer's corrupted centre words
-
-
-@dataclass(frozen=True)
-class TrainingConfig:
-    """How a model is trained: the schedule and the optimiser; the defaults are the C
-    reference's recipe (SPEC section 3)."""
-    batch_size: int = 100                  # N
-    epochs: int = 9
-    early_stop: int = 3000                 # minibatch of the last epoch that ends training
-    learning_rate: float = 0.1
-    momentum: float = 0.9
-    validation_period: int = INT_MAX       # validate after minibatches b > 0, b % period == 0
-    checkpoint_minutes: float = 2.0        # save what resuming needs this often (SIGKILL)
-    weight_decay: float = 0.0              # λ of an L2 penalty on the weights (model.py)
-    corruption: str = "uniform"            # window scorer: its corrupted centres' distribution
-    negatives: int = 0                     # skip-gram: K negative samples; 0: full softmax
-
-    def __post_init__(self):
-        check_types(self, TrainingConfig)
-        for name in ("batch_size", "epochs", "validation_period"):
-            if not 1 <= getattr(self, name) <= INT_MAX:
-                raise ConfigError(f"{name} must be a positive integer, got {getattr(self, name)}")
-        if not 0 <= self.early_stop <= INT_MAX:
-            raise ConfigError(f"early_stop must be 0 or more, got {self.early_stop}")
-        if not (0.0 < self.learning_rate < float("inf")):
-            raise ConfigError(f"learning_rate must be positive and finite, got {self.learning_rate}")
-        if not 0.0 <= self.momentum < 1.0:
-            raise ConfigError(f"momentum must be in [0, 1), got {self.momentum}")
-        if self.corruption not in CORRUPTIONS:
-            raise ConfigError(f"corruption must be one of {', '.join(CORRUPTIONS)}, "
-                              f"got {self.corruption!r}")
-        if not 0 <= self.negatives <= 1000:
-            raise ConfigError(f"negatives must be 0 (full softmax) to 1000, got {self.negatives}")
-        if not 0.0 <= self.weight_decay < float("inf"):
-            raise ConfigError(f"weight_decay must be 0 or more and finite, got {self.weight_decay}")
-        if not (0.0 < self.checkpoint_minutes < float("inf")):
-            raise ConfigError(f"checkpoint_minutes must be positive and finite, "
-                              f"got {self.checkpoint_minutes}")
-
-    def iterations(self, train_rows: int) -> int:
-        """How many training CEs a run on ``train_rows`` rows reports (SPEC section 3)."""
-        M = train_rows // self.batch_size
-        return (self.epochs - 1) * M + min(self.early_stop + 1, M)
-
-
 @dataclass(frozen=True)
 class Iteration:
     """One reported training CE; ``step`` counts them from 1 over the whole run."""

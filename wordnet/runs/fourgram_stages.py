@@ -1,0 +1,197 @@
+"""The 4-gram model's stages in a run: train (the fused loop, resumable), validate, test
+and reproduce (the checks against the C reference).
+
+Its checkpoint is the C program's ``model.bin``, with ``model.bin.state.npz`` beside it
+while a training can be resumed; its validation curve is drawn as the CE plot, and the
+trained model is logged as MLflow's pyfunc model, which predicts next words.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+from wordnet import plots
+from wordnet.errors import ConfigError
+from wordnet.models import checkpoint
+from wordnet.models.base import check_memory
+from wordnet.models.fourgram import Model, training_memory
+from wordnet.runs.reproduce import reproduce
+from wordnet.runs.rundir import (
+    CE_PLOT,
+    CHECKPOINT,
+    HISTORY,
+    REPORT,
+    REPORT_JSON,
+    VOCAB,
+    check_space,
+    space_needed,
+)
+from wordnet.runs.stages import PipelineError, Reporter, stop_on_signals
+from wordnet.training.trainer import Diverged, Position, Trainer, evaluate
+
+
+class FourGramStages:
+    """The stages of ``run`` (a PipelineRun) for a 4-gram model."""
+
+    def __init__(self, run):
+        self.run, self.config = run, run.config
+        self._model = None
+        self._evaluated = {}                        # split -> Metrics of this run's model
+
+    def train(self):
+        run, cfg, data = self.run, self.config, self.run.dataset
+        total = cfg.iterations(len(data.train))
+        check_space(run.out, space_needed(self._header(), total))
+        check_memory(training_memory(self._header()))
+        model, trainer, before = self._trainer()
+        report = Reporter(run, trainer, total, points=len(before["valid_ce"]))
+
+        def on_checkpoint(so_far):
+            try:
+                self._save_resumable(model, trainer, before, so_far)
+            except OSError as e:                    # a full disk: the last save stays
+                run.echo(f"warning: no periodic checkpoint ({e}); training goes on")
+
+        try:
+            with stop_on_signals(trainer.request_stop):
+                history = trainer.run(data.train, data.valid, report.on_iteration,
+                                      report.on_validation, on_checkpoint)
+        except (Diverged, ConfigError) as e:        # a failed run, as a failed check is;
+            raise PipelineError(str(e)) from e      # a sweep goes on with the next one
+        finally:
+            report.close()
+        if history.stopped and report.pruned:
+            self._save_resumable(model, trainer, before, history)  # the partial curve too
+            report.raise_pruned()
+        if history.stopped:
+            try:
+                self._save_resumable(model, trainer, before, history)
+            except OSError as e:                    # still an interruption, exit status 130
+                run.echo(f"stopped at iteration {trainer.position.step}, but not saved ({e})")
+                raise KeyboardInterrupt from None
+            run.tracked.set_tags({"wordnet.stopped_at_iteration": trainer.position.step})
+            run.echo(f"stopped at iteration {trainer.position.step}: the model and what "
+                     f"resuming needs are in {run.out}/; `wordnet-pipeline run --resume "
+                     f"--out {run.out}` continues")
+            raise KeyboardInterrupt
+        history.train_ce[:0], history.valid_ce[:0] = before["train_ce"], before["valid_ce"]
+        self._model, self._evaluated = model, {}   # those of an earlier model are stale
+        self._save_model(model)                     # a periodic save stays until this is done
+        checkpoint.state_path(run.out / CHECKPOINT).unlink(missing_ok=True)
+        run.folder.write_json(HISTORY, {"train_ce": history.train_ce,
+                                        "valid_ce": history.valid_ce})
+        run.painter.draw(plots.ce_curves, run.out / CE_PLOT, history.train_ce,
+                         history.valid_ce, len(data.train) // cfg.batch_size,
+                         title=run.plot_title())
+        run.trained(model.W1, history)
+        example = " ".join(data.vocab.words[i] for i in data.test[0, :-1])
+        run.tracked.log_model(run.out / CHECKPOINT, run.out / VOCAB, example,
+                              run.recipe.model_name(), run.register)
+
+    def validate(self):
+        self._evaluate("valid")
+        self._redraw_ce_curves()
+
+    def test(self):
+        self._evaluate("test")
+
+    def reproduce(self):
+        run = self.run
+        ours = self._evaluated.get("test") or evaluate(self.model, run.dataset.test,
+                                                       self.config.batch_size)
+        report = reproduce(run.out / CHECKPOINT, self.model, run.recipe, run.dataset, ours)
+        report.write(run.out)
+        run.tracked.log_artifacts(run.out / REPORT, run.out / REPORT_JSON)
+        run.record(report.metrics())
+        run.tracked.tag_model({"wordnet.reproduce": "passed" if not report.failed else
+                               f"failed: {'; '.join(c.name for c in report.failed)}"})
+        for line in report.lines():
+            run.echo(line)
+        if report.failed:
+            raise PipelineError(f"{len(report.failed)} reproduction check(s) failed: "
+                                f"{'; '.join(c.name for c in report.failed)} "
+                                f"(see {run.out / REPORT})")
+        run.echo(f"reproduce: {report.verdict()}")
+
+    # -- helpers --------------------------------------------------------------------------
+
+    def training_examples(self) -> int:
+        return len(self.run.dataset.train)
+
+    @property
+    def model(self) -> Model:
+        """The model this run trained, else the folder's."""
+        if self._model is None:
+            run = self.run
+            if not (run.out / CHECKPOINT).is_file():
+                raise PipelineError(f"no 4-gram model in {run.out}/: run --stage train "
+                                    "first, or pass --out DIR or --from-run RUN_ID")
+            _, params = run.folder.load_model(len(run.dataset.vocab))
+            self._model = Model.restore(params, self.config)
+            run.echo(f"model: {run.out / CHECKPOINT}")
+        return self._model
+
+    def _trainer(self):
+        """(model, trainer, history so far): fresh, or where an interrupted run stopped."""
+        run, cfg = self.run, self.config
+        if not run.resume:
+            model = Model.initialize(cfg, len(run.dataset.vocab))
+            if cfg.init_embeddings:
+                model.W1[...] = run.embeddings_of(cfg.init_embeddings, model)
+            return model, Trainer(model, cfg), {"train_ce": [], "valid_ce": []}
+        path = run.out / CHECKPOINT
+        header, params = run.folder.load_model(len(run.dataset.vocab))
+        velocity, saved, before = checkpoint.load_state(path, header.shapes())
+        try:
+            position = Position.restore(saved, cfg, len(run.dataset.train) // cfg.batch_size)
+            if len(before.get("train_ce", ())) != position.step or "valid_ce" not in before:
+                raise ValueError(f"its history does not end at iteration {position.step}")
+        except ValueError as e:
+            raise checkpoint.CheckpointError(f"{checkpoint.state_path(path)}: cannot resume "
+                                             f"this recipe's run from it: {e}") from None
+        model = Model.restore(params, cfg)
+        trainer = Trainer(model, cfg, velocity, position)
+        run.echo(f"resuming at iteration {trainer.position.step + 1} from {path}")
+        return model, trainer, before
+
+    def _evaluate(self, split: str):
+        run = self.run
+        m = evaluate(self.model, run.dataset.split(split), self.config.batch_size)
+        self._evaluated[split] = m
+        run.echo(f"{split}: CE {m.ce:.8f}, perplexity {m.perplexity:.4f}, top-1 "
+                 f"{m.top1:.2%}, top-5 {m.top5:.2%} ({m.examples:,} examples)")
+        run.record_evaluation(split, m.as_dict(), dataset=run.dataset_link(split))
+
+    def _redraw_ce_curves(self):
+        """The CE plot again, with the final model's validation CE (the train stage
+        draws it before there is one)."""
+        run = self.run
+        history = run.folder.read_json(HISTORY)
+        if not history:
+            return                                  # a model trained elsewhere: no curves
+        run.painter.draw(plots.ce_curves, run.out / CE_PLOT, history["train_ce"],
+                         [tuple(point) for point in history["valid_ce"]],
+                         len(run.dataset.train) // self.config.batch_size,
+                         title=run.plot_title(),
+                         final_valid_ce=run.metrics["valid/final_ce"])
+
+    def _header(self) -> checkpoint.Header:
+        data = self.run.dataset
+        return checkpoint.Header.for_run(self.config, len(data.vocab),
+                                         (len(data.train), len(data.valid), len(data.test)))
+
+    def _save_resumable(self, model: Model, trainer: Trainer, before: dict, history):
+        """The model, the history, then the state that resuming needs (naming the
+        model it belongs to): a kill at any point leaves a pair --resume accepts or
+        refuses, never a wrong one."""
+        so_far = {"train_ce": before["train_ce"] + history.train_ce,
+                  "valid_ce": before["valid_ce"] + [list(v) for v in history.valid_ce]}
+        self._save_model(model)
+        self.run.folder.write_json(HISTORY, so_far)
+        checkpoint.save_state(self.run.out / CHECKPOINT, trainer.velocity,
+                              dataclasses.asdict(trainer.position), so_far)
+
+    def _save_model(self, model: Model):
+        run = self.run
+        run.folder.save_model(self._header(), model.params(), run.dataset.vocab.words,
+                              run.recipe)
+        run.wrote_model = True

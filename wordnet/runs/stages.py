@@ -1,0 +1,104 @@
+"""What the stages of every model kind share: their errors, the signals that stop a
+training between minibatches, and what a training reports while it runs.
+
+Each kind's stages (``ModelKind.stages``: :mod:`wordnet.runs.fourgram_stages`,
+:mod:`wordnet.runs.sampled_stages`) are a class taking the run
+(:class:`wordnet.runs.pipeline.PipelineRun`), with the methods ``train``, ``validate``,
+``test`` and ``reproduce``; the run calls those its stages name, in that order.
+"""
+from __future__ import annotations
+
+import signal
+import threading
+from contextlib import contextmanager
+
+from wordnet.errors import WordNetError
+
+BATCH_WINDOW = 10           # minibatches per point of a batch curve (train/batch_ce_mean10)
+
+
+class PipelineError(WordNetError):
+    """A stage cannot run (no model) or failed (divergence, failed checks)."""
+
+
+class Pruned(PipelineError):
+    """A sweep's pruner stopped the training: clearly worse than the other trials."""
+    run_status = "KILLED"                   # MLflow's status for it (tag wordnet.pruned)
+
+
+class NotLogged(PipelineError):
+    """The stages ran, but the tracking was lost on the way (the folder has it all)."""
+
+
+class Reporter:
+    """A training's callbacks: its curves to MLflow (the kind's figures), the progress
+    bar, and at each validation point a sweep's judge, which may stop it (pruned)."""
+
+    def __init__(self, run, trainer, total: int, points: int = 0):
+        self.run, self.trainer, self.total = run, trainer, total
+        self.figures = run.kind.figures
+        self.bar = run.progress(total, loss=self.figures.loss_name) if run.progress else None
+        self.window = []                    # minibatch losses since the last batch-curve point
+        self.points = points                # validation points so far
+        self.pruned = None                  # (point, iteration, value) when the judge stopped it
+
+    def on_iteration(self, it) -> None:
+        tracked, figures = self.run.tracked, self.figures
+        # the C program's report, a running mean reset at each epoch
+        tracked.log_metric(figures.train_curve, it.train_ce, it.step)
+        if figures.batch_curve:
+            # comparable with the validation curve, the minibatches' own losses, a mean of
+            # BATCH_WINDOW each: one point per minibatch would double what MLflow stores
+            self.window.append(it.batch_ce)
+            if len(self.window) == BATCH_WINDOW or it.step == self.total:
+                tracked.log_metric(figures.batch_curve, sum(self.window) / len(self.window),
+                                   it.step)
+                self.window.clear()
+        if it.batch == 1:
+            tracked.log_metric("train/epoch", it.epoch, it.step)
+        if self.bar:
+            self.bar.update(it)
+
+    def on_validation(self, step: int, value: float) -> None:
+        self.run.tracked.log_metric(self.figures.valid_curve, value, step)
+        self.points += 1
+        judge = self.run.judge
+        if judge is not None and judge(self.points, value) and self.pruned is None:
+            self.pruned = (self.points, step, value)
+            self.trainer.request_stop()
+
+    def close(self) -> None:
+        if self.bar:
+            self.bar.close()
+
+    def raise_pruned(self) -> None:
+        """Pruned, the MLflow run tagged with why, when the judge stopped the training."""
+        if self.pruned is None:
+            return
+        point, step, value = self.pruned
+        why = (f"validation point {point} (iteration {step}): {self.figures.objective} "
+               f"{value:.4f}, clearly worse than other trials there")
+        self.run.tracked.set_tags({"wordnet.pruned": why})
+        raise Pruned(f"pruned at {why}")
+
+
+@contextmanager
+def stop_on_signals(stop):
+    """SIGINT and SIGTERM call ``stop()``, so that training ends between minibatches
+    and its state can be saved; a second signal acts as it would have."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+
+    def handler(signum, frame):
+        signal.signal(signum, previous[signum])
+        stop()
+
+    for s in previous:
+        signal.signal(s, handler)
+    try:
+        yield
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
