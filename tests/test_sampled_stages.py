@@ -228,15 +228,17 @@ def test_a_split_without_examples_is_named(tmp_path):
     from types import SimpleNamespace
 
     from wordnet.data.dataset import Vocabulary
+    from wordnet.models import registry
     from wordnet.runs.pipeline import PipelineError
     from wordnet.runs.recipes import load_recipe
     from wordnet.runs.sampled_stages import SampledStages
     (tmp_path / "raw_sentences.txt").write_text("a b c\n" * 10)
-    run = SimpleNamespace(config=load_recipe("window").config, data_dir=tmp_path,
+    config = load_recipe("window").config
+    run = SimpleNamespace(config=config, kind=registry.of(config), data_dir=tmp_path,
                           dataset=SimpleNamespace(vocab=Vocabulary(("a", "b", "c")),
                                                   files={"raw_sentences.txt": "-"}))
     with pytest.raises(PipelineError, match="the train split of raw_sentences.txt has no "
-                                            r"windows of 5 words \(k = 2\)"):
+                                            r"windows \(k = 2\): choose a smaller window"):
         SampledStages(run).examples("train")
 
 

@@ -179,11 +179,12 @@ def run(stages, sets, from_run, resume, register, no_register, parent_run, judge
     Ctrl-C or SIGTERM during training, and every checkpoint_minutes of it, save the
     model and the state it needs to go on; --resume --out DIR continues it (bit for
     bit, with the exact backend).
-    --set keys: the recipe's hyperparameters (batch_size, embedding_size,
-    hidden_size, epochs, early_stop, learning_rate, momentum, validation_period,
-    checkpoint_minutes, backend, dtype, init, seed, activation, weight_decay,
-    init_embeddings=MODEL; model=4gram|window|skipgram, window, corruption,
-    negatives) and reference_checkpoint=PATH (compared byte for byte).
+    --set keys: every model's (batch_size, epochs, early_stop, learning_rate,
+    momentum, validation_period, checkpoint_minutes, weight_decay, embedding_size,
+    backend, dtype, init, seed, init_embeddings=MODEL, model=4gram|window|skipgram),
+    then its own: the 4-gram model's hidden_size, activation; the window scorer's
+    hidden_size, activation, window, corruption; skip-gram's window, negatives;
+    and reference_checkpoint=PATH (compared byte for byte).
     The window scorer and skip-gram (--pipeline window, skipgram, skipgram-neg)
     do not resume: their training is not saved when interrupted.
     """

@@ -31,8 +31,9 @@ import numpy as np
 from wordnet.data import embedded
 from wordnet.fileio import atomic_write, write_json
 from wordnet.models import checkpoint
-from wordnet.models.fourgram import Model
-from wordnet.runs.recipes import Config, Recipe, differences
+from wordnet.models.config import Config
+from wordnet.models.fourgram import FourGramConfig, Model
+from wordnet.runs.recipes import Recipe, differences
 from wordnet.training.trainer import Metrics, evaluate
 
 PUBLISHED, TRAINED = "published", "trained"
@@ -149,7 +150,7 @@ def reproduce(model_path: Path, model: Model, recipe: Recipe, data, ours: Metric
         report.notes.append("part (a): SPEC section 6's facts about model9-3000.bin are about "
                             "the published split, and this data is another")
 
-    c_recipe = differences(config, Config(), "C recipe")
+    c_recipe = differences(config, FourGramConfig(), "C recipe")   # the C program's
     if not published_split:
         c_recipe.append("the data is not the published split")
     if c_recipe:

@@ -12,7 +12,6 @@ resume: the kernels are called from Python, minibatch by minibatch.
 """
 from __future__ import annotations
 
-import math
 import time
 
 import numpy as np
@@ -22,7 +21,7 @@ from wordnet.errors import ConfigError
 from wordnet.models import registry
 from wordnet.models.base import Momentum
 from wordnet.models.config import TrainingConfig
-from wordnet.training.trainer import Diverged, History, Iteration
+from wordnet.training.trainer import History, Iteration, report
 
 
 def examples(model, corpus: Corpus, split: str, config) -> np.ndarray:
@@ -84,12 +83,8 @@ class SampledTrainer:
                     loss = self.batch_loss(train[b * N:(b + 1) * N]) / N
                     ce += (loss - ce) / (b + 1)
                     step += 1
-                    history.train_ce.append(ce)
-                    it = Iteration(step, epoch + 1, b + 1, M, ce, loss)
-                    if on_iteration is not None:
-                        on_iteration(it)
-                    if not math.isfinite(ce):
-                        raise Diverged(it, cfg.learning_rate)
+                    report(history, Iteration(step, epoch + 1, b + 1, M, ce, loss),
+                           on_iteration, cfg.learning_rate)
                     if b == stop:                  # the early-stop minibatch: not applied
                         break
                     self.optimizer.step(self.grads)

@@ -120,6 +120,16 @@ class Diverged(WordNetError, RuntimeError):
             f"try a smaller learning_rate than {learning_rate}")
 
 
+def report(history: History, it: Iteration, on_iteration, learning_rate: float) -> None:
+    """A reported training loss ``it``: into the history, to ``on_iteration``; Diverged
+    when it is no longer finite."""
+    history.train_ce.append(it.train_ce)
+    if on_iteration is not None:
+        on_iteration(it)
+    if not math.isfinite(it.train_ce):
+        raise Diverged(it, learning_rate)
+
+
 class Trainer:
     """Runs the recipe of ``config`` on ``model``.
 
@@ -220,12 +230,8 @@ class Trainer:
                 batch_ce = model.loss(x[stop], t[stop], self.buffers)
                 ce += (batch_ce - ce) / (stop + 1)
                 step += 1
-                history.train_ce.append(ce)
-                it = Iteration(step, epoch + 1, stop + 1, M, ce, batch_ce)
-                if on_iteration is not None:
-                    on_iteration(it)
-                if not math.isfinite(ce):
-                    raise Diverged(it, cfg.learning_rate)
+                report(history, Iteration(step, epoch + 1, stop + 1, M, ce, batch_ce),
+                       on_iteration, cfg.learning_rate)
         history.finished = not history.stopped
         history.seconds = time.perf_counter() - start
         return history
