@@ -177,12 +177,12 @@ def test_a_split_smaller_than_a_batch_is_evaluated_and_a_sweep_goes_on(dataset, 
     import dataclasses
 
     from wordnet.sweeps.search import Search, parse_space
-    from wordnet.sweeps.sweep import sweep
+    from wordnet.sweeps.sweep import Sweep, sweep
     small = dataclasses.replace(dataset, train=dataset.train[:3000], valid=dataset.valid[:50],
                                 test=dataset.test[:50])
     grid = Search(parse_space([f"{k}={v}" for k, v in {**TINY, "early_stop": "1"}.items()]
                               + ["batch_size=1000,5000"]))
-    rows = sweep(recipe(), grid, ("train", "validate", "test"), tmp_path, data_dir,
+    rows = sweep(Sweep(recipe(), grid, ("train", "validate", "test"), tmp_path, data_dir),
                  echo=lambda m: None, dataset=small)
     by_size = {row["batch_size"]: row for row in rows}
     assert by_size["1000"]["status"] == "FINISHED"

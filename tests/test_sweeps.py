@@ -1,4 +1,4 @@
-"""wordnet.sweeps.sweep: trials here, in processes and on Ray, searched, pruned, stopped and
+"""wordnet.sweeps: trials here, in processes and on Ray, searched, pruned, stopped and
 resumed, nested in MLflow."""
 import json
 import os
@@ -318,15 +318,133 @@ def test_sweep_options_that_do_not_go_together_are_refused(args, message, tmp_pa
     assert not (tmp_path / "out").exists()
 
 
-def test_threads_alone_sets_the_jobs_and_jobs_1_runs_here_with_them(data_dir, tmp_path,
-                                                                     monkeypatch):
+def test_jobs_1_runs_the_trials_here_with_the_threads_given(tracking_uri, data_dir,
+                                                           tmp_path, monkeypatch):
+    """--jobs 1 --threads 1: the trial's model has one thread (its run's tag says so), and
+    $WORDNET_THREADS is as it was before the sweep."""
+    from mlflow import MlflowClient
     monkeypatch.setenv("WORDNET_THREADS", "2")           # restored after the test
     result = CliRunner().invoke(cli, ["sweep", "--pipeline", "quick", "--set", "early_stop=5",
                                       "--set", "learning_rate=0.1", "--stage", "train",
-                                      "--jobs", "1", "--threads", "1", "--no-tracking",
+                                      "--jobs", "1", "--threads", "1", "--experiment", "t",
                                       "--data-dir", str(data_dir), "--out", str(tmp_path / "a")])
     assert result.exit_code == 0, result.output
     assert "one after the other" in result.output
-    assert os.environ["WORDNET_THREADS"] == "1"
-    from wordnet.models.base import default_threads
-    assert default_threads() == 1
+    assert os.environ["WORDNET_THREADS"] == "2"
+    parent, [child] = children_of(MlflowClient(), "t")
+    assert child.data.tags["wordnet.threads"] == "1"
+    assert parent.data.tags["wordnet.threads"] == "1" and parent.data.tags["wordnet.sweep.jobs"] == "1"
+
+
+# -- the executors' interface ------------------------------------------------------------
+
+def test_executors_fill_in_jobs_and_threads_and_refuse_what_they_cannot_use(monkeypatch):
+    from wordnet.errors import ConfigError
+    from wordnet.sweeps.executor import Options, configure
+    monkeypatch.setenv("WORDNET_THREADS", "4")           # the cores, as default_threads says
+    assert configure(Options()) == Options(jobs=4, threads=1)
+    assert configure(Options(jobs=2)) == Options(jobs=2, threads=2)
+    assert configure(Options(threads=2)) == Options(jobs=2, threads=2)
+    assert configure(configure(Options(jobs=3))) == configure(Options(jobs=3))     # once is all
+    with pytest.raises(ConfigError, match="--ray-address needs --executor ray"):
+        configure(Options(ray_address="10.0.0.1:6379"))
+    with pytest.raises(ConfigError, match="not one of local, ray"):
+        configure(Options(executor="slurm"))
+
+
+class Serial:
+    """An executor as a contributor would write one (here in a test module): each
+    trial's row made up from its learning rate, no training."""
+
+    slots, closed = 1, False
+
+    @staticmethod
+    def configure(options):
+        return options
+
+    def __init__(self, spec):
+        self.spec = spec
+
+    def describe(self) -> str:
+        return "made up"
+
+    def __call__(self, trial):
+        from wordnet.sweeps.trials import trial_row
+        ce = abs(float(trial.values["learning_rate"]) - 0.2)
+        return trial_row(trial, self.spec.label(trial.values), "FINISHED",
+                         {"train/final_ce": ce, "valid/final_ce": ce}, {})
+
+    def stop(self):
+        pass
+
+    def close(self):
+        Serial.closed = True
+
+
+def test_an_executor_is_a_class_and_a_line_in_the_registry(dataset, tmp_path, monkeypatch):
+    from wordnet.runs.recipes import load_recipe
+    from wordnet.sweeps import executor
+    from wordnet.sweeps.search import Search, parse_space
+    from wordnet.sweeps.sweep import Sweep, sweep
+    monkeypatch.setitem(executor.EXECUTORS, "serial", f"{__name__}:Serial")
+    monkeypatch.setattr(Serial, "closed", False)
+    said = []
+    rows = sweep(Sweep(load_recipe("quick"), Search(parse_space(["learning_rate=0.1,0.25,1"])),
+                       ("train", "validate"), tmp_path,
+                       options=executor.Options("serial", tracked=False)),
+                 echo=said.append, dataset=dataset)
+    assert said[0] == f"sweep: 3 trials (quick recipe, made up) -> {tmp_path}/"
+    assert [r["learning_rate"] for r in rows] == ["0.25", "0.1", "1"]       # best first
+    assert Serial.closed and json.loads((tmp_path / "sweep.json").read_text()) == rows
+
+
+# -- a trial's process -------------------------------------------------------------------
+
+# A trial as run_process sees one: it reports a validation point when told to, waits for
+# the answer, then trains (sleeps) until a signal ends it.
+FAKE_TRIAL = r"""
+import sys, time
+report, answer = (int(fd) for fd in sys.argv[-1].split(","))
+if sys.argv[1] == "report":
+    with open(report, "w") as r, open(answer) as a:
+        r.write("1 5.5\n"); r.flush(); a.readline()
+        time.sleep(600)
+time.sleep(600)
+"""
+
+
+@pytest.mark.parametrize("reports", ["report", "silent"])
+def test_ctrl_c_in_a_trials_process_stops_its_child(reports, tmp_path):
+    """Ctrl-C (as Ray's cancel is) while run_process waits, after a validation point or
+    before any: KeyboardInterrupt, the child ended by SIGTERM (its run KILLED), not left
+    running behind a TypeError or an UnboundLocalError."""
+    import _thread
+    import threading
+
+    from wordnet.runs.rundir import RunDir
+    from wordnet.sweeps.search import Trial
+    from wordnet.sweeps.trials import STOPPED, finished_trial, run_process
+    children, asked = [], []
+
+    def judge(point, valid_ce):
+        asked.append((point, valid_ce))
+        return False
+
+    ctrl_c = threading.Timer(1.5, _thread.interrupt_main)
+    ctrl_c.start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            run_process([sys.executable, "-c", FAKE_TRIAL, reports], tmp_path / "trial.log",
+                        dict(os.environ), judge, children.append)
+    finally:
+        ctrl_c.cancel()
+        for process in children:
+            left = process.poll() is None
+            process.kill()
+            assert not left, "the trial's process was left running"
+    [child] = children
+    assert child.poll() in STOPPED
+    assert asked == ([(1, 5.5)] if reports == "report" else [])
+    row = finished_trial(Trial(0, {}, "t"), "t", child.returncode, RunDir(tmp_path), "",
+                         echo=lambda line: None)
+    assert row["status"] == "KILLED"

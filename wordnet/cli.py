@@ -22,7 +22,7 @@ from click.core import ParameterSource
 
 from wordnet import __version__
 from wordnet.errors import WordNetError
-from wordnet.models.base import THREADS_ENV, default_threads
+from wordnet.sweeps.executor import EXECUTORS
 from wordnet.sweeps.search import PRUNERS, SAMPLERS
 from wordnet.sweeps.trials import THREADS as TRIAL_THREADS
 
@@ -262,16 +262,17 @@ def log(out, data_dir, tracking_uri, experiment, register, no_register):
 @click.option("--jobs", type=click.IntRange(min=1),
               help="Trials at once on this machine [default: cores / --threads]; 1 runs "
                    "them one after the other in this process.")
-@click.option("--executor", type=click.Choice(("local", "ray")), default="local",
-              show_default=True, help="Where trials run: here, or as Ray tasks (on the "
+@click.option("--executor", "executor_name", type=click.Choice(tuple(EXECUTORS)),
+              default="local", show_default=True, help="Where trials run: here, or as Ray tasks (on the "
               "data shipped with the package; pip install 'wordnet-4gram[ray]').")
 @click.option("--ray-address", metavar="HOST:PORT",
               help="A Ray cluster's head [default: a Ray started here for the sweep].")
 @click.option("--resume", metavar="SWEEP_RUN_ID",
               help="Go on with this sweep's MLflow run: only its unfinished trials run.")
 @pipeline_options
-def sweep(sets, samples, sampler, seed, prune, stages, threads, jobs, executor, ray_address,
-          resume, recipe, data_dir, out, tracking_uri, experiment, run_name, no_tracking):
+def sweep(sets, samples, sampler, seed, prune, stages, threads, jobs, executor_name,
+          ray_address, resume, recipe, data_dir, out, tracking_uri, experiment, run_name,
+          no_tracking):
     """Trials of a recipe over --set values, nested under one MLflow run.
 
     \b
@@ -287,6 +288,7 @@ def sweep(sets, samples, sampler, seed, prune, stages, threads, jobs, executor, 
     from wordnet.models import registry
     from wordnet.runs import pipeline, rundir
     from wordnet.runs.recipes import with_overrides
+    from wordnet.sweeps import executor
     from wordnet.sweeps import sweep as sweeps
     from wordnet.sweeps.search import Search, parse_space
 
@@ -304,35 +306,19 @@ def sweep(sets, samples, sampler, seed, prune, stages, threads, jobs, executor, 
         raise click.UsageError("--resume finds the sweep in MLflow: drop --no-tracking")
     if seed is not None and samples is None:
         raise click.UsageError("--seed is the sampler's: it needs --samples N")
-    if executor == "local" and ray_address:
-        raise click.UsageError("--ray-address needs --executor ray")
-    if executor == "ray" and jobs:
-        raise click.UsageError("--jobs is for --executor local: Ray runs as many trials "
-                               "at once as its CPUs allow, --threads each")
+    try:
+        options = executor.configure(executor.Options(
+            executor_name, jobs, threads, ray_address, tracking_uri, not no_tracking))
+    except ConfigError as e:
+        raise click.UsageError(str(e)) from None
     chosen = tuple(s for s in pipeline.STAGES if s in stages or s == "train")
     data = _find_data(data_dir)
-    cores = default_threads()
-    threads = threads or (max(1, cores // jobs) if jobs else TRIAL_THREADS)
-    jobs = jobs or max(1, cores // threads)
-    if jobs == 1 and executor == "local":
-        os.environ[THREADS_ENV] = str(threads)      # the trials run here (model.default_threads)
     folder_name = run_name or f"sweep-{base.name}-{datetime.now():%Y%m%d-%H%M%S}"
     out = rundir.output_folder(out, folder_name, False, None)
-    ray = None
-    if executor == "ray":
-        from wordnet.sweeps.ray_executor import RayTrials
-        try:
-            ray = RayTrials.connect(ray_address, threads, tracking_uri, no_tracking)
-        except ConfigError as e:
-            raise click.UsageError(str(e)) from None
     dataset = _prepare(out, data, tracking_uri, experiment, no_tracking)
-    where = f"Ray ({ray.describe()})" if ray else (
-        f"{jobs} at a time, {threads} thread(s) each" if jobs > 1 else "one after the other")
-    click.echo(f"sweep: {search.total} trials ({base.name} recipe, {where}) -> {out}/")
-    results = sweeps.sweep(base, search, chosen, out, data, track=not no_tracking,
-                           run_name=run_name, echo=click.echo, progress=Progress,
-                           dataset=dataset, jobs=jobs, threads=threads, source=recipe, ray=ray,
-                           resume=resume)
+    results = sweeps.sweep(sweeps.Sweep(base, search, chosen, out, data, options, recipe,
+                                        run_name, resume),
+                           echo=click.echo, progress=Progress, dataset=dataset)
     keys = list(search.space)
     names = registry.of(base.config).figures
     shown = [k for k in names.shown[:3] if any(k in r for r in results)]

@@ -13,6 +13,8 @@ then be a server they reach (``http://``), not a file on this one.
 from __future__ import annotations
 
 import atexit
+import dataclasses
+import importlib.util
 import os
 import shutil
 import signal
@@ -21,10 +23,13 @@ import threading
 from pathlib import Path
 
 from wordnet.errors import ConfigError
+from wordnet.models.base import default_threads
 from wordnet.runs.rundir import MANIFEST, METRICS, RunDir
-from wordnet.sweeps.search import Search, Trial
+from wordnet.sweeps.executor import Options, TrialSpec
+from wordnet.sweeps.search import Trial
 from wordnet.sweeps.trials import (
     ANSWER_SECONDS,
+    THREADS,
     TRIAL_LOG,
     finished_trial,
     run_command,
@@ -35,71 +40,61 @@ from wordnet.sweeps.trials import (
 QUESTION_SECONDS = 1.0          # how long the sweep's judge waits for a question at a time
 
 
-class RayTrials:
-    """A connection to Ray and how many trials it runs at once."""
+class OnRay:
+    """``--executor ray``: trials as Ray tasks of ``--threads`` CPUs each, as many at
+    once as the cluster's CPUs allow."""
 
-    def __init__(self, address: str | None, threads: int, cpus: float):
-        self.address, self.threads = address, threads
-        self.slots = max(1, int(cpus // threads))
-        self.cpus = cpus
-
-    @classmethod
-    def connect(cls, address: str | None, threads: int, tracking_uri: str | None,
-                untracked: bool) -> "RayTrials":
-        try:
-            import ray
-        except ImportError:
-            raise ConfigError("--executor ray needs Ray: pip install 'wordnet-4gram[ray]'"
-                              ) from None
-        if address and untracked:
+    @staticmethod
+    def configure(options: Options) -> Options:
+        """Ray is installed; with --ray-address, a tracking server the workers reach;
+        ``--threads`` defaults to THREADS."""
+        if options.jobs:
+            raise ConfigError("--jobs is for --executor local: Ray runs as many trials "
+                              "at once as its CPUs allow, --threads each")
+        if importlib.util.find_spec("ray") is None:
+            raise ConfigError("--executor ray needs Ray: pip install 'wordnet-4gram[ray]'")
+        uri = options.tracking_uri
+        if options.ray_address and not options.tracked:
             raise ConfigError("with --ray-address a trial's model and files reach you "
                               "only through MLflow: drop --no-tracking")
-        if address and not (tracking_uri or "").startswith(("http://", "https://")):
+        if options.ray_address and not (uri or "").startswith(("http://", "https://")):
             raise ConfigError(
                 f"with --ray-address the trials may run on other machines, which cannot "
-                f"write to the tracking store {tracking_uri or './mlflow.db'} on this one: "
+                f"write to the tracking store {uri or './mlflow.db'} on this one: "
                 "start `mlflow server` and pass --tracking-uri http://HOST:PORT")
-        from wordnet.models.base import default_threads
+        return dataclasses.replace(options, threads=options.threads or THREADS)
+
+    def __init__(self, spec: TrialSpec):
+        import ray
+        self.ray, self.spec = ray, spec
+        self.address, self.threads = spec.options.ray_address, spec.options.threads
         # Ray puts the driver's working folder first on its workers' sys.path, unless
         # the job has a working_dir: run from a source checkout, the workers would import
         # its wordnet/, which has no compiled kernels.  An empty one keeps them on the
         # package they have installed.
         empty = tempfile.mkdtemp(prefix="wordnet-ray-")
         atexit.register(shutil.rmtree, empty, ignore_errors=True)
-        ray.init(address=address or "local", include_dashboard=False,
-                 num_cpus=None if address else default_threads(),
+        ray.init(address=self.address or "local", include_dashboard=False,
+                 num_cpus=None if self.address else default_threads(),
                  log_to_driver=False, configure_logging=False,
                  runtime_env={"working_dir": empty})
-        return cls(address, threads, ray.cluster_resources().get("CPU", 0.0))
-
-    def describe(self) -> str:
-        return (f"{self.address or 'started here'}, {self.cpus:g} CPUs: {self.slots} at a "
-                f"time, {self.threads} thread(s) each")
-
-    def launcher(self, source: str, stages, out: Path, where, parent_run_id, search: Search,
-                 label, echo) -> "_RayLauncher":
-        return _RayLauncher(self, source, stages, out, where, parent_run_id, search, label,
-                            echo)
-
-
-class _RayLauncher:
-    def __init__(self, ray_trials, source, stages, out, where, parent_run_id, search, label,
-                 echo):
-        import ray
-        self.ray = ray
-        path = Path(source)
+        self.cpus = ray.cluster_resources().get("CPU", 0.0)
+        self.slots = max(1, int(self.cpus // self.threads))
+        path = Path(spec.source)
         # a recipe file travels with the task; a recipe's name is found on the worker
-        self.recipe = (path.name, path.read_bytes()) if path.is_file() else (source, None)
-        self.stages, self.out, self.where, self.parent_run_id = stages, out, where, parent_run_id
-        self.search, self.label, self.echo = search, label, echo
+        self.recipe = (path.name, path.read_bytes()) if path.is_file() else (spec.source, None)
         self.task = ray.remote(_trial_task).options(
-            num_cpus=ray_trials.threads, max_retries=0,
-            runtime_env={"env_vars": thread_env(ray_trials.threads)})
+            num_cpus=self.threads, max_retries=0,
+            runtime_env={"env_vars": thread_env(self.threads)})
         self.judge = ray.remote(Judge).options(num_cpus=0).remote()
         self.running, self.lock = set(), threading.Lock()
         self.serving = threading.Thread(target=self._serve, daemon=True,
                                         name="wordnet-ray-judge")
         self.serving.start()
+
+    def describe(self) -> str:
+        return (f"Ray ({self.address or 'started here'}, {self.cpus:g} CPUs: {self.slots} at "
+                f"a time, {self.threads} thread(s) each)")
 
     def _serve(self):
         """Answer the trials' validation points from the search, until the sweep ends."""
@@ -113,12 +108,12 @@ class _RayLauncher:
             if question is not None:
                 number, point, valid_ce = question
                 self.judge.answer.remote(number, point,
-                                         self.search.report(number, point, valid_ce))
+                                         self.spec.search.report(number, point, valid_ce))
 
     def __call__(self, trial: Trial) -> dict:
-        label = self.label(trial.values)
-        ref = self.task.remote(self.recipe, trial.values, self.stages, label, self.where,
-                               self.parent_run_id, self.judge, trial.number)
+        spec, label = self.spec, self.spec.label(trial.values)
+        ref = self.task.remote(self.recipe, trial.values, spec.stages, label, spec.where,
+                               spec.parent_run_id, self.judge, trial.number)
         with self.lock:
             self.running.add(ref)
         try:
@@ -130,12 +125,12 @@ class _RayLauncher:
         finally:
             with self.lock:
                 self.running.discard(ref)
-        folder = self.out / trial.folder              # what the trial left: its record here
+        folder = spec.out / trial.folder              # what the trial left: its record here
         folder.mkdir(parents=True, exist_ok=True)
         for name, text in files.items():
             (folder / name).write_text(text)
         (folder / TRIAL_LOG).write_text(output)
-        return finished_trial(trial, label, status, RunDir(folder), output, self.echo)
+        return finished_trial(trial, label, status, RunDir(folder), output, spec.echo)
 
     def stop(self):
         with self.lock:

@@ -1,6 +1,6 @@
-"""Sweeps: the trials of a search (:mod:`wordnet.sweeps.search`), run here, in processes of
-their own or on Ray, nested under a parent MLflow run that says what was swept and
-which run was best.
+"""Sweeps: the trials of a search (:mod:`wordnet.sweeps.search`), run by an executor
+(:mod:`wordnet.sweeps.executor`: here, in processes of their own or on Ray), nested
+under a parent MLflow run that says what was swept and which run was best.
 
 The parent carries the search (parameters ``sweep.KEY``), a description, the best
 run's final figures (by validation CE, never test: choosing by test would make
@@ -14,188 +14,115 @@ from __future__ import annotations
 import csv
 import io
 import math
-import os
-import threading
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from contextlib import nullcontext
-from functools import partial
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from wordnet import tracking
 from wordnet.data.dataset import load_dataset
 from wordnet.fileio import atomic_write
 from wordnet.models import registry
-from wordnet.models.base import default_threads
 from wordnet.models.kind import Figures
-from wordnet.runs.pipeline import PipelineError, Pruned, run
 from wordnet.runs.recipes import Recipe, with_overrides
-from wordnet.runs.rundir import MANIFEST, SWEEP, RunDir, check_writable
-from wordnet.sweeps.search import Search, Trial
-from wordnet.sweeps.trials import (
-    TRIAL_LOG,
-    finished_trial,
-    run_command,
-    run_process,
-    thread_env,
-    trial_row,
-)
+from wordnet.runs.rundir import SWEEP, RunDir, check_writable
+from wordnet.runs.stages import PipelineError
+from wordnet.sweeps import executor
+from wordnet.sweeps.executor import Executor, Options, TrialSpec
+from wordnet.sweeps.search import Search
 from wordnet.tracking import NoRun
 
 CURVES = ("train/batch_ce_mean10", "train/epoch")   # besides each model's two (figures.py)
 STOP_SECONDS = 60                             # Ctrl-C: the bound on the trials' ending
 
 
-def sweep(recipe: Recipe, search: Search, stages, out: Path, data_dir: Path | None,
-          track: bool = False, run_name: str | None = None, echo=print, progress=None,
-          dataset=None, jobs: int = 1, threads: int | None = None, source: str | None = None,
-          ray=None, resume: str | None = None) -> list[dict]:
-    """The trials of ``search``, nested under one parent run; a row per trial, best first.
+@dataclass(frozen=True)
+class Sweep:
+    """A sweep: ``search`` over ``recipe``, each trial running ``stages`` into a folder
+    of ``out``, where ``options`` say (:mod:`wordnet.sweeps.executor`)."""
+    recipe: Recipe
+    search: Search
+    stages: tuple[str, ...]
+    out: Path
+    data_dir: Path | None = None
+    options: Options = field(default_factory=lambda: Options(jobs=1, tracked=False))
+    source: str | None = None            # the recipe's name or file [default: its name]
+    run_name: str | None = None          # the parent run's
+    resume: str | None = None            # an earlier sweep's parent run: go on with it
 
-    ``jobs`` == 1 runs them here, one after the other; more, that many at once, each
-    a ``wordnet-pipeline run`` process of its own with ``threads`` threads (the recipe
-    read again from ``source``, the name or file it came from); ``ray`` (a
-    :class:`wordnet.sweeps.ray_executor.RayTrials`) runs them as Ray tasks.  ``resume``, the
-    parent run of an earlier sweep: its finished and pruned trials are not run again."""
-    dataset = dataset or load_dataset(data_dir)
+
+def sweep(plan: Sweep, echo=print, progress=None, dataset=None) -> list[dict]:
+    """The trials of ``plan.search``, nested under one parent run; a row per trial, best
+    first.  ``plan.resume``, the parent run of an earlier sweep: its finished and pruned
+    trials are not run again.  ``progress`` and ``dataset`` are for trials run in this
+    process."""
+    recipe, search, out, options = plan.recipe, plan.search, plan.out, plan.options
+    options = executor.configure(options)
+    dataset = dataset or load_dataset(plan.data_dir)
     check_writable(out)
     varying = [key for key, axis in search.space.items()
                if axis.kind != "grid" or len(axis.values) > 1]      # first in the names
-    name = run_name or f"sweep {' × '.join(search.space)} · {recipe.name}"
+    name = plan.run_name or f"sweep {' × '.join(search.space)} · {recipe.name}"
     label = lambda values: with_overrides(recipe, values).label(first=varying)  # noqa: E731
-    earlier = []
-    if resume:
-        earlier = _earlier_trials(resume, recipe, search)
-        echo(f"resuming sweep run {resume}: {len(earlier)} trial(s) done, "
-             f"{search.total - len(earlier)} to run")
-    context = (tracking.start_run(name, run_id=resume) if track else nullcontext(NoRun()))
+    earlier, said = [], None
+    if plan.resume:
+        earlier = _earlier_trials(plan.resume, recipe, search)
+        said = (f"resuming sweep run {plan.resume}: {len(earlier)} trial(s) done, "
+                f"{search.total - len(earlier)} to run")
+    context = (tracking.start_run(name, run_id=plan.resume) if options.tracked
+               else nullcontext(NoRun()))
     with context as parent:
         parent.log_params(search.params())
         parent.set_tags({"wordnet.recipe": recipe.name, "wordnet.sweep.runs": str(search.total),
                          "wordnet.sweep.search": search.describe(),
                          "wordnet.sweep.prune": search.prune,
-                         "wordnet.sweep.executor": "ray" if ray is not None else "local",
+                         "wordnet.sweep.executor": options.executor,
                          "wordnet.sweep.folder": str(Path(out).resolve()),
-                         **tracking.machine_tags(default_threads())})
-        where = tracking.current_store() if track else None
-        if ray is not None:
-            launch, slots = ray.launcher(source or recipe.name, stages, out, where,
-                                         parent.run_id, search, label, echo), ray.slots
-        elif jobs > 1:
-            launch, slots = _Processes(source or recipe.name, stages, out, data_dir, where,
-                                       parent.run_id, search, label, threads, echo), jobs
-        else:
-            launch, slots = _InThisProcess(recipe, stages, out, data_dir, track, dataset,
-                                           search, label, echo, progress), 1
-        parent.set_tags({"wordnet.sweep.jobs": str(slots)})   # trials at once
+                         **tracking.machine_tags(options.threads)})     # each trial's
+        spec = TrialSpec(recipe, plan.source or recipe.name, tuple(plan.stages), out,
+                         plan.data_dir, tracking.current_store() if options.tracked else None,
+                         parent.run_id, search, label, options, echo, progress, dataset)
+        launch = executor.start(spec)
+        echo(f"sweep: {search.total} trials ({recipe.name} recipe, {launch.describe()}) "
+             f"-> {out}/")
+        if said:
+            echo(said)
+        parent.set_tags({"wordnet.sweep.jobs": str(launch.slots)})   # trials at once
         rows = list(earlier)
         try:
-            _drive(search, launch, slots, rows, registry.of(recipe.config).figures.select_by)
+            _drive(search, launch, rows, registry.of(recipe.config).figures.select_by)
         finally:                                     # Ctrl-C too: the summary of what ran
             launch.close()
             _summarise(parent, recipe, search, rows, out)
     return rows
 
 
-def _drive(search: Search, launch, slots: int, rows: list, select_by: str) -> None:
-    """Hand out the search's trials to ``slots`` launchers at once until none is left;
-    each trial's row into ``rows``, its ``select_by`` figure to the search.  Ctrl-C: no
-    new trial, the running ones stopped."""
+def _drive(search: Search, launch: Executor, rows: list, select_by: str) -> None:
+    """Hand out the search's trials to the executor's slots until none is left; each
+    trial's row into ``rows``, its ``select_by`` figure to the search.  Ctrl-C: no new
+    trial, the running ones stopped."""
     def worker():
         while (trial := search.next()) is not None:
             row = launch(trial)
             search.finish(trial.number, row["status"], row.get(select_by))
             rows.append(row)
 
-    if slots == 1:
+    if launch.slots == 1:
         worker()                                     # in the main thread: signals reach it
         return
-    pool = ThreadPoolExecutor(slots, thread_name_prefix="wordnet-trial")
-    futures = [pool.submit(worker) for _ in range(slots)]
+    pool = ThreadPoolExecutor(launch.slots, thread_name_prefix="wordnet-trial")
+    futures = [pool.submit(worker) for _ in range(launch.slots)]
     try:
         done, _ = wait(futures, return_when=FIRST_EXCEPTION)
         for future in done:
             future.result()
-    except BaseException:                            # Ctrl-C, or a launcher's own error
+    except BaseException:                            # Ctrl-C, or an executor's own error
         search.close()
         launch.stop()
         wait(futures, timeout=STOP_SECONDS)
         raise
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
-
-
-class _InThisProcess:
-    """One trial after the other, in this process (the data loaded once)."""
-
-    def __init__(self, recipe, stages, out, data_dir, track, dataset, search, label, echo,
-                 progress):
-        self.recipe, self.stages, self.out, self.data_dir = recipe, stages, out, data_dir
-        self.track, self.dataset, self.search, self.label = track, dataset, search, label
-        self.echo, self.progress = echo, progress
-
-    def __call__(self, trial: Trial) -> dict:
-        self.echo(f"== {trial.folder}")
-        judge = partial(self.search.report, trial.number)     # (point, CE) -> stop?
-        status, metrics, error = "FINISHED", {}, None
-        try:
-            metrics = run(self.recipe, trial.values, self.stages, self.out / trial.folder,
-                          self.data_dir, self.track, self.label(trial.values), echo=self.echo,
-                          progress=self.progress, dataset=self.dataset, nested=True,
-                          judge=judge)
-        except Pruned as e:
-            status, error = "PRUNED", str(e)
-            self.echo(f"{trial.folder}: {e}")
-        except PipelineError as e:
-            status, error = "FAILED", str(e)
-            self.echo(f"{trial.folder}: {e}")
-        manifest = RunDir(self.out / trial.folder).read_json(MANIFEST) or {}
-        return trial_row(trial, self.label(trial.values), status, metrics, manifest, error)
-
-    def stop(self):
-        pass                                         # Ctrl-C reaches the run itself
-
-    def close(self):
-        pass
-
-
-class _Processes:
-    """Trials as ``wordnet-pipeline run`` processes, each with ``threads`` threads (its
-    BLAS's too), its output in its folder's trial.log, its MLflow run nested under the
-    sweep's by ID."""
-
-    def __init__(self, source, stages, out, data_dir, where, parent_run_id, search, label,
-                 threads, echo):
-        self.source, self.stages, self.out, self.data_dir = source, stages, out, data_dir
-        self.where, self.parent_run_id, self.search, self.label = where, parent_run_id, search, label
-        self.env = os.environ | thread_env(threads or 1)
-        self.echo = echo
-        self.running, self.lock = set(), threading.Lock()
-
-    def __call__(self, trial: Trial) -> dict:
-        folder, label = self.out / trial.folder, self.label(trial.values)
-        folder.mkdir(parents=True, exist_ok=True)
-        command = run_command(self.source, trial.values, self.stages, folder, self.data_dir,
-                              label, self.where, self.parent_run_id)
-
-        def started(process):
-            with self.lock:
-                self.running.add(process)
-
-        status = run_process(command, folder / TRIAL_LOG, self.env,
-                             partial(self.search.report, trial.number), started)
-        with self.lock:
-            self.running = {p for p in self.running if p.poll() is None}
-        return finished_trial(trial, label, status, RunDir(folder),
-                              (folder / TRIAL_LOG).read_text(errors="replace"), self.echo)
-
-    def stop(self):
-        with self.lock:
-            for process in self.running:
-                if process.poll() is None:
-                    process.terminate()              # SIGTERM: each ends its run KILLED
-
-    def close(self):
-        pass
 
 
 def _earlier_trials(parent_run_id: str, recipe: Recipe, search: Search) -> list[dict]:

@@ -84,9 +84,9 @@ def run_process(command: list[str], log_path, env: dict, judge, started=None) ->
                 if not line:
                     break
                 point, valid_ce = line.split()
-                stop = judge(int(point), float(valid_ce))
+                verdict = judge(int(point), float(valid_ce))    # True: prune it
                 try:
-                    answers.write("stop\n" if stop else "go\n")
+                    answers.write("stop\n" if verdict else "go\n")
                     answers.flush()
                 except BrokenPipeError:              # it ended meanwhile
                     break
