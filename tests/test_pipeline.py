@@ -23,8 +23,7 @@ def recipe(name="quick", **overrides):
 def trained(dataset, data_dir, tmp_path_factory, recording_run):
     """A 20-update model trained, validated and tested by the pipeline; (folder, recorder)."""
     out, recorder = tmp_path_factory.mktemp("tiny"), recording_run()
-    run = pipeline.PipelineRun(recipe(**TINY), data_dir, out, recorder, echo=lambda m: None,
-                               dataset=dataset)
+    run = pipeline.PipelineRun(recipe(**TINY), out, pipeline.RunOptions(data_dir=data_dir, echo=lambda m: None, dataset=dataset), recorder)
     run.execute(("load", "train", "validate", "test"))
     return out, recorder
 
@@ -79,24 +78,21 @@ def test_train_validate_test_write_and_log_everything(trained, dataset):
 def test_a_stage_alone_takes_the_model_from_the_folder(trained, dataset, data_dir):
     out, _ = trained
     before = json.loads((out / "metrics.json").read_text())
-    run = pipeline.PipelineRun(recipes.load_recipe("reference"), data_dir, out,
-                               echo=lambda m: None, dataset=dataset)
+    run = pipeline.PipelineRun(recipes.load_recipe("reference"), out, pipeline.RunOptions(data_dir=data_dir, echo=lambda m: None, dataset=dataset))
     saved = RunDir(out).recipe()
     assert (saved.name, saved.config, saved.enforce_statistical_parity) == (
         "quick", recipe(**TINY).config, False)
     assert run.stages.model.W1.shape == (50, 250)
     with pytest.raises(pipeline.PipelineError, match="no 4-gram model in"):
-        pipeline.PipelineRun(recipe(), data_dir, out / "empty", dataset=dataset).stages.model
-    metrics = pipeline.run(recipe(), {}, ("test",), out, data_dir, echo=lambda m: None,
-                           dataset=dataset)
+        pipeline.PipelineRun(recipe(), out / "empty", pipeline.RunOptions(data_dir=data_dir, dataset=dataset)).stages.model
+    metrics = pipeline.run(recipe(), {}, ("test",), out, pipeline.RunOptions(data_dir=data_dir, echo=lambda m: None, dataset=dataset))
     assert metrics["test/ce"] == pytest.approx(before["test/ce"], abs=1e-9)
 
 
 def test_divergence_stops_training_and_keeps_the_last_checkpoint(dataset, data_dir, tmp_path):
     last = (data_dir / "model9-3000.bin").read_bytes()
     (tmp_path / "model.bin").write_bytes(last)
-    run = pipeline.PipelineRun(recipe(learning_rate=1e305, early_stop=5), data_dir, tmp_path,
-                               echo=lambda m: None, dataset=dataset)
+    run = pipeline.PipelineRun(recipe(learning_rate=1e305, early_stop=5), tmp_path, pipeline.RunOptions(data_dir=data_dir, echo=lambda m: None, dataset=dataset))
     with pytest.raises(pipeline.PipelineError,
                        match=r"diverged at iteration \d+ .*learning_rate than 1e\+305"):
         run.execute(("train",))
@@ -106,32 +102,30 @@ def test_divergence_stops_training_and_keeps_the_last_checkpoint(dataset, data_d
 def test_the_record_changes_only_when_a_run_succeeds_or_changes_the_model(dataset, tmp_path,
                                                                          monkeypatch):
     out, quiet = tmp_path / "run", (lambda m: None)
-    pipeline.run(recipe(**TINY), {}, ("train",), out, None, echo=quiet, dataset=dataset)
+    pipeline.run(recipe(**TINY), {}, ("train",), out, pipeline.RunOptions(echo=quiet, dataset=dataset))
     finished = (out / "run.json").read_text()
     assert json.loads(finished)["status"] == "FINISHED" and latest_run(tmp_path) == out
     with pytest.raises(pipeline.PipelineError, match="unigram baseline"):  # 20 updates: a failed check
-        pipeline.run(recipe(), {}, ("reproduce",), out, None, echo=quiet, dataset=dataset)
+        pipeline.run(recipe(), {}, ("reproduce",), out, pipeline.RunOptions(echo=quiet, dataset=dataset))
     def interrupted(self):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(FourGramStages, "test", interrupted)
     with pytest.raises(KeyboardInterrupt):                            # Ctrl-C in a stage alone
-        pipeline.run(recipe(), {}, ("test",), out, None, echo=quiet, dataset=dataset)
+        pipeline.run(recipe(), {}, ("test",), out, pipeline.RunOptions(echo=quiet, dataset=dataset))
     assert (out / "run.json").read_text() == finished and latest_run(tmp_path) == out
     monkeypatch.undo()
     with pytest.raises(pipeline.PipelineError, match="diverged"):     # the old model stays
-        pipeline.run(recipe(), {"learning_rate": "1e305", "early_stop": "5"}, ("train",), out,
-                     None, echo=quiet, dataset=dataset)
+        pipeline.run(recipe(), {"learning_rate": "1e305", "early_stop": "5"}, ("train",), out, pipeline.RunOptions(echo=quiet, dataset=dataset))
     assert (out / "run.json").read_text() == finished
-    pipeline.run(recipe(), {}, ("test",), out, None, echo=quiet, dataset=dataset)
+    pipeline.run(recipe(), {}, ("test",), out, pipeline.RunOptions(echo=quiet, dataset=dataset))
     assert json.loads((out / "run.json").read_text())["stages"] == ["test"]   # a success
 
 
 def test_a_failed_run_in_a_new_folder_is_recorded(dataset, tmp_path):
     out = tmp_path / "run"
     with pytest.raises(pipeline.PipelineError, match="diverged"):
-        pipeline.run(recipe(), {"learning_rate": "1e305", "early_stop": "5"}, ("train",), out,
-                     None, echo=lambda m: None, dataset=dataset)
+        pipeline.run(recipe(), {"learning_rate": "1e305", "early_stop": "5"}, ("train",), out, pipeline.RunOptions(echo=lambda m: None, dataset=dataset))
     assert json.loads((out / "run.json").read_text())["status"] == "FAILED"
 
 
@@ -155,8 +149,7 @@ def test_the_plots_name_the_run_and_validation_redraws_the_ce_plot(dataset, data
     recorder, out = recording_run(), tmp_path / "lr-0.1"
     recorder.run_name = "stop=20 · quick · exact"
     out.mkdir()                                     # as run() does
-    run = pipeline.PipelineRun(recipe(**TINY), data_dir, out, recorder,
-                               echo=lambda m: None, dataset=dataset)
+    run = pipeline.PipelineRun(recipe(**TINY), out, pipeline.RunOptions(data_dir=data_dir, echo=lambda m: None, dataset=dataset), recorder)
     metrics = run.execute(("load", "train", "validate"))
     assert [(kind, kwargs["title"]) for kind, _, kwargs in drawn] == [
         ("ce", "stop=20 · quick · exact"), ("map", "stop=20 · quick · exact"),
@@ -165,8 +158,7 @@ def test_the_plots_name_the_run_and_validation_redraws_the_ce_plot(dataset, data
     assert during.get("final_valid_ce") is None
     assert after["final_valid_ce"] == metrics["valid/final_ce"]
     assert list(validated[0]) == list(trained[0]) and len(trained[0]) == 21   # the same curve
-    untracked = pipeline.PipelineRun(recipe(**TINY), data_dir, out, echo=lambda m: None,
-                                     dataset=dataset)
+    untracked = pipeline.PipelineRun(recipe(**TINY), out, pipeline.RunOptions(data_dir=data_dir, echo=lambda m: None, dataset=dataset))
     assert untracked.plot_title() == "lr-0.1 · quick · exact"   # the folder's, without MLflow
 
 

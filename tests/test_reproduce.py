@@ -30,7 +30,7 @@ def folder_with(tmp_path, model: bytes, recipe: recipes.Recipe):
 def reproduce_stage(out, dataset, recorder=None):
     """The reproduce stage on the folder ``out``, as `run --stage reproduce` runs it."""
     recipe = RunDir(out).recipe()
-    run = pipeline.PipelineRun(recipe, None, out, recorder, echo=lambda m: None, dataset=dataset)
+    run = pipeline.PipelineRun(recipe, out, pipeline.RunOptions(echo=lambda m: None, dataset=dataset), recorder)
     return run.stages.reproduce()
 
 
@@ -46,7 +46,7 @@ def tiny(dataset, tmp_path_factory):
     out = tmp_path_factory.mktemp("tiny")
     recipe = recipes.with_overrides(recipes.load_recipe("quick"),
                                     {"backend": "exact", "early_stop": "19"})
-    pipeline.PipelineRun(recipe, None, out, echo=lambda m: None, dataset=dataset).execute(
+    pipeline.PipelineRun(recipe, out, pipeline.RunOptions(echo=lambda m: None, dataset=dataset)).execute(
         ("load", "train", "test"))
     return out
 
@@ -173,7 +173,7 @@ def test_byte_parity_with_a_given_checkpoint(dataset, reference_file, tmp_path):
     c_recipe = recipes.with_overrides(recipes.load_recipe("quick"), {
         "backend": "exact", "epochs": "1", "early_stop": "10", "validation_period": str(INT_MAX),
         "reference_checkpoint": str(reference_file("c_10_updates.bin"))})
-    run = pipeline.PipelineRun(c_recipe, None, tmp_path, echo=lambda m: None, dataset=dataset)
+    run = pipeline.PipelineRun(c_recipe, tmp_path, pipeline.RunOptions(echo=lambda m: None, dataset=dataset))
     run.stages.train()
     notes = []
     checks = {c.key: c for c in reproduce.byte_parity(

@@ -179,8 +179,7 @@ def test_a_sweeps_judge_prunes_a_window_scorer_at_its_validation_point(tmp_path)
     with pytest.raises(pipeline.Pruned, match=r"validation point 2 \(iteration 101\): "
                                               r"validation hinge loss 0\.\d+, clearly worse"):
         pipeline.run(load_recipe("window"), {"epochs": "1", "early_stop": "200",
-                                             "validation_period": "50"},
-                     ("train", "validate"), tmp_path / "p", None, judge=judge)
+                                             "validation_period": "50"}, ("train", "validate"), tmp_path / "p", pipeline.RunOptions(judge=judge))
     assert [point for point, _ in asked] == [1, 2]
     assert json.loads((tmp_path / "p" / "run.json").read_text())["status"] == "PRUNED"
 

@@ -212,11 +212,11 @@ def run(stages, sets, from_run, resume, register, no_register, parent_run, judge
     folder_name = run_name or f"{base.name}-{datetime.now():%Y%m%d-%H%M%S}"
     out = rundir.output_folder(out, folder_name, needs_model, from_run)
     dataset = _prepare(out, data, tracking_uri, experiment, no_tracking)
-    pipeline.run(base, overrides, chosen, out, data, track=not no_tracking, run_name=run_name,
-                 from_run=from_run, echo=click.echo, progress=Progress, dataset=dataset,
-                 resume=resume, register=None if no_register else register,
-                 parent_run_id=parent_run,
-                 judge=PipeJudge(judge_fds, click.echo) if judge_fds else None)
+    pipeline.run(base, overrides, chosen, out, pipeline.RunOptions(
+        data_dir=data, dataset=dataset, track=not no_tracking, run_name=run_name,
+        from_run=from_run, resume=resume, register=None if no_register else register,
+        parent_run_id=parent_run, judge=PipeJudge(judge_fds, click.echo) if judge_fds else None,
+        echo=click.echo, progress=Progress))
     click.echo(f"done: {out}/")
 
 

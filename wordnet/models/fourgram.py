@@ -127,19 +127,21 @@ class Model(Layers):
         self.context_size = Dh1 // h1
 
     @classmethod
-    def initialize(cls, config: FourGramConfig, vocab_size: int, context_size: int = 3) -> "Model":
+    def initialize(cls, config: FourGramConfig, vocab_size: int, context_size: int = 3,
+                   threads: int | None = None) -> "Model":
+        """A new model of ``config``'s sizes, its initial weights."""
         shapes = {"W1": (config.embedding_size, vocab_size),
                   "W2": (config.hidden_size, context_size * config.embedding_size),
                   "b2": (config.hidden_size,),
                   "W3": (vocab_size, config.hidden_size),
                   "b3": (vocab_size,)}
-        return cls(init_schemes.initial_weights(shapes, config.init, config.seed), config.backend,
-                   dtype=config.dtype, activation=config.activation)
+        return cls.restore(init_schemes.initial_weights(shapes, config.init, config.seed), config,
+                           threads)
 
     @classmethod
-    def restore(cls, params, config: FourGramConfig) -> "Model":
+    def restore(cls, params, config: FourGramConfig, threads: int | None = None) -> "Model":
         """The model of saved ``params``, computed as ``config`` says."""
-        return cls(params, config.backend, dtype=config.dtype, activation=config.activation)
+        return cls(params, config.backend, threads, config.dtype, config.activation)
 
     def forward(self, x: np.ndarray, b: Buffers) -> np.ndarray:
         """y3 (V x N) for contexts x (N x D, int32, 0-based)."""

@@ -66,16 +66,17 @@ class SkipGram(Layers):
         self._part = np.empty_like(self.W1)                        # embed_grad's scratch
 
     @classmethod
-    def initialize(cls, config, vocab_size: int) -> "SkipGram":
+    def initialize(cls, config, vocab_size: int, threads: int | None = None) -> "SkipGram":
+        """A new model of ``config``'s sizes, its initial weights."""
         d = config.embedding_size
         shapes = {"W1": (d, vocab_size), "W2": (vocab_size, d)}
-        return cls(init_schemes.initial_weights(shapes, config.init, config.seed),
-                   config.backend, dtype=config.dtype)
+        return cls.restore(init_schemes.initial_weights(shapes, config.init, config.seed), config,
+                           threads)
 
     @classmethod
-    def restore(cls, params, config: SkipGramConfig) -> "SkipGram":
+    def restore(cls, params, config: SkipGramConfig, threads: int | None = None) -> "SkipGram":
         """The model of saved ``params``, computed as ``config`` says."""
-        return cls(params, config.backend, dtype=config.dtype)
+        return cls(params, config.backend, threads, config.dtype)
 
     # -- training (wordnet.training.sampled) ------------------------------------------------
 

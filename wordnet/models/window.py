@@ -78,17 +78,18 @@ class WindowScorer(Layers):
         self._part = np.empty_like(self.W1)                     # embed_grad's scratch
 
     @classmethod
-    def initialize(cls, config, vocab_size: int) -> "WindowScorer":
+    def initialize(cls, config, vocab_size: int, threads: int | None = None) -> "WindowScorer":
+        """A new model of ``config``'s sizes, its initial weights."""
         h1, h2, D = config.embedding_size, config.hidden_size, 2 * config.window + 1
         shapes = {"W1": (h1, vocab_size), "W2": (h2, D * h1), "b2": (h2,), "W3": (1, h2),
                   "b3": (1,)}
-        return cls(init_schemes.initial_weights(shapes, config.init, config.seed),
-                   config.backend, dtype=config.dtype, activation=config.activation)
+        return cls.restore(init_schemes.initial_weights(shapes, config.init, config.seed), config,
+                           threads)
 
     @classmethod
-    def restore(cls, params, config: WindowConfig) -> "WindowScorer":
+    def restore(cls, params, config: WindowConfig, threads: int | None = None) -> "WindowScorer":
         """The model of saved ``params``, computed as ``config`` says."""
-        return cls(params, config.backend, dtype=config.dtype, activation=config.activation)
+        return cls(params, config.backend, threads, config.dtype, config.activation)
 
     # -- training (wordnet.training.sampled) ------------------------------------------------
 

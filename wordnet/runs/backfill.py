@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from wordnet import tracking
-from wordnet.runs.pipeline import PipelineRun
+from wordnet.runs.pipeline import PipelineRun, RunOptions
 from wordnet.runs.rundir import (
     CE_PLOT,
     CHECKPOINT,
@@ -51,8 +51,8 @@ def _log_folder(out, folder, data_dir, dataset, register, echo) -> str:
                             "nothing to log")
     name = manifest.get("mlflow_run_name") or recipe.label()
     with tracking.start_run(name) as tracked:
-        run = PipelineRun(recipe, data_dir, out, tracked, echo, dataset=dataset,
-                          register=register)
+        run = PipelineRun(recipe, out, RunOptions(data_dir=data_dir, dataset=dataset,
+                                                  register=register, echo=echo), tracked)
         run.describe(manifest.get("stages", []))
         tracked.set_tags({"wordnet.logged_later": "true"} | (
             {"wordnet.replaces_run": manifest["mlflow_run_id"]}

@@ -126,7 +126,7 @@ class FourGramStages:
                 raise PipelineError(f"no 4-gram model in {run.out}/: run --stage train "
                                     "first, or pass --out DIR or --from-run RUN_ID")
             _, params = run.folder.load_model(len(run.dataset.vocab))
-            self._model = Model.restore(params, self.config)
+            self._model = Model.restore(params, self.config, run.threads)
             run.echo(f"model: {run.out / CHECKPOINT}")
         return self._model
 
@@ -134,7 +134,7 @@ class FourGramStages:
         """(model, trainer, history so far): fresh, or where an interrupted run stopped."""
         run, cfg = self.run, self.config
         if not run.resume:
-            model = Model.initialize(cfg, len(run.dataset.vocab))
+            model = Model.initialize(cfg, len(run.dataset.vocab), threads=run.threads)
             if cfg.init_embeddings:
                 model.W1[...] = run.embeddings_of(cfg.init_embeddings, model)
             return model, Trainer(model, cfg), {"train_ce": [], "valid_ce": []}
@@ -148,7 +148,7 @@ class FourGramStages:
         except ValueError as e:
             raise checkpoint.CheckpointError(f"{checkpoint.state_path(path)}: cannot resume "
                                              f"this recipe's run from it: {e}") from None
-        model = Model.restore(params, cfg)
+        model = Model.restore(params, cfg, run.threads)
         trainer = Trainer(model, cfg, velocity, position)
         run.echo(f"resuming at iteration {trainer.position.step + 1} from {path}")
         return model, trainer, before

@@ -9,7 +9,9 @@ hyperparameters from that folder.  This module orchestrates; the checks of
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from contextlib import nullcontext
+from dataclasses import dataclass
 from pathlib import Path
 
 from wordnet import __version__, plots, tracking
@@ -36,23 +38,43 @@ from wordnet.tracking import NoRun
 STAGES = ("load", "train", "validate", "test", "reproduce")
 
 
+@dataclass(frozen=True)
+class RunOptions:
+    """How a run goes, apart from its recipe, stages and folder: what the command line,
+    a sweep's trials and ``log`` give it."""
+    data_dir: Path | None = None        # None: the copy shipped with the package
+    dataset: object = None              # the data, when loaded already (a sweep's trials)
+    track: bool = False                 # log to MLflow's active store and experiment
+    run_name: str | None = None         # of the MLflow run [default: Recipe.label()]
+    from_run: str | None = None         # an MLflow run whose model the stages take
+    resume: bool = False                # continue the training interrupted in the folder
+    register: str | None = None         # a registered model's name, for the trained model
+    nested: bool = False                # the MLflow run under the active one (a sweep's)
+    parent_run_id: str | None = None    # ... or under this one (a trial in a process)
+    judge: Callable | None = None       # a sweep's pruner: (point, value) -> stop?
+    threads: int | None = None          # of the model's kernels [default: default_threads()]
+    echo: Callable = print
+    progress: Callable | None = None    # (total iterations, loss=name) -> a progress bar
+
+
 class PipelineRun:
     """The stages of one run, sharing the data, the model and the output folder."""
 
-    def __init__(self, recipe: Recipe, data_dir: Path | None, out: Path, tracked=None,
-                 echo=print, progress=None, dataset=None, resume: bool = False,
-                 register: str | None = None, judge=None):
+    def __init__(self, recipe: Recipe, out: Path, options: RunOptions = RunOptions(),
+                 tracked=None):
         self.recipe, self.config = recipe, recipe.config
         self.kind = registry.of(recipe.config)      # the model's kind: its figures and stages
-        self.data_dir = data_dir                    # None: the copy shipped with the package
+        self.options = options
+        self.data_dir = options.data_dir
         self.out = Path(out)
         self.folder = RunDir(out)
         self.tracked = tracked or NoRun()           # the MLflow run, if any
-        self.echo, self.progress = echo, progress
-        self._dataset, self._stages = dataset, None
-        self.resume = resume                        # continue an interrupted training
-        self.register = register                    # a registered model's name, for the model
-        self.judge = judge                          # a sweep's pruner: (point, CE) -> stop?
+        self.echo, self.progress = options.echo, options.progress
+        self._dataset, self._stages = options.dataset, None
+        self.resume = options.resume                # continue an interrupted training
+        self.register = options.register            # a registered model's name, for the model
+        self.judge = options.judge                  # a sweep's pruner: (point, CE) -> stop?
+        self.threads = options.threads or default_threads()
         self.wrote_model = False                    # whether this run changed the folder's model
         self.step = 0                               # the last training iteration: valid/ce ends there
         self.metrics = self.folder.read_json(METRICS) or {}
@@ -87,7 +109,7 @@ class PipelineRun:
             "wordnet.dtype": config.dtype, "wordnet.version": __version__,
             **{f"wordnet.override.{key}": str(value)
                for key, value in recipe.overridden().items()},
-            **tracking.machine_tags(default_threads())})
+            **tracking.machine_tags(self.threads)})
 
     def load(self):
         if self._dataset is None:                  # a sweep loads it once for all its runs
@@ -193,37 +215,34 @@ class PipelineRun:
         return csv if csv in self.dataset.files else "raw_sentences.txt"
 
 
-def run(recipe: Recipe, overrides: dict[str, str], stages, out: Path, data_dir: Path | None,
-        track: bool = False, run_name: str | None = None, from_run: str | None = None,
-        echo=print, progress=None, dataset=None, nested: bool = False,
-        resume: bool = False, register: str | None = None,
-        parent_run_id: str | None = None, judge=None) -> dict:
+def run(recipe: Recipe, overrides: dict[str, str], stages, out: Path,
+        options: RunOptions = RunOptions()) -> dict:
     """Run ``stages`` as one (MLflow) run; record how it ended in ``out/run.json``.
 
     The data is loaded first: when it cannot be, no folder, manifest or MLflow
     run is made.  A run that fails or is interrupted leaves the folder's manifest
     as it was, unless it changed the folder's model (or there was none): a stage
     run alone on a finished run's folder never hides that run's model.  The
-    MLflow run is named ``run_name``, else by what distinguishes it
+    MLflow run is named ``options.run_name``, else by what distinguishes it
     (:meth:`Recipe.label`), with the stages when it trains nothing; nested under
     the active run (``nested``) or under ``parent_run_id`` (a sweep's trial run by
     another process).  ``judge(point, valid_ce)``, a sweep's pruner, is asked at each
     validation point whether to stop (:class:`Pruned`: the manifest says PRUNED).
     """
-    dataset = dataset or load_dataset(data_dir)
+    if options.dataset is None:
+        options = dataclasses.replace(options, dataset=load_dataset(options.data_dir))
     check_writable(out)
     folder = RunDir(out)
     with folder.lock():
-        return _run(recipe, overrides, stages, out, data_dir, track, run_name, from_run, echo,
-                    progress, dataset, nested, resume, register, folder, parent_run_id, judge)
+        return _run(recipe, overrides, stages, Path(out), folder, options)
 
 
-def _run(recipe, overrides, stages, out, data_dir, track, run_name, from_run, echo, progress,
-         dataset, nested, resume, register, folder, parent_run_id, judge) -> dict:
+def _run(recipe, overrides, stages, out: Path, folder: RunDir, options: RunOptions) -> dict:
     status, run_id, pipeline_run, tracked = "FAILED", None, None, NoRun()
+    resume, run_name, echo = options.resume, options.run_name, options.echo
     try:
-        if from_run:
-            download_run(from_run, out)
+        if options.from_run:
+            download_run(options.from_run, out)
         if resume and folder.recipe() is None:       # e.g. a window scorer's, interrupted
             raise PipelineError(f"nothing to resume in {out}/: no training saved its model "
                                 "and recipe there")
@@ -232,13 +251,13 @@ def _run(recipe, overrides, stages, out, data_dir, track, run_name, from_run, ec
         recipe = with_overrides(recipe, overrides)
         if not run_name:
             run_name = " · ".join([recipe.label()] + ([] if "train" in stages else list(stages)))
-        parent = {"mlflow.parentRunId": parent_run_id} if parent_run_id else None
-        context = (tracking.start_run(run_name, tags=parent, nested=nested) if track
-                   else nullcontext(NoRun()))
+        parent = ({"mlflow.parentRunId": options.parent_run_id} if options.parent_run_id
+                  else None)
+        context = (tracking.start_run(run_name, tags=parent, nested=options.nested)
+                   if options.track else nullcontext(NoRun()))
         with context as tracked:
             run_id, run_name = tracked.run_id, tracked.run_name or run_name
-            pipeline_run = PipelineRun(recipe, data_dir, out, tracked, echo, progress,
-                                       dataset, resume, register, judge)
+            pipeline_run = PipelineRun(recipe, out, options, tracked)
             metrics = pipeline_run.execute(stages)
         status = "FINISHED"
     except KeyboardInterrupt:

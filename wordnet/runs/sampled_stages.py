@@ -60,7 +60,7 @@ class SampledStages:
 
     def _new_model(self):
         cfg = self.config
-        model = self.cls.initialize(cfg, len(self.run.dataset.vocab))
+        model = self.cls.initialize(cfg, len(self.run.dataset.vocab), self.run.threads)
         if cfg.init_embeddings:
             model.W1[...] = self.run.embeddings_of(cfg.init_embeddings, model)
         return model
@@ -76,7 +76,7 @@ class SampledStages:
                                     "--stage train first, or pass --out DIR")
             _, params = load_npz(path, {self.kind.name: self.cls.PARAMS})
             self.run.echo(f"model: {path}")
-            self._model = self.cls.restore(params, self.config)
+            self._model = self.cls.restore(params, self.config, self.run.threads)
         return self._model
 
     # -- stages ---------------------------------------------------------------------------

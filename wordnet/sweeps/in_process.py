@@ -3,12 +3,9 @@ loaded once, Ctrl-C reaching the running trial itself, each trial's model with t
 sweep's ``--threads``."""
 from __future__ import annotations
 
-import os
-from contextlib import contextmanager
 from functools import partial
 
-from wordnet.models.base import THREADS_ENV
-from wordnet.runs.pipeline import run
+from wordnet.runs.pipeline import RunOptions, run
 from wordnet.runs.rundir import MANIFEST, RunDir
 from wordnet.runs.stages import PipelineError, Pruned
 from wordnet.sweeps.executor import TrialSpec
@@ -33,11 +30,12 @@ class InThisProcess:
         judge = partial(spec.search.report, trial.number)     # (point, CE) -> stop?
         status, metrics, error = "FINISHED", {}, None
         try:
-            with threads(spec.options.threads):
-                metrics = run(spec.recipe, trial.values, spec.stages, spec.out / trial.folder,
-                              spec.data_dir, spec.where is not None, spec.label(trial.values),
-                              echo=spec.echo, progress=spec.progress, dataset=spec.dataset,
-                              nested=True, judge=judge)
+            metrics = run(spec.recipe, trial.values, spec.stages, spec.out / trial.folder,
+                          RunOptions(data_dir=spec.data_dir, dataset=spec.dataset,
+                                     track=spec.where is not None,
+                                     run_name=spec.label(trial.values), nested=True,
+                                     judge=judge, threads=spec.options.threads,
+                                     echo=spec.echo, progress=spec.progress))
         except Pruned as e:
             status, error = "PRUNED", str(e)
             spec.echo(f"{trial.folder}: {e}")
@@ -53,23 +51,3 @@ class InThisProcess:
     def close(self):
         pass
 
-
-@contextmanager
-def threads(count: int | None):
-    """The OpenMP threads of the models made inside: ``count`` (None: as they are).
-
-    A model takes its threads from :func:`wordnet.models.base.default_threads`, which
-    reads $WORDNET_THREADS; a run made here has no parameter for them, so the trial's
-    count is that variable for the trial's duration, and what it was afterwards."""
-    if count is None:
-        yield
-        return
-    before = os.environ.get(THREADS_ENV)
-    os.environ[THREADS_ENV] = str(count)
-    try:
-        yield
-    finally:
-        if before is None:
-            os.environ.pop(THREADS_ENV, None)
-        else:
-            os.environ[THREADS_ENV] = before
