@@ -44,7 +44,7 @@ from pathlib import Path
 BIN = Path(sys.executable).parent
 LEARNING_RATES = (0.05, 0.1, 0.2, 0.4)
 HIDDEN_SIZES = (50, 100, 150, 200)
-MAX_BATCH = 1000                     # wordnet.tracking.MAX_BATCH: points per request
+MAX_BATCH = 1000                     # wordnet.tracking.metrics.MAX_BATCH: points per request
 
 
 def sweep(args: list[str], folder: Path, name: str) -> dict:

@@ -56,8 +56,28 @@ def test_every_command_has_help(command):
     assert result.exit_code == 0 and "Usage: " in result.output
 
 
-def test_help_documents_the_exit_status():
+def test_help_documents_the_exit_status_once():
+    """In the top-level help; each command points there instead of repeating it."""
     assert "Exit status: 0 success; 1 failure" in invoke("--help").output
+    for command in all_commands(cli):
+        text = invoke(*command, "--help").output
+        assert "Exit status: 0" not in text, command
+        if not isinstance(cli.commands[command[0]], click.Group) or len(command) > 1:
+            assert "Exit statuses: see wordnet-pipeline --help." in text, command
+
+
+def test_help_names_every_recipe_and_what_a_run_is_named():
+    from wordnet.runs.recipes import recipe_names
+
+    def squeezed(text):                           # click may wrap at a hyphen: no spaces
+        return "".join(text.split())
+    for command in ("run", "sweep"):
+        text = squeezed(invoke(command, "--help").output)
+        assert squeezed(f"Recipe: {', '.join(recipe_names())}, or a .toml file.") in text
+        assert squeezed("Name of the MLflow run and, without --out, of the output folder") in text
+    assert squeezed("e.g. 'lr=0.2 · quick · fast'; the folder RECIPE-DATE-TIME") in squeezed(
+        invoke("run", "--help").output)
+    assert "How many next words to show" in invoke("predict", "--help").output
 
 
 def test_run_help_lists_every_set_key():
@@ -143,7 +163,7 @@ def test_generate_temperature_is_a_number(model9):
 def test_generate_interactive_output_grows_linearly(model9):
     """Each step shows the last SHOWN_WORDS words, not the whole text: 400 steps gave
     400 lines of up to 400 words; the whole text comes once, at the end."""
-    from wordnet.cli import SHOWN_WORDS
+    from wordnet.use import SHOWN_WORDS
     steps = 400
     result = invoke("generate", "--interactive", "--model", model9,
                     input="have a good\n" + "\n" * steps + "q\n")

@@ -9,8 +9,8 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "wordnet"
 # bottom to top; a module may import from its own layer and those before it
-LAYERS = ["errors", "fileio", "processes", "data", "models", "training", "plots", "tracking",
-          "runs", "sweeps", "serving", "cli"]
+LAYERS = ["errors", "fileio", "processes", "progress", "data", "models", "training", "plots",
+          "tracking", "runs", "sweeps", "serving", "use", "exits", "cli"]
 MAX_LINES = 400
 
 

@@ -1,4 +1,4 @@
-"""wordnet.tracking: batched metrics off the training thread, run statuses, and the whole
+"""wordnet.tracking (store, run, metrics): batched metrics off the training thread, run statuses, and the whole
 pipeline against a real `mlflow server` on loopback."""
 import json
 import os
@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from wordnet import tracking
-from wordnet.tracking import MetricQueue, TrackingError
+from wordnet.tracking import MetricQueue, TrackingError, store
 
 BIN = Path(sys.executable).parent
 
@@ -74,7 +74,7 @@ def test_an_unreachable_server_fails_in_seconds(servers):
 
 def test_a_server_that_never_answers_fails_in_seconds(monkeypatch):
     """A port that accepts connections (the kernel's backlog) and never answers."""
-    monkeypatch.setattr(tracking, "PROBE_TIMEOUT", 1.0)
+    monkeypatch.setattr(store, "PROBE_TIMEOUT", 1.0)      # read where it is used
     with socket.socket() as listening:
         listening.bind(("127.0.0.1", 0))
         listening.listen(8)
@@ -532,14 +532,14 @@ def test_a_store_error_is_not_also_logged_with_its_traceback(tracking_uri, capfd
     in 4.9 s) made MLflow log a 60-line traceback before the run's own one line."""
     import logging
     tracking.connect(None, "quiet")
-    logging.getLogger(tracking.QUIETED_LOGGER).error("SQLAlchemy database error", exc_info=True)
+    logging.getLogger(store.QUIETED_LOGGER).error("SQLAlchemy database error", exc_info=True)
     assert "SQLAlchemy database error" not in capfd.readouterr().err
 
 
 def test_a_run_bounds_mlflows_requests_unless_told_otherwise(tracking_uri, monkeypatch):
     """MLflow's defaults (7 retries with backoff up to 120 s, 120 s a request) made a
     lost server 4-8 minutes of silence; a run sets its own, the user's settings win."""
-    for name in tracking.WRITING_HTTP_ENV:
+    for name in store.WRITING_HTTP_ENV:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "3")
     tracking.connect(None, "bounded")

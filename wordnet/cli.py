@@ -2,18 +2,19 @@
 the data, use a model (``predict``, ``generate``, ``nearest``, ``distance``, ``info``) and
 compare models' embeddings (``compare-embeddings``).
 
+Each command declares its options, checks what is about the command line itself,
+and calls into the package: ``wordnet.runs`` (a run, its data and store,
+comparisons, finding a model), ``wordnet.sweeps``, ``wordnet.use`` (what using a
+model shows), ``wordnet.progress`` (the training's progress line) and
+``wordnet.exits`` (exit statuses and one-line errors).
+
 The commands that use a model import neither MLflow nor the compiled engine
 unless they need them, so that a cold ``predict`` answers within half a second.
 """
 from __future__ import annotations
 
 import gc
-import json
-import os
-import signal
 import sys
-import threading
-import time
 from datetime import datetime
 from pathlib import Path
 
@@ -21,74 +22,13 @@ import click
 from click.core import ParameterSource
 
 from wordnet import __version__
-from wordnet.errors import WordNetError
+from wordnet.exits import DEBUG, EPILOG, SEE_EXIT, BadInput, Group
+from wordnet.runs.recipes import recipe_names
 from wordnet.sweeps.executor import EXECUTORS
 from wordnet.sweeps.search import PRUNERS, SAMPLERS
 from wordnet.sweeps.trials import THREADS as TRIAL_THREADS
 
 STAGE_CHOICES = ("load", "train", "validate", "test", "reproduce", "all")
-DEBUG = "wordnet.debug"
-SHOWN_WORDS = 20                      # generate --interactive: the text's last words shown
-
-EPILOG = """\b
-Exit status: 0 success; 1 failure (training diverged, a reproduction check
-failed, a missing file, a full disk or an unreachable server); 2 usage error
-(bad option, --set key or value, or input words); 130 interrupted (Ctrl-C); 141
-the output's reader went away (| head); 143 terminated (SIGTERM).
-"""
-
-
-class BadInput(click.ClickException):
-    """Input the command cannot use: one line, exit status 2."""
-    exit_code = 2
-
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM: stops whatever runs as Ctrl-C does (a run ends KILLED, its folder says so)."""
-
-
-def _terminate(signum, frame):
-    raise Terminated()
-
-
-class Group(click.Group):
-    """Turns the package's errors into one-line messages (tracebacks with --debug), and
-    SIGTERM into :class:`Terminated`."""
-
-    def invoke(self, ctx):
-        main = threading.current_thread() is threading.main_thread()   # signals go there only
-        previous = signal.signal(signal.SIGTERM, _terminate) if main else None
-        try:
-            return super().invoke(ctx)
-        except (click.ClickException, click.exceptions.Exit, click.Abort):
-            raise
-        except Terminated:
-            click.echo("Terminated.", err=True)
-            raise click.exceptions.Exit(143) from None
-        except KeyboardInterrupt:
-            click.echo("Interrupted.", err=True)
-            raise click.exceptions.Exit(130) from None
-        except BrokenPipeError:
-            # The reader went away (`wordnet-pipeline nearest day | head -1`): stop
-            # quietly, with the status of a program SIGPIPE ended; stdout goes to
-            # /dev/null so that the interpreter's last flush has nowhere to fail.
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-            raise click.exceptions.Exit(141) from None
-        except Exception as e:
-            if ctx.meta.get(DEBUG):
-                raise
-            # The package's own errors and OS errors carry a message meant for users.
-            if isinstance(e, WordNetError):
-                error = click.ClickException(str(e))
-                error.exit_code = e.exit_code
-                raise error from None
-            if isinstance(e, OSError):
-                raise click.ClickException(str(e)) from None
-            raise click.ClickException(f"unexpected {type(e).__name__}: {e} "
-                                       "(run with --debug for the traceback)") from None
-        finally:
-            if main:
-                signal.signal(signal.SIGTERM, previous)
 
 
 @click.group(cls=Group, epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"]})
@@ -125,17 +65,27 @@ def store_options(f):
     return f
 
 
-def pipeline_options(f):
+def pipeline_options(run_name: str, folder_name: str):
+    """The options of the commands that run pipelines; ``run_name`` and ``folder_name``
+    say how the MLflow run and the output folder are named without --run-name."""
+    return lambda f: _pipeline_options(f, run_name, folder_name)
+
+
+def _pipeline_options(f, run_name, folder_name):
     options = [
         click.option("--pipeline", "recipe", default="reference", show_default=True,
-                     metavar="NAME|PATH", help="Recipe: reference, quick, or a .toml file."),
+                     metavar="NAME|PATH",
+                     help=f"Recipe: {', '.join(recipe_names())}, or a .toml file."),
         click.option("--data-dir", type=click.Path(file_okay=False),
                      help="Data folder [default: $WORDNET_DATA_DIR, else data/ if it "
                           "holds the data, else the copy shipped with the package]."),
         click.option("--out", type=click.Path(file_okay=False),
                      help="Output folder [default: a new folder under artifacts/]."),
         *STORE_OPTIONS,
-        click.option("--run-name", help="MLflow run name [default: RECIPE-DATE-TIME]."),
+        click.option("--run-name",
+                     help="Name of the MLflow run and, without --out, of the output folder "
+                          f"[default: {run_name}; the folder {folder_name} under "
+                          "artifacts/]."),
         click.option("--no-tracking", is_flag=True, help="Do not log to MLflow."),
     ]
     for option in reversed(options):
@@ -143,7 +93,7 @@ def pipeline_options(f):
     return f
 
 
-@cli.command(epilog=EPILOG)
+@cli.command(epilog=SEE_EXIT)
 @click.option("--stage", "stages", multiple=True, type=click.Choice(STAGE_CHOICES),
               default=("all",), show_default=True,
               help="Stage to run (repeatable); `all` is the five in order.")
@@ -159,7 +109,8 @@ def pipeline_options(f):
               help="Nest the MLflow run under this one (a sweep's trials with --jobs).")
 @click.option("--judge-fds", metavar="W,R", hidden=True,
               help="Pipes to a sweep's pruner (wordnet.sweeps.trials).")
-@pipeline_options
+@pipeline_options("the run named by what sets it apart, e.g. 'lr=0.2 · quick · fast'",
+                  "RECIPE-DATE-TIME")
 def run(stages, sets, from_run, resume, register, no_register, parent_run, judge_fds, recipe,
         data_dir, out, tracking_uri, experiment, run_name, no_tracking):
     """Run pipeline stages: load, train, validate, test, reproduce.
@@ -188,7 +139,10 @@ def run(stages, sets, from_run, resume, register, no_register, parent_run, judge
     The window scorer and skip-gram (--pipeline window, skipgram, skipgram-neg)
     do not resume: their training is not saved when interrupted.
     """
+    from wordnet.data.dataset import find_data
+    from wordnet.progress import Progress
     from wordnet.runs import pipeline, rundir
+    from wordnet.runs.prepare import prepare
     from wordnet.runs.recipes import EVALUATION_KEYS
     from wordnet.sweeps.trials import PipeJudge
 
@@ -208,10 +162,10 @@ def run(stages, sets, from_run, resume, register, no_register, parent_run, judge
         raise click.UsageError("--resume continues the training stopped in --out DIR, with "
                                "its recipe: give --out, keep --stage train, drop --set")
     needs_model = "train" not in chosen and chosen != ("load",)     # a model from before
-    data = _find_data(data_dir)
+    data = find_data(data_dir)                  # before anything is made: no folder, no store
     folder_name = run_name or f"{base.name}-{datetime.now():%Y%m%d-%H%M%S}"
     out = rundir.output_folder(out, folder_name, needs_model, from_run)
-    dataset = _prepare(out, data, tracking_uri, experiment, no_tracking)
+    dataset = prepare(out, data, tracking_uri, experiment, not no_tracking, _status)
     pipeline.run(base, overrides, chosen, out, pipeline.RunOptions(
         data_dir=data, dataset=dataset, track=not no_tracking, run_name=run_name,
         from_run=from_run, resume=resume, register=None if no_register else register,
@@ -220,7 +174,7 @@ def run(stages, sets, from_run, resume, register, no_register, parent_run, judge
     click.echo(f"done: {out}/")
 
 
-@cli.command(epilog=EPILOG)
+@cli.command(epilog=SEE_EXIT)
 @click.option("--out", required=True, type=click.Path(file_okay=False, exists=True),
               help="The run's folder.")
 @click.option("--data-dir", type=click.Path(file_okay=False),
@@ -235,14 +189,16 @@ def log(out, data_dir, tracking_uri, experiment, register, no_register):
     For a run whose tracking was lost on the way (its run.json says
     mlflow_not_logged): its parameters, curves, final figures, files and model.
     """
+    from wordnet.data.dataset import find_data
     from wordnet.runs.backfill import log_folder
-    out, data = Path(out), _find_data(data_dir)
-    dataset = _prepare(out, data, tracking_uri, experiment, False)
+    from wordnet.runs.prepare import prepare
+    out, data = Path(out), find_data(data_dir)
+    dataset = prepare(out, data, tracking_uri, experiment, True, _status)
     page = log_folder(out, data, dataset, None if no_register else register, echo=click.echo)
     click.echo(f"logged {out}/: {page}")
 
 
-@cli.command(epilog=EPILOG)
+@cli.command(epilog=SEE_EXIT)
 @click.option("--set", "sets", multiple=True, required=True, metavar="KEY=SPEC",
               help="What to sweep (repeatable): KEY=V1,V2,... (a grid), or a "
                    "distribution: loguniform:LO:HI, uniform:LO:HI, int:LO:HI, choice:A,B,...")
@@ -269,7 +225,7 @@ def log(out, data_dir, tracking_uri, experiment, register, no_register):
               help="A Ray cluster's head [default: a Ray started here for the sweep].")
 @click.option("--resume", metavar="SWEEP_RUN_ID",
               help="Go on with this sweep's MLflow run: only its unfinished trials run.")
-@pipeline_options
+@pipeline_options("the parent run 'sweep KEY × KEY · RECIPE'", "sweep-RECIPE-DATE-TIME")
 def sweep(sets, samples, sampler, seed, prune, stages, threads, jobs, executor_name,
           ray_address, resume, recipe, data_dir, out, tracking_uri, experiment, run_name,
           no_tracking):
@@ -284,9 +240,12 @@ def sweep(sets, samples, sampler, seed, prune, stages, threads, jobs, executor_n
     The parent run names the best trial by validation CE (the window scorer's: its
     validation loss) and holds the summary; the model cannot vary in a sweep.
     """
+    from wordnet.data.dataset import find_data
     from wordnet.errors import ConfigError
     from wordnet.models import registry
+    from wordnet.progress import Progress
     from wordnet.runs import pipeline, rundir
+    from wordnet.runs.prepare import prepare
     from wordnet.runs.recipes import with_overrides
     from wordnet.sweeps import executor
     from wordnet.sweeps import sweep as sweeps
@@ -312,10 +271,10 @@ def sweep(sets, samples, sampler, seed, prune, stages, threads, jobs, executor_n
     except ConfigError as e:
         raise click.UsageError(str(e)) from None
     chosen = tuple(s for s in pipeline.STAGES if s in stages or s == "train")
-    data = _find_data(data_dir)
+    data = find_data(data_dir)
     folder_name = run_name or f"sweep-{base.name}-{datetime.now():%Y%m%d-%H%M%S}"
     out = rundir.output_folder(out, folder_name, False, None)
-    dataset = _prepare(out, data, tracking_uri, experiment, no_tracking)
+    dataset = prepare(out, data, tracking_uri, experiment, not no_tracking, _status)
     results = sweeps.sweep(sweeps.Sweep(base, search, chosen, out, data, options, recipe,
                                         run_name, resume),
                            echo=click.echo, progress=Progress, dataset=dataset)
@@ -337,7 +296,7 @@ def data():
     """The data files (pinned by SHA-256)."""
 
 
-@data.command()
+@data.command(epilog=SEE_EXIT)
 @click.option("--from", "source", type=click.Path(exists=True, file_okay=False),
               help="Copy from this folder instead of downloading.")
 @click.option("--data-dir", type=click.Path(file_okay=False),
@@ -345,9 +304,10 @@ def data():
 def fetch(source, data_dir):
     """Download the data files from upstream (or copy them --from a folder), checking
     each SHA-256; train_data.csv is rebuilt from raw_sentences.txt."""
+    from wordnet.data.fetch import data_dir as data_folder
     from wordnet.data.fetch import fetch as fetch_files
-    dest = _data_dir(data_dir)
-    fetch_files(dest, Path(source) if source else None, log=lambda m: click.echo(m, err=True))
+    dest = data_folder(data_dir)
+    fetch_files(dest, Path(source) if source else None, log=_status)
     click.echo(f"data ready in {dest}/")
 
 
@@ -361,15 +321,16 @@ TRACKING_OPTION = click.option(
 
 
 def model_options(f):
-    f = click.option("--data-dir", type=click.Path(file_okay=False),
+    f = click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path),
                      help="Where to find vocab.txt when it is not beside the model.")(f)
     return MODEL_OPTION(TRACKING_OPTION(f))
 
 
-@cli.command(epilog=EPILOG)
+@cli.command(epilog=SEE_EXIT)
 @click.argument("context", nargs=-1, required=True)
 @model_options
-@click.option("--top-k", "-k", type=click.IntRange(min=1), default=5, show_default=True)
+@click.option("--top-k", "-k", type=click.IntRange(min=1), default=5, show_default=True,
+              help="How many next words to show (at most the vocabulary's size).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def predict(context, model, tracking_uri, data_dir, top_k, as_json):
     """The likeliest next words after a context.
@@ -377,20 +338,16 @@ def predict(context, model, tracking_uri, data_dir, top_k, as_json):
     CONTEXT is 3 words; the top-k next words are shown with their probabilities.
     Example: wordnet-pipeline predict "have a good"
     """
-    predictor = _predictor(model, data_dir, tracking_uri)
+    from wordnet.runs.locate import load_predictor
+    from wordnet.use import prediction_json, prediction_lines
+    predictor = load_predictor(model, data_dir, tracking_uri)
     text = " ".join(context)
     ranked = predictor.predict(text, min(top_k, len(predictor.vocab)))
-    if as_json:
-        click.echo(json.dumps({"context": text.lower().split(),
-                               "predictions": [{"word": p.word, "probability": p.probability}
-                                               for p in ranked]}))
-        return
-    width = max(len(p.word) for p in ranked)
-    for n, p in enumerate(ranked, 1):
-        click.echo(f"{n:>2}. {p.word:<{width}}  {p.probability:.6f}")
+    for line in [prediction_json(text, ranked)] if as_json else prediction_lines(ranked):
+        click.echo(line)
 
 
-@cli.command(epilog=EPILOG)
+@cli.command(epilog=SEE_EXIT)
 @click.argument("context", nargs=-1)
 @model_options
 @click.option("--words", "-n", type=click.IntRange(min=1, max=10_000), default=10,
@@ -414,60 +371,34 @@ def generate(ctx, context, model, tracking_uri, data_dir, words, sample, tempera
         raise click.BadParameter("nan is not a temperature", param_hint="--temperature")
     if not context and not interactive:
         raise BadInput("give 3 words to start from, e.g. \"have a good\"")
-    predictor = _predictor(model, data_dir, tracking_uri)
+    from wordnet.runs.locate import load_predictor
+    predictor = load_predictor(model, data_dir, tracking_uri)
     if interactive:
-        return _interactive(predictor, " ".join(context))
+        from wordnet.use import interactive as choose_words
+        return choose_words(predictor, " ".join(context), read=lambda: sys.stdin.readline(),
+                            write=lambda text: click.echo(text, nl=False))
     import numpy as np
     rng = np.random.default_rng(seed) if sample else None
     text = " ".join(context)
     click.echo(" ".join(text.lower().split() + predictor.generate(text, words, rng, temperature)))
 
 
-def _interactive(predictor, text):
-    """The C program's loop: show the top 5, read 1 to 5 (Enter for 1); Ctrl-D or q ends.
-
-    Each step shows the text's last SHOWN_WORDS words (the whole text, at every step,
-    made a long session's output grow as its square); the end shows it all, once."""
-    if not text:
-        click.echo("|Input first 3 words > ", nl=False)
-        text = sys.stdin.readline()
-    predictor.encode(text)                              # fails early on a bad context
-    words = text.lower().split()
-    while True:
-        ranked = predictor.predict(" ".join(words[-predictor.context_size:]), 5)
-        click.echo(("... " if len(words) > SHOWN_WORDS else "")
-                   + " ".join(words[-SHOWN_WORDS:]))
-        click.echo("*Top 5 = " + " ".join(f"{n}.{p.word}({p.probability:.6f})"
-                                          for n, p in enumerate(ranked, 1)))
-        while True:
-            click.echo("|Choose a number (default = 1)> ", nl=False)
-            answer = sys.stdin.readline()
-            choice = answer.strip()
-            if not answer or choice == "q":
-                click.echo()
-                if len(words) > SHOWN_WORDS:
-                    click.echo(" ".join(words))
-                return
-            if choice in ("", "1", "2", "3", "4", "5"):
-                break
-            click.echo("choose 1 to 5, Enter for 1, q to quit")
-        words.append(ranked[int(choice or 1) - 1].word)
-
-
-@cli.command(epilog=EPILOG)
+@cli.command(epilog=SEE_EXIT)
 @click.argument("word")
 @model_options
-@click.option("--k", "-k", type=click.IntRange(min=1), default=10, show_default=True)
+@click.option("--k", "-k", type=click.IntRange(min=1), default=10, show_default=True,
+              help="How many words to show.")
 def nearest(word, model, tracking_uri, data_dir, k):
     """The words nearest to WORD in embedding space.
 
     The K words whose embeddings (columns of W1) are closest in Euclidean distance.
     """
-    for other, d in _embeddings(model, data_dir, tracking_uri).nearest(word, k):
+    from wordnet.runs.locate import load
+    for other, d in load(model, data_dir, tracking_uri).nearest(word, k):
         click.echo(f"{other:<12} {d:.6f}")
 
 
-@cli.command(epilog=EPILOG)
+@cli.command(epilog=SEE_EXIT)
 @click.argument("word1")
 @click.argument("word2")
 @model_options
@@ -476,14 +407,15 @@ def distance(word1, word2, model, tracking_uri, data_dir):
 
     The Euclidean distance between the embeddings of WORD1 and WORD2.
     """
-    click.echo(f"{_embeddings(model, data_dir, tracking_uri).distance(word1, word2):.6f}")
+    from wordnet.runs.locate import load
+    click.echo(f"{load(model, data_dir, tracking_uri).distance(word1, word2):.6f}")
 
 
-@cli.command("compare-embeddings", epilog=EPILOG)
+@cli.command("compare-embeddings", epilog=SEE_EXIT)
 @click.argument("models", nargs=-1, required=True, metavar="MODEL MODEL...")
 @click.option("-k", "k", type=click.IntRange(min=1), default=10, show_default=True,
               help="Nearest neighbours per word.")
-@click.option("--data-dir", type=click.Path(file_okay=False),
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path),
               help="Where to find vocab.txt when it is not beside a model.")
 @click.option("--out", type=click.Path(file_okay=False),
               help="Folder of the table and the maps [default: a new folder under artifacts/].")
@@ -498,57 +430,18 @@ def compare_embeddings(models, k, data_dir, out, tracking_uri, experiment, no_tr
     t-SNE map side by side (each turned to fit the first's). Logged to MLflow as a
     run of its own unless --no-tracking.
     """
-    from wordnet import plots, tracking
-    from wordnet.fileio import atomic_write
-    from wordnet.runs import compare, rundir
+    from wordnet.runs.compare import CompareError
+    from wordnet.runs.comparison import compare_embeddings as compare
     if len(models) < 2:
         raise click.UsageError("give two models or more to compare")
-    uris = list(models)
-    if not no_tracking:
-        click.echo("connecting to MLflow...", err=True)
-        tracking.connect(tracking_uri, experiment)
-    names = []
-    for uri in uris:
-        name = Path(uri).name if "://" not in uri and ":/" not in uri else uri
-        names.append(name if name not in names else f"{name} #{len(names) + 1}")
-    loaded = [compare.Embeddings(name, p.W1, tuple(p.vocab.words)) for name, p in
-              zip(names, (_embeddings(uri, data_dir, tracking_uri) for uri in uris))]
     try:
-        pairs = compare.compare(loaded, k)
-    except compare.CompareError as e:
+        compare(list(models), k, data_dir, out, tracking_uri, experiment, not no_tracking,
+                echo=click.echo, status=_status)
+    except CompareError as e:                       # different vocabularies
         raise click.UsageError(str(e)) from None
-    out = rundir.output_folder(out, f"compare-{datetime.now():%Y%m%d-%H%M%S}", False, None)
-    rundir.check_writable(out)
-    words = loaded[0].words
-    text = compare.table(pairs, words, k)
-    click.echo(text)
-    atomic_write(out / "compare.md", ("# Embeddings compared\n\n" + "\n".join(
-        f"{n}. {name}: {uri}" for n, (name, uri) in enumerate(zip(names, uris), 1))
-        + "\n\n" + text).encode())
-    atomic_write(out / "compare.json", json.dumps({
-        "k": k, "models": dict(zip(names, uris)),
-        "pairs": [{"models": [p.first, p.second], "mean_overlap": p.mean,
-                   "per_word": dict(zip(words, p.per_word.tolist()))} for p in pairs]},
-        indent=1).encode())
-    plots.embedding_maps(out / "embeddings_compared.png", [m.W1 for m in loaded], names, words)
-    click.echo(f"table and maps: {out}/")
-    if no_tracking:
-        return
-    with tracking.start_run(f"compare {' · '.join(names)}") as run:
-        run.log_params({f"model{n}": uri for n, uri in enumerate(uris, 1)} | {"k": k})
-        run.set_tags({"mlflow.note.content": "Embeddings compared: the share of each word's "
-                      f"{k} nearest neighbours two models have in common.\n\n" + text})
-        run.log_metrics({f"overlap/{names.index(p.first) + 1}-{names.index(p.second) + 1}":
-                         p.mean for p in pairs})
-        run.log_artifacts(out / "compare.md", out / "compare.json",
-                          out / "embeddings_compared.png")
-    if run.lost:
-        raise click.ClickException(f"MLflow did not take the comparison ({run.lost}); the "
-                                   f"table and maps are in {out}/")
-    click.echo(f"MLflow run: {run.page}")
 
 
-@cli.command(epilog=EPILOG)
+@cli.command(epilog=SEE_EXIT)
 @click.argument("path", required=False, metavar="[MODEL]")
 @MODEL_OPTION
 @TRACKING_OPTION
@@ -558,42 +451,14 @@ def info(path, model, tracking_uri):
     The header of the model's checkpoint, as the C program's `info` shows it.
     MODEL, or --model, is what --model of `predict` accepts [default: latest run].
     """
-    from wordnet.models.checkpoint import load
-    from wordnet.runs.locate import model_files
+    from wordnet.use import model_info
     if path and model:
         raise click.UsageError("give the model once: MODEL or --model")
-    with model_files(path or model, tracking_uri=tracking_uri, vocab=False) as (checkpoint, _):
-        if checkpoint.suffix == ".npz":
-            return _npz_info(checkpoint)
-        h, params = load(checkpoint)
-    rows = [("Mini-batch size", h.batch_size), ("Layer 1 Neurons", h.embedding_size),
-            ("Layer 2 Neurons", h.hidden_size), ("Training epochs", h.epochs),
-            ("Early stop @ iteration", h.early_stop), ("Momentum", h.momentum),
-            ("Learning rate", h.learning_rate), ("Verify per iteration", h.validation_period),
-            ("Raw training data rows", h.train_rows), ("Raw validation data rows", h.valid_rows),
-            ("Raw test data rows", h.test_rows), ("Raw data columns", h.columns),
-            ("Input dimension", h.context_size), ("Vocabulary size", h.vocab_size)]
-    click.echo("## Model Info")
-    for name, value in rows:
-        shown = f"{value:f}" if isinstance(value, float) else f"{value:8d}"
-        click.echo(f"   {name:<24} = {shown}")
-    click.echo(f"   {'Parameters':<24} = {sum(p.size for p in params.values()):8d}")
+    for line in model_info(path or model, tracking_uri):
+        click.echo(line)
 
 
 # -- helpers ------------------------------------------------------------------------------
-
-def _npz_info(path):
-    """What `info` shows of a window scorer's or skip-gram's checkpoint: its kind and
-    the shapes of its parameters (the C header's hyperparameters are in its recipe)."""
-    from wordnet.models import registry
-    from wordnet.models.checkpoint import load_npz
-    kind, params = load_npz(path, registry.checkpoint_kinds(path.name))
-    click.echo("## Model Info")
-    click.echo(f"   {'Model':<24} = {kind}")
-    for name, p in params.items():
-        click.echo(f"   {name:<24} = {' x '.join(map(str, p.shape))}")
-    click.echo(f"   {'Parameters':<24} = {sum(p.size for p in params.values()):8d}")
-
 
 def _recipe(name, sets):
     from wordnet.errors import ConfigError
@@ -610,89 +475,9 @@ def _recipe(name, sets):
     return base, overrides
 
 
-def _find_data(option):
-    """The data folder (None: the copy shipped with the package), found before
-    anything is made: no folder, no tracking store."""
-    from wordnet.data.dataset import find_data
-    return find_data(option)
-
-
-def _prepare(out, data, tracking_uri, experiment, no_tracking):
-    """Before any work: refuse an unwritable --out, load the data and reach MLflow; the
-    data loads while MLflow is imported and its store opened, on another thread."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    from wordnet.data.dataset import load_dataset
-    from wordnet.runs.rundir import check_writable
-    check_writable(out)
-    if no_tracking:
-        return load_dataset(data)
-    from wordnet.tracking import connect
-    click.echo("connecting to MLflow...", err=True)
-    with ThreadPoolExecutor(1, thread_name_prefix="wordnet-connect") as connecting:
-        connected = connecting.submit(connect, tracking_uri, experiment)
-        dataset = load_dataset(data)
-        connected.result()                      # its TrackingError, if any
-    return dataset
-
-
-def _data_dir(option):
-    from wordnet.data.fetch import data_dir
-    return data_dir(option)
-
-
-def _embeddings(model, data_dir, tracking_uri, predicts=False):
-    """The embeddings of --model, a model of any kind (the latest run's without it)."""
-    from wordnet.runs.locate import load
-    return load(model, Path(data_dir) if data_dir else None, tracking_uri, predicts)
-
-
-def _predictor(model, data_dir, tracking_uri):
-    """The 4-gram model of --model (the latest 4-gram run's without it), which predicts
-    next words."""
-    from wordnet.models.predictor import Predictor
-    loaded = _embeddings(model, data_dir, tracking_uri, predicts=True)
-    if not isinstance(loaded, Predictor):
-        raise BadInput(f"{model or 'the latest run'} is a {loaded.kind} model: it does not "
-                       "predict next words (`nearest`, `distance` and `compare-embeddings` "
-                       "read its embeddings)")
-    return loaded
-
-
-class Progress:
-    """Training progress on stderr: a bar redrawn in place on a terminal, otherwise a
-    line every few seconds (logs stay readable)."""
-
-    WIDTH = 24
-
-    def __init__(self, total: int, loss: str = "CE"):
-        self.total, self.stream, self.loss = total, sys.stderr, loss     # what it.train_ce is
-        self.interactive = self.stream.isatty()
-        self.interval = 0.2 if self.interactive else 5.0
-        self.start = time.monotonic()
-        self.next = self.start + self.interval
-
-    def update(self, it) -> None:
-        now = time.monotonic()
-        if now < self.next and it.step < self.total:
-            return
-        self.next = now + self.interval
-        rate = it.step / max(now - self.start, 1e-9)
-        eta = time.strftime("%H:%M:%S", time.gmtime((self.total - it.step) / rate))
-        text = (f"iteration {it.step:,}/{self.total:,} (epoch {it.epoch}, minibatch "
-                f"{it.batch:,}/{it.batches:,})  {rate:,.0f} updates/s  {self.loss} {it.train_ce:.4f}  "
-                f"ETA {eta}")
-        if self.interactive:
-            done = self.WIDTH * it.step // self.total
-            self.stream.write(f"\r[{'#' * done}{'.' * (self.WIDTH - done)}] {text}\x1b[K")
-        else:
-            self.stream.write(text + "\n")
-        self.stream.flush()
-
-    def close(self) -> None:
-        if self.interactive:
-            self.stream.write("\n")
-            self.stream.flush()
+def _status(message: str) -> None:
+    """A line about what the command is doing (not its result): on stderr."""
+    click.echo(message, err=True)
 
 
 def main():

@@ -23,6 +23,12 @@ class ModelNotFound(WordNetError, LookupError):
     """No model where one was asked for (or no trained model at all)."""
 
 
+class NotAPredictor(WordNetError, ValueError):
+    """A model asked to predict next words that has embeddings only: input the command
+    cannot use."""
+    exit_code = 2
+
+
 def load(model: str | None, data_dir: Path | None = None,
          tracking_uri: str | None = None, predicts: bool = False) -> Embeddings:
     """The model of ``--model``: a checkpoint file, a run's folder, a ``runs:/`` or
@@ -34,6 +40,18 @@ def load(model: str | None, data_dir: Path | None = None,
         if Path(checkpoint_path).suffix == ".npz":
             return Embeddings.load(checkpoint_path, vocab_path)
         return Predictor.load(checkpoint_path, vocab_path)
+
+
+def load_predictor(model: str | None, data_dir: Path | None = None,
+                   tracking_uri: str | None = None) -> Predictor:
+    """The 4-gram model of ``--model`` (the latest 4-gram run's without it), which
+    predicts next words; NotAPredictor for a model of another kind."""
+    loaded = load(model, data_dir, tracking_uri, predicts=True)
+    if not isinstance(loaded, Predictor):
+        raise NotAPredictor(f"{model or 'the latest run'} is a {loaded.kind} model: it does "
+                            "not predict next words (`nearest`, `distance` and "
+                            "`compare-embeddings` read its embeddings)")
+    return loaded
 
 
 @contextmanager

@@ -1,0 +1,203 @@
+"""A pipeline run's MLflow run: what it logs (params, tags, metrics, files, datasets,
+its model), the tracking lost on the first failure without stopping the training, and
+the run's end (FINISHED, FAILED or KILLED).
+
+MLflow is imported by the functions that need it, never at import time.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import warnings
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from wordnet.tracking.errors import TrackingError, first_line, short
+from wordnet.tracking.logged_model import SERVING_CODE, model_artifacts
+from wordnet.tracking.metrics import MetricQueue
+from wordnet.tracking.store import page_url, unique_name
+
+if TYPE_CHECKING:
+    import numpy as np
+
+# The one try to end a run whose tracking was lost: the store already failed once.
+LAST_TRY_HTTP_ENV = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "2"}
+
+
+class NoRun:
+    """What a pipeline run logs to under --no-tracking: nothing."""
+
+    run_id = run_name = page = None
+
+    def log_params(self, params: dict) -> None: ...
+    def set_tags(self, tags: dict) -> None: ...
+    def log_metric(self, key: str, value: float, step: int = 0) -> None: ...
+    def log_metrics(self, metrics: dict, step: int = 0, dataset=None) -> None: ...
+    def log_artifacts(self, *paths: Path) -> None: ...
+    def log_dataset(self, rows, name, context, source, digest) -> None: ...
+    def log_model(self, checkpoint: Path, vocab: Path, example: str, name: str = "model",
+                  register: str | None = None) -> None: ...
+    def tag_model(self, tags: dict) -> None: ...
+    def flush(self) -> None: ...
+
+
+class Run(NoRun):
+    """An active MLflow run (the fluent API's current run).
+
+    The first call MLflow fails (a server gone, a store that cannot be written)
+    loses the tracking: it is said once, on stderr, and the run goes on without
+    it, every later call skipped rather than waited for; :attr:`lost` says why.
+    """
+
+    def __init__(self, run_id: str, run_name: str, metrics: MetricQueue, page: str):
+        self.run_id, self.run_name, self.metrics = run_id, run_name, metrics
+        self.page = page                  # the run's page in MLflow's UI
+        self.model_id = None              # the logged model, once there is one
+        self.version = None               # (registered name, version), if registered
+        self.lost: str | None = None      # why MLflow stopped taking this run's records
+
+    def lose(self, reason: str) -> None:
+        if self.lost is None:
+            self.lost = reason
+            print(f"MLflow: {reason}; the run goes on without tracking", file=sys.stderr,
+                  flush=True)
+
+    def _call(self, what: str, call, *args, **kwargs):
+        """``call(*args, **kwargs)``, unless the tracking is lost; its error loses it."""
+        if self.lost is None:
+            try:
+                return call(*args, **kwargs)
+            except Exception as e:                      # MLflow's, HTTP's, SQLite's, OS's
+                self.lose(f"{what} failed ({short(first_line(e))})")
+        return None
+
+    def log_params(self, params: dict) -> None:
+        import mlflow
+        self._call("logging the parameters", mlflow.log_params, params)
+
+    def set_tags(self, tags: dict) -> None:
+        import mlflow
+        self._call("setting tags", mlflow.set_tags, tags)
+
+    def log_metric(self, key: str, value: float, step: int = 0) -> None:
+        if self.lost is None:
+            self.metrics.put(key, value, step)
+
+    def log_metrics(self, metrics: dict, step: int = 0, dataset=None) -> None:
+        """``metrics`` at ``step``, about the run's logged model (if any) and the
+        ``dataset`` (name, digest) they were measured on (if given): the model's page
+        in the UI then shows them, and the models list can rank by them."""
+        link = (self.model_id, *(dataset or (None, None)))
+        for key, value in metrics.items():
+            if self.lost is None:
+                self.metrics.put(key, value, step, link)
+
+    def log_artifacts(self, *paths: Path) -> None:
+        import mlflow
+        for path in paths:
+            self._call(f"logging {Path(path).name}", mlflow.log_artifact, str(path))
+
+    def log_dataset(self, rows: np.ndarray, name: str, context: str, source: Path,
+                    digest: str) -> None:
+        """``rows`` as a run input (mlflow.data), identified by its file's SHA-256."""
+        import mlflow
+        from mlflow.data.dataset_source_registry import resolve_dataset_source
+        with warnings.catch_warnings():
+            # MLflow registers one local-file source class under two schemes, then
+            # warns that a path resolves to both.
+            warnings.filterwarnings("ignore", message=".*can be interpreted in multiple ways")
+            origin = resolve_dataset_source(str(Path(source).resolve()))
+        dataset = mlflow.data.from_numpy(rows[:, :-1], targets=rows[:, -1], source=origin,
+                                         name=name, digest=digest[:20])
+        self._call(f"logging the {name} dataset", mlflow.log_input, dataset, context=context)
+
+    def log_model(self, checkpoint: Path, vocab: Path, example: str, name: str = "model",
+                  register: str | None = None) -> None:
+        """The pyfunc model of :mod:`wordnet.serving.pyfunc`, named ``name``
+        (``runs:/ID/NAME``), with what :func:`model_artifacts` gives it; a new version
+        of the registered model ``register``, if given."""
+        import mlflow
+        artifacts, requirements = model_artifacts(checkpoint, vocab)
+        info = self._call("logging the model", mlflow.pyfunc.log_model,
+            name=name, python_model=str(SERVING_CODE), artifacts=artifacts,
+            input_example=([example], {"top_k": 5}), registered_model_name=register,
+            pip_requirements=requirements)
+        if info is not None:
+            self.model_id = info.model_id
+            if register:
+                self.version = (register, str(info.registered_model_version))
+
+    def tag_model(self, tags: dict) -> None:
+        """Tags on the logged model and on its registered version, if any."""
+        from mlflow import MlflowClient
+        if self.model_id is None:
+            return
+        client = MlflowClient()
+        self._call("tagging the model", client.set_logged_model_tags, self.model_id, tags)
+        if self.version:
+            for key, value in tags.items():
+                self._call("tagging the model version", client.set_model_version_tag,
+                           *self.version, key, value)
+
+    def flush(self) -> None:
+        self._call("logging metrics", self.metrics.flush)
+
+
+@contextmanager
+def start_run(run_name: str | None, tags: dict | None = None, nested: bool = False,
+              run_id: str | None = None):
+    """An MLflow run, ended FINISHED, FAILED (an exception) or KILLED (Ctrl-C); its name
+    made unique in the experiment (:func:`unique_name`).  ``run_id``: that run, again."""
+    import mlflow
+    from mlflow import MlflowClient
+    from mlflow.entities import Metric
+
+    try:
+        if run_name and not run_id:
+            run_name = unique_name(run_name)
+        active = mlflow.start_run(run_id=run_id, run_name=None if run_id else run_name,
+                                  tags=tags, nested=nested)
+    except Exception as e:                    # MLflow, SQLAlchemy, HTTP and OS errors alike
+        raise TrackingError(f"cannot start a run in the tracking store "
+                            f"{mlflow.get_tracking_uri()} ({first_line(e)}); pass "
+                            "--no-tracking to run without it") from None
+    run_id, client = active.info.run_id, MlflowClient()
+    metrics = MetricQueue(lambda points: client.log_batch(run_id, metrics=[
+        Metric(k, v, ts, step, model_id=model, dataset_name=dataset, dataset_digest=digest)
+        for k, v, ts, step, model, dataset, digest in points], synchronous=True),
+        on_error=lambda e: run.lose(f"logging metrics failed ({short(first_line(e))})"))
+    run = Run(run_id, active.info.run_name, metrics, page_url(active.info.experiment_id, run_id))
+    try:
+        yield run
+    except BaseException as e:
+        _end(run, getattr(e, "run_status", None)          # e.g. a pruned trial's KILLED
+             or ("KILLED" if isinstance(e, KeyboardInterrupt) else "FAILED"))
+        raise
+    _end(run, "FINISHED")
+
+
+def _end(run: Run, status: str) -> None:
+    """End the run with ``status`` once its metrics are sent.  When the tracking was
+    lost, MLflow gets one short try (FAILED): the store already failed once, and
+    waiting on it again would only delay the exit."""
+    import mlflow
+    try:
+        run.metrics.close()
+    except TrackingError:
+        pass                                  # the queue's on_error has lost the run
+    if run.lost is None:
+        run._call("ending the run", mlflow.end_run, status)
+        return
+    saved = {name: os.environ.get(name) for name in LAST_TRY_HTTP_ENV}
+    os.environ.update(LAST_TRY_HTTP_ENV)
+    try:
+        mlflow.end_run("FAILED")              # also ends it in the fluent API's stack
+    except Exception:
+        pass
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
