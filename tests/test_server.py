@@ -271,9 +271,13 @@ def test_a_saturated_server_answers_503(in_process):
 
 def test_connections_beyond_the_limit_get_503(in_process):
     address = in_process(Blocking(), connections=1)
-    with socket.create_connection(address, timeout=10):   # holds the only one
-        time.sleep(0.2)
+    held = http.client.HTTPConnection(*address, timeout=10)
+    try:
+        held.request("GET", "/ping")                      # kept alive: the only one
+        assert held.getresponse().read() == b"\n"
         status, answer = post(address, GOOD)
+    finally:
+        held.close()
     assert status == 503 and answer["message"] == ("1 connections open already: "
                                                    "try again later")
 
