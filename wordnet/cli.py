@@ -1,6 +1,6 @@
 """``wordnet-pipeline``: train, evaluate and reproduce (``run``, ``sweep``, ``log``), fetch
-the data, use a model (``predict``, ``generate``, ``nearest``, ``distance``, ``info``) and
-compare models' embeddings (``compare-embeddings``).
+the data, use a model (``predict``, ``generate``, ``nearest``, ``distance``, ``info``),
+serve it over HTTP (``serve``) and compare models' embeddings (``compare-embeddings``).
 
 Each command declares its options, checks what is about the command line itself,
 and calls into the package: ``wordnet.runs`` (a run, its data and store,
@@ -409,6 +409,31 @@ def distance(word1, word2, model, tracking_uri, data_dir):
     """
     from wordnet.runs.locate import load
     click.echo(f"{load(model, data_dir, tracking_uri).distance(word1, word2):.6f}")
+
+
+@cli.command(epilog=SEE_EXIT)
+@click.option("--model", "-m", metavar="PATH|runs:/ID|models:/NAME/VERSION",
+              help="Checkpoint, run folder or MLflow model [default: the latest 4-gram run].")
+@TRACKING_OPTION
+@click.option("--data-dir", type=click.Path(file_okay=False),
+              help="Where to find vocab.txt when it is not beside the model.")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on (0.0.0.0: every interface).")
+@click.option("--port", type=click.IntRange(0, 65535), default=5001, show_default=True)
+@click.option("--max-body-bytes", type=click.IntRange(min=1), default=1 << 20,   # server.MAX_BODY
+              envvar="WORDNET_SERVE_MAX_BODY", show_envvar=True, show_default=True,
+              help="Largest request body; a larger one is refused unread (413).")
+def serve(model, tracking_uri, data_dir, host, port, max_body_bytes):
+    """Serve a 4-gram model over HTTP, as `mlflow models serve` does, guarded.
+
+    POST /invocations takes MLflow's request, {"inputs": ["have a good"], "params":
+    {"top_k": 3}}, and answers as MLflow does, {"predictions": [...]}; GET /ping,
+    /health and /version. A request must be application/json, with a Content-Length
+    of at most --max-body-bytes (415, 411, 413 otherwise, the body unread).
+    """
+    from wordnet.runs.locate import load_predictor
+    from wordnet.serving.server import serve as serve_http
+    serve_http(load_predictor(model, data_dir, tracking_uri), host, port, max_body_bytes)
 
 
 @cli.command("compare-embeddings", epilog=SEE_EXIT)

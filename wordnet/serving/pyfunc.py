@@ -15,10 +15,11 @@ scoring server answers with HTTP 400 and the message (any other exception
 would become a 400 saying only "unexpected error", with a traceback).  Bad
 JSON, a payload without ``inputs``, or inputs that are not a list of strings
 never reach ``predict``: MLflow itself answers those with 400.  One bad
-context fails the whole request, naming it by its index.  Two bad requests
-MLflow's scoring server (3.17) would answer with 500 before the model sees
-them; ``_guard_scoring_server`` turns them into a 415 and a 400, and cuts
-the whole request MLflow puts into an error message.
+context fails the whole request, naming it by its index.  The request's cost
+is bounded here, before any work (MAX_CONTEXTS, MAX_PREDICTIONS); what comes
+before the model (the body's size, its content type, JSON nested too deeply)
+MLflow's server does not bound: ``wordnet-pipeline serve`` (wordnet/server.py)
+serves the same ``predict`` with those guards, through MLflow's public API only.
 
 This file is the model's code ("models from code"): MLflow copies it into the
 logged model and runs it when loading, taking the model from ``set_model``
@@ -26,19 +27,14 @@ below.  The checkpoint and the vocabulary travel as the model's artifacts.
 """
 from __future__ import annotations
 
-import inspect
-import logging
 import numbers
 import os
 
 import mlflow
 import numpy as np
 from mlflow.exceptions import MlflowException
-from mlflow.pyfunc import PythonModel, scoring_server
-from pydantic import (  # MLflow's dependency; it makes these the schema
-    BaseModel,
-    TypeAdapter,
-)
+from mlflow.pyfunc import PythonModel
+from pydantic import BaseModel, TypeAdapter  # MLflow's dependency; it makes these the schema
 
 from wordnet.data.dataset import UnknownWordError
 from wordnet.models.predictor import InputError, Predictor
@@ -48,11 +44,6 @@ DEFAULT_TOP_K = 5
 # about 5 s and 280 MB; 10,000 at top_k 250 took 48 s and 2.2 GB
 MAX_CONTEXTS = ("WORDNET_SERVE_MAX_CONTEXTS", 10_000)
 MAX_PREDICTIONS = ("WORDNET_SERVE_MAX_PREDICTIONS", 100_000)
-MAX_MESSAGE = 2000                        # characters of an error message MLflow returns
-# The parameters of the scoring server function _guard_scoring_server wraps, in MLflow 3.17
-GUARDED_PARAMETERS = ["data", "content_type", "model", "input_schema"]
-
-logger = logging.getLogger(__name__)
 
 
 class WordProbability(BaseModel):
@@ -70,14 +61,24 @@ ANSWERS = TypeAdapter(list[NextWords])
 
 class WordNetModel(PythonModel):
     def load_context(self, context) -> None:
-        if scoring_server._SERVER_MODEL_PATH in os.environ:     # inside `mlflow models serve`
-            _guard_scoring_server()
+        self._ready(Predictor.load(context.artifacts["checkpoint"], context.artifacts["vocab"]))
+
+    @classmethod
+    def of(cls, predictor: Predictor) -> "WordNetModel":
+        """The model of a checkpoint already loaded (``wordnet-pipeline serve``)."""
+        model = cls()
+        model._ready(predictor)
+        return model
+
+    def _ready(self, predictor: Predictor) -> None:
         self.max_contexts, self.max_predictions = _limit(*MAX_CONTEXTS), _limit(*MAX_PREDICTIONS)
-        self.predictor = Predictor.load(context.artifacts["checkpoint"],
-                                        context.artifacts["vocab"])
+        self.predictor = predictor
 
     def predict(self, model_input: list[str], params: dict[str, int] | None = None
                 ) -> list[NextWords]:
+        if not isinstance(model_input, list):       # MLflow's check of the type hints, first
+            raise MlflowException.invalid_parameter_value(
+                f"inputs: expected a list of strings, got {type(model_input).__name__}")
         k = self._top_k((params or {}).get("top_k"))
         self._check_size(len(model_input), k)
         contexts = np.empty((len(model_input), self.predictor.context_size), dtype=np.int32)
@@ -121,63 +122,18 @@ class WordNetModel(PythonModel):
                 f"answer: at most {self.max_predictions:,} (${MAX_PREDICTIONS[0]})")
 
 
+class LimitError(ValueError):
+    """A request limit in the environment that is not a positive whole number."""
+
+
 def _limit(variable: str, default: int) -> int:
     """The positive integer in the environment ``variable``, else ``default``."""
     value = os.environ.get(variable, "").strip()
     if not value:
         return default
     if not value.isdigit() or int(value) < 1:
-        raise ValueError(f"${variable} must be a positive whole number, got {value!r}")
+        raise LimitError(f"${variable} must be a positive whole number, got {value!r}")
     return int(value)
-
-
-def _guard_scoring_server() -> None:
-    """Make MLflow's scoring server answer two bad requests with a 4xx, not a 500.
-
-    Its /invocations route calls ``scoring_server.invocations``, which fails on a
-    request without a Content-Type header (it splits None) and on JSON nested deeper
-    than Python's recursion limit (json.loads raises RecursionError).  The wrapper
-    gives the first MLflow's own 415 for an unsupported content type, and the second
-    the 400 MLflow gives any other invalid JSON.  MLflow's error messages quote the
-    whole request (10 MB of it for a bad context among 700,000): the wrapper cuts
-    them to MAX_MESSAGE characters.
-
-    The function is private to MLflow: when its parameters are not the ones of 3.17
-    (GUARDED_PARAMETERS), MLflow is left as it is, with a warning.
-    """
-    invocations = scoring_server.invocations
-    if getattr(invocations, "guarded", False):
-        return
-    parameters = list(inspect.signature(invocations).parameters)
-    if parameters != GUARDED_PARAMETERS:
-        logger.warning("MLflow %s: scoring_server.invocations%s is not the function wordnet "
-                       "wraps (%s); a request without Content-Type or with JSON nested too "
-                       "deeply may get a 500", mlflow.__version__,
-                       inspect.signature(invocations), ", ".join(GUARDED_PARAMETERS))
-        return
-
-    def guarded(data, content_type, model, input_schema):
-        try:
-            return invocations(data, content_type or "", model, input_schema)
-        except RecursionError:
-            raise MlflowException.invalid_parameter_value(
-                "Ensure that input is a valid JSON formatted string: "
-                "it is nested too deeply to parse") from None
-        except MlflowException as e:
-            e.message = _cut(e.message, MAX_MESSAGE)
-            raise
-
-    guarded.guarded = True
-    scoring_server.invocations = guarded
-
-
-def _cut(message: str, limit: int) -> str:
-    """``message`` with its middle cut to keep it within ``limit`` characters: its
-    start says what failed, its end (our own message) why."""
-    if len(message) <= limit:
-        return message
-    half = (limit - 40) // 2
-    return f"{message[:half]} ... ({len(message) - 2 * half:,} characters cut) ... {message[-half:]}"
 
 
 def _shown(text: str, limit: int = 60) -> str:

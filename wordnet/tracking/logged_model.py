@@ -28,7 +28,7 @@ def model_requirements(wheel: Path | None) -> list[str]:
     """The logged model's requirements.txt: the wheel it carries, as a path relative to
     the model's folder (MLflow's artifacts/ subfolder: `mlflow models serve
     --env-manager virtualenv` installs from that folder, as does `pip install -r` run
-    there), and the MLflow it was logged with, whose scoring server serving.py wraps.
+    there), and the MLflow it was logged with, which wrote its MLmodel file.
     Without a wheel (an editable install or a source tree, see wordnet.tracking.wheel), the
     distribution by name and version, with a warning: that model needs the package
     from an index."""
