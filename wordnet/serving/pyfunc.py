@@ -37,6 +37,7 @@ from mlflow.pyfunc import PythonModel
 from pydantic import BaseModel, TypeAdapter  # MLflow's dependency; it makes these the schema
 
 from wordnet.data.dataset import UnknownWordError
+from wordnet.errors import WordNetError
 from wordnet.models.predictor import InputError, Predictor
 
 DEFAULT_TOP_K = 5
@@ -122,7 +123,7 @@ class WordNetModel(PythonModel):
                 f"answer: at most {self.max_predictions:,} (${MAX_PREDICTIONS[0]})")
 
 
-class LimitError(ValueError):
+class LimitError(WordNetError, ValueError):
     """A request limit in the environment that is not a positive whole number."""
 
 
