@@ -39,7 +39,8 @@ def test_the_wheel_holds_the_installed_package_and_a_true_record(tmp_path):
             data = archive.read(name)
             expected = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=")
             assert (digest, int(size)) == (f"sha256={expected.decode()}", len(data)), name
-        assert archive.read("wordnet/cli.py") == Path(dist.locate_file("wordnet/cli.py")).read_bytes()
+        cli = "wordnet/cli/__init__.py"
+        assert archive.read(cli) == Path(dist.locate_file(cli)).read_bytes()
 
 
 def test_an_editable_install_gets_a_plain_requirement_and_a_warning(monkeypatch):
