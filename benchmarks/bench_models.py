@@ -174,7 +174,7 @@ def check(config, corpus, rows, params):
 def measure(name, corpus, seconds, repeats):
     config = load_recipe(name).config
     cls = WindowScorer if config.model == "window" else SkipGram
-    rows = examples(cls, corpus, "train", config.window)
+    rows = examples(cls, corpus, "train", config)
     N = config.batch_size
     M = len(rows) // N
     params = {k: v.copy() for k, v in cls.initialize(config, 250).params().items()}
