@@ -90,7 +90,7 @@ def _npz_info(path: Path) -> list[str]:
     the shapes of its parameters (the C header's hyperparameters are in its recipe)."""
     from wordnet.models import registry
     from wordnet.models.checkpoint import load_npz
-    kind, params = load_npz(path, registry.checkpoint_kinds(path.name))
+    kind, params = load_npz(path, registry.checkpoint_kinds(path.suffix))
     return (["## Model Info", f"   {'Model':<24} = {kind}"]
             + [f"   {name:<24} = {' x '.join(map(str, p.shape))}" for name, p in params.items()]
             + [f"   {'Parameters':<24} = {sum(p.size for p in params.values()):8d}"])

@@ -111,6 +111,7 @@ class Buffers:
 class Model(Layers):
     """Parameters W1 (h1 x V), W2 (h2 x D·h1), b2, W3 (V x h2), b3, of one dtype."""
     PARAMS, WEIGHTS, UPDATE_ORDER = PARAMS, WEIGHTS, UPDATE_ORDER
+    kind = "4gram"
 
     def __init__(self, params: dict[str, np.ndarray], backend: str = "exact",
                  threads: int | None = None, dtype: str = "float64",

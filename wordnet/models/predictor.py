@@ -20,7 +20,6 @@ from wordnet.models.fourgram import Model
 
 MAX_CHARS = 1000                      # longest text accepted as input
 RECIPE = "recipe.json"                # beside a checkpoint in a run's folder (runs.rundir)
-NPZ = "model.npz"                     # the checkpoint of the models the C format cannot hold
 
 
 class InputError(WordNetError, ValueError):
@@ -76,7 +75,7 @@ class Embeddings:
     def load(cls, model_path: Path, vocab_path: Path | None) -> "Embeddings":
         """W1 of a model saved as model.npz (checkpoint.load_npz): the window scorer's,
         skip-gram's."""
-        kind, params = checkpoint.load_npz(model_path, registry.checkpoint_kinds(NPZ))
+        kind, params = checkpoint.load_npz(model_path, registry.checkpoint_kinds(".npz"))
         vocab = Vocabulary.read(vocab_path) if vocab_path else Vocabulary.embedded()
         if len(vocab) != params["W1"].shape[1]:
             raise checkpoint.CheckpointError(

@@ -39,9 +39,11 @@ def every_key() -> tuple[str, ...]:
     return tuple(keys)
 
 
-def checkpoint_kinds(file_name: str) -> dict[str, tuple[str, ...]]:
-    """{kind: its parameters' names} of the kinds saved in files called ``file_name``."""
-    return {k.name: k.model.PARAMS for k in KINDS.values() if k.checkpoint == file_name}
+def checkpoint_kinds(suffix: str) -> dict[str, tuple[str, ...]]:
+    """{kind: its parameters' names} of the kinds saved in files of this ``suffix``
+    (".npz": the models the C format cannot hold)."""
+    return {k.name: k.model.PARAMS for k in KINDS.values()
+            if k.checkpoint.endswith(suffix)}
 
 
 def predicting() -> tuple[str, ...]:
