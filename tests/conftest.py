@@ -88,6 +88,7 @@ class Recorder:
 
     run_id = run_name = "recorded"
     page = "http://127.0.0.1:5000/#/experiments/0/runs/recorded"
+    version = None                        # no registered version
 
     def __init__(self):
         self.params, self.metrics, self.artifacts, self.datasets, self.models = {}, [], [], [], []

@@ -94,6 +94,23 @@ def test_predict_with_an_mlflow_model(logged, uri):
     check_have_a_good(json.loads(result.stdout)["predictions"])
 
 
+def test_predict_json_of_an_mlflow_model_prints_the_json_alone(logged):
+    """MLflow's "Downloading artifacts" bars and INFO lines are not ours to print: stdout
+    is the JSON, stderr empty (with --verbose, MLflow's own lines come back)."""
+    folder, uri, run_id = logged
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "WORDNET_"))}
+    command = [str(BIN / "wordnet-pipeline"), "predict", "have a good", "--json", "--model",
+               f"runs:/{run_id}", "--tracking-uri", uri]
+    done = subprocess.run(command, cwd=folder, env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0 and done.stderr == "", done.stderr
+    check_have_a_good(json.loads(done.stdout)["predictions"])
+    loud = subprocess.run(command[:1] + ["--verbose"] + command[1:], cwd=folder, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert loud.returncode == 0 and "Downloading artifacts" in loud.stderr
+    assert json.loads(loud.stdout) == json.loads(done.stdout)
+
+
 def test_predict_with_a_missing_mlflow_model_is_a_one_line_error(logged):
     result = CliRunner().invoke(cli, ["predict", "have a good", "--model", "models:/nope/1"])
     assert result.exit_code == 1

@@ -10,14 +10,17 @@ import click
 from wordnet import __version__
 from wordnet.exits import DEBUG, EPILOG, Group
 from wordnet.runs.recipes import recipe_names
+from wordnet.tracking.noise import quiet
 
 
 @click.group(cls=Group, epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="wordnet-pipeline")
 @click.option("--debug", is_flag=True, envvar="WORDNET_DEBUG",
               help="Show the traceback of an error.")
+@click.option("--verbose", "-v", is_flag=True, envvar="WORDNET_VERBOSE",
+              help="Show MLflow's own messages and progress bars too.")
 @click.pass_context
-def cli(ctx, debug):
+def cli(ctx, debug, verbose):
     """Hinton's 4-gram neural language model: train it, track it with MLflow, use it.
 
     \b
@@ -27,6 +30,7 @@ def cli(ctx, debug):
       mlflow ui                              compare the runs in a browser
     """
     ctx.meta[DEBUG] = debug
+    quiet(verbose)
 
 
 

@@ -86,6 +86,8 @@ class FourGramStages:
         example = " ".join(data.vocab.words[i] for i in data.test[0, :-1])
         run.tracked.log_model(run.out / CHECKPOINT, run.out / VOCAB, example,
                               run.recipe.model_name(), run.register)
+        if run.tracked.version:                     # MLflow's own lines about it are quiet
+            run.echo("registered: models:/{}/{}".format(*run.tracked.version))
 
     def validate(self):
         self._evaluate("valid")

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from wordnet.tracking.errors import TrackingError, first_line, short
 from wordnet.tracking.logged_model import SERVING_CODE, model_artifacts
 from wordnet.tracking.metrics import MetricQueue
+from wordnet.tracking.noise import silently
 from wordnet.tracking.store import page_url, unique_name
 
 if TYPE_CHECKING:
@@ -28,7 +29,7 @@ LAST_TRY_HTTP_ENV = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUES
 class NoRun:
     """What a pipeline run logs to under --no-tracking: nothing."""
 
-    run_id = run_name = page = None
+    run_id = run_name = page = version = None
 
     def log_params(self, params: dict) -> None: ...
     def set_tags(self, tags: dict) -> None: ...
@@ -119,7 +120,7 @@ class Run(NoRun):
         of the registered model ``register``, if given."""
         import mlflow
         artifacts, requirements = model_artifacts(checkpoint, vocab)
-        info = self._call("logging the model", mlflow.pyfunc.log_model,
+        info = self._call("logging the model", silently(mlflow.pyfunc.log_model),
             name=name, python_model=str(SERVING_CODE), artifacts=artifacts,
             input_example=([example], {"top_k": 5}), registered_model_name=register,
             pip_requirements=requirements)
