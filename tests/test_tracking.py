@@ -233,7 +233,7 @@ def test_the_quick_pipeline_against_a_real_mlflow_server(mlflow_server, data_dir
     assert run.data.tags["wordnet.override.validation_period"] == "500"
     assert run.data.tags["wordnet.backend"] == "exact" and run.data.tags["wordnet.threads"]
     assert (f"MLflow run 'stop=1500 every=500 · quick · exact': {mlflow_server}/#/experiments/"
-            f"{run.info.experiment_id}/runs/{run_id}") in done.stdout
+            f"{run.info.experiment_id}/runs/{run_id}?workflowType=machine_learning") in done.stdout
 
     params = run.data.params
     assert params["learning_rate"] == "0.1" and params["backend"] == "exact"

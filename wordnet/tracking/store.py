@@ -16,6 +16,7 @@ from pathlib import Path
 
 from wordnet.tracking.errors import TrackingError, first_line
 
+TRAINING_VIEW = "workflowType=machine_learning"   # the UI's query for its training view
 UI_ADDRESS = "http://127.0.0.1:5000"    # where `mlflow ui` serves by default
 PROBE_TIMEOUT = 5.0         # seconds to wait for a tracking server to answer
 STORE_LOCK_TIMEOUT = 60.0   # seconds to wait for another process to set up a SQLite store
@@ -169,8 +170,9 @@ def current_store() -> tuple[str, str]:
 
 def page_url(experiment_id: str, run_id: str) -> str:
     """The run's page in MLflow's UI: on the tracking server, or on `mlflow ui` started
-    beside a local store (its default address)."""
+    beside a local store (its default address); in the UI's "Model training" view,
+    which a fresh browser would otherwise not open (it starts in the GenAI view)."""
     import mlflow
     uri = mlflow.get_tracking_uri()
     server = uri.rstrip("/") if uri.startswith(("http://", "https://")) else UI_ADDRESS
-    return f"{server}/#/experiments/{experiment_id}/runs/{run_id}"
+    return f"{server}/#/experiments/{experiment_id}/runs/{run_id}?{TRAINING_VIEW}"
