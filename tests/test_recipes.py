@@ -180,8 +180,12 @@ def test_a_runs_description_is_the_recipes_and_its_overrides():
     quick = recipes.load_recipe("quick")
     assert quick.note() == quick.description
     note = recipe(learning_rate="0.2", backend="exact").note()
-    assert note == (quick.description + "\n\nOverridden: learning_rate=0.2 (recipe: 0.1), "
-                    "backend=exact (recipe: fast).")
+    assert note == ("The quick recipe, whose description reads: " + quick.description
+                    + "\n\nOverridden: learning_rate=0.2 (recipe: 0.1), backend=exact (recipe: "
+                    "fast).")
+    reference = recipes.load_recipe("reference")
+    assert reference.note(("test",)) == ("Test of a model trained by the reference recipe, "
+                                         "whose description reads: " + reference.description)
     assert recipe(learning_rate="0.2").overridden() == {"learning_rate": 0.2}
 
 

@@ -103,7 +103,7 @@ class PipelineRun:
         self.tracked.log_params(dataclasses.asdict(config) | {
             "recipe": recipe.name, "wordnet_version": __version__, "git_commit": commit})
         self.tracked.set_tags({
-            "mlflow.note.content": recipe.note(),          # the run's description in the UI
+            "mlflow.note.content": recipe.note(stages),          # the run's description in the UI
             "mlflow.source.git.commit": commit, "wordnet.recipe": recipe.name,
             "wordnet.stages": ",".join(stages), "wordnet.backend": config.backend,
             "wordnet.dtype": config.dtype, "wordnet.version": __version__,

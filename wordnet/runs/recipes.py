@@ -87,12 +87,20 @@ class Recipe:
         name = f"wordnet-{self.name}-{self.config.backend}{dtype}"
         return "".join("-" if c in "/:.%'\"" else c for c in name)
 
-    def note(self) -> str:
-        """The run's description: the recipe's, then what was overridden."""
+    def note(self, stages=("train",)) -> str:
+        """The run's description, true of the run: the recipe's as written when the run
+        trains by it; else said to be the recipe's, with what was overridden, or what the
+        stages did with a model it trained (its description, such as "bit-exact with
+        the C program", is the recipe's claim, not this run's)."""
         text = self.description or f"The {self.name} recipe."
         written = self.written or self.config
-        overridden = [f"{key}={value} (recipe: {getattr(written, key)})"
+        overridden = [f"{key}={value} (recipe: {getattr(written, key, None)})"
                       for key, value in self.overridden().items()]
+        if "train" not in stages:
+            text = (f"{', '.join(stages).capitalize()} of a model trained by the {self.name} "
+                    f"recipe, whose description reads: {text}")
+        elif overridden:
+            text = f"The {self.name} recipe, whose description reads: {text}"
         if overridden:
             text += "\n\nOverridden: " + ", ".join(overridden) + "."
         return text
