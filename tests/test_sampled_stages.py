@@ -251,3 +251,25 @@ def test_resuming_where_nothing_was_saved_says_so(tmp_path):
     assert result.exit_code == 1
     assert f"nothing to resume in {folder}/: no training saved its model" in result.output
 
+
+def test_resuming_a_finished_run_is_refused_before_any_mlflow_run(data_dir, tmp_path,
+                                                                 monkeypatch):
+    """--resume on a folder whose training ended used to fail only after making a FAILED
+    MLflow run; and a window scorer's run does not resume at all."""
+    from wordnet import tracking
+    started = []
+    monkeypatch.setattr(tracking, "start_run", lambda *a, **k: started.append(a))
+    for recipe in ("quick", "window"):
+        out = tmp_path / recipe
+        done = CliRunner().invoke(cli, ["run", "--pipeline", recipe, "--stage", "train",
+                                        "--set", "early_stop=5", "--set", "epochs=1",
+                                        "--data-dir", str(data_dir), "--out", str(out),
+                                        "--no-tracking"])
+        assert done.exit_code == 0, done.output
+        again = CliRunner().invoke(cli, ["run", "--resume", "--out", str(out),
+                                         "--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db"])
+        assert again.exit_code == 1
+        assert ("its training ended (there is no model.bin.state.npz)" if recipe == "quick"
+                else "a window run does not resume") in again.output
+    assert started == []
+

@@ -201,4 +201,4 @@ KIND = ModelKind(
                      "perf/updates_per_second"), loss_name="CE",
                     batch_curve="train/batch_ce_mean10"),
     checkpoint="model.bin", stages="wordnet.runs.fourgram_stages:FourGramStages",
-    predicts=True, examples="4-grams")
+    predicts=True, resumes=True, examples="4-grams")

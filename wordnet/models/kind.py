@@ -48,6 +48,7 @@ class ModelKind:
     stages: str             # "module:Class" of its stages in a run (wordnet.runs), imported
                             # when a run needs them: the models do not depend on the runs
     predicts: bool = False  # next words: `predict`, `generate` and the served pyfunc model
+    resumes: bool = False   # an interrupted training goes on (`run --resume`)
     examples: str = "examples"   # what its training examples are, in words
 
     def run_stages(self) -> type:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from wordnet import __version__, plots, tracking
 from wordnet.data.dataset import load_dataset
-from wordnet.models import registry
+from wordnet.models import checkpoint, registry
 from wordnet.models.base import default_threads
 from wordnet.runs.recipes import Recipe, with_overrides
 from wordnet.runs.rundir import (
@@ -243,9 +243,8 @@ def _run(recipe, overrides, stages, out: Path, folder: RunDir, options: RunOptio
     try:
         if options.from_run:
             download_run(options.from_run, out)
-        if resume and folder.recipe() is None:       # e.g. a window scorer's, interrupted
-            raise PipelineError(f"nothing to resume in {out}/: no training saved its model "
-                                "and recipe there")
+        if resume:                                   # said before any MLflow run is made
+            check_resumable(folder)
         if "train" not in stages or resume:
             recipe = folder.recipe() or recipe         # the model's, not the command line's
         recipe = with_overrides(recipe, overrides)
@@ -284,6 +283,22 @@ def _run(recipe, overrides, stages, out: Path, folder: RunDir, options: RunOptio
                         f"({lost}); `wordnet-pipeline log --out {out}` logs it when the "
                         "store is back")
     return metrics
+
+
+def check_resumable(folder: RunDir) -> None:
+    """PipelineError unless an interrupted training in ``folder`` can go on: its model
+    and recipe saved, of a kind that resumes, with the state resuming needs."""
+    saved = folder.recipe()
+    if saved is None:                                # e.g. a window scorer's, interrupted
+        raise PipelineError(f"nothing to resume in {folder}/: no training saved its model "
+                            "and recipe there")
+    kind = registry.of(saved.config)
+    if not kind.resumes:
+        raise PipelineError(f"a {kind.name} run does not resume: train it again, without "
+                            "--resume")
+    if not checkpoint.state_path(folder / kind.checkpoint).is_file():
+        raise PipelineError(f"nothing to resume in {folder}/: its training ended (there is "
+                            f"no {checkpoint.state_path(folder / kind.checkpoint).name})")
 
 
 def download_run(run_id: str, out: Path) -> None:
