@@ -11,7 +11,6 @@ import io
 import json
 import math
 import os
-import stat
 import struct
 import zipfile
 from dataclasses import astuple, dataclass, fields
@@ -21,11 +20,13 @@ import numpy as np
 
 from wordnet.data import embedded
 from wordnet.errors import WordNetError
-from wordnet.fileio import atomic_write
+from wordnet.fileio import MiB, atomic_write, open_bounded
 
 # int32 x5, pad, float64 x2, int32 x7, pad
 HEADER = struct.Struct("<5i4x2d7i4x")
 MAX_UNITS = 1 << 20            # sanity bound on any one size in a header
+MAX_FILE = 1 << 62             # no bound of its own: a C-format checkpoint is bounded by
+                               # its header, checked against the file's size before reading
 
 
 class CheckpointError(WordNetError, ValueError):
@@ -105,23 +106,12 @@ def read(path) -> bytes:
     would block, /dev/zero never ends)."""
     path = Path(path)
     try:
-        # O_NONBLOCK: opening a FIFO does not wait for a writer; regular files ignore it
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
-        try:
-            facts = os.fstat(fd)
-            if stat.S_ISDIR(facts.st_mode):
-                raise CheckpointError(f"{path}: is a folder, not a checkpoint")
-            if not stat.S_ISREG(facts.st_mode):
-                raise CheckpointError(f"{path}: not a regular file: not a checkpoint")
-            os.set_blocking(fd, True)
-            with open(fd, "rb", closefd=False) as f:
-                size = _header(f.read(HEADER.size), path, facts.st_size).file_size()
-                f.seek(0)
-                blob = f.read(size)
-                if len(blob) != size or f.read(1):
-                    raise CheckpointError(f"{path}: changed while being read")
-        finally:
-            os.close(fd)
+        with open_bounded(path, MAX_FILE, "checkpoint", CheckpointError) as f:
+            size = _header(f.read(HEADER.size), path, os.fstat(f.fileno()).st_size).file_size()
+            f.seek(0)
+            blob = f.read(size)
+            if len(blob) != size or f.read(1):
+                raise CheckpointError(f"{path}: changed while being read")
     except OSError as e:
         raise CheckpointError(f"{path}: cannot read ({e.strerror})") from None
     return blob
@@ -189,37 +179,178 @@ def save_state(path, velocity: dict[str, np.ndarray], position: dict,
     atomic_write(state_path(path), buffer.getvalue())
 
 
+MAX_VELOCITY = 1e12             # |velocity| in a resume state; beyond, it is not a run's
+STATE_JSON_CHARS = 1 << 26      # the history's JSON, in characters (some 25 a CE)
+POSITION_CHARS = 1 << 12
+
+
 def load_state(path, shapes: dict[str, tuple[int, ...]]
                ) -> tuple[dict[str, np.ndarray], dict, dict]:
     """(velocity, position, history) saved by save_state beside checkpoint ``path``,
-    whose parameters have ``shapes``; refused unless it belongs to that checkpoint."""
+    whose parameters have ``shapes``; refused unless it belongs to that checkpoint.
+    Every array's header (shape, type) is checked against what the model expects
+    before its data is read; velocities must be finite and at most MAX_VELOCITY."""
     side = state_path(path)
+    expected = {f"vel_{name}": ("f", tuple(shape)) for name, shape in shapes.items()}
+    expected |= {"position": ("U", POSITION_CHARS), "history": ("U", STATE_JSON_CHARS),
+                 "model_sha256": ("U", 64)}
+    limit = 8 * sum(math.prod(s) for s in shapes.values()) + 4 * STATE_JSON_CHARS + MiB
     try:
-        with np.load(side, allow_pickle=False) as f:
-            keys = set(f.files)
+        with _Archive(side, limit, "resume state") as archive:
+            keys = set(archive.members)
             if keys != STATE_KEYS:
-                raise CheckpointError(f"{side}: not a resume state: "
-                                      f"{_key_problems(keys)}")
-            velocity = {name: f[f"vel_{name}"] for name in PARAMS}
-            position, history = json.loads(str(f["position"])), json.loads(str(f["history"]))
-            digest = str(f["model_sha256"])
+                raise CheckpointError(f"{side}: not a resume state: {_key_problems(keys)}")
+            for name, (kind, size) in expected.items():
+                if kind == "f":
+                    archive.expect(name, size)
+                else:
+                    archive.expect_text(name, size)
+            velocity = {name: archive.read(f"vel_{name}") for name in PARAMS}
+            position, history, digest = (archive.read_text(n)
+                                         for n in ("position", "history", "model_sha256"))
     except FileNotFoundError:
         raise CheckpointError(f"{side}: missing: there is nothing to resume") from None
-    except EOFError:
-        raise CheckpointError(f"{side}: empty: not a resume state") from None
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as e:
-        raise CheckpointError(f"{side}: not a resume state ({e})") from None
+    for name, v in velocity.items():
+        if not np.isfinite(v).all() or np.abs(v).max(initial=0) > MAX_VELOCITY:
+            raise CheckpointError(f"{side}: velocity of {name} holds NaN, infinite or "
+                                  f"implausible values (beyond {MAX_VELOCITY:g}): "
+                                  "not a run's state")
     if digest != _sha256(path):
         raise CheckpointError(f"{side}: belongs to another {Path(path).name} than the one "
                               "beside it (a run stopped between writing the two?): "
                               "cannot resume; run without --resume to start over")
-    for name, shape in shapes.items():
-        if velocity[name].shape != shape:
-            raise CheckpointError(f"{side}: velocity of {name} has shape "
-                                  f"{velocity[name].shape}, the model's is {shape}")
+    try:
+        position, history = json.loads(position), json.loads(history)
+    except (ValueError, RecursionError):
+        raise CheckpointError(f"{side}: not a resume state (its position or history is "
+                              "not JSON)") from None
     if not isinstance(position, dict) or not isinstance(history, dict):
         raise CheckpointError(f"{side}: not a resume state (no position or history)")
+    problem = _history_problem(history)
+    if problem:
+        raise CheckpointError(f"{side}: not a resume state ({problem})")
     return velocity, position, history
+
+
+def _history_problem(history: dict) -> str | None:
+    def number(v):
+        return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+    train, valid = history.get("train_ce", []), history.get("valid_ce", [])
+    if not isinstance(train, list) or not all(number(v) for v in train):
+        return "its train_ce is not a list of numbers"
+    if not isinstance(valid, list) or not all(
+            isinstance(p, list) and len(p) == 2 and isinstance(p[0], int)
+            and not isinstance(p[0], bool) and number(p[1]) for p in valid):
+        return "its valid_ce is not a list of [iteration, CE] pairs"
+    return None
+
+
+class _Archive:
+    """An .npz file (a zip of .npy files) read member by member, each member's .npy
+    header checked (:meth:`expect`) before its data is read: a compressed archive of a
+    few megabytes can claim gigabytes, which are never allocated.  CheckpointError,
+    naming the file, for anything that is not as expected; FileNotFoundError passes."""
+
+    def __init__(self, path, limit: int, what: str):
+        self.path, self.what = Path(path), what
+        self.file = open_bounded(path, limit, what, CheckpointError)
+        try:
+            if os.fstat(self.file.fileno()).st_size == 0:
+                raise self.error(f"empty: not a {what}")
+            self.zip = zipfile.ZipFile(self.file)
+            names = self.zip.namelist()
+        except (zipfile.BadZipFile, OSError, ValueError, EOFError, RuntimeError) as e:
+            self.file.close()
+            if isinstance(e, CheckpointError):
+                raise
+            raise self.error(f"not a {what} ({_one_line(e)})") from None
+        if len(set(names)) != len(names) or not all(n.endswith(".npy") for n in names):
+            self.close()
+            raise self.error(f"not a {what} (a member twice, or one that is not .npy)")
+        self.members = [n[:-4] for n in names]
+        self.headers: dict[str, tuple] = {}
+
+    def error(self, message: str) -> CheckpointError:
+        return CheckpointError(f"{self.path}: {message}")
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def close(self):
+        self.zip.close() if hasattr(self, "zip") else None
+        self.file.close()
+
+    def header(self, name: str) -> tuple[tuple[int, ...], np.dtype, int]:
+        """(shape, dtype, offset of the data) of member ``name``, from its .npy header
+        alone; Fortran order is refused (save_npz and save_state never write it)."""
+        if name not in self.headers:
+            info = self.zip.getinfo(f"{name}.npy")
+            try:
+                with self.zip.open(info) as member:
+                    version = np.lib.format.read_magic(member)
+                    read_header = {(1, 0): np.lib.format.read_array_header_1_0,
+                                   (2, 0): np.lib.format.read_array_header_2_0}.get(version)
+                    if read_header is None:
+                        raise ValueError(f"format version {version}")
+                    shape, fortran, dtype = read_header(member)
+                    offset = member.tell()
+            except (ValueError, OSError, EOFError, zipfile.BadZipFile, RuntimeError,
+                    SyntaxError, TypeError) as e:
+                raise self.error(f"{name} is not a NumPy array ({_one_line(e)})") from None
+            if fortran:
+                raise self.error(f"{name} is in Fortran order, not as written here")
+            if dtype.hasobject:
+                raise self.error(f"{name} holds Python objects, not numbers")
+            size = offset + math.prod(shape) * dtype.itemsize
+            if info.file_size != size:      # the zip directory bounds what is inflated
+                raise self.error(f"{name}: {info.file_size:,} bytes, its header "
+                                 f"describes {size:,} (truncated or not a {self.what})")
+            self.headers[name] = shape, dtype, offset
+        return self.headers[name]
+
+    def expect(self, name: str, shape) -> tuple[int, ...]:
+        """Member ``name``'s shape, checked: float64 of ``shape`` (a tuple), or of
+        ``shape`` dimensions (an int) each 1..MAX_UNITS."""
+        found, dtype, _ = self.header(name)
+        if dtype != np.dtype("<f8"):
+            raise self.error(f"{name} holds {dtype}, not float64 values")
+        if isinstance(shape, int):
+            if len(found) != shape or not all(0 < n <= MAX_UNITS for n in found):
+                raise self.error(f"{name} has shape {found}: not a {shape}-D array of "
+                                 f"1..{MAX_UNITS} per side")
+        elif found != shape:
+            raise self.error(f"{name} has shape {found}, the model's is {shape}")
+        return found
+
+    def expect_text(self, name: str, chars: int) -> None:
+        """Member ``name`` is one string of at most ``chars`` characters."""
+        shape, dtype, _ = self.header(name)
+        if shape != () or dtype.kind != "U" or dtype.itemsize > 4 * chars:
+            raise self.error(f"{name} is {dtype} of shape {shape}, not a string of at most "
+                             f"{chars:,} characters")
+
+    def read(self, name: str) -> np.ndarray:
+        """Member ``name``'s array (its header checked first), native and writable."""
+        shape, dtype, offset = self.header(name)
+        try:
+            with self.zip.open(f"{name}.npy") as member:
+                member.read(offset)
+                blob = member.read(math.prod(shape) * dtype.itemsize)
+        except (OSError, EOFError, zipfile.BadZipFile, RuntimeError, ValueError) as e:
+            raise self.error(f"{name} cannot be read ({_one_line(e)})") from None
+        if len(blob) != math.prod(shape) * dtype.itemsize:
+            raise self.error(f"{name} is truncated")
+        return np.frombuffer(blob, dtype=dtype).reshape(shape).astype(dtype.newbyteorder("="))
+
+    def read_text(self, name: str) -> str:
+        return str(self.read(name)[()])
+
+
+def _one_line(e: Exception) -> str:
+    return " ".join(str(e).split())
 
 
 def _key_problems(keys: set[str]) -> str:
@@ -229,10 +360,7 @@ def _key_problems(keys: set[str]) -> str:
 
 
 def _sha256(path) -> str:
-    try:
-        return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-    except OSError as e:
-        raise CheckpointError(f"{path}: cannot read ({e.strerror})") from None
+    return hashlib.sha256(read(path)).hexdigest()
 
 
 # -- the window scorer's and skip-gram's checkpoints ------------------------------------
@@ -254,21 +382,65 @@ def save_npz(path, kind: str, params: dict[str, np.ndarray]) -> None:
     atomic_write(Path(path), buffer.getvalue())
 
 
-def load_npz(path, kinds: dict) -> tuple[str, dict[str, np.ndarray]]:
+MAX_NPZ_BYTES = 1 << 31       # of an .npz model's parameters, uncompressed
+
+
+def npz_shapes(kind: str, shapes: dict[str, tuple[int, ...]]) -> dict[str, tuple[int, ...]]:
+    """The shapes a ``kind`` model's parameters must have, given W1's and W2's found:
+    consistent with each other (the layout above); a kind not described here only
+    needs its parameters 2-D or 1-D as found."""
+    h1, V = shapes["W1"]
+    if kind == "window":
+        h2, columns = shapes["W2"]
+        return {"W1": (h1, V), "W2": (h2, columns), "b2": (h2,), "W3": (1, h2), "b3": (1,)}
+    if kind == "skipgram":
+        return {"W1": (h1, V), "W2": (V, h1)}
+    return dict(shapes)
+
+
+def load_npz(path, kinds: dict, vocab_size: int | None = None
+             ) -> tuple[str, dict[str, np.ndarray]]:
     """(kind, params) of an .npz checkpoint; ``kinds`` maps each kind to its parameters'
-    names.  CheckpointError names the file and what is wrong with it."""
+    names; W1 has ``vocab_size`` columns when given.  Every array's header (shape,
+    type) is checked against what the kind expects before any data is read: a few
+    compressed megabytes claiming gigabytes are refused unread.  CheckpointError
+    names the file and what is wrong with it."""
     try:
-        with np.load(path, allow_pickle=False) as archive:
-            saved = {name: archive[name] for name in archive.files}
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
-        raise CheckpointError(f"{path}: not a model archive ({e})") from None
-    kind = str(saved.pop("kind", ""))
-    if kind not in kinds:
-        raise CheckpointError(f"{path}: kind {kind!r} is none of {', '.join(kinds)}")
-    if sorted(saved) != sorted(kinds[kind]):
-        raise CheckpointError(f"{path}: a {kind} model holds {', '.join(kinds[kind])}, "
-                              f"this file {', '.join(sorted(saved)) or 'nothing'}")
+        with _Archive(path, MAX_NPZ_BYTES + MiB, "model archive") as archive:
+            names = set(archive.members)
+            if "kind" not in names:
+                raise archive.error("not a model archive (no kind)")
+            archive.expect_text("kind", 64)
+            kind = archive.read_text("kind")
+            if kind not in kinds:
+                raise archive.error(f"kind {kind!r} is none of {', '.join(kinds)}")
+            params = names - {"kind"}
+            if sorted(params) != sorted(kinds[kind]):
+                raise archive.error(f"a {kind} model holds {', '.join(kinds[kind])}, "
+                                    f"this file {', '.join(sorted(params)) or 'nothing'}")
+            found = {name: archive.expect(name, len(archive.header(name)[0]) or 1)
+                     for name in kinds[kind]}
+            if len(found["W1"]) != 2 or ("W2" in found and len(found["W2"]) != 2):
+                raise archive.error(f"W1 has shape {found['W1']}: not a matrix "
+                                    "(embedding size x vocabulary)")
+            if vocab_size is not None and found["W1"][1] != vocab_size:
+                raise archive.error(f"vocabulary of {found['W1'][1]} words (W1's columns), "
+                                    f"the data has {vocab_size}")
+            for name, shape in npz_shapes(kind, found).items():
+                archive.expect(name, shape)
+            if kind == "window" and (found["W2"][1] % found["W1"][0]
+                                     or found["W2"][1] // found["W1"][0] % 2 == 0):
+                raise archive.error(f"W2 has {found['W2'][1]} columns: not an odd window "
+                                    f"of {found['W1'][0]}-wide embeddings")
+            total = 8 * sum(math.prod(shape) for shape in found.values())
+            if total > MAX_NPZ_BYTES:
+                raise archive.error(f"its parameters would take {total / MiB:,.0f} MiB, "
+                                    f"more than a model may ({MAX_NPZ_BYTES / MiB:,.0f}): "
+                                    "not read")
+            saved = {name: archive.read(name) for name in kinds[kind]}
+    except FileNotFoundError as e:
+        raise CheckpointError(f"{path}: not a model archive ({e.strerror})") from None
     for name, a in saved.items():
-        if a.dtype != np.float64 or not np.isfinite(a).all():
+        if not np.isfinite(a).all():
             raise CheckpointError(f"{path}: {name} is not finite float64 values")
     return kind, saved
