@@ -47,12 +47,18 @@ def read_bounded(path, limit: int, what: str, error: type[WordNetError] = ReadEr
     (never more than ``limit`` bytes, should it grow meanwhile)."""
     with open_bounded(path, limit, what, error) as f:
         try:
-            blob = f.read(limit + 1)
+            # the size fstat gave (and a byte more, to see growth), not the bound: a
+            # read(n) allocates n bytes before it reads any
+            chunks = [f.read(os.fstat(f.fileno()).st_size + 1)]
+            size = len(chunks[0])
+            while size <= limit and (chunk := f.read(min(MiB, limit + 1 - size))):
+                chunks.append(chunk)
+                size += len(chunk)
         except OSError as e:
             raise error(f"{path}: cannot read the {what} ({e.strerror or e})") from None
-    if len(blob) > limit:
+    if size > limit:
         raise error(f"{path}: grew past {_size(limit)} while being read: not a {what}")
-    return blob
+    return b"".join(chunks) if len(chunks) > 1 else chunks[0]
 
 
 def _check(path: Path, facts: os.stat_result, limit: int, what: str, error) -> None:

@@ -418,14 +418,15 @@ def load_npz(path, kinds: dict, vocab_size: int | None = None
             if sorted(params) != sorted(kinds[kind]):
                 raise archive.error(f"a {kind} model holds {', '.join(kinds[kind])}, "
                                     f"this file {', '.join(sorted(params)) or 'nothing'}")
+            w1 = archive.header("W1")[0]
+            if len(w1) != 2:
+                raise archive.error(f"W1 has shape {w1}: not a matrix "
+                                    "(embedding size x vocabulary)")
+            if vocab_size is not None and w1[1] != vocab_size:
+                raise archive.error(f"vocabulary of {w1[1]} words (W1's columns), "
+                                    f"the data has {vocab_size}")
             found = {name: archive.expect(name, len(archive.header(name)[0]) or 1)
                      for name in kinds[kind]}
-            if len(found["W1"]) != 2 or ("W2" in found and len(found["W2"]) != 2):
-                raise archive.error(f"W1 has shape {found['W1']}: not a matrix "
-                                    "(embedding size x vocabulary)")
-            if vocab_size is not None and found["W1"][1] != vocab_size:
-                raise archive.error(f"vocabulary of {found['W1'][1]} words (W1's columns), "
-                                    f"the data has {vocab_size}")
             for name, shape in npz_shapes(kind, found).items():
                 archive.expect(name, shape)
             if kind == "window" and (found["W2"][1] % found["W1"][0]
