@@ -427,6 +427,8 @@ def load_npz(path, kinds: dict, vocab_size: int | None = None
                                     f"the data has {vocab_size}")
             found = {name: archive.expect(name, len(archive.header(name)[0]) or 1)
                      for name in kinds[kind]}
+            if len(found.get("W2", (0, 0))) != 2:
+                raise archive.error(f"W2 has shape {found['W2']}: not a matrix")
             for name, shape in npz_shapes(kind, found).items():
                 archive.expect(name, shape)
             if kind == "window" and (found["W2"][1] % found["W1"][0]

@@ -158,7 +158,7 @@ def load_recipe(name_or_path: str) -> Recipe:
             blob = read_bounded(source, RECIPE_LIMIT, "recipe", ConfigError)
         else:                                 # one shipped with the package
             blob = source.read_bytes()
-        spec = tomllib.loads(blob.decode("utf-8"))
+        spec = tomllib.loads(blob.decode("utf-8-sig"))   # an editor's byte-order mark aside
     except FileNotFoundError as e:
         raise ConfigError(f"{source}: {e.strerror}") from None
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
