@@ -397,7 +397,7 @@ def test_a_resume_state_of_bad_values_is_refused(saved, change, match):
 
 def test_a_fifo_as_the_resume_state_is_refused_unread(saved):
     """Issue 21 item 6: a FIFO as model.bin.state.npz hung `run --resume`."""
-    from test_fileio import unblocking, within
+    from blocking import unblocking, within
     side = checkpoint.state_path(saved)
     os.mkfifo(side)
     try:

@@ -166,7 +166,7 @@ def test_a_vocabulary_starting_with_a_byte_order_mark_is_read_without_it(tmp_pat
 @pytest.mark.parametrize("target", ["/dev/zero", "folder"])
 def test_a_vocabulary_that_is_not_a_file_is_refused_unread(data_dir, tmp_path, target):
     """Issue 21 item 6: vocab.txt linked to /dev/zero read until MemoryError."""
-    from test_fileio import within
+    from blocking import within
     folder = tmp_path / "data"
     shutil.copytree(data_dir, folder)
     (folder / "vocab.txt").unlink()
@@ -198,7 +198,7 @@ def test_a_vocabulary_beside_a_model_that_is_not_a_file_is_an_error(tmp_path, ma
     """... and beside a model: the shipped vocabulary was taken instead."""
     import os
 
-    from test_fileio import unblocking, within
+    from blocking import unblocking, within
 
     from wordnet.data import embedded
     from wordnet.models.predictor import Predictor

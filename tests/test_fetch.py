@@ -131,7 +131,7 @@ def test_a_fifo_as_a_source_is_refused_unread(data_dir, tmp_path):
     """A FIFO as a `data fetch --from` source hung."""
     import os
 
-    from test_fileio import unblocking, within
+    from blocking import unblocking, within
     source = tmp_path / "source"
     shutil.copytree(data_dir, source)
     (source / "vocab.txt").unlink()

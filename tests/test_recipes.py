@@ -245,7 +245,7 @@ def test_a_recipe_that_is_not_a_small_regular_file_is_refused_unread(tmp_path, m
     """Issue 21 item 6: a FIFO as the recipe hung `run`."""
     import os
 
-    from test_fileio import unblocking, within
+    from blocking import unblocking, within
     path = tmp_path / "mine.toml"
     if make == "fifo":
         os.mkfifo(path)
