@@ -174,9 +174,11 @@ def test_a_vocabulary_that_is_not_a_file_is_refused_unread(data_dir, tmp_path, t
         (folder / "vocab.txt").mkdir()
     else:
         (folder / "vocab.txt").symlink_to(target)
-    e = within(5, lambda: data.load_dataset(folder))
-    assert isinstance(e, DataError) and "\n" not in str(e)
-    assert str(e).startswith(f"{folder / 'vocab.txt'}: ")
+    for read in (lambda: Vocabulary.read(folder / "vocab.txt"),   # a run folder's, --data-dir's
+                 lambda: data.load_dataset(folder)):
+        e = within(5, read)
+        assert isinstance(e, DataError) and "\n" not in str(e)
+        assert str(e).startswith(f"{folder / 'vocab.txt'}: ")
 
 
 def test_a_vocabulary_folder_in_data_is_an_error_not_the_shipped_one(data_dir, tmp_path,
