@@ -12,7 +12,6 @@ import json
 import math
 import os
 import struct
-import zipfile
 from dataclasses import astuple, dataclass, fields
 from pathlib import Path
 
@@ -21,6 +20,7 @@ import numpy as np
 from wordnet.data import embedded
 from wordnet.errors import WordNetError
 from wordnet.fileio import MiB, atomic_write, open_bounded
+from wordnet.models.archive import Archive
 
 # int32 x5, pad, float64 x2, int32 x7, pad
 HEADER = struct.Struct("<5i4x2d7i4x")
@@ -196,7 +196,7 @@ def load_state(path, shapes: dict[str, tuple[int, ...]]
                  "model_sha256": ("U", 64)}
     limit = 8 * sum(math.prod(s) for s in shapes.values()) + 4 * STATE_JSON_CHARS + MiB
     try:
-        with _Archive(side, limit, "resume state") as archive:
+        with Archive(side, limit, "resume state", CheckpointError, MAX_UNITS) as archive:
             keys = set(archive.members)
             if keys != STATE_KEYS:
                 raise CheckpointError(f"{side}: not a resume state: {_key_problems(keys)}")
@@ -245,114 +245,6 @@ def _history_problem(history: dict) -> str | None:
     return None
 
 
-class _Archive:
-    """An .npz file (a zip of .npy files) read member by member, each member's .npy
-    header checked (:meth:`expect`) before its data is read: a compressed archive of a
-    few megabytes can claim gigabytes, which are never allocated.  CheckpointError,
-    naming the file, for anything that is not as expected; FileNotFoundError passes."""
-
-    def __init__(self, path, limit: int, what: str):
-        self.path, self.what = Path(path), what
-        self.file = open_bounded(path, limit, what, CheckpointError)
-        try:
-            if os.fstat(self.file.fileno()).st_size == 0:
-                raise self.error(f"empty: not a {what}")
-            self.zip = zipfile.ZipFile(self.file)
-            names = self.zip.namelist()
-        except (zipfile.BadZipFile, OSError, ValueError, EOFError, RuntimeError) as e:
-            self.file.close()
-            if isinstance(e, CheckpointError):
-                raise
-            raise self.error(f"not a {what} ({_one_line(e)})") from None
-        if len(set(names)) != len(names) or not all(n.endswith(".npy") for n in names):
-            self.close()
-            raise self.error(f"not a {what} (a member twice, or one that is not .npy)")
-        self.members = [n[:-4] for n in names]
-        self.headers: dict[str, tuple] = {}
-
-    def error(self, message: str) -> CheckpointError:
-        return CheckpointError(f"{self.path}: {message}")
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    def close(self):
-        self.zip.close() if hasattr(self, "zip") else None
-        self.file.close()
-
-    def header(self, name: str) -> tuple[tuple[int, ...], np.dtype, int]:
-        """(shape, dtype, offset of the data) of member ``name``, from its .npy header
-        alone; Fortran order is refused (save_npz and save_state never write it)."""
-        if name not in self.headers:
-            info = self.zip.getinfo(f"{name}.npy")
-            try:
-                with self.zip.open(info) as member:
-                    version = np.lib.format.read_magic(member)
-                    read_header = {(1, 0): np.lib.format.read_array_header_1_0,
-                                   (2, 0): np.lib.format.read_array_header_2_0}.get(version)
-                    if read_header is None:
-                        raise ValueError(f"format version {version}")
-                    shape, fortran, dtype = read_header(member)
-                    offset = member.tell()
-            except (ValueError, OSError, EOFError, zipfile.BadZipFile, RuntimeError,
-                    SyntaxError, TypeError) as e:
-                raise self.error(f"{name} is not a NumPy array ({_one_line(e)})") from None
-            if fortran:
-                raise self.error(f"{name} is in Fortran order, not as written here")
-            if dtype.hasobject:
-                raise self.error(f"{name} holds Python objects, not numbers")
-            size = offset + math.prod(shape) * dtype.itemsize
-            if info.file_size != size:      # the zip directory bounds what is inflated
-                raise self.error(f"{name}: {info.file_size:,} bytes, its header "
-                                 f"describes {size:,} (truncated or not a {self.what})")
-            self.headers[name] = shape, dtype, offset
-        return self.headers[name]
-
-    def expect(self, name: str, shape) -> tuple[int, ...]:
-        """Member ``name``'s shape, checked: float64 of ``shape`` (a tuple), or of
-        ``shape`` dimensions (an int) each 1..MAX_UNITS."""
-        found, dtype, _ = self.header(name)
-        if dtype != np.dtype("<f8"):
-            raise self.error(f"{name} holds {dtype}, not float64 values")
-        if isinstance(shape, int):
-            if len(found) != shape or not all(0 < n <= MAX_UNITS for n in found):
-                raise self.error(f"{name} has shape {found}: not a {shape}-D array of "
-                                 f"1..{MAX_UNITS} per side")
-        elif found != shape:
-            raise self.error(f"{name} has shape {found}, the model's is {shape}")
-        return found
-
-    def expect_text(self, name: str, chars: int) -> None:
-        """Member ``name`` is one string of at most ``chars`` characters."""
-        shape, dtype, _ = self.header(name)
-        if shape != () or dtype.kind != "U" or dtype.itemsize > 4 * chars:
-            raise self.error(f"{name} is {dtype} of shape {shape}, not a string of at most "
-                             f"{chars:,} characters")
-
-    def read(self, name: str) -> np.ndarray:
-        """Member ``name``'s array (its header checked first), native and writable."""
-        shape, dtype, offset = self.header(name)
-        try:
-            with self.zip.open(f"{name}.npy") as member:
-                member.read(offset)
-                blob = member.read(math.prod(shape) * dtype.itemsize)
-        except (OSError, EOFError, zipfile.BadZipFile, RuntimeError, ValueError) as e:
-            raise self.error(f"{name} cannot be read ({_one_line(e)})") from None
-        if len(blob) != math.prod(shape) * dtype.itemsize:
-            raise self.error(f"{name} is truncated")
-        return np.frombuffer(blob, dtype=dtype).reshape(shape).astype(dtype.newbyteorder("="))
-
-    def read_text(self, name: str) -> str:
-        return str(self.read(name)[()])
-
-
-def _one_line(e: Exception) -> str:
-    return " ".join(str(e).split())
-
-
 def _key_problems(keys: set[str]) -> str:
     missing, extra = sorted(STATE_KEYS - keys), sorted(keys - STATE_KEYS)
     return "; ".join(([f"{', '.join(missing)} missing"] if missing else [])
@@ -385,17 +277,13 @@ def save_npz(path, kind: str, params: dict[str, np.ndarray]) -> None:
 MAX_NPZ_BYTES = 1 << 31       # of an .npz model's parameters, uncompressed
 
 
-def npz_shapes(kind: str, shapes: dict[str, tuple[int, ...]]) -> dict[str, tuple[int, ...]]:
-    """The shapes a ``kind`` model's parameters must have, given W1's and W2's found:
-    consistent with each other (the layout above); a kind not described here only
-    needs its parameters 2-D or 1-D as found."""
-    h1, V = shapes["W1"]
-    if kind == "window":
-        h2, columns = shapes["W2"]
-        return {"W1": (h1, V), "W2": (h2, columns), "b2": (h2,), "W3": (1, h2), "b3": (1,)}
-    if kind == "skipgram":
-        return {"W1": (h1, V), "W2": (V, h1)}
-    return dict(shapes)
+def npz_shapes(kind: str, found: dict[str, tuple[int, ...]]) -> dict[str, tuple[int, ...]]:
+    """The shapes a ``kind`` model's parameters must have, given those ``found`` (W1's
+    and W2's decide): what the kind's class declares (``Layers.saved_shapes``); a
+    kind not registered, those found.  ValueError says why none fit."""
+    from wordnet.models import registry  # the kinds' modules come after this one
+    kind_of = registry.KINDS.get(kind)
+    return kind_of.model.saved_shapes(found) if kind_of else dict(found)
 
 
 def load_npz(path, kinds: dict, vocab_size: int | None = None
@@ -406,7 +294,8 @@ def load_npz(path, kinds: dict, vocab_size: int | None = None
     compressed megabytes claiming gigabytes are refused unread.  CheckpointError
     names the file and what is wrong with it."""
     try:
-        with _Archive(path, MAX_NPZ_BYTES + MiB, "model archive") as archive:
+        with Archive(path, MAX_NPZ_BYTES + MiB, "model archive", CheckpointError,
+                     MAX_UNITS) as archive:
             names = set(archive.members)
             if "kind" not in names:
                 raise archive.error("not a model archive (no kind)")
@@ -429,12 +318,12 @@ def load_npz(path, kinds: dict, vocab_size: int | None = None
                      for name in kinds[kind]}
             if len(found.get("W2", (0, 0))) != 2:
                 raise archive.error(f"W2 has shape {found['W2']}: not a matrix")
-            for name, shape in npz_shapes(kind, found).items():
+            try:
+                expected = npz_shapes(kind, found)
+            except ValueError as e:
+                raise archive.error(str(e)) from None
+            for name, shape in expected.items():
                 archive.expect(name, shape)
-            if kind == "window" and (found["W2"][1] % found["W1"][0]
-                                     or found["W2"][1] // found["W1"][0] % 2 == 0):
-                raise archive.error(f"W2 has {found['W2'][1]} columns: not an odd window "
-                                    f"of {found['W1'][0]}-wide embeddings")
             total = 8 * sum(math.prod(shape) for shape in found.values())
             if total > MAX_NPZ_BYTES:
                 raise archive.error(f"its parameters would take {total / MiB:,.0f} MiB, "
