@@ -1,7 +1,13 @@
 """The C checkpoint format: round trips, and every way a file can be wrong."""
+import hashlib
+import io
+import math
 import os
 import struct
+import time
+import zlib
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -206,3 +212,203 @@ def test_npz_round_trip_and_refusals(tmp_path):
     path.write_bytes(path.read_bytes()[:100])
     with pytest.raises(CheckpointError, match="not a model archive"):
         checkpoint.load_npz(path, kinds)
+
+
+# -- .npz archives: every member's header checked before its data is read ----------------
+
+def npy_bytes(array) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, array, allow_pickle=False)
+    return buffer.getvalue()
+
+
+def zeros_member(shape) -> tuple[bytes, int]:
+    """(raw deflate stream, uncompressed size) of an .npy file of float64 zeros of
+    ``shape``, made without ever holding the zeros: after a full flush, deflate gives
+    the same bytes for each MiB of zeros (1,037 of them), so gigabytes take megabytes
+    and milliseconds."""
+    head = io.BytesIO()
+    np.lib.format.write_array_header_1_0(head, {"descr": "<f8", "fortran_order": False,
+                                                "shape": tuple(shape)})
+    head = head.getvalue()
+    zeros = 8 * math.prod(shape)
+    c = zlib.compressobj(9, zlib.DEFLATED, -15)
+    parts = [c.compress(head) + c.flush(zlib.Z_FULL_FLUSH)]
+    mib, rest = divmod(zeros, 1 << 20)
+    if mib:
+        parts.append((c.compress(bytes(1 << 20)) + c.flush(zlib.Z_FULL_FLUSH)) * mib)
+    parts.append(c.compress(bytes(rest)) + c.flush())
+    return b"".join(parts), len(head) + zeros
+
+
+def write_zip(path, members: dict) -> None:
+    """A zip (zip64 sizes) of ``members``: name -> bytes (stored) or (deflate stream,
+    size) (deflated, CRC left 0: a reader stops long before the end, where it is
+    checked)."""
+    out, central = bytearray(), bytearray()
+    for name, member in members.items():
+        data, size, method, crc = ((member, len(member), 0, zlib.crc32(member))
+                                   if isinstance(member, bytes) else (*member, 8, 0))
+        offset, n = len(out), name.encode()
+        extra = struct.pack("<HHQQ", 1, 16, size, len(data))
+        out += struct.pack("<IHHHHHIIIHH", 0x04034B50, 45, 0, method, 0, 0x21, crc,
+                           0xFFFFFFFF, 0xFFFFFFFF, len(n), len(extra)) + n + extra + data
+        extra = struct.pack("<HHQQQ", 1, 24, size, len(data), offset)
+        central += struct.pack("<IHHHHHHIIIHHHHHII", 0x02014B50, 45, 45, 0, method, 0, 0x21,
+                               crc, 0xFFFFFFFF, 0xFFFFFFFF, len(n), len(extra), 0, 0, 0, 0,
+                               0xFFFFFFFF) + n + extra
+    start = len(out)
+    out += central + struct.pack("<IHHHHIIH", 0x06054B50, 0, 0, len(members), len(members),
+                                 len(central), start, 0)
+    Path(path).write_bytes(bytes(out))
+
+
+def refused_quickly(call, match):
+    """``call()`` raises a one-line CheckpointError matching ``match`` within 0.5 s,
+    having allocated under 16 MB; the time it took."""
+    import tracemalloc
+    tracemalloc.start()
+    started = time.perf_counter()
+    try:
+        with pytest.raises(CheckpointError, match=match) as e:
+            call()
+        took = time.perf_counter() - started
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert "\n" not in str(e.value)
+    assert took < 0.5 and peak < 16e6, (took, peak)
+    return took
+
+
+BOMB_SHAPE = (250, 4_000_000)                 # 7.45 GiB of float64
+
+
+def test_an_npz_bomb_is_refused_from_its_header_without_allocating(tmp_path):
+    """Issue 21 item 3: a 7.9 MB model.npz whose W1 claims (250, 4,000,000) made
+    `nearest` allocate 7.45 GiB (unexpected MemoryError)."""
+    from wordnet.data.dataset import Vocabulary
+    from wordnet.models import registry
+    from wordnet.models.predictor import Embeddings
+    path = tmp_path / "model.npz"
+    write_zip(path, {"kind.npy": npy_bytes(np.array("skipgram")),
+                     "W1.npy": zeros_member(BOMB_SHAPE), "W2.npy": npy_bytes(np.zeros((4, 250)))})
+    assert 7e6 < path.stat().st_size < 9e6
+    kinds = registry.checkpoint_kinds("model.npz")
+    vocab = tmp_path / "vocab.txt"                 # the shipped one, 250 words (read from
+    vocab.write_text("\n".join(Vocabulary.embedded().words))   # its .xz, 64 MiB, beforehand)
+    took = refused_quickly(lambda: Embeddings.load(path, vocab), "vocabulary of 4000000 words")
+    print(f"npz bomb refused in {took * 1000:.1f} ms")
+    refused_quickly(lambda: checkpoint.load_npz(path, kinds), r"W1 has shape \(250, 4000000\)")
+
+
+def test_an_npz_within_each_dimension_but_too_large_in_all_is_refused(tmp_path):
+    path = tmp_path / "model.npz"
+    write_zip(path, {"kind.npy": npy_bytes(np.array("skipgram")),
+                     "W1.npy": zeros_member((1000, 1_000_000)),
+                     "W2.npy": zeros_member((1_000_000, 1000))})
+    refused_quickly(lambda: checkpoint.load_npz(path, {"skipgram": ("W1", "W2")}),
+                    "more than a model may")
+
+
+def test_a_state_bomb_is_refused_from_its_header(saved):
+    """The same in model.bin.state.npz under `run --resume`."""
+    header = tiny_header()
+    shapes = header.shapes()
+    members = {f"vel_{n}.npy": npy_bytes(np.zeros(s)) for n, s in shapes.items()}
+    members["vel_W1.npy"] = zeros_member(BOMB_SHAPE)
+    for name, text in (("position", "{}"), ("history", "{}"),
+                       ("model_sha256", hashlib.sha256(saved.read_bytes()).hexdigest())):
+        members[f"{name}.npy"] = npy_bytes(np.array(text))
+    write_zip(checkpoint.state_path(saved), members)
+    refused_quickly(lambda: checkpoint.load_state(saved, shapes),
+                    r"vel_W1 has shape \(250, 4000000\), the model's is \(2, 5\)")
+
+
+def window_params(V=250, h1=2, h2=3, k=1):
+    rng = np.random.default_rng(0)
+    return {"W1": rng.standard_normal((h1, V)), "W2": rng.standard_normal((h2, (2 * k + 1) * h1)),
+            "b2": np.zeros(h2), "W3": rng.standard_normal((1, h2)), "b3": np.zeros(1)}
+
+
+@pytest.mark.parametrize("change, match", [
+    ({"b3": np.zeros(5)}, r"b3 has shape \(5,\), the model's is \(1,\)"),
+    ({"W1": np.zeros(250)}, r"W1 has shape \(250,\): not a matrix"),
+    ({"W1": np.zeros((2, 300))}, "vocabulary of 300 words"),
+    ({"W2": np.zeros((3, 4))}, "not an odd window"),
+    ({"W3": np.zeros((2, 3))}, r"W3 has shape \(2, 3\), the model's is \(1, 3\)"),
+    ({"b2": np.zeros((3, 1))}, r"b2 has shape \(3, 1\)"),
+    ({"b3": np.zeros(1, dtype=np.float32)}, "b3 holds float32, not float64"),
+    ({"b3": np.array(["x"])}, "b3 holds <U1, not float64"),
+    ({"b3": np.asfortranarray(np.zeros((1, 1)))[0]}, None),   # 1-D: C order all the same
+])
+def test_an_npz_of_shapes_that_do_not_fit_is_refused(tmp_path, change, match):
+    """Issue 21 item 7: a (5,) b3 or a 300-column W1 for 250 words was evaluated
+    (accuracy 0); a 1-D W1 ended in `unexpected ...`."""
+    path = tmp_path / "model.npz"
+    params = window_params() | change
+    np.savez(path, kind=np.array("window"), **params)
+    kinds = {"window": ("W1", "W2", "b2", "W3", "b3")}
+    if match is None:
+        assert checkpoint.load_npz(path, kinds, 250)[0] == "window"
+        return
+    with pytest.raises(CheckpointError, match=match) as e:
+        checkpoint.load_npz(path, kinds, 250)
+    assert "\n" not in str(e.value)
+
+
+def test_an_npz_in_fortran_order_is_refused(tmp_path):
+    path = tmp_path / "model.npz"
+    np.savez(path, kind=np.array("skipgram"), W1=np.asfortranarray(np.ones((2, 3))),
+             W2=np.ones((3, 2)))
+    with pytest.raises(CheckpointError, match="W1 is in Fortran order"):
+        checkpoint.load_npz(path, {"skipgram": ("W1", "W2")})
+
+
+def state_of(saved, **changes):
+    header = tiny_header()
+    velocity = {n: np.zeros(s) for n, s in header.shapes().items()}
+    checkpoint.save_state(saved, velocity, {"epoch": 0}, {"train_ce": [1.0], "valid_ce": []})
+    side = checkpoint.state_path(saved)
+    with np.load(side) as f:
+        entries = {k: f[k] for k in f.files}
+    np.savez(side, **(entries | changes))
+    return header.shapes()
+
+
+@pytest.mark.parametrize("change, match", [
+    ({"vel_W2": np.full((3, 6), np.nan)}, "velocity of W2 holds NaN"),
+    ({"vel_b3": np.full(5, 1e308)}, "velocity of b3 holds NaN, infinite or implausible"),
+    ({"vel_W1": np.full((2, 5), "x")}, "vel_W1 holds <U1, not float64"),
+    ({"position": np.array(5)}, "position is int64 of shape"),
+    ({"history": np.array("[1, 2]")}, "no position or history"),
+    ({"history": np.array('{"train_ce": ["a"]}')}, "train_ce is not a list of numbers"),
+    ({"history": np.array('{"valid_ce": [[1.5, 2]]}')}, "valid_ce is not a list of"),
+    ({"history": np.array("{")}, "not JSON"),
+])
+def test_a_resume_state_of_bad_values_is_refused(saved, change, match):
+    """Issue 21 item 7: NaN or 1e308 velocities were accepted; a velocity of strings
+    ended in `unexpected ...`."""
+    shapes = state_of(saved, **change)
+    with pytest.raises(CheckpointError, match=match) as e:
+        checkpoint.load_state(saved, shapes)
+    assert "\n" not in str(e.value)
+
+
+def test_a_fifo_as_the_resume_state_is_refused_unread(saved):
+    """Issue 21 item 6: a FIFO as model.bin.state.npz hung `run --resume`."""
+    from blocking import unblocking, within
+    side = checkpoint.state_path(saved)
+    os.mkfifo(side)
+    try:
+        e = within(5, lambda: checkpoint.load_state(saved, tiny_header().shapes()))
+    finally:
+        unblocking(side)
+    assert isinstance(e, CheckpointError) and "not a regular file" in str(e)
+
+
+def test_a_state_round_trips(saved):
+    shapes = state_of(saved)
+    velocity, position, history = checkpoint.load_state(saved, shapes)
+    assert position == {"epoch": 0} and history == {"train_ce": [1.0], "valid_ce": []}
+    assert all(v.shape == shapes[n] and v.flags.writeable for n, v in velocity.items())

@@ -583,6 +583,9 @@ def edit_state(state: Path, **changes):
     ("empty", "empty: not a resume state"),
     ("no velocity", "not a resume state: vel_W3 missing"),
     ("extra key", "not a resume state: unexpected extra"),
+    ("NaN velocity", "velocity of W3 holds NaN, infinite or implausible values"),
+    ("1e308 velocity", "velocity of W3 holds NaN, infinite or implausible values"),
+    ("velocity of strings", "vel_W3 holds <U1, not float64"),
 ])
 def test_resume_refuses_a_state_that_is_not_the_models_or_out_of_range(
         killed_folder, data_dir, tmp_path, damage, message):
@@ -608,6 +611,11 @@ def test_resume_refuses_a_state_that_is_not_the_models_or_out_of_range(
         state.write_bytes(b"")
     elif damage == "no velocity":
         edit_state(state, vel_W3=None)
+    elif damage.endswith("velocity"):
+        shape = np.load(state)["vel_W3"].shape
+        edit_state(state, vel_W3=np.full(shape, np.nan if damage == "NaN velocity" else 1e308))
+    elif damage == "velocity of strings":
+        edit_state(state, vel_W3=np.full(np.load(state)["vel_W3"].shape, "x"))
     else:
         edit_state(state, extra=np.zeros(1))
     result = invoke("run", "--stage", "train", "--resume", "--out", out,
@@ -683,3 +691,9 @@ def test_a_reader_that_goes_away_ends_the_command_quietly(model9):
     finally:
         os.close(writer)
     assert done.returncode == 141 and done.stderr == ""
+
+
+def test_generate_refuses_a_negative_seed_as_a_usage_error():
+    """Issue 21 item 7: `generate --seed -1` was exit 1 (NumPy's ValueError), not 2."""
+    result = invoke("generate", "have", "a", "good", "--sample", "--seed", "-1")
+    assert result.exit_code == 2 and "Invalid value for '--seed'" in result.output

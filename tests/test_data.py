@@ -150,3 +150,80 @@ def test_random_vocabulary_bytes_give_only_the_documented_error(tmp_path, blob):
     except DataError:
         return
     assert len(vocab) >= 1 and len(set(vocab.words)) == len(vocab)
+
+
+# -- issue 21: every data file read carefully -----------------------------------------
+
+def test_a_vocabulary_starting_with_a_byte_order_mark_is_read_without_it(tmp_path):
+    """Issue 21 item 7: the mark renamed the first word (\\ufeffall)."""
+    words = Vocabulary.embedded().words
+    path = tmp_path / "vocab.txt"
+    path.write_bytes(b"\xef\xbb\xbf" + "\n".join(words).encode())
+    vocab = Vocabulary.read(path)
+    assert vocab.words == words and vocab.encode(["all"])[0] == words.index("all")
+
+
+@pytest.mark.parametrize("target", ["/dev/zero", "folder"])
+def test_a_vocabulary_that_is_not_a_file_is_refused_unread(data_dir, tmp_path, target):
+    """Issue 21 item 6: vocab.txt linked to /dev/zero read until MemoryError."""
+    from blocking import within
+    folder = tmp_path / "data"
+    shutil.copytree(data_dir, folder)
+    (folder / "vocab.txt").unlink()
+    if target == "folder":
+        (folder / "vocab.txt").mkdir()
+    else:
+        (folder / "vocab.txt").symlink_to(target)
+    for read in (lambda: Vocabulary.read(folder / "vocab.txt"),   # a run folder's, --data-dir's
+                 lambda: data.load_dataset(folder)):
+        e = within(5, read)
+        assert isinstance(e, DataError) and "\n" not in str(e)
+        assert str(e).startswith(f"{folder / 'vocab.txt'}: ")
+
+
+def test_a_vocabulary_folder_in_data_is_an_error_not_the_shipped_one(data_dir, tmp_path,
+                                                                      monkeypatch):
+    """Issue 21 item 7: data/vocab.txt a folder (or FIFO) was skipped for the shipped
+    vocabulary."""
+    shutil.copytree(data_dir, tmp_path / "data")
+    (tmp_path / "data" / "vocab.txt").unlink()
+    (tmp_path / "data" / "vocab.txt").mkdir()
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv(data.DATA_ENV, raising=False)
+    assert data.find_data() == Path("data")
+    with pytest.raises(DataError, match="vocab.txt: is a folder, not a vocabulary"):
+        data.load_dataset(data.find_data())
+
+
+@pytest.mark.parametrize("make", ["folder", "fifo"])
+def test_a_vocabulary_beside_a_model_that_is_not_a_file_is_an_error(tmp_path, make):
+    """... and beside a model: the shipped vocabulary was taken instead."""
+    import os
+
+    from blocking import unblocking, within
+
+    from wordnet.data import embedded
+    from wordnet.models.predictor import Predictor
+    from wordnet.runs.locate import model_files
+    (tmp_path / "model.bin").write_bytes(embedded.read_bytes("model9-3000.bin"))
+    beside = tmp_path / "vocab.txt"
+    if make == "folder":
+        beside.mkdir()
+    else:
+        os.mkfifo(beside)
+    try:
+        with model_files(str(tmp_path / "model.bin")) as (path, vocab):
+            assert vocab == beside
+            e = within(5, lambda: Predictor.load(path, vocab))
+    finally:
+        if make == "fifo":
+            unblocking(beside)
+    assert isinstance(e, DataError) and str(e).startswith(f"{beside}: ")
+
+
+def test_a_csv_too_large_to_be_one_is_refused_before_reading(data_dir, tmp_path, monkeypatch):
+    folder = tmp_path / "data"
+    shutil.copytree(data_dir, folder)
+    monkeypatch.setattr(data, "TEXT_LIMIT", 1000)
+    with pytest.raises(DataError, match="more than a 4-gram CSV file can hold"):
+        data.load_dataset(folder)

@@ -123,3 +123,89 @@ def test_cli_data_fetch(data_dir, tmp_path, monkeypatch):
     *progress, error = result.stderr.strip().splitlines()
     assert error.startswith("Error: cannot download") and "--from DIR" in error
     assert progress == ["downloading vocab.txt"]
+
+
+# -- issue 21 item 6: sources and downloads bounded -----------------------------------
+
+def test_a_fifo_as_a_source_is_refused_unread(data_dir, tmp_path):
+    """A FIFO as a `data fetch --from` source hung."""
+    import os
+
+    from blocking import unblocking, within
+    source = tmp_path / "source"
+    shutil.copytree(data_dir, source)
+    (source / "vocab.txt").unlink()
+    os.mkfifo(source / "vocab.txt")
+    try:
+        e = within(5, lambda: fetch.fetch(tmp_path / "dest", source))
+    finally:
+        unblocking(source / "vocab.txt")
+    assert isinstance(e, fetch.FetchError)
+    assert str(e) == f"{source / 'vocab.txt'}: not a regular file: not a vocab.txt"
+    assert not (tmp_path / "dest" / "vocab.txt").exists()
+
+
+@pytest.fixture
+def mirror():
+    """A loopback server answering every GET as ``mirror.answer(handler)`` says; yields
+    (URL, the server)."""
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            server.answer(self)
+
+        def log_message(self, *args):
+            pass
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", server
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_mirror_announcing_more_than_the_file_can_hold_is_refused(mirror, tmp_path):
+    """A mirror announcing Content-Length: 4e9 was read until MemoryError."""
+    import time
+
+
+    def answer(handler):
+        handler.send_response(200)
+        handler.send_header("Content-Length", "4000000000")
+        handler.end_headers()
+        try:
+            handler.wfile.write(b"x" * 1000)
+        except OSError:
+            pass
+    url, server = mirror
+    server.answer = answer
+    started = time.monotonic()
+    with pytest.raises(fetch.FetchError) as e:
+        fetch.fetch(tmp_path / "dest", base_url=url)
+    assert time.monotonic() - started < 5
+    assert "it announces 4000000000 bytes, more than vocab.txt can hold" in str(e.value)
+    assert not (tmp_path / "dest" / "vocab.txt").exists()
+
+
+def test_a_download_is_stopped_past_its_bound(mirror, tmp_path, monkeypatch):
+    """No Content-Length, and more bytes than the file can hold: reading stops there."""
+
+    sent = []
+
+    def answer(handler):
+        handler.send_response(200)
+        handler.end_headers()                   # no length: until the connection closes
+        try:
+            for _ in range(10_000):
+                handler.wfile.write(b"x" * 65536)
+                sent.append(1)
+        except OSError:
+            pass
+    url, server = mirror
+    server.answer = answer
+    monkeypatch.setitem(fetch.LIMITS, "vocab.txt", 100_000)
+    with pytest.raises(fetch.FetchError, match="more than 100,000 bytes"):
+        fetch.fetch(tmp_path / "dest", base_url=url)
+    assert len(sent) < 10_000

@@ -195,3 +195,74 @@ def test_checkpoint_minutes_is_positive_and_changes_no_model():
     assert often.config.checkpoint_minutes == 0.5 and often.changed() == []
     with pytest.raises(recipes.ConfigError, match="checkpoint_minutes must be positive"):
         recipes.with_overrides(quick, {"checkpoint_minutes": "0"})
+
+
+# -- issue 21 item 7: a recipe file read strictly -------------------------------------
+
+GOOD = """description = "mine"
+[config]
+epochs = 1
+[reproduce]
+enforce_statistical_parity = false
+max_test_ce = 3.5
+"""
+
+
+def recipe_file(tmp_path, text):
+    path = tmp_path / "mine.toml"
+    path.write_text(text)
+    return path
+
+
+def test_a_recipe_file_is_read(tmp_path):
+    r = recipes.load_recipe(str(recipe_file(tmp_path, GOOD)))
+    assert (r.description, r.config.epochs, r.enforce_statistical_parity, r.max_test_ce) == (
+        "mine", 1, False, 3.5)
+
+
+@pytest.mark.parametrize("text, message", [
+    (GOOD.replace("= false", '= "false"'),
+     "enforce_statistical_parity must be true or false (a TOML boolean, unquoted), got 'false'"),
+    (GOOD.replace("max_test_ce", "max_tset_ce"),
+     "unknown key(s) in [reproduce]: max_tset_ce (known: enforce_statistical_parity, "
+     "max_test_ce)"),
+    ("epochs = 1\n" + GOOD, "unknown key(s) at the top level: epochs"),
+    ("config = 5\n", "config must be a table ([config]), got 5"),
+    ("reproduce = [1]\n", "reproduce must be a table ([reproduce]), got [1]"),
+    ("description = 5\n", "description must be a string, got 5"),
+    ("[config]\nepochs = \"1\"\n", "epochs"),
+    (GOOD.replace("3.5", "nan"), "max_test_ce must be a positive number, got nan"),
+    ("description = \"a\nb\"\n", "Illegal character"),
+])
+def test_a_recipe_with_a_bad_key_or_value_is_refused_in_one_line(tmp_path, text, message):
+    """A string parity read as true; unknown keys were ignored (a typo dropped the
+    bound); config = 5 or description = 5 ended in `unexpected ...`."""
+    path = recipe_file(tmp_path, text)
+    with pytest.raises(ConfigError) as e:
+        recipes.load_recipe(str(path))
+    assert str(e.value).startswith(f"{path}: ") and message in str(e.value)
+    assert "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("make", ["fifo", "folder", "huge"])
+def test_a_recipe_that_is_not_a_small_regular_file_is_refused_unread(tmp_path, make):
+    """Issue 21 item 6: a FIFO as the recipe hung `run`."""
+    import os
+
+    from blocking import unblocking, within
+    path = tmp_path / "mine.toml"
+    if make == "fifo":
+        os.mkfifo(path)
+    elif make == "folder":
+        path.mkdir()
+    else:
+        with open(path, "wb") as f:
+            f.truncate(1 << 30)
+    try:
+        e = within(5, lambda: recipes.load_recipe(str(path)))
+    finally:
+        if make == "fifo":
+            unblocking(path)
+    assert isinstance(e, ConfigError) and str(e).startswith(f"{path}: ")
+    assert ("not a regular file", "is a folder", "more than a recipe can hold")[
+        ("fifo", "folder", "huge").index(make)] in str(e)

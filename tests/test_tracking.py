@@ -547,3 +547,35 @@ def test_a_run_bounds_mlflows_requests_unless_told_otherwise(tracking_uri, monke
     assert os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] == "2"
     assert os.environ["MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR"] == "1"
     assert os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] == "3"
+
+
+def test_a_read_only_store_names_the_real_cause_not_sqlalchemys_autoflush(tmp_path):
+    """Issue 21 item 7: a read-only or full SQLite store said "(raised as a result of
+    Query-invoked autoflush; ...)" and dropped "attempt to write a readonly database"."""
+    import sqlalchemy as sa
+    from mlflow.exceptions import MlflowException
+    from sqlalchemy.orm import Session, declarative_base
+
+    from wordnet.tracking import first_line
+    Base = declarative_base()
+
+    class Row(Base):
+        __tablename__ = "t"
+        id = sa.Column(sa.Integer, primary_key=True)
+
+    path = tmp_path / "store.db"
+    Base.metadata.create_all(sa.create_engine(f"sqlite:///{path}"))
+    read_only = sa.create_engine(f"sqlite:///file:{path}?mode=ro&uri=true")
+    with Session(read_only) as session:
+        session.add(Row())
+        with pytest.raises(sa.exc.OperationalError) as e:
+            session.query(Row).all()               # autoflush: the INSERT fails
+    assert str(e.value).startswith("(raised as a result of Query-invoked autoflush")
+    assert first_line(e.value) == "attempt to write a readonly database"
+    try:                                            # as MLflow passes it on
+        raise MlflowException(str(e.value)) from e.value
+    except MlflowException as wrapped:
+        assert first_line(wrapped) == "attempt to write a readonly database"
+    # its text alone, the cause lost: the database's line, not the wrapper's
+    assert first_line(MlflowException(str(e.value))) == (
+        "(sqlite3.OperationalError) attempt to write a readonly database")

@@ -1,10 +1,79 @@
-"""Writing files so that a crash never leaves one half-written."""
+"""Writing files so that a crash never leaves one half-written, and reading a user's
+files so that none can hang a command or exhaust its memory."""
 from __future__ import annotations
 
 import json
 import os
+import stat
 import tempfile
 from pathlib import Path
+
+from wordnet.errors import WordNetError
+
+MiB = 1 << 20
+
+
+class ReadError(WordNetError, ValueError):
+    """A file is not one the command can read: not a regular file, larger than what it
+    can sensibly hold, or unreadable; the message names the file (and the bound)."""
+
+
+def open_bounded(path, limit: int, what: str, error: type[WordNetError] = ReadError):
+    """``path`` opened for reading in binary, once known to be a regular file (a FIFO, a
+    folder, a device or a link to one is refused without a blocking open) of at most
+    ``limit`` bytes, what a ``what`` (e.g. "vocabulary") can sensibly hold.  ``error``
+    (a WordNetError class) is raised, naming the file and the bound; FileNotFoundError
+    is left to the caller."""
+    path = Path(path)
+    try:
+        _check(path, os.stat(path), limit, what, error)
+        # O_NONBLOCK: a FIFO swapped in meanwhile does not block the open; fstat decides
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError:
+        raise
+    except OSError as e:
+        raise error(f"{path}: cannot read the {what} ({e.strerror or e})") from None
+    try:
+        _check(path, os.fstat(fd), limit, what, error)
+        os.set_blocking(fd, True)
+        return open(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def read_bounded(path, limit: int, what: str, error: type[WordNetError] = ReadError) -> bytes:
+    """The bytes of ``path``, checked as :func:`open_bounded` checks it, and read whole
+    (never more than ``limit`` bytes, should it grow meanwhile)."""
+    with open_bounded(path, limit, what, error) as f:
+        try:
+            # the size fstat gave (and a byte more, to see growth), not the bound: a
+            # read(n) allocates n bytes before it reads any
+            chunks = [f.read(os.fstat(f.fileno()).st_size + 1)]
+            size = len(chunks[0])
+            while size <= limit and (chunk := f.read(min(MiB, limit + 1 - size))):
+                chunks.append(chunk)
+                size += len(chunk)
+        except OSError as e:
+            raise error(f"{path}: cannot read the {what} ({e.strerror or e})") from None
+    if size > limit:
+        raise error(f"{path}: grew past {_size(limit)} while being read: not a {what}")
+    return b"".join(chunks) if len(chunks) > 1 else chunks[0]
+
+
+def _check(path: Path, facts: os.stat_result, limit: int, what: str, error) -> None:
+    mode = facts.st_mode
+    if stat.S_ISDIR(mode):
+        raise error(f"{path}: is a folder, not a {what}")
+    if not stat.S_ISREG(mode):                    # a FIFO, a device, a socket
+        raise error(f"{path}: not a regular file: not a {what}")
+    if facts.st_size > limit:
+        raise error(f"{path}: {_size(facts.st_size)}, more than a {what} can hold "
+                    f"({_size(limit)} at most): not read")
+
+
+def _size(n: int) -> str:
+    return f"{n:,} bytes" if n < MiB else f"{n / MiB:,.1f} MiB"
 
 
 def atomic_write(path: Path, data: bytes) -> None:

@@ -50,7 +50,7 @@ def predict(context, model, tracking_uri, data_dir, top_k, as_json):
 @click.option("--sample", is_flag=True, help="Sample each word instead of taking the likeliest.")
 @click.option("--temperature", type=click.FloatRange(min=0, min_open=True), default=1.0,
               show_default=True, help="With --sample: below 1 sharper, above 1 flatter.")
-@click.option("--seed", type=int, help="With --sample: the random seed.")
+@click.option("--seed", type=click.IntRange(min=0), help="With --sample: the random seed.")
 @click.option("--interactive", "-i", is_flag=True,
               help="Choose each next word among the top 5, as the C program does.")
 @click.pass_context

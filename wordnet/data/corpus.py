@@ -52,7 +52,7 @@ def load_corpus(vocab: Vocabulary, data_dir: Path | None) -> Corpus:
         text = embedded.read_bytes("raw_sentences.txt").decode("utf-8")
     else:
         path = Path(data_dir) / "raw_sentences.txt"
-        if not path.is_file():
+        if not path.exists():            # a folder or a FIFO there: _read_text refuses it
             raise DataError(f"{data_dir}: no raw_sentences.txt, which the window and skip-gram "
                             "models read; `wordnet-pipeline data fetch` fetches it")
         text = _read_text(path)

@@ -24,6 +24,7 @@ import numpy as np
 
 from wordnet.data import embedded
 from wordnet.errors import WordNetError
+from wordnet.fileio import MiB, read_bounded
 
 CONTEXT = 3                  # D, words in
 COLUMNS = CONTEXT + 1        # the 4-gram: context, then target
@@ -32,6 +33,10 @@ SPLITS = ("train", "valid", "test")
 DATA_ENV = "WORDNET_DATA_DIR"
 DEFAULT_DIR = Path("data")
 BREAK = -1                   # in a token stream: a sentence's end, or a word outside the vocabulary
+# The most a data file can sensibly hold (wordnet.fileio.read_bounded): a vocabulary of
+# a million words, the published CSV files (5 MB) and sentences (2 MB) many times over.
+VOCAB_LIMIT = 64 * MiB
+TEXT_LIMIT = 512 * MiB
 
 
 class DataError(WordNetError, ValueError):
@@ -73,9 +78,11 @@ class Vocabulary:
 
     @classmethod
     def read(cls, path: Path) -> "Vocabulary":
+        """The vocabulary file at ``path``: UTF-8, one word a line; a byte-order mark
+        at its start (as some editors write) is not part of the first word."""
         path = Path(path)
         try:
-            text = path.read_text(encoding="utf-8")
+            text = read_bounded(path, VOCAB_LIMIT, "vocabulary", DataError).decode("utf-8-sig")
         except (OSError, UnicodeDecodeError) as e:
             raise DataError(f"{path}: cannot read the vocabulary ({_reason(e)})") from None
         return cls.parse(text, path)
@@ -143,8 +150,10 @@ def sha256(path: Path) -> str:
 def has_data(folder: Path) -> bool:
     """Whether ``folder`` holds what :func:`load_dataset` reads."""
     folder = Path(folder)
-    splits = all((folder / f"{s}_data.csv").is_file() for s in SPLITS)
-    return (folder / "vocab.txt").is_file() and (splits or (folder / "raw_sentences.txt").is_file())
+    # exists(), not is_file(): a vocab.txt that is a folder or a FIFO is an error to
+    # report when reading it, not a reason to take the shipped copy instead
+    splits = all((folder / f"{s}_data.csv").exists() for s in SPLITS)
+    return (folder / "vocab.txt").exists() and (splits or (folder / "raw_sentences.txt").exists())
 
 
 def find_data(option: str | os.PathLike | None = None) -> Path | None:
@@ -210,7 +219,7 @@ def read_csv(path: Path, vocab_size: int) -> np.ndarray:
     """Rows ``w1,w2,w3,target`` (1-based) as an (rows, 4) 0-based int32 array."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="ascii")
+        text = read_bounded(path, TEXT_LIMIT, "4-gram CSV file", DataError).decode("ascii")
     except (OSError, UnicodeDecodeError) as e:
         raise DataError(f"{path}: cannot read ({_reason(e)})") from None
     lines = text.splitlines()
@@ -275,13 +284,13 @@ def split_ngrams(tokens: np.ndarray):
 
 def _read_text(path: Path) -> str:
     try:
-        return path.read_text(encoding="utf-8")
+        return read_bounded(path, TEXT_LIMIT, "sentences file", DataError).decode("utf-8")
     except (OSError, UnicodeDecodeError) as e:
         raise DataError(f"{path}: cannot read ({_reason(e)})") from None
 
 
 def _need(path: Path, hint: str = "") -> Path:
-    if not path.is_file():
+    if not path.exists():                # what is there but not a file: read_bounded says
         raise DataError(f"{path}: missing" + (f" ({hint})" if hint else ""))
     return path
 

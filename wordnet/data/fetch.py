@@ -11,7 +11,9 @@ rebuilt from ``raw_sentences.txt`` by the split rule of :mod:`wordnet.data.datas
 from __future__ import annotations
 
 import hashlib
+import http.client
 import os
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -19,12 +21,14 @@ from pathlib import Path
 from wordnet.data.dataset import (DATA_ENV, DEFAULT_DIR, DataError, Vocabulary, csv_bytes, sha256,
     split_ngrams, tokenize)
 from wordnet.data.embedded import CSV_SHA256, SHA256
-from wordnet.fileio import atomic_write
 from wordnet.errors import WordNetError
+from wordnet.fileio import MiB, atomic_write, read_bounded
 
 BASE_URL = "https://raw.githubusercontent.com/gingerbig/wordnet/master"
 URL_ENV = "WORDNET_DATA_URL"          # overrides BASE_URL, e.g. for a mirror
-TIMEOUT = 30                          # seconds per download
+TIMEOUT = 30                          # seconds without a byte, per download
+DEADLINE = 600                        # seconds for any one download, whole
+CHUNK = 1 << 16
 
 # file -> its path upstream
 UPSTREAM = {
@@ -37,6 +41,9 @@ UPSTREAM = {
 }
 TRAIN_CSV = "train_data.csv"
 PINNED = {name: (SHA256 | CSV_SHA256)[name] for name in (*UPSTREAM, TRAIN_CSV)}
+# The most each file can hold, read or downloaded: some times the published files'
+# sizes (at most 5 MB); the SHA-256 pin decides the rest.
+LIMITS = {name: 64 * MiB for name in PINNED} | {"vocab.txt": MiB, "vocab_ordered.txt": MiB}
 
 HOW_TO_POINT = (f"point at a local copy with --data-dir DIR, {DATA_ENV}=DIR "
                 "or `wordnet-pipeline data fetch --from DIR`")
@@ -78,7 +85,7 @@ def fetch(dest: Path, source: Path | None = None, base_url: str | None = None,
         _write_verified(dest / name, blob)
         log(f"{name}: SHA-256 ok")
     if not _verified(dest / TRAIN_CSV):
-        if source is not None and (Path(source) / TRAIN_CSV).is_file():
+        if source is not None and (Path(source) / TRAIN_CSV).exists():
             blob = _read(Path(source) / TRAIN_CSV)
         else:
             log(f"rebuilding {TRAIN_CSV} from raw_sentences.txt")
@@ -105,25 +112,44 @@ def _write_verified(path: Path, blob: bytes) -> None:
 
 def _read(path: Path) -> bytes:
     try:
-        return path.read_bytes()
+        return read_bounded(path, LIMITS[path.name], path.name, FetchError)
     except OSError as e:
         raise FetchError(f"{path}: cannot read ({e.strerror})") from None
 
 
 def _download(url: str, name: str) -> bytes:
+    """The body at ``url``, in chunks: refused when it announces, or brings, more than
+    ``name`` can hold (LIMITS), or takes longer than DEADLINE seconds."""
+    limit, deadline = LIMITS[name], time.monotonic() + DEADLINE
     try:
         with urllib.request.urlopen(url, timeout=TIMEOUT) as response:
-            return response.read()
+            announced = response.headers.get("Content-Length")
+            if announced is not None and not (announced.isdigit() and int(announced) <= limit):
+                raise FetchError(f"cannot download {name} from {url}: it announces "
+                                 f"{announced[:30]} bytes, more than {name} can hold "
+                                 f"({limit:,} bytes at most); {HOW_TO_POINT}")
+            chunks, size = [], 0
+            while chunk := response.read(CHUNK):
+                size += len(chunk)
+                if size > limit:
+                    raise FetchError(f"cannot download {name} from {url}: more than {limit:,} "
+                                     f"bytes, more than {name} can hold; {HOW_TO_POINT}")
+                if time.monotonic() > deadline:
+                    raise FetchError(f"cannot download {name} from {url}: not done in "
+                                     f"{DEADLINE} s; {HOW_TO_POINT}")
+                chunks.append(chunk)
+            return b"".join(chunks)
     except urllib.error.HTTPError as e:
         reason = f"HTTP {e.code}"
-    except (urllib.error.URLError, OSError) as e:
-        reason = str(getattr(e, "reason", e))
+    except (urllib.error.URLError, OSError, http.client.HTTPException) as e:
+        reason = " ".join(str(getattr(e, "reason", e)).split()) or type(e).__name__
     raise FetchError(f"cannot download {name} from {url} ({reason}); offline? {HOW_TO_POINT}")
 
 
 def _rebuild_train(folder: Path) -> bytes:
     try:
-        text = (folder / "raw_sentences.txt").read_text(encoding="utf-8")
+        raw = folder / "raw_sentences.txt"
+        text = read_bounded(raw, LIMITS[raw.name], raw.name, FetchError).decode("utf-8")
         train, _, _ = split_ngrams(tokenize(text, Vocabulary.read(folder / "vocab.txt"))[0])
     except (OSError, UnicodeDecodeError, DataError) as e:
         raise FetchError(f"cannot rebuild {TRAIN_CSV}: {e}") from None

@@ -64,6 +64,13 @@ class Layers:
         self.threads = threads or default_threads()
         self._buffers = {}
 
+    @classmethod
+    def saved_shapes(cls, found: dict[str, tuple[int, ...]]) -> dict[str, tuple[int, ...]]:
+        """The shapes the parameters of a checkpoint must have, given those ``found`` in
+        it (read from its headers, before any data): consistent with each other;
+        ValueError says why when they cannot be.  Here: as found."""
+        return dict(found)
+
     def params(self) -> dict[str, np.ndarray]:
         return {name: getattr(self, name) for name in self.PARAMS}
 

@@ -11,9 +11,7 @@ import io
 import json
 import math
 import os
-import stat
 import struct
-import zipfile
 from dataclasses import astuple, dataclass, fields
 from pathlib import Path
 
@@ -21,11 +19,14 @@ import numpy as np
 
 from wordnet.data import embedded
 from wordnet.errors import WordNetError
-from wordnet.fileio import atomic_write
+from wordnet.fileio import MiB, atomic_write, open_bounded
+from wordnet.models.archive import Archive
 
 # int32 x5, pad, float64 x2, int32 x7, pad
 HEADER = struct.Struct("<5i4x2d7i4x")
 MAX_UNITS = 1 << 20            # sanity bound on any one size in a header
+MAX_FILE = 1 << 62             # no bound of its own: a C-format checkpoint is bounded by
+                               # its header, checked against the file's size before reading
 
 
 class CheckpointError(WordNetError, ValueError):
@@ -105,23 +106,12 @@ def read(path) -> bytes:
     would block, /dev/zero never ends)."""
     path = Path(path)
     try:
-        # O_NONBLOCK: opening a FIFO does not wait for a writer; regular files ignore it
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
-        try:
-            facts = os.fstat(fd)
-            if stat.S_ISDIR(facts.st_mode):
-                raise CheckpointError(f"{path}: is a folder, not a checkpoint")
-            if not stat.S_ISREG(facts.st_mode):
-                raise CheckpointError(f"{path}: not a regular file: not a checkpoint")
-            os.set_blocking(fd, True)
-            with open(fd, "rb", closefd=False) as f:
-                size = _header(f.read(HEADER.size), path, facts.st_size).file_size()
-                f.seek(0)
-                blob = f.read(size)
-                if len(blob) != size or f.read(1):
-                    raise CheckpointError(f"{path}: changed while being read")
-        finally:
-            os.close(fd)
+        with open_bounded(path, MAX_FILE, "checkpoint", CheckpointError) as f:
+            size = _header(f.read(HEADER.size), path, os.fstat(f.fileno()).st_size).file_size()
+            f.seek(0)
+            blob = f.read(size)
+            if len(blob) != size or f.read(1):
+                raise CheckpointError(f"{path}: changed while being read")
     except OSError as e:
         raise CheckpointError(f"{path}: cannot read ({e.strerror})") from None
     return blob
@@ -189,37 +179,70 @@ def save_state(path, velocity: dict[str, np.ndarray], position: dict,
     atomic_write(state_path(path), buffer.getvalue())
 
 
+MAX_VELOCITY = 1e12             # |velocity| in a resume state; beyond, it is not a run's
+STATE_JSON_CHARS = 1 << 26      # the history's JSON, in characters (some 25 a CE)
+POSITION_CHARS = 1 << 12
+
+
 def load_state(path, shapes: dict[str, tuple[int, ...]]
                ) -> tuple[dict[str, np.ndarray], dict, dict]:
     """(velocity, position, history) saved by save_state beside checkpoint ``path``,
-    whose parameters have ``shapes``; refused unless it belongs to that checkpoint."""
+    whose parameters have ``shapes``; refused unless it belongs to that checkpoint.
+    Every array's header (shape, type) is checked against what the model expects
+    before its data is read; velocities must be finite and at most MAX_VELOCITY."""
     side = state_path(path)
+    expected = {f"vel_{name}": ("f", tuple(shape)) for name, shape in shapes.items()}
+    expected |= {"position": ("U", POSITION_CHARS), "history": ("U", STATE_JSON_CHARS),
+                 "model_sha256": ("U", 64)}
+    limit = 8 * sum(math.prod(s) for s in shapes.values()) + 4 * STATE_JSON_CHARS + MiB
     try:
-        with np.load(side, allow_pickle=False) as f:
-            keys = set(f.files)
+        with Archive(side, limit, "resume state", CheckpointError, MAX_UNITS) as archive:
+            keys = set(archive.members)
             if keys != STATE_KEYS:
-                raise CheckpointError(f"{side}: not a resume state: "
-                                      f"{_key_problems(keys)}")
-            velocity = {name: f[f"vel_{name}"] for name in PARAMS}
-            position, history = json.loads(str(f["position"])), json.loads(str(f["history"]))
-            digest = str(f["model_sha256"])
+                raise CheckpointError(f"{side}: not a resume state: {_key_problems(keys)}")
+            for name, (kind, size) in expected.items():
+                if kind == "f":
+                    archive.expect(name, size)
+                else:
+                    archive.expect_text(name, size)
+            velocity = {name: archive.read(f"vel_{name}") for name in PARAMS}
+            position, history, digest = (archive.read_text(n)
+                                         for n in ("position", "history", "model_sha256"))
     except FileNotFoundError:
         raise CheckpointError(f"{side}: missing: there is nothing to resume") from None
-    except EOFError:
-        raise CheckpointError(f"{side}: empty: not a resume state") from None
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as e:
-        raise CheckpointError(f"{side}: not a resume state ({e})") from None
+    for name, v in velocity.items():
+        if not np.isfinite(v).all() or np.abs(v).max(initial=0) > MAX_VELOCITY:
+            raise CheckpointError(f"{side}: velocity of {name} holds NaN, infinite or "
+                                  f"implausible values (beyond {MAX_VELOCITY:g}): "
+                                  "not a run's state")
     if digest != _sha256(path):
         raise CheckpointError(f"{side}: belongs to another {Path(path).name} than the one "
                               "beside it (a run stopped between writing the two?): "
                               "cannot resume; run without --resume to start over")
-    for name, shape in shapes.items():
-        if velocity[name].shape != shape:
-            raise CheckpointError(f"{side}: velocity of {name} has shape "
-                                  f"{velocity[name].shape}, the model's is {shape}")
+    try:
+        position, history = json.loads(position), json.loads(history)
+    except (ValueError, RecursionError):
+        raise CheckpointError(f"{side}: not a resume state (its position or history is "
+                              "not JSON)") from None
     if not isinstance(position, dict) or not isinstance(history, dict):
         raise CheckpointError(f"{side}: not a resume state (no position or history)")
+    problem = _history_problem(history)
+    if problem:
+        raise CheckpointError(f"{side}: not a resume state ({problem})")
     return velocity, position, history
+
+
+def _history_problem(history: dict) -> str | None:
+    def number(v):
+        return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+    train, valid = history.get("train_ce", []), history.get("valid_ce", [])
+    if not isinstance(train, list) or not all(number(v) for v in train):
+        return "its train_ce is not a list of numbers"
+    if not isinstance(valid, list) or not all(
+            isinstance(p, list) and len(p) == 2 and isinstance(p[0], int)
+            and not isinstance(p[0], bool) and number(p[1]) for p in valid):
+        return "its valid_ce is not a list of [iteration, CE] pairs"
+    return None
 
 
 def _key_problems(keys: set[str]) -> str:
@@ -229,10 +252,7 @@ def _key_problems(keys: set[str]) -> str:
 
 
 def _sha256(path) -> str:
-    try:
-        return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-    except OSError as e:
-        raise CheckpointError(f"{path}: cannot read ({e.strerror})") from None
+    return hashlib.sha256(read(path)).hexdigest()
 
 
 # -- the window scorer's and skip-gram's checkpoints ------------------------------------
@@ -254,21 +274,65 @@ def save_npz(path, kind: str, params: dict[str, np.ndarray]) -> None:
     atomic_write(Path(path), buffer.getvalue())
 
 
-def load_npz(path, kinds: dict) -> tuple[str, dict[str, np.ndarray]]:
+MAX_NPZ_BYTES = 1 << 31       # of an .npz model's parameters, uncompressed
+
+
+def npz_shapes(kind: str, found: dict[str, tuple[int, ...]]) -> dict[str, tuple[int, ...]]:
+    """The shapes a ``kind`` model's parameters must have, given those ``found`` (W1's
+    and W2's decide): what the kind's class declares (``Layers.saved_shapes``); a
+    kind not registered, those found.  ValueError says why none fit."""
+    from wordnet.models import registry  # the kinds' modules come after this one
+    kind_of = registry.KINDS.get(kind)
+    return kind_of.model.saved_shapes(found) if kind_of else dict(found)
+
+
+def load_npz(path, kinds: dict, vocab_size: int | None = None
+             ) -> tuple[str, dict[str, np.ndarray]]:
     """(kind, params) of an .npz checkpoint; ``kinds`` maps each kind to its parameters'
-    names.  CheckpointError names the file and what is wrong with it."""
+    names; W1 has ``vocab_size`` columns when given.  Every array's header (shape,
+    type) is checked against what the kind expects before any data is read: a few
+    compressed megabytes claiming gigabytes are refused unread.  CheckpointError
+    names the file and what is wrong with it."""
     try:
-        with np.load(path, allow_pickle=False) as archive:
-            saved = {name: archive[name] for name in archive.files}
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
-        raise CheckpointError(f"{path}: not a model archive ({e})") from None
-    kind = str(saved.pop("kind", ""))
-    if kind not in kinds:
-        raise CheckpointError(f"{path}: kind {kind!r} is none of {', '.join(kinds)}")
-    if sorted(saved) != sorted(kinds[kind]):
-        raise CheckpointError(f"{path}: a {kind} model holds {', '.join(kinds[kind])}, "
-                              f"this file {', '.join(sorted(saved)) or 'nothing'}")
+        with Archive(path, MAX_NPZ_BYTES + MiB, "model archive", CheckpointError,
+                     MAX_UNITS) as archive:
+            names = set(archive.members)
+            if "kind" not in names:
+                raise archive.error("not a model archive (no kind)")
+            archive.expect_text("kind", 64)
+            kind = archive.read_text("kind")
+            if kind not in kinds:
+                raise archive.error(f"kind {kind!r} is none of {', '.join(kinds)}")
+            params = names - {"kind"}
+            if sorted(params) != sorted(kinds[kind]):
+                raise archive.error(f"a {kind} model holds {', '.join(kinds[kind])}, "
+                                    f"this file {', '.join(sorted(params)) or 'nothing'}")
+            w1 = archive.header("W1")[0]
+            if len(w1) != 2:
+                raise archive.error(f"W1 has shape {w1}: not a matrix "
+                                    "(embedding size x vocabulary)")
+            if vocab_size is not None and w1[1] != vocab_size:
+                raise archive.error(f"vocabulary of {w1[1]} words (W1's columns), "
+                                    f"the data has {vocab_size}")
+            found = {name: archive.expect(name, len(archive.header(name)[0]) or 1)
+                     for name in kinds[kind]}
+            if len(found.get("W2", (0, 0))) != 2:
+                raise archive.error(f"W2 has shape {found['W2']}: not a matrix")
+            try:
+                expected = npz_shapes(kind, found)
+            except ValueError as e:
+                raise archive.error(str(e)) from None
+            for name, shape in expected.items():
+                archive.expect(name, shape)
+            total = 8 * sum(math.prod(shape) for shape in found.values())
+            if total > MAX_NPZ_BYTES:
+                raise archive.error(f"its parameters would take {total / MiB:,.0f} MiB, "
+                                    f"more than a model may ({MAX_NPZ_BYTES / MiB:,.0f}): "
+                                    "not read")
+            saved = {name: archive.read(name) for name in kinds[kind]}
+    except FileNotFoundError as e:
+        raise CheckpointError(f"{path}: not a model archive ({e.strerror})") from None
     for name, a in saved.items():
-        if a.dtype != np.float64 or not np.isfinite(a).all():
+        if not np.isfinite(a).all():
             raise CheckpointError(f"{path}: {name} is not finite float64 values")
     return kind, saved

@@ -15,6 +15,7 @@ import numpy as np
 
 from wordnet.data.dataset import Vocabulary
 from wordnet.errors import WordNetError
+from wordnet.fileio import MiB, read_bounded
 from wordnet.models import checkpoint, registry
 from wordnet.models.fourgram import Model
 
@@ -75,12 +76,10 @@ class Embeddings:
     def load(cls, model_path: Path, vocab_path: Path | None) -> "Embeddings":
         """W1 of a model saved as model.npz (checkpoint.load_npz): the window scorer's,
         skip-gram's."""
-        kind, params = checkpoint.load_npz(model_path, registry.checkpoint_kinds(".npz"))
         vocab = Vocabulary.read(vocab_path) if vocab_path else Vocabulary.embedded()
-        if len(vocab) != params["W1"].shape[1]:
-            raise checkpoint.CheckpointError(
-                f"{model_path}: vocabulary of {params['W1'].shape[1]} words, "
-                f"but {vocab_path or 'the vocabulary shipped with the package'} has {len(vocab)}")
+        # the vocabulary first: W1's header is checked against it before W1 is read
+        kind, params = checkpoint.load_npz(model_path, registry.checkpoint_kinds(".npz"),
+                                           len(vocab))
         return cls(params["W1"], vocab, kind)
 
     def embedding(self, word: str) -> np.ndarray:
@@ -175,7 +174,11 @@ def _activation_beside(checkpoint_path: Path) -> str:
     """The activation in the recipe.json beside a checkpoint; sigmoid without one."""
     recipe = checkpoint_path.parent / RECIPE
     try:
-        saved = json.loads(recipe.read_text()) if recipe.is_file() else {}
-        return saved.get("config", {}).get("activation", "sigmoid")
-    except (OSError, ValueError, AttributeError) as e:
+        saved = json.loads(read_bounded(recipe, MiB, "recipe.json", checkpoint.CheckpointError)
+                           ) if recipe.exists() else {}
+        activation = saved.get("config", {}).get("activation", "sigmoid")
+    except (OSError, ValueError, AttributeError, RecursionError) as e:
         raise checkpoint.CheckpointError(f"{recipe}: unreadable ({e})") from None
+    if not isinstance(activation, str):
+        raise checkpoint.CheckpointError(f"{recipe}: unreadable (activation {activation!r})")
+    return activation

@@ -66,6 +66,12 @@ class SkipGram(Layers):
         self._part = np.empty_like(self.W1)                        # embed_grad's scratch
 
     @classmethod
+    def saved_shapes(cls, found):
+        """W1 (d x V), the input vectors, decides W2 (V x d), the output vectors."""
+        h1, V = found["W1"]
+        return {"W1": (h1, V), "W2": (V, h1)}
+
+    @classmethod
     def initialize(cls, config, vocab_size: int, threads: int | None = None) -> "SkipGram":
         """A new model of ``config``'s sizes, its initial weights."""
         d = config.embedding_size

@@ -78,6 +78,15 @@ class WindowScorer(Layers):
         self._part = np.empty_like(self.W1)                     # embed_grad's scratch
 
     @classmethod
+    def saved_shapes(cls, found):
+        """W1 (h1 x V) and W2 (h2 x (2k+1)·h1) decide the others: b2 (h2), W3 (1 x h2), b3 (1)."""
+        (h1, V), (h2, columns) = found["W1"], found["W2"]
+        if columns % h1 or columns // h1 % 2 == 0:
+            raise ValueError(f"W2 has {columns} columns: not an odd window of "
+                             f"{h1}-wide embeddings")
+        return {"W1": (h1, V), "W2": (h2, columns), "b2": (h2,), "W3": (1, h2), "b3": (1,)}
+
+    @classmethod
     def initialize(cls, config, vocab_size: int, threads: int | None = None) -> "WindowScorer":
         """A new model of ``config``'s sizes, its initial weights."""
         h1, h2, D = config.embedding_size, config.hidden_size, 2 * config.window + 1

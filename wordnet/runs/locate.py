@@ -87,14 +87,14 @@ def _vocabulary_for(checkpoint_path: Path, data_dir: Path | None) -> Path | None
     """The vocabulary beside the checkpoint, else in --data-dir or $WORDNET_DATA_DIR
     (which must hold one), else in data/, else None: the one shipped with the package."""
     beside = checkpoint_path.parent / VOCAB
-    if beside.is_file():
-        return beside
+    if beside.exists():                       # a folder or a FIFO is refused when read, not
+        return beside                         # replaced by the shipped vocabulary
     named = data_dir or os.environ.get(DATA_ENV)
     if named:
-        if not (Path(named) / VOCAB).is_file():
+        if not (Path(named) / VOCAB).exists():
             raise ModelNotFound(f"no {VOCAB} beside {checkpoint_path} nor in {named}/")
         return Path(named) / VOCAB
-    return DEFAULT_DIR / VOCAB if (DEFAULT_DIR / VOCAB).is_file() else None
+    return DEFAULT_DIR / VOCAB if (DEFAULT_DIR / VOCAB).exists() else None
 
 
 def _model_of_run(run_id: str) -> str | None:

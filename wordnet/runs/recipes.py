@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from wordnet.errors import ConfigError
+from wordnet.fileio import MiB, read_bounded
 from wordnet.models import registry
 from wordnet.models.config import Config
 
@@ -30,6 +31,9 @@ def make_config(values: dict) -> Config:
     return kind.config(**values)
 
 
+RECIPE_LIMIT = MiB                      # bytes: a recipe is a few hundred
+TOP_KEYS = ("description", "config", "reproduce")            # of a recipe file
+REPRODUCE_KEYS = ("enforce_statistical_parity", "max_test_ce")  # of its [reproduce]
 CONFIG_KEYS = registry.every_key()      # of every model kind
 EXTRA_KEYS = ("reference_checkpoint",)       # a checkpoint `reproduce` compares byte for byte
 KEYS = CONFIG_KEYS + EXTRA_KEYS
@@ -158,25 +162,61 @@ def load_recipe(name_or_path: str) -> Recipe:
         raise ConfigError(f"unknown pipeline {name_or_path!r}: choose one of "
                           f"{', '.join(recipe_names())} or give a .toml file")
     try:
-        spec = tomllib.loads(source.read_text(encoding="utf-8"))
-    except (OSError, tomllib.TOMLDecodeError) as e:
-        raise ConfigError(f"{source}: {getattr(e, 'strerror', None) or e}") from None
-    unknown = set(spec.get("config", {})) - set(CONFIG_KEYS)
+        if isinstance(source, Path):
+            blob = read_bounded(source, RECIPE_LIMIT, "recipe", ConfigError)
+        else:                                 # one shipped with the package
+            blob = source.read_bytes()
+        spec = tomllib.loads(blob.decode("utf-8-sig"))   # an editor's byte-order mark aside
+    except FileNotFoundError as e:
+        raise ConfigError(f"{source}: {e.strerror}") from None
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
+        raise ConfigError(f"{source}: {getattr(e, 'strerror', None) or _one_line(e)}") from None
+    return _recipe(spec, source, name)
+
+
+def _recipe(spec: dict, source, name: str) -> Recipe:
+    """The recipe of a TOML file's contents, every key and type checked."""
+    _only(spec, TOP_KEYS, source, "at the top level")
+    description = spec.get("description", "")
+    if not isinstance(description, str):
+        raise ConfigError(f"{source}: description must be a string, got {description!r}")
+    values, checks = spec.get("config", {}), spec.get("reproduce", {})
+    for table, value in (("config", values), ("reproduce", checks)):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{source}: {table} must be a table ([{table}]), got {value!r}")
+    unknown = set(values) - set(CONFIG_KEYS)
     if unknown:
         raise ConfigError(f"{source}: unknown key(s) in [config]: {', '.join(sorted(unknown))}")
     try:
-        config = make_config(spec.get("config", {}))
+        config = make_config(values)
     except ConfigError as e:
         raise ConfigError(f"{source}: {e}") from None
-    checks = spec.get("reproduce", {})
+    except (TypeError, ValueError) as e:       # a value of the wrong type for its key
+        raise ConfigError(f"{source}: [config]: {_one_line(e)}") from None
+    _only(checks, REPRODUCE_KEYS, source, "in [reproduce]")
+    parity = checks.get("enforce_statistical_parity", True)
+    if not isinstance(parity, bool):
+        raise ConfigError(f"{source}: [reproduce] enforce_statistical_parity must be true or "
+                          f"false (a TOML boolean, unquoted), got {parity!r}")
     bound = checks.get("max_test_ce")
     if bound is not None and (isinstance(bound, bool) or not isinstance(bound, (int, float))
-                              or not bound > 0):
+                              or not 0 < bound < float("inf")):
         raise ConfigError(f"{source}: [reproduce] max_test_ce must be a positive number, "
                           f"got {bound!r}")
-    return Recipe(name, spec.get("description", ""), config, config,
-                  bool(checks.get("enforce_statistical_parity", True)),
+    return Recipe(name, description, config, config, parity,
                   None if bound is None else float(bound))
+
+
+def _only(table: dict, keys, source, where: str) -> None:
+    unknown = sorted(set(table) - set(keys))
+    if unknown:
+        raise ConfigError(f"{source}: unknown key(s) {where}: {', '.join(unknown)} "
+                          f"(known: {', '.join(keys)})")
+
+
+def _one_line(e: Exception) -> str:
+    text = " ".join(str(e).split())
+    return text or type(e).__name__
 
 
 def parse_overrides(pairs) -> dict[str, str]:

@@ -25,7 +25,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from wordnet.errors import WordNetError
-from wordnet.fileio import atomic_write, write_json
+from wordnet.fileio import MiB, atomic_write, read_bounded, write_json
 from wordnet.models import checkpoint, registry
 from wordnet.runs.recipes import Recipe
 
@@ -37,6 +37,8 @@ CE_PLOT, EMBEDDING_PLOT, EMBEDDING_PAGE = "ce_curves.png", "embeddings.png", "em
 REPORT, REPORT_JSON = "reproduction.md", "reproduction.json"
 SWEEP, LOCK = "sweep.json", ".lock"
 SPACE_MARGIN = 4 * 2**20              # bytes for the plots, reports and JSON files
+JSON_LIMIT = 16 * MiB                 # the most a run folder's JSON file holds, but
+JSON_LIMITS = {HISTORY: 512 * MiB}    # every CE of a long run (some 25 bytes each)
 
 
 class RunFolderError(WordNetError):
@@ -110,8 +112,8 @@ class RunDir:
             return None
         try:
             return Recipe.from_json(saved)
-        except (ValueError, TypeError, KeyError) as e:
-            raise RunFolderError(f"{self / RECIPE}: unreadable ({e})") from None
+        except (ValueError, TypeError, KeyError, AttributeError) as e:
+            raise RunFolderError(f"{self / RECIPE}: unreadable ({_one_line(e)})") from None
 
     # -- JSON and the manifest ---------------------------------------------------------
 
@@ -119,13 +121,23 @@ class RunDir:
         write_json(self / name, obj)
 
     def read_json(self, name: str):
-        """The JSON file ``name``, or None if there is none."""
+        """The JSON file ``name``, or None if there is none; RunFolderError, in one line,
+        for a file that is not a regular one, too large, not JSON, or (run.json,
+        metrics.json, history.json, recipe.json, reproduction.json) not of the form
+        the pipeline writes, e.g. hand-edited."""
+        path = self / name
         try:
-            return json.loads((self / name).read_text())
+            blob = read_bounded(path, JSON_LIMITS.get(name, JSON_LIMIT), name, RunFolderError)
         except FileNotFoundError:
             return None
-        except (OSError, ValueError) as e:
-            raise RunFolderError(f"{self / name}: unreadable ({e})") from None
+        try:
+            saved = json.loads(blob)
+        except (ValueError, RecursionError) as e:
+            raise RunFolderError(f"{path}: unreadable ({_one_line(e)})") from None
+        problem = _SHAPES[name](saved) if name in _SHAPES else None
+        if problem:
+            raise RunFolderError(f"{path}: not as a run writes it: {problem}")
+        return saved
 
     # -- one run at a time ----------------------------------------------------------------
 
@@ -164,8 +176,8 @@ def latest_run(root: Path = RUNS_DIR, models=None) -> Path | None:
     best, best_time = None, ""
     for manifest in Path(root).glob(f"*/{MANIFEST}"):
         try:
-            info = json.loads(manifest.read_text())
-        except (OSError, ValueError):
+            info = RunDir(manifest.parent).read_json(MANIFEST) or {}
+        except (OSError, RunFolderError):
             continue
         folder = RunDir(manifest.parent)
         if (info.get("status") == "FINISHED" and folder.has_model()
@@ -223,3 +235,67 @@ def check_space(folder: Path, needed: int) -> None:
 
 def _megabytes(size: int) -> str:
     return f"{size / 1e6:,.1f} MB"
+
+
+# -- what each JSON file of a run's folder must look like ------------------------------
+
+def _number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _manifest_problem(saved) -> str | None:
+    if not isinstance(saved, dict):
+        return "not an object"
+    for key in ("status", "recipe", "finished", "mlflow_not_logged"):
+        if key in saved and not isinstance(saved[key], str):
+            return f"{key} is not a string"
+    for key in ("mlflow_run_id", "mlflow_run_name"):
+        if saved.get(key) is not None and not isinstance(saved[key], str):
+            return f"{key} is neither a string nor null"
+    stages = saved.get("stages", [])
+    if not isinstance(stages, list) or not all(isinstance(s, str) for s in stages):
+        return "stages is not a list of names"
+    return None
+
+
+def _metrics_problem(saved) -> str | None:
+    if not isinstance(saved, dict):
+        return "not an object"
+    bad = [k for k, v in saved.items() if not _number(v)]
+    return f"{', '.join(bad[:3])} not a number" if bad else None
+
+
+def _history_problem(saved) -> str | None:
+    if not isinstance(saved, dict) or not {"train_ce", "valid_ce"} <= set(saved):
+        return "not an object with train_ce and valid_ce"
+    train, valid = saved["train_ce"], saved["valid_ce"]
+    if not isinstance(train, list) or not all(_number(v) for v in train):
+        return "train_ce is not a list of numbers"
+    if not isinstance(valid, list) or not all(
+            isinstance(p, list) and len(p) == 2 and isinstance(p[0], int)
+            and not isinstance(p[0], bool) and _number(p[1]) for p in valid):
+        return "valid_ce is not a list of [iteration, CE] pairs"
+    return None
+
+
+def _report_problem(saved) -> str | None:
+    checks = saved.get("checks") if isinstance(saved, dict) else None
+    if not isinstance(checks, list) or not all(
+            isinstance(c, dict) and isinstance(c.get("name"), str)
+            and isinstance(c.get("result"), str) for c in checks):
+        return "no list of checks, each with a name and a result"
+    return None
+
+
+def _recipe_problem(saved) -> str | None:
+    if not isinstance(saved, dict) or not isinstance(saved.get("config"), dict):
+        return "not an object with a config"
+    return None
+
+
+_SHAPES = {MANIFEST: _manifest_problem, METRICS: _metrics_problem, HISTORY: _history_problem,
+           REPORT_JSON: _report_problem, RECIPE: _recipe_problem}
+
+
+def _one_line(e: Exception) -> str:
+    return " ".join(str(e).split()) or type(e).__name__

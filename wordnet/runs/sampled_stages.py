@@ -71,10 +71,11 @@ class SampledStages:
         backend computes it."""
         if self._model is None:
             path = self.run.out / NPZ_CHECKPOINT
-            if not path.is_file():
+            if not path.exists():              # not a file there: load_npz says so
                 raise PipelineError(f"no {self.config.model} model in {self.run.out}/: run "
                                     "--stage train first, or pass --out DIR")
-            _, params = load_npz(path, {self.kind.name: self.cls.PARAMS})
+            _, params = load_npz(path, {self.kind.name: self.cls.PARAMS},
+                                 len(self.run.dataset.vocab))
             self.run.echo(f"model: {path}")
             self._model = self.cls.restore(params, self.config, self.run.threads)
         return self._model

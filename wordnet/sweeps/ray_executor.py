@@ -23,7 +23,9 @@ import threading
 from pathlib import Path
 
 from wordnet.errors import ConfigError
+from wordnet.fileio import read_bounded
 from wordnet.models.base import default_threads
+from wordnet.runs.recipes import RECIPE_LIMIT
 from wordnet.runs.rundir import MANIFEST, METRICS, RunDir
 from wordnet.sweeps.executor import Options, TrialSpec
 from wordnet.sweeps.search import Trial
@@ -82,7 +84,8 @@ class OnRay:
         self.slots = max(1, int(self.cpus // self.threads))
         path = Path(spec.source)
         # a recipe file travels with the task; a recipe's name is found on the worker
-        self.recipe = (path.name, path.read_bytes()) if path.is_file() else (spec.source, None)
+        self.recipe = ((path.name, read_bounded(path, RECIPE_LIMIT, "recipe", ConfigError))
+                       if path.is_file() else (spec.source, None))
         self.task = ray.remote(_trial_task).options(
             num_cpus=self.threads, max_retries=0,
             runtime_env={"env_vars": thread_env(self.threads)})

@@ -8,10 +8,34 @@ class TrackingError(WordNetError):
     """The tracking server cannot be reached or refused a request."""
 
 
+AUTOFLUSH = "(raised as a result of"    # SQLAlchemy's wrapper of the error that matters
+
+
 def first_line(e: Exception) -> str:
-    """An error's message in one line, for a user (MLflow's run to pages)."""
+    """An error's message in one line, for a user (MLflow's run to pages).  SQLAlchemy's
+    "(raised as a result of Query-invoked autoflush; ...)" is not the cause: the
+    database's own error is ("attempt to write a readonly database", "database or disk
+    is full")."""
     text = str(e).strip()
-    return text.splitlines()[0] if text else type(e).__name__
+    if text.startswith(AUTOFLUSH):
+        root = _database_error(e)
+        if root is not None and str(root).strip():
+            return str(root).strip().splitlines()[0]
+    lines = [line.strip() for line in text.splitlines()
+             if line.strip() and not line.strip().startswith(AUTOFLUSH)]
+    return lines[0] if lines else type(e).__name__
+
+
+def _database_error(e: BaseException) -> BaseException | None:
+    """The DB-API error (SQLAlchemy's ``orig``) under ``e``, through its causes."""
+    seen = set()
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        orig = getattr(e, "orig", None)
+        if isinstance(orig, BaseException):
+            return orig
+        e = e.__cause__ or e.__context__
+    return None
 
 
 def short(text: str, limit: int = 160) -> str:
