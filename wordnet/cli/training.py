@@ -62,12 +62,14 @@ def run(stages, sets, from_run, resume, register, no_register, parent_run, judge
     do not resume: their training is not saved when interrupted.
     """
     from wordnet.data.dataset import find_data
+    from wordnet.models.base import default_threads
     from wordnet.progress import Progress
     from wordnet.runs import pipeline, rundir
     from wordnet.runs.prepare import prepare
     from wordnet.runs.recipes import EVALUATION_KEYS
     from wordnet.sweeps.trials import PipeJudge
 
+    default_threads()                           # $WORDNET_THREADS checked: exit 2, nothing made
     chosen = tuple(s for s in pipeline.STAGES if s in stages or "all" in stages)
     base, overrides = read_recipe(recipe, sets)
     training_only = sorted(set(overrides) - set(EVALUATION_KEYS))
@@ -135,8 +137,8 @@ def log(out, data_dir, tracking_uri, experiment, register, no_register):
               type=click.Choice(("train", "validate", "test", "reproduce")), show_default=True,
               help="Stages of each run (repeatable).")
 @click.option("--threads", type=click.IntRange(min=1),
-              help=f"Threads of each trial [default: cores / --jobs with --jobs, else "
-                   f"{TRIAL_THREADS}].")
+              help=f"Threads of each trial, at most 4 per CPU and 256 [default: cores / "
+                   f"--jobs with --jobs, else {TRIAL_THREADS}].")
 @click.option("--jobs", type=click.IntRange(min=1),
               help="Trials at once on this machine [default: cores / --threads]; 1 runs "
                    "them one after the other in this process.")

@@ -23,7 +23,7 @@ import threading
 from pathlib import Path
 
 from wordnet.errors import ConfigError
-from wordnet.models.base import default_threads
+from wordnet.models.base import THREADS_CEILING, check_threads, default_threads
 from wordnet.runs.rundir import MANIFEST, METRICS, RunDir
 from wordnet.sweeps.executor import Options, TrialSpec
 from wordnet.sweeps.search import Trial
@@ -47,7 +47,8 @@ class OnRay:
     @staticmethod
     def configure(options: Options) -> Options:
         """Ray is installed; with --ray-address, a tracking server the workers reach;
-        ``--threads`` defaults to THREADS."""
+        ``--threads`` defaults to THREADS, and is at most max_threads() (with
+        --ray-address: THREADS_CEILING, the workers check their own CPUs)."""
         if options.jobs:
             raise ConfigError("--jobs is for --executor local: Ray runs as many trials "
                               "at once as its CPUs allow, --threads each")
@@ -62,6 +63,10 @@ class OnRay:
                 f"with --ray-address the trials may run on other machines, which cannot "
                 f"write to the tracking store {uri or './mlflow.db'} on this one: "
                 "start `mlflow server` and pass --tracking-uri http://HOST:PORT")
+        default_threads()                       # $WORDNET_THREADS checked
+        if options.threads is not None:         # a cluster's machines: not this one's CPUs
+            check_threads(options.threads, "--threads",
+                          THREADS_CEILING if options.ray_address else None)
         return dataclasses.replace(options, threads=options.threads or THREADS)
 
     def __init__(self, spec: TrialSpec):

@@ -1,0 +1,80 @@
+"""Limits and exit statuses (issue 21, items 4, 5 and 9): threads bounded, a run's name
+never a path, and every command ending as the top-level help documents."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from wordnet.cli import cli
+
+SCRIPT = str(Path(sys.executable).with_name("wordnet-pipeline"))
+
+
+def script(*args, env=None, cwd=None, timeout=120, **kwargs):
+    return subprocess.run([SCRIPT, *map(str, args)], capture_output=True, text=True,
+                          timeout=timeout, env=os.environ | (env or {}), cwd=cwd, **kwargs)
+
+
+def one_line_error(done, status: int, *said: str) -> None:
+    assert done.returncode == status, (done.returncode, done.stderr)
+    lines = done.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: "), done.stderr
+    for text in said:
+        assert text in lines[0], lines[0]
+
+
+# -- item 4: threads ---------------------------------------------------------------------
+
+@pytest.mark.parametrize("value", ["100000", "40000", "²", "0", "-1", "3.0", "9" * 40])
+def test_wordnet_threads_out_of_range_or_not_ascii_digits_is_a_usage_error(value, tmp_path):
+    """100000 segfaulted in libgomp, 40000 failed to create threads, ² (isdigit() is
+    True for it) was "unexpected ValueError": one line naming the limit, exit 2, and
+    nothing made."""
+    from wordnet.models.base import max_threads
+    done = script("run", "--stage", "load", "--no-tracking", "--out", tmp_path / "out",
+                  env={"WORDNET_THREADS": value})
+    one_line_error(done, 2, "$WORDNET_THREADS must be a whole number of threads from 1 to "
+                            f"{max_threads()} (4 per usable CPU, at most 256)")
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_thread_limit_is_four_per_cpu_at_most_256(monkeypatch):
+    from wordnet.models import base
+    monkeypatch.setattr(base, "_usable_cpus", lambda: 2)
+    assert base.max_threads() == 8
+    monkeypatch.setattr(base, "_usable_cpus", lambda: 512)
+    assert base.max_threads() == 256
+    monkeypatch.setenv("WORDNET_THREADS", "256")
+    assert base.default_threads() == 256
+    monkeypatch.setenv("WORDNET_THREADS", " 7 ")
+    assert base.default_threads() == 7
+
+
+def test_sweep_threads_beyond_the_limit_is_a_usage_error(tmp_path):
+    """`sweep --threads 100000` gave each trial 100000 OpenMP threads: exit 139."""
+    from wordnet.models.base import max_threads
+    for jobs in ([], ["--jobs", "2"]):
+        result = CliRunner().invoke(cli, ["sweep", "--set", "learning_rate=0.1,0.2",
+                                          "--threads", "100000", *jobs, "--no-tracking",
+                                          "--out", str(tmp_path / "sweep")])
+        assert result.exit_code == 2, result.output
+        assert (f"--threads must be a whole number of threads from 1 to {max_threads()}"
+                in result.output)
+        assert not (tmp_path / "sweep").exists()
+
+
+def test_a_model_and_a_run_refuse_threads_beyond_the_limit():
+    """Every way a number of threads enters: Layers(threads=...), RunOptions.threads."""
+    from wordnet.models.base import ThreadsError, max_threads
+    from wordnet.models.fourgram import FourGramConfig, Model
+    from wordnet.runs.pipeline import RunOptions
+    for bad in (0, -3, max_threads() + 1, 100_000, True, "2"):
+        with pytest.raises(ThreadsError, match="whole number of threads from 1 to"):
+            Model.initialize(FourGramConfig(), 250, threads=bad)
+        with pytest.raises(ThreadsError, match="whole number of threads from 1 to"):
+            RunOptions(threads=bad)
+    assert Model.initialize(FourGramConfig(), 250, threads=max_threads()).threads == max_threads()
+    assert RunOptions(threads=1).threads == 1
