@@ -1,5 +1,6 @@
 """Limits and exit statuses (issue 21, items 4, 5 and 9): threads bounded, a run's name
 never a path, and every command ending as the top-level help documents."""
+import json
 import os
 import subprocess
 import sys
@@ -9,6 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from wordnet.cli import cli
+from wordnet.runs import rundir
 
 SCRIPT = str(Path(sys.executable).with_name("wordnet-pipeline"))
 
@@ -78,3 +80,45 @@ def test_a_model_and_a_run_refuse_threads_beyond_the_limit():
             RunOptions(threads=bad)
     assert Model.initialize(FourGramConfig(), 250, threads=max_threads()).threads == max_threads()
     assert RunOptions(threads=1).threads == 1
+
+
+# -- item 5: a run's name is a name -----------------------------------------------------
+
+@pytest.mark.parametrize("name, folder", [
+    ("/elsewhere/x", "elsewhere-x"), ("../../x", "x"), ("a/b/c", "a-b-c"),
+    (".hidden", "hidden"), ("a\\b", "a-b"), ("tab\there", "tab-here"), ("nul\x00", "nul"),
+    ("lr=0.2 · quick", "lr=0.2 · quick"), ("..x", "x"), ("-x", "x"), ("é" * 300, "é" * 100),
+])
+def test_a_run_name_gives_one_folder_under_artifacts(name, folder, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    made = rundir.output_folder(None, name, False, None)
+    assert made == rundir.RUNS_DIR / folder
+    assert made.parent == rundir.RUNS_DIR and made.name not in ("", ".", "..")
+
+
+@pytest.mark.parametrize("name", ["..", "/", "../..", ".", "\\", " / ", "\x01"])
+def test_a_run_name_that_gives_no_folder_is_a_usage_error(name, tmp_path):
+    done = script("run", "--stage", "load", "--no-tracking", "--run-name", name, cwd=tmp_path)
+    one_line_error(done, 2, "gives no folder name", "--run-name")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_mlflow_run_keeps_the_name_given_its_folder_is_under_artifacts(tracking_uri,
+                                                                           tmp_path):
+    """`--run-name ../../x` wrote the run two folders above artifacts/."""
+    result = CliRunner().invoke(cli, ["run", "--stage", "load", "--run-name", "../../x"])
+    assert result.exit_code == 0, result.output
+    assert not (tmp_path.parent / "x").exists()
+    manifest = json.loads((tmp_path / "artifacts" / "x" / "run.json").read_text())
+    assert manifest["mlflow_run_name"] == "../../x"
+
+
+def test_a_sweeps_trial_folder_is_one_folder(tmp_path):
+    """A swept value with a / (a path) is no folder of its own."""
+    from wordnet.sweeps.search import Search, parse_space
+    search = Search(parse_space(["init=/a/b.bin,../c"]), None, "tpe", None, "none")
+    folders = []
+    while (trial := search.next()) is not None:
+        folders.append(trial.folder)
+        search.finish(trial.number, "FINISHED", 1.0)
+    assert folders == ["init=-a-b.bin", "init=..-c"]

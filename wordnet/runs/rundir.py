@@ -20,6 +20,7 @@ import os
 import shutil
 import sys
 import tempfile
+import unicodedata
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
@@ -41,6 +42,30 @@ SPACE_MARGIN = 4 * 2**20              # bytes for the plots, reports and JSON fi
 
 class RunFolderError(WordNetError):
     """A run folder cannot be written, or holds a file that cannot be read."""
+
+
+class RunNameError(WordNetError):
+    """A run's name that gives no folder name: a usage error."""
+    exit_code = 2
+
+
+NAME_BYTES = 200                      # of a folder name (a file system's limit is 255)
+
+
+def folder_name(name: str) -> str:
+    """The folder a run's name gives: one path component, never a path.  Separators
+    (``/``, ``\\``) and control characters become ``-``; the parts ``.`` and ``..``, and
+    leading dots, dashes and spaces, go; at most NAME_BYTES bytes of UTF-8.  The MLflow
+    run keeps its name as given.  :class:`RunNameError` when nothing is left."""
+    cleaned = "".join("/" if ch == "\\" or unicodedata.category(ch).startswith("C") else ch
+                      for ch in name)
+    parts = [p for p in cleaned.split("/") if p.strip() not in ("", ".", "..")]
+    slug = "-".join(parts).lstrip(".- ").rstrip(" .")
+    slug = slug.encode()[:NAME_BYTES].decode(errors="ignore").rstrip(" .")
+    if not slug:
+        raise RunNameError(f"the run name {name!r} gives no folder name: use letters or "
+                           "digits in --run-name, or give --out DIR")
+    return slug
 
 
 class RunDir:
@@ -177,7 +202,8 @@ def latest_run(root: Path = RUNS_DIR, models=None) -> Path | None:
 
 def output_folder(out: str | None, run_name: str, needs_model: bool, from_run: str | None) -> Path:
     """--out, else a fresh folder under artifacts/ for a run that trains (or fetches a
-    run's model), else the folder of the latest finished run."""
+    run's model), named by :func:`folder_name` of ``run_name``, else the folder of the
+    latest finished run."""
     if out:
         return Path(out)
     if needs_model and not from_run:
@@ -186,10 +212,11 @@ def output_folder(out: str | None, run_name: str, needs_model: bool, from_run: s
             raise RunFolderError(f"no trained model under {RUNS_DIR}/: run --stage train "
                                  "first, or pass --out DIR or --from-run RUN_ID")
         return latest
-    folder, n = RUNS_DIR / run_name, 1
+    name = folder_name(run_name)
+    folder, n = RUNS_DIR / name, 1
     while folder.exists():
         n += 1
-        folder = RUNS_DIR / f"{run_name}-{n}"
+        folder = RUNS_DIR / f"{name}-{n}"
     return folder
 
 
