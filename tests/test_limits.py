@@ -2,8 +2,10 @@
 never a path, and every command ending as the top-level help documents."""
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -122,3 +124,27 @@ def test_a_sweeps_trial_folder_is_one_folder(tmp_path):
         folders.append(trial.folder)
         search.finish(trial.number, "FINISHED", 1.0)
     assert folders == ["init=-a-b.bin", "init=..-c"]
+
+
+# -- item 9: exit statuses as documented -------------------------------------------------
+
+def test_sigterm_during_sampled_training_exits_143(tmp_path):
+    """The window scorer's training stopped by SIGTERM: 143 "Terminated.", as the help
+    says (was 130 "Interrupted."); the 4-gram model's: tests/test_cli.py."""
+    process = subprocess.Popen([SCRIPT, "run", "--stage", "train", "--pipeline", "window",
+                                "--no-tracking", "--out", str(tmp_path)],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        for line in process.stdout:
+            if line.startswith("window:"):                # its training starts
+                break
+        time.sleep(1.0)
+        process.send_signal(signal.SIGTERM)
+        out, err = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 143, err
+    assert err.splitlines()[-1] == "Terminated." and "Traceback" not in err
+    assert json.loads((tmp_path / "run.json").read_text())["status"] == "KILLED"

@@ -180,7 +180,7 @@ def test_sigterm_in_any_stage_ends_the_run_killed_and_recorded(where, tracking_u
     from mlflow import MlflowClient
 
     from wordnet.cli import cli
-    from wordnet.runs import pipeline
+    from wordnet.runs.fourgram_stages import FourGramStages
 
     def terminated(*args, **kwargs):                  # as if `kill PID` came now
         os.kill(os.getpid(), signal.SIGTERM)
@@ -188,9 +188,9 @@ def test_sigterm_in_any_stage_ends_the_run_killed_and_recorded(where, tracking_u
         raise AssertionError("SIGTERM did not stop the stage")
 
     target = {"plots and model logging": (tracking.Run, "log_model"),
-              "validate": (pipeline.PipelineRun, "validate"),
-              "test": (pipeline.PipelineRun, "test"),
-              "reproduce": (pipeline.PipelineRun, "reproduce")}[where]
+              "validate": (FourGramStages, "validate"),    # the stages are the kind's
+              "test": (FourGramStages, "test"),
+              "reproduce": (FourGramStages, "reproduce")}[where]
     monkeypatch.setattr(*target, terminated)
     out = tmp_path / "out"
     result = CliRunner().invoke(cli, [

@@ -13,7 +13,7 @@ import threading
 
 import click
 
-from wordnet.errors import WordNetError
+from wordnet.errors import Terminated, WordNetError
 
 DEBUG = "wordnet.debug"               # ctx.meta's key: --debug was given
 
@@ -31,10 +31,6 @@ SEE_EXIT = "Exit statuses: see wordnet-pipeline --help."
 class BadInput(click.ClickException):
     """Input the command cannot use: one line, exit status 2."""
     exit_code = 2
-
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM: stops whatever runs as Ctrl-C does (a run ends KILLED, its folder says so)."""
 
 
 def _terminate(signum, frame):
