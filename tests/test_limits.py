@@ -148,3 +148,31 @@ def test_sigterm_during_sampled_training_exits_143(tmp_path):
     assert process.returncode == 143, err
     assert err.splitlines()[-1] == "Terminated." and "Traceback" not in err
     assert json.loads((tmp_path / "run.json").read_text())["status"] == "KILLED"
+
+
+@pytest.mark.parametrize("name", ["a/b", "a:b", ".", "..b", "", "  ", "a\nb"])
+def test_a_registered_model_name_mlflow_refuses_is_refused_before_any_work(name, tmp_path):
+    """`--register a/b` was refused by MLflow after the training."""
+    done = script("run", "--stage", "load", "--no-tracking", "--register", name,
+                  "--out", tmp_path / "out")
+    assert done.returncode == 2, done.stderr
+    assert "registered model name" in done.stderr and "Traceback" not in done.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_registered_model_names_refused_are_mlflows(tracking_uri):
+    """What check_model_name refuses, MLflow's registry refuses; what it takes, MLflow
+    takes (its public API, a real store)."""
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    from wordnet.tracking.errors import ModelNameError, check_model_name
+    client = MlflowClient()
+    for name in ("a/b", "a:b", ".", "..b"):
+        with pytest.raises(ModelNameError):
+            check_model_name(name)
+        with pytest.raises(MlflowException):
+            client.create_registered_model(name)
+    for name in ("wordnet", "my model-1.2", "it's", "a\\b", "x..y"):
+        assert check_model_name(name) == name
+        client.create_registered_model(name)

@@ -68,6 +68,7 @@ def run(stages, sets, from_run, resume, register, no_register, parent_run, judge
     from wordnet.runs.prepare import prepare
     from wordnet.runs.recipes import EVALUATION_KEYS
     from wordnet.sweeps.trials import PipeJudge
+    from wordnet.tracking.errors import check_model_name
 
     default_threads()                           # $WORDNET_THREADS checked: exit 2, nothing made
     chosen = tuple(s for s in pipeline.STAGES if s in stages or "all" in stages)
@@ -79,9 +80,8 @@ def run(stages, sets, from_run, resume, register, no_register, parent_run, judge
         raise click.UsageError("--from-run needs MLflow: drop --no-tracking")
     if from_run and "train" in chosen:
         raise click.UsageError("--from-run gives a trained model: drop --stage train")
-    if not no_register and not register.strip():
-        raise click.BadParameter("give the registered model a name, or pass --no-register",
-                                 param_hint="--register")
+    if not no_register:
+        check_model_name(register)              # exit 2 now, not after the training
     if resume and ("train" not in chosen or not out or sets):
         raise click.UsageError("--resume continues the training stopped in --out DIR, with "
                                "its recipe: give --out, keep --stage train, drop --set")
@@ -116,6 +116,9 @@ def log(out, data_dir, tracking_uri, experiment, register, no_register):
     from wordnet.data.dataset import find_data
     from wordnet.runs.backfill import log_folder
     from wordnet.runs.prepare import prepare
+    from wordnet.tracking.errors import check_model_name
+    if not no_register:
+        check_model_name(register)
     out, data = Path(out), find_data(data_dir)
     dataset = prepare(out, data, tracking_uri, experiment, True, status)
     page = log_folder(out, data, dataset, None if no_register else register, echo=click.echo)
