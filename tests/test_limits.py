@@ -176,3 +176,15 @@ def test_the_registered_model_names_refused_are_mlflows(tracking_uri):
     for name in ("wordnet", "my model-1.2", "it's", "a\\b", "x..y"):
         assert check_model_name(name) == name
         client.create_registered_model(name)
+
+
+def test_run_with_stderr_closed_works(tmp_path):
+    """`run ... 2>&-` ended in "unexpected AttributeError" (the progress line's stream
+    was None): it trains, its messages going nowhere."""
+    done = subprocess.run(["sh", "-c", 'exec "$@" 2>&-', "sh", SCRIPT, "run", "--stage",
+                           "train", "--set", "early_stop=100", "--set", "epochs=1",
+                           "--no-tracking", "--out", str(tmp_path)],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout
+    assert done.stdout.splitlines()[-1] == f"done: {tmp_path}/"
+    assert (tmp_path / "model.bin").is_file()
