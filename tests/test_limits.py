@@ -3,6 +3,7 @@ never a path, and every command ending as the top-level help documents."""
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -15,6 +16,13 @@ from wordnet.cli import cli
 from wordnet.runs import rundir
 
 SCRIPT = str(Path(sys.executable).with_name("wordnet-pipeline"))
+
+
+def closed_port() -> int:
+    """A loopback port nothing listens on (bound, then released)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def script(*args, env=None, cwd=None, timeout=120, **kwargs):
@@ -188,3 +196,13 @@ def test_run_with_stderr_closed_works(tmp_path):
     assert done.returncode == 0, done.stdout
     assert done.stdout.splitlines()[-1] == f"done: {tmp_path}/"
     assert (tmp_path / "model.bin").is_file()
+
+
+def test_an_unreachable_store_leaves_no_folder(tmp_path):
+    """The output folder was made before the store was tried, and left empty."""
+    uri = f"http://127.0.0.1:{closed_port()}"
+    for out in (["--out", tmp_path / "out" / "deeper"], []):   # --out, or under artifacts/
+        done = script("run", "--stage", "load", "--tracking-uri", uri, *out, cwd=tmp_path)
+        assert done.returncode == 1, done.stderr
+        assert "cannot reach the tracking server" in done.stderr
+        assert list(tmp_path.iterdir()) == []

@@ -220,6 +220,23 @@ def output_folder(out: str | None, run_name: str, needs_model: bool, from_run: s
     return folder
 
 
+def check_creatable(folder: Path) -> None:
+    """Fail now when ``folder`` could not be made or written, leaving nothing: its
+    nearest existing ancestor must be a folder that takes a file (an unnamed temporary
+    one, gone when closed).  The check before the tracking store is reached;
+    :func:`check_writable` makes the folder after."""
+    folder = Path(os.path.abspath(folder))
+    existing = next(p for p in (folder, *folder.parents) if p.exists() or p == p.parent)
+    try:
+        if not existing.is_dir():
+            raise NotADirectoryError(f"{existing} is not a folder")
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as e:
+        raise RunFolderError(f"{folder}: cannot write the run's files there "
+                             f"({e.strerror or e}); choose another --out") from None
+
+
 def check_writable(folder: Path) -> None:
     """Fail now, not after an hour of training, when ``folder`` cannot take files."""
     try:
