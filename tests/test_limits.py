@@ -206,3 +206,20 @@ def test_an_unreachable_store_leaves_no_folder(tmp_path):
         assert done.returncode == 1, done.stderr
         assert "cannot reach the tracking server" in done.stderr
         assert list(tmp_path.iterdir()) == []
+
+
+def test_unique_name_tells_apart_names_with_quotes_and_backslashes(tracking_uri):
+    """MLflow's filter has no escape for ' or \\: such a name was never found taken."""
+    import mlflow
+
+    from wordnet.tracking.store import unique_name
+    mlflow.set_experiment("names")
+    for name in ("it's", "a\\b", "'", "\\", "a\\'b%_", 'say "hi"'):
+        assert unique_name(name) == name
+        with mlflow.start_run(run_name=name):
+            pass
+        assert unique_name(name) == f"{name} #2"
+        with mlflow.start_run(run_name=f"{name} #2"):
+            pass
+        assert unique_name(name) == f"{name} #3"
+    assert unique_name("its") == "its"                  # '_' matched it's: compared exactly
