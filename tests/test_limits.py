@@ -223,3 +223,62 @@ def test_unique_name_tells_apart_names_with_quotes_and_backslashes(tracking_uri)
             pass
         assert unique_name(name) == f"{name} #3"
     assert unique_name("its") == "its"                  # '_' matched it's: compared exactly
+
+
+def test_an_unreachable_ray_head_is_said_within_seconds(tmp_path):
+    """Ray retried 127.0.0.1:PORT for over two minutes without a word."""
+    pytest.importorskip("ray")
+    started = time.monotonic()
+    done = script("sweep", "--set", "learning_rate=0.1,0.2", "--executor", "ray",
+                  "--ray-address", f"127.0.0.1:{closed_port()}",
+                  "--tracking-uri", f"http://127.0.0.1:{closed_port()}",
+                  "--out", tmp_path / "sweep", timeout=90)
+    assert time.monotonic() - started < 60
+    one_line_error(done, 1, "cannot reach the Ray head at 127.0.0.1:", "ray start --head")
+    assert not (tmp_path / "sweep").exists()
+
+
+def test_ray_addresses_are_checked_and_loopback_is_known():
+    from wordnet.errors import ConfigError
+    from wordnet.sweeps.ray_executor import head_address, is_loopback
+    assert head_address("127.0.0.1:6379") == ("127.0.0.1", 6379)
+    assert head_address("ray://head.example:10001") == ("head.example", 10001)
+    assert head_address("[::1]:6379") == ("::1", 6379)
+    assert head_address("auto") is None
+    for bad in ("127.0.0.1", "host:port", ":6379", "host:70000", "host:²"):
+        with pytest.raises(ConfigError, match="--ray-address must be HOST:PORT"):
+            head_address(bad)
+    assert is_loopback("127.0.0.1") and is_loopback("localhost") and is_loopback("127.0.0.2")
+    assert not is_loopback("192.0.2.1")
+
+
+FAKE_RAY = """
+import os, sys, types
+ray = types.ModuleType("ray")
+class Stop(Exception):
+    pass
+def init(**kwargs):
+    print(os.environ.get("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"))
+    raise Stop
+ray.init = init
+sys.modules["ray"] = ray
+from wordnet.sweeps.ray_executor import OnRay
+options = types.SimpleNamespace(ray_address=sys.argv[1], threads=1)
+try:
+    OnRay(types.SimpleNamespace(options=options))
+except Stop:
+    pass
+"""
+
+
+@pytest.mark.parametrize("address, setting", [("127.0.0.1:6379", "0"), ("localhost:6379", "0"),
+                                              ("192.0.2.1:6379", "None")])
+def test_a_loopback_head_keeps_ray_on_loopback(address, setting, tmp_path):
+    """Ray turned 127.0.0.1:PORT into the machine's address unless the driver has
+    RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0: set for a loopback --ray-address only (a
+    stand-in for Ray records it when ray.init is called)."""
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"}
+    done = subprocess.run([sys.executable, "-c", FAKE_RAY, address], capture_output=True,
+                          text=True, timeout=60, env=env, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [setting]
