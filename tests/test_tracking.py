@@ -188,7 +188,7 @@ def test_sigterm_in_any_stage_ends_the_run_killed_and_recorded(where, tracking_u
         raise AssertionError("SIGTERM did not stop the stage")
 
     target = {"plots and model logging": (tracking.Run, "log_model"),
-              "validate": (FourGramStages, "validate"),
+              "validate": (FourGramStages, "validate"),    # the stages are the kind's
               "test": (FourGramStages, "test"),
               "reproduce": (FourGramStages, "reproduce")}[where]
     monkeypatch.setattr(*target, terminated)

@@ -15,3 +15,8 @@ class WordNetError(Exception):
 
 class ConfigError(WordNetError, ValueError):
     """A hyperparameter is unknown or out of range."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM: stops whatever runs as Ctrl-C does (a run ends KILLED, its folder says so),
+    and the command line ends with status 143, "Terminated."."""

@@ -13,7 +13,7 @@ import threading
 
 import click
 
-from wordnet.errors import WordNetError
+from wordnet.errors import Terminated, WordNetError
 
 DEBUG = "wordnet.debug"               # ctx.meta's key: --debug was given
 
@@ -28,13 +28,29 @@ every command.
 SEE_EXIT = "Exit statuses: see wordnet-pipeline --help."
 
 
+def open_standard_streams() -> None:
+    """Standard input, output and error that were closed (``2>&-``) opened on /dev/null,
+    before anything else is opened: the progress line and messages then go nowhere
+    instead of failing (Python leaves ``sys.stderr`` None), and no file the run opens
+    takes descriptor 2, where a library's or a child's error output would land in it."""
+    for fd, name, mode in ((0, "stdin", os.O_RDONLY), (1, "stdout", os.O_WRONLY),
+                           (2, "stderr", os.O_WRONLY)):
+        try:
+            os.fstat(fd)
+            continue                                  # open
+        except OSError:
+            pass
+        null = os.open(os.devnull, mode)
+        if null != fd:
+            os.dup2(null, fd)
+            os.close(null)
+        if getattr(sys, name) is None:
+            setattr(sys, name, open(fd, "r" if fd == 0 else "w", closefd=False))
+
+
 class BadInput(click.ClickException):
     """Input the command cannot use: one line, exit status 2."""
     exit_code = 2
-
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM: stops whatever runs as Ctrl-C does (a run ends KILLED, its folder says so)."""
 
 
 def _terminate(signum, frame):

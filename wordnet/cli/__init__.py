@@ -15,11 +15,13 @@ import gc
 
 from wordnet.cli import models, training  # noqa: F401  (their commands join the group)
 from wordnet.cli.group import cli
+from wordnet.exits import open_standard_streams
 
 __all__ = ["cli", "main"]
 
 
 def main():
+    open_standard_streams()                     # `2>&-`: on /dev/null, not failing
     try:
         cli(prog_name="wordnet-pipeline")
     finally:

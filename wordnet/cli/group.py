@@ -68,8 +68,9 @@ def _pipeline_options(f, run_name, folder_name):
         *STORE_OPTIONS,
         click.option("--run-name",
                      help="Name of the MLflow run and, without --out, of the output folder "
-                          f"[default: {run_name}; the folder {folder_name} under "
-                          "artifacts/]."),
+                          "under artifacts/ (one folder: / \\ and control characters "
+                          f"become -, leading dots go) [default: {run_name}; the folder "
+                          f"{folder_name}]."),
         click.option("--no-tracking", is_flag=True, help="Do not log to MLflow."),
     ]
     for option in reversed(options):

@@ -62,12 +62,15 @@ def run(stages, sets, from_run, resume, register, no_register, parent_run, judge
     do not resume: their training is not saved when interrupted.
     """
     from wordnet.data.dataset import find_data
+    from wordnet.models.base import default_threads
     from wordnet.progress import Progress
     from wordnet.runs import pipeline, rundir
     from wordnet.runs.prepare import prepare
     from wordnet.runs.recipes import EVALUATION_KEYS
     from wordnet.sweeps.trials import PipeJudge
+    from wordnet.tracking.errors import check_model_name
 
+    default_threads()                           # $WORDNET_THREADS checked: exit 2, nothing made
     chosen = tuple(s for s in pipeline.STAGES if s in stages or "all" in stages)
     base, overrides = read_recipe(recipe, sets)
     training_only = sorted(set(overrides) - set(EVALUATION_KEYS))
@@ -77,9 +80,8 @@ def run(stages, sets, from_run, resume, register, no_register, parent_run, judge
         raise click.UsageError("--from-run needs MLflow: drop --no-tracking")
     if from_run and "train" in chosen:
         raise click.UsageError("--from-run gives a trained model: drop --stage train")
-    if not no_register and not register.strip():
-        raise click.BadParameter("give the registered model a name, or pass --no-register",
-                                 param_hint="--register")
+    if not no_register:
+        check_model_name(register)              # exit 2 now, not after the training
     if resume and ("train" not in chosen or not out or sets):
         raise click.UsageError("--resume continues the training stopped in --out DIR, with "
                                "its recipe: give --out, keep --stage train, drop --set")
@@ -114,6 +116,9 @@ def log(out, data_dir, tracking_uri, experiment, register, no_register):
     from wordnet.data.dataset import find_data
     from wordnet.runs.backfill import log_folder
     from wordnet.runs.prepare import prepare
+    from wordnet.tracking.errors import check_model_name
+    if not no_register:
+        check_model_name(register)
     out, data = Path(out), find_data(data_dir)
     dataset = prepare(out, data, tracking_uri, experiment, True, status)
     page = log_folder(out, data, dataset, None if no_register else register, echo=click.echo)
@@ -135,8 +140,8 @@ def log(out, data_dir, tracking_uri, experiment, register, no_register):
               type=click.Choice(("train", "validate", "test", "reproduce")), show_default=True,
               help="Stages of each run (repeatable).")
 @click.option("--threads", type=click.IntRange(min=1),
-              help=f"Threads of each trial [default: cores / --jobs with --jobs, else "
-                   f"{TRIAL_THREADS}].")
+              help=f"Threads of each trial, at most 4 per CPU and 256 [default: cores / "
+                   f"--jobs with --jobs, else {TRIAL_THREADS}].")
 @click.option("--jobs", type=click.IntRange(min=1),
               help="Trials at once on this machine [default: cores / --threads]; 1 runs "
                    "them one after the other in this process.")

@@ -18,7 +18,14 @@ from wordnet.errors import ConfigError
 BACKENDS = ("exact", "fast")
 DTYPES = ("float64", "float32")
 INT_MAX = 2**31 - 1
-MAX_THREADS = 4
+MAX_THREADS = 4                 # the default: a minibatch of 100 has work for a few threads
+# The most threads a model may be given: THREADS_PER_CPU times the CPUs this process may
+# run on, and never more than THREADS_CEILING.  More threads than cores only wait at
+# the kernels' barriers (4× still lets one oversubscribe, e.g. to test), and each
+# OpenMP thread reserves a stack: libgomp fails to create 40,000 and segfaults on
+# 100,000.  256 is far beyond any gain and far below those failures.
+THREADS_PER_CPU = 4
+THREADS_CEILING = 256
 
 
 def available_memory() -> int:
@@ -61,7 +68,7 @@ class Layers:
         # Every kernel splits its work among this many OpenMP threads; BLAS
         # then runs single-threaded inside each (see single_threaded_blas).  A
         # minibatch of 100 leaves too little work for more than a few threads.
-        self.threads = threads or default_threads()
+        self.threads = default_threads() if threads is None else check_threads(threads)
         self._buffers = {}
 
     @classmethod
@@ -109,16 +116,46 @@ def check_backend(backend: str, dtype: str) -> None:
 THREADS_ENV = "WORDNET_THREADS"
 
 
+class ThreadsError(ConfigError):
+    """A number of threads that is not a whole number within the limit: a usage error."""
+    exit_code = 2
+
+
+def max_threads() -> int:
+    """The most threads a model may have here: THREADS_PER_CPU × the usable CPUs, at
+    most THREADS_CEILING."""
+    return min(THREADS_PER_CPU * _usable_cpus(), THREADS_CEILING)
+
+
+def check_threads(value, what: str = "threads", limit: int | None = None,
+                  text: bool = False) -> int:
+    """``value`` (an int; with ``text``, a string of ASCII digits: ``"²".isdigit()`` is
+    True) as a number of threads from 1 to ``limit`` (default: :func:`max_threads`);
+    else :class:`ThreadsError`, naming ``what`` and the limit."""
+    why = (f"{THREADS_PER_CPU} per usable CPU, at most {THREADS_CEILING}" if limit is None
+           else f"at most {limit}")
+    limit = max_threads() if limit is None else limit
+    if isinstance(value, str) and text:
+        given = value.strip()
+        number = int(given) if given.isascii() and given.isdigit() and len(given) <= 9 else None
+    elif isinstance(value, int) and not isinstance(value, bool):
+        number, given = value, str(value)
+    else:
+        number, given = None, repr(value)
+    if number is None or not 1 <= number <= limit:
+        shown = given if len(given) <= 20 else given[:20] + "..."
+        raise ThreadsError(f"{what} must be a whole number of threads from 1 to {limit} "
+                           f"({why}), not {shown!r}")
+    return number
+
+
 def default_threads() -> int:
     """The OpenMP threads a model uses unless told otherwise: $WORDNET_THREADS (a sweep's
-    parallel trials get their share of the cores through it), else the CPUs this
-    process may run on, at most MAX_THREADS."""
+    parallel trials get their share of the cores through it), checked against
+    :func:`max_threads`, else the CPUs this process may run on, at most MAX_THREADS."""
     value = os.environ.get(THREADS_ENV, "").strip()
     if value:
-        if not value.isdigit() or int(value) < 1:
-            raise ConfigError(f"${THREADS_ENV} must be a whole number of threads, 1 or more, "
-                              f"not {value!r}")
-        return int(value)
+        return check_threads(value, f"${THREADS_ENV}", text=True)
     return min(_usable_cpus(), MAX_THREADS)
 
 

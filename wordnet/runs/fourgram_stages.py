@@ -52,7 +52,7 @@ class FourGramStages:
                 run.echo(f"warning: no periodic checkpoint ({e}); training goes on")
 
         try:
-            with stop_on_signals(trainer.request_stop):
+            with stop_on_signals(trainer.request_stop) as signals:
                 history = trainer.run(data.train, data.valid, report.on_iteration,
                                       report.on_validation, on_checkpoint)
         except (Diverged, ConfigError) as e:        # a failed run, as a failed check is;
@@ -65,14 +65,14 @@ class FourGramStages:
         if history.stopped:
             try:
                 self._save_resumable(model, trainer, before, history)
-            except OSError as e:                    # still an interruption, exit status 130
+            except OSError as e:                    # still an interruption: 130, or 143
                 run.echo(f"stopped at iteration {trainer.position.step}, but not saved ({e})")
-                raise KeyboardInterrupt from None
+                raise signals.interruption() from None
             run.tracked.set_tags({"wordnet.stopped_at_iteration": trainer.position.step})
             run.echo(f"stopped at iteration {trainer.position.step}: the model and what "
                      f"resuming needs are in {run.out}/; `wordnet-pipeline run --resume "
                      f"--out {run.out}` continues")
-            raise KeyboardInterrupt
+            raise signals.interruption()            # SIGTERM: Terminated, exit status 143
         history.train_ce[:0], history.valid_ce[:0] = before["train_ce"], before["valid_ce"]
         self._model, self._evaluated = model, {}   # those of an earlier model are stale
         self._save_model(model)                     # a periodic save stays until this is done

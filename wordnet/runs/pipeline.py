@@ -17,7 +17,7 @@ from pathlib import Path
 from wordnet import __version__, plots, tracking
 from wordnet.data.dataset import load_dataset
 from wordnet.models import checkpoint, registry
-from wordnet.models.base import default_threads
+from wordnet.models.base import check_threads, default_threads
 from wordnet.runs.recipes import Recipe, with_overrides
 from wordnet.runs.rundir import (
     CHECKPOINT,
@@ -55,6 +55,10 @@ class RunOptions:
     threads: int | None = None          # of the model's kernels [default: default_threads()]
     echo: Callable = print
     progress: Callable | None = None    # (total iterations, loss=name) -> a progress bar
+
+    def __post_init__(self):
+        if self.threads is not None:
+            check_threads(self.threads)         # ThreadsError: not 1 to max_threads()
 
 
 class PipelineRun:

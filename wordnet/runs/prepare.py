@@ -1,5 +1,6 @@
 """Before a run's work: refuse an output folder that cannot be written, load the data
-and reach MLflow, the data loading while MLflow is imported and its store opened."""
+and reach MLflow, the data loading while MLflow is imported and its store opened; the
+folder is made only once the store is reached."""
 from __future__ import annotations
 
 import sys
@@ -7,16 +8,18 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from wordnet.data.dataset import Dataset, load_dataset
-from wordnet.runs.rundir import check_writable
+from wordnet.runs.rundir import check_creatable, check_writable
 
 
 def prepare(out: Path, data: Path | None, tracking_uri: str | None, experiment: str,
             track: bool, status=lambda message: print(message, file=sys.stderr)) -> Dataset:
     """The dataset of ``data`` (None: the copy shipped with the package), once ``out``
     is known writable and, if ``track``, MLflow connected to ``tracking_uri`` and
-    ``experiment`` (its TrackingError raised here); ``status`` says it connects."""
-    check_writable(out)
+    ``experiment`` (its TrackingError raised here, ``out`` not made); ``status`` says it
+    connects."""
+    check_creatable(out)                        # nothing made before the store answers
     if not track:
+        check_writable(out)
         return load_dataset(data)
     from wordnet.tracking.store import connect
     status("connecting to MLflow...")
@@ -24,4 +27,5 @@ def prepare(out: Path, data: Path | None, tracking_uri: str | None, experiment: 
         connected = connecting.submit(connect, tracking_uri, experiment)
         dataset = load_dataset(data)
         connected.result()                      # its TrackingError, if any
+    check_writable(out)
     return dataset

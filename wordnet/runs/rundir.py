@@ -20,6 +20,7 @@ import os
 import shutil
 import sys
 import tempfile
+import unicodedata
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
@@ -43,6 +44,30 @@ JSON_LIMITS = {HISTORY: 512 * MiB}    # every CE of a long run (some 25 bytes ea
 
 class RunFolderError(WordNetError):
     """A run folder cannot be written, or holds a file that cannot be read."""
+
+
+class RunNameError(WordNetError):
+    """A run's name that gives no folder name: a usage error."""
+    exit_code = 2
+
+
+NAME_BYTES = 200                      # of a folder name (a file system's limit is 255)
+
+
+def folder_name(name: str) -> str:
+    """The folder a run's name gives: one path component, never a path.  Separators
+    (``/``, ``\\``) and control characters become ``-``; the parts ``.`` and ``..``, and
+    leading dots, dashes and spaces, go; at most NAME_BYTES bytes of UTF-8.  The MLflow
+    run keeps its name as given.  :class:`RunNameError` when nothing is left."""
+    cleaned = "".join("/" if ch == "\\" or unicodedata.category(ch).startswith("C") else ch
+                      for ch in name)
+    parts = [p for p in cleaned.split("/") if p.strip() not in ("", ".", "..")]
+    slug = "-".join(parts).lstrip(".- ").rstrip(" .")
+    slug = slug.encode()[:NAME_BYTES].decode(errors="ignore").rstrip(" .")
+    if not slug:
+        raise RunNameError(f"the run name {name!r} gives no folder name: use letters or "
+                           "digits in --run-name, or give --out DIR")
+    return slug
 
 
 class RunDir:
@@ -189,7 +214,8 @@ def latest_run(root: Path = RUNS_DIR, models=None) -> Path | None:
 
 def output_folder(out: str | None, run_name: str, needs_model: bool, from_run: str | None) -> Path:
     """--out, else a fresh folder under artifacts/ for a run that trains (or fetches a
-    run's model), else the folder of the latest finished run."""
+    run's model), named by :func:`folder_name` of ``run_name``, else the folder of the
+    latest finished run."""
     if out:
         return Path(out)
     if needs_model and not from_run:
@@ -198,11 +224,29 @@ def output_folder(out: str | None, run_name: str, needs_model: bool, from_run: s
             raise RunFolderError(f"no trained model under {RUNS_DIR}/: run --stage train "
                                  "first, or pass --out DIR or --from-run RUN_ID")
         return latest
-    folder, n = RUNS_DIR / run_name, 1
+    name = folder_name(run_name)
+    folder, n = RUNS_DIR / name, 1
     while folder.exists():
         n += 1
-        folder = RUNS_DIR / f"{run_name}-{n}"
+        folder = RUNS_DIR / f"{name}-{n}"
     return folder
+
+
+def check_creatable(folder: Path) -> None:
+    """Fail now when ``folder`` could not be made or written, leaving nothing: its
+    nearest existing ancestor must be a folder that takes a file (an unnamed temporary
+    one, gone when closed).  The check before the tracking store is reached;
+    :func:`check_writable` makes the folder after."""
+    folder = Path(os.path.abspath(folder))
+    existing = next(p for p in (folder, *folder.parents) if p.exists() or p == p.parent)
+    try:
+        if not existing.is_dir():
+            raise NotADirectoryError(f"{existing} is not a folder")
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as e:
+        raise RunFolderError(f"{folder}: cannot write the run's files there "
+                             f"({e.strerror or e}); choose another --out") from None
 
 
 def check_writable(folder: Path) -> None:

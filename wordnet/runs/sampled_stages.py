@@ -97,7 +97,7 @@ class SampledStages:
         trainer = SampledTrainer(model, cfg, self.corpus)
         report = Reporter(run, trainer, cfg.iterations(len(train)))
         try:
-            with stop_on_signals(trainer.request_stop):
+            with stop_on_signals(trainer.request_stop) as signals:
                 history = trainer.run(train, valid, report.on_iteration, report.on_validation)
         except (Diverged, ConfigError) as e:
             raise PipelineError(str(e)) from e
@@ -107,7 +107,7 @@ class SampledStages:
             report.raise_pruned()
             run.echo(f"stopped at iteration {len(history.train_ce)}: these models do not "
                      "resume; nothing was saved")
-            raise KeyboardInterrupt
+            raise signals.interruption()            # SIGTERM: Terminated, exit status 143
         self._model = model
         run.folder.save_npz_model(model.kind, model.params(), run.dataset.vocab.words,
                                   run.recipe)

@@ -12,7 +12,7 @@ import signal
 import threading
 from contextlib import contextmanager
 
-from wordnet.errors import WordNetError
+from wordnet.errors import Terminated, WordNetError
 
 BATCH_WINDOW = 10           # minibatches per point of a batch curve (train/batch_ce_mean10)
 
@@ -82,23 +82,38 @@ class Reporter:
         raise Pruned(f"pruned at {why}")
 
 
+class Signals:
+    """The signal that asked a training to stop, if any."""
+
+    def __init__(self):
+        self.received = None
+
+    def interruption(self) -> KeyboardInterrupt:
+        """What a training stopped by it raises: :class:`Terminated` for SIGTERM (exit
+        status 143), else KeyboardInterrupt (Ctrl-C, 130)."""
+        return Terminated() if self.received == signal.SIGTERM else KeyboardInterrupt()
+
+
 @contextmanager
 def stop_on_signals(stop):
     """SIGINT and SIGTERM call ``stop()``, so that training ends between minibatches
-    and its state can be saved; a second signal acts as it would have."""
+    and its state can be saved; a second signal acts as it would have.  Yields
+    :class:`Signals`: which one came."""
+    signals = Signals()
     if threading.current_thread() is not threading.main_thread():
-        yield
+        yield signals
         return
     previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
 
     def handler(signum, frame):
         signal.signal(signum, previous[signum])
+        signals.received = signals.received or signum
         stop()
 
     for s in previous:
         signal.signal(s, handler)
     try:
-        yield
+        yield signals
     finally:
         for s, h in previous.items():
             signal.signal(s, h)

@@ -9,7 +9,7 @@ import threading
 from functools import partial
 
 from wordnet.errors import ConfigError
-from wordnet.models.base import default_threads
+from wordnet.models.base import check_threads, default_threads
 from wordnet.runs.rundir import RunDir
 from wordnet.sweeps.executor import Executor, Options, TrialSpec
 from wordnet.sweeps.in_process import InThisProcess
@@ -33,7 +33,9 @@ class Local:
         ``--jobs`` to the cores shared among the trials' threads."""
         if options.ray_address:
             raise ConfigError("--ray-address needs --executor ray")
-        cores = default_threads()
+        cores = default_threads()               # $WORDNET_THREADS checked
+        if options.threads is not None:
+            check_threads(options.threads, "--threads")
         threads = options.threads or (max(1, cores // options.jobs) if options.jobs else THREADS)
         return dataclasses.replace(options, threads=threads,
                                    jobs=options.jobs or max(1, cores // threads))

@@ -8,23 +8,27 @@ artifact store, and the sweep gets the trial's manifest, figures and output.  Th
 pruner's questions reach the sweep through a :class:`Judge` actor.
 
 With ``--ray-address`` the workers may be other machines: the tracking store must
-then be a server they reach (``http://``), not a file on this one.
+then be a server they reach (``http://``), not a file on this one.  The head is
+probed first (:func:`probe_head`, seconds, not Ray's minutes of retries), and a
+loopback address stays loopback (:data:`LOOPBACK_ENV`).
 """
 from __future__ import annotations
 
 import atexit
 import dataclasses
 import importlib.util
+import ipaddress
 import os
 import shutil
 import signal
+import socket
 import tempfile
 import threading
 from pathlib import Path
 
-from wordnet.errors import ConfigError
+from wordnet.errors import ConfigError, WordNetError
 from wordnet.fileio import read_bounded
-from wordnet.models.base import default_threads
+from wordnet.models.base import THREADS_CEILING, check_threads, default_threads
 from wordnet.runs.recipes import RECIPE_LIMIT
 from wordnet.runs.rundir import MANIFEST, METRICS, RunDir
 from wordnet.sweeps.executor import Options, TrialSpec
@@ -40,6 +44,52 @@ from wordnet.sweeps.trials import (
 )
 
 QUESTION_SECONDS = 1.0          # how long the sweep's judge waits for a question at a time
+PROBE_SECONDS = 5.0             # how long the head's port may take to accept a connection
+# Ray turns a loopback address (127.0.0.1:PORT, localhost:PORT) into the machine's
+# routable one, and then retries for minutes a head that listens on loopback only,
+# unless this is "0" in the driver's environment before Ray is imported (the name is
+# about Windows and macOS, where that is the default).
+LOOPBACK_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+
+
+class RayUnreachable(WordNetError):
+    """--ray-address names no head that answers: a failure, as an unreachable server is."""
+
+
+def head_address(address: str) -> tuple[str, int] | None:
+    """(host, port) of --ray-address HOST:PORT (or ray://HOST:PORT); None for Ray's
+    own "auto"; ConfigError when it is neither."""
+    if address in ("auto", "local"):
+        return None
+    host, colon, port = address.split("://", 1)[-1].rpartition(":")
+    host = host.strip("[]")                          # [::1]:6379
+    if not colon or not host or not (port.isascii() and port.isdigit()) \
+            or not 0 < int(port) < 65536:
+        raise ConfigError(f"--ray-address must be HOST:PORT (the head's, as `ray start "
+                          f"--head` printed it), not {address!r}")
+    return host, int(port)
+
+
+def is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(socket.gethostbyname(host)).is_loopback
+    except (OSError, ValueError):
+        return False
+
+
+def probe_head(address: str, timeout: float = PROBE_SECONDS) -> None:
+    """Fail within ``timeout`` seconds, saying so, when nothing accepts a connection at
+    ``address``: Ray itself retries for minutes without a word."""
+    target = head_address(address)
+    if target is None:
+        return
+    try:
+        socket.create_connection(target, timeout=timeout).close()
+    except OSError as e:
+        reason = e.strerror or str(e) or type(e).__name__
+        raise RayUnreachable(f"cannot reach the Ray head at {address} ({reason}); start it "
+                             f"(`ray start --head --port {target[1]}`), fix --ray-address, "
+                             "or drop it for a Ray started here") from None
 
 
 class OnRay:
@@ -49,7 +99,8 @@ class OnRay:
     @staticmethod
     def configure(options: Options) -> Options:
         """Ray is installed; with --ray-address, a tracking server the workers reach;
-        ``--threads`` defaults to THREADS."""
+        ``--threads`` defaults to THREADS, and is at most max_threads() (with
+        --ray-address: THREADS_CEILING, the workers check their own CPUs)."""
         if options.jobs:
             raise ConfigError("--jobs is for --executor local: Ray runs as many trials "
                               "at once as its CPUs allow, --threads each")
@@ -64,12 +115,21 @@ class OnRay:
                 f"with --ray-address the trials may run on other machines, which cannot "
                 f"write to the tracking store {uri or './mlflow.db'} on this one: "
                 "start `mlflow server` and pass --tracking-uri http://HOST:PORT")
+        default_threads()                       # $WORDNET_THREADS checked
+        if options.threads is not None:         # a cluster's machines: not this one's CPUs
+            check_threads(options.threads, "--threads",
+                          THREADS_CEILING if options.ray_address else None)
+        if options.ray_address:
+            probe_head(options.ray_address)     # RayUnreachable: before anything is made
         return dataclasses.replace(options, threads=options.threads or THREADS)
 
     def __init__(self, spec: TrialSpec):
+        self.address, self.threads = spec.options.ray_address, spec.options.threads
+        target = head_address(self.address) if self.address else None
+        if target and is_loopback(target[0]):
+            os.environ.setdefault(LOOPBACK_ENV, "0")    # read when Ray is imported, below
         import ray
         self.ray, self.spec = ray, spec
-        self.address, self.threads = spec.options.ray_address, spec.options.threads
         # Ray puts the driver's working folder first on its workers' sys.path, unless
         # the job has a working_dir: run from a source checkout, the workers would import
         # its wordnet/, which has no compiled kernels.  An empty one keeps them on the

@@ -21,6 +21,7 @@ import threading
 from dataclasses import dataclass
 
 from wordnet.errors import ConfigError
+from wordnet.runs.rundir import folder_name
 
 KINDS = ("uniform", "loguniform", "int", "choice")
 SAMPLERS = ("tpe", "random")
@@ -197,7 +198,7 @@ class Search:
             self._trials[trial.number] = trial
         pairs = "-".join(f"{k}={v}" for k, v in values.items())
         folder = pairs if self.samples is None else f"trial-{trial.number:03d}-{pairs}"
-        return Trial(trial.number, values, folder)
+        return Trial(trial.number, values, folder_name(folder))   # a value's / is no folder
 
     def report(self, number: int, point: int, valid_ce: float) -> bool:
         """Trial ``number``'s validation CE at its validation point ``point`` (1, 2, ...):

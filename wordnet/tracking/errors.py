@@ -11,6 +11,30 @@ class TrackingError(WordNetError):
 AUTOFLUSH = "(raised as a result of"    # SQLAlchemy's wrapper of the error that matters
 
 
+class ModelNameError(WordNetError):
+    """A registered model's name MLflow would refuse: a usage error."""
+    exit_code = 2
+
+
+def check_model_name(name: str) -> str:
+    """``name`` if MLflow's model registry takes it, checked before any work rather than
+    refused after the training: not blank, no ``/`` or ``:`` (they separate the parts
+    of ``models:/NAME/VERSION``), not ``.`` and not starting with ``..`` (MLflow refuses
+    names that would resolve to another as a path), no control characters."""
+    if not name.strip():
+        problem = "is empty"
+    elif "/" in name or ":" in name:
+        problem = "has '/' or ':' (they separate the parts of models:/NAME/VERSION)"
+    elif name == "." or name.startswith(".."):
+        problem = "reads as a path ('.' or starting with '..')"
+    elif any(ord(ch) < 32 or ord(ch) == 127 for ch in name):
+        problem = "has a control character"
+    else:
+        return name
+    raise ModelNameError(f"the registered model name {name!r} {problem}: choose another "
+                         "--register NAME, or pass --no-register")
+
+
 def first_line(e: Exception) -> str:
     """An error's message in one line, for a user (MLflow's run to pages).  SQLAlchemy's
     "(raised as a result of Query-invoked autoflush; ...)" is not the cause: the

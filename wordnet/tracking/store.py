@@ -148,9 +148,12 @@ def _probe(uri: str, hint: str = "start it, fix --tracking-uri, or pass --no-tra
 
 def unique_name(name: str) -> str:
     """``name``, or ``name #2``, ``name #3``...: the first that no run of the active
-    experiment has, so that runs tell apart in MLflow's lists."""
+    experiment has, so that runs tell apart in MLflow's lists.  MLflow's filter strings
+    have no escape that a quote or a backslash survives (``\\'`` is searched for as
+    is), so each is the pattern's ``_``, any one character: the runs found are a
+    superset of those named ``name...``, and the names taken are compared here."""
     import mlflow
-    pattern = name.replace("\\", "\\\\").replace("'", "\\'")
+    pattern = name.replace("\\", "_").replace("'", "_")
     taken = {run.info.run_name for run in mlflow.search_runs(
         filter_string=f"attributes.run_name LIKE '{pattern}%'", output_format="list")}
     n, unique = 1, name
