@@ -108,6 +108,16 @@ def check_choice(name: str, value, choices) -> None:
         raise ConfigError(f"{name} must be one of {', '.join(map(str, choices))}, got {value!r}")
 
 
+ACTIVATIONS = ("sigmoid", "tanh")             # of a hidden layer
+
+
+def check_hidden_layer(config) -> None:
+    """A configuration's hidden layer: its size and activation (4-gram, window scorer)."""
+    if not 1 <= config.hidden_size <= INT_MAX:
+        raise ConfigError(f"hidden_size must be a positive integer, got {config.hidden_size}")
+    check_choice("activation", config.activation, ACTIVATIONS)
+
+
 def check_window(k: int) -> None:
     if not 1 <= k <= 10:
         raise ConfigError(f"window must be 1 to 10 words either side, got {k}")

@@ -40,13 +40,11 @@ from wordnet._gradients import (
     sum_columns,
     tanh_grad,
 )
-from wordnet.errors import ConfigError
 from wordnet.models import init as init_schemes
-from wordnet.models.base import INT_MAX, Layers
-from wordnet.models.config import Config, check_choice
+from wordnet.models.base import Layers
+from wordnet.models.config import ACTIVATIONS, Config, check_choice, check_hidden_layer
 from wordnet.models.kind import Figures, ModelKind
 
-ACTIVATIONS = ("sigmoid", "tanh")             # of the hidden layer
 WEIGHTS = ("W1", "W2", "W3")                  # what a weight decay shrinks
 PARAMS = ("W1", "W2", "b2", "W3", "b3")       # checkpoint order
 UPDATE_ORDER = ("W3", "b3", "W2", "b2", "W1")  # the C reference's update order
@@ -61,9 +59,7 @@ class FourGramConfig(Config):
 
     def __post_init__(self):
         super().__post_init__()
-        if not 1 <= self.hidden_size <= INT_MAX:
-            raise ConfigError(f"hidden_size must be a positive integer, got {self.hidden_size}")
-        check_choice("activation", self.activation, ACTIVATIONS)
+        check_hidden_layer(self)
 
 
 def training_memory(header) -> int:

@@ -27,11 +27,9 @@ from wordnet._activations import bias_sigmoid, bias_tanh
 from wordnet._gradients import embed, embed_grad, sigmoid_grad, sum_columns, tanh_grad
 from wordnet._objectives import hinge_grad
 from wordnet.data.corpus import windows
-from wordnet.errors import ConfigError
 from wordnet.models import init as init_schemes
-from wordnet.models.base import INT_MAX, Layers
-from wordnet.models.config import Config, check_choice, check_window
-from wordnet.models.fourgram import ACTIVATIONS
+from wordnet.models.base import Layers
+from wordnet.models.config import Config, check_choice, check_hidden_layer, check_window
 from wordnet.models.kind import Figures, ModelKind
 
 EVAL_CORRUPTIONS = 5          # corrupted windows per test window in the ranking accuracy
@@ -52,9 +50,7 @@ class WindowConfig(Config):
 
     def __post_init__(self):
         super().__post_init__()
-        if not 1 <= self.hidden_size <= INT_MAX:
-            raise ConfigError(f"hidden_size must be a positive integer, got {self.hidden_size}")
-        check_choice("activation", self.activation, ACTIVATIONS)
+        check_hidden_layer(self)
         check_window(self.window)
         check_choice("corruption", self.corruption, CORRUPTIONS)
 
