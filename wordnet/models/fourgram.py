@@ -191,7 +191,7 @@ class Model(Layers):
 
 
 KIND = ModelKind(
-    name="4gram", title="4-gram model", model=Model, config=FourGramConfig,
+    name="4gram", model=Model, config=FourGramConfig,
     figures=Figures("train/ce_running_mean", "valid/ce",
                     ("valid/final_ce", "test/ce", "valid/top1", "train/final_ce",
                      "perf/updates_per_second"), loss_name="CE",

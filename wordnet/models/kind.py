@@ -40,7 +40,6 @@ class Figures:
 @dataclass(frozen=True)
 class ModelKind:
     name: str               # the recipes' `model` key
-    title: str              # in a sentence: "the window scorer"
     model: type             # its parameters, forward and backward passes
     config: type            # its recipe keys, typed: what a run of it logs and checks
     figures: Figures

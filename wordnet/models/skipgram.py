@@ -144,7 +144,7 @@ class SkipGram(Layers):
 
 
 KIND = ModelKind(
-    name="skipgram", title="skip-gram model", model=SkipGram, config=SkipGramConfig,
+    name="skipgram", model=SkipGram, config=SkipGramConfig,
     figures=Figures("train/loss_running_mean", "valid/ce",
                     ("valid/final_ce", "test/log_likelihood", "train/final_loss",
                      "perf/updates_per_second")),

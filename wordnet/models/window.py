@@ -187,7 +187,7 @@ def corrupt(x: np.ndarray, words: np.ndarray) -> np.ndarray:
 
 
 KIND = ModelKind(
-    name="window", title="window scorer", model=WindowScorer, config=WindowConfig,
+    name="window", model=WindowScorer, config=WindowConfig,
     figures=Figures("train/loss_running_mean", "valid/loss",
                     ("valid/final_loss", "test/ranking_accuracy", "test/mean_margin",
                      "train/final_loss", "perf/updates_per_second"), "validation hinge loss"),
