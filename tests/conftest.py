@@ -88,11 +88,12 @@ class Recorder:
 
     run_id = run_name = "recorded"
     page = "http://127.0.0.1:5000/#/experiments/0/runs/recorded"
-    version = None                        # no registered version
+    version = lost = None                 # no registered version; tracking not lost
+    aliases, continued = (), False        # a new run
 
     def __init__(self):
         self.params, self.metrics, self.artifacts, self.datasets, self.models = {}, [], [], [], []
-        self.tags, self.model_tags, self.linked = {}, {}, {}
+        self.tags, self.model_tags, self.linked, self.registered = {}, {}, {}, []
 
     def log_params(self, params):
         self.params.update(params)
@@ -113,8 +114,14 @@ class Recorder:
     def log_dataset(self, rows, name, context, source, digest):
         self.datasets.append((name, context, len(rows), digest))
 
-    def log_model(self, checkpoint, vocab, example, name="model", register=None):
-        self.models.append((example, name, register))
+    def log_model(self, checkpoint, vocab, example, name="model"):
+        self.models.append((example, name))
+
+    def register(self, name, description, select_by, reproduced):
+        self.registered.append((name, description, select_by, reproduced))
+
+    def tag(self, name, default=""):
+        return default
 
     def tag_model(self, tags):
         self.model_tags.update(tags)

@@ -280,22 +280,27 @@ def test_the_quick_pipeline_against_a_real_mlflow_server(mlflow_server, data_dir
     assert "reproduce/identical" not in run.data.metrics
     assert local.read_bytes() == (out / "model.bin").read_bytes()
 
-    # the logged model: named for what it is, its final figures and datasets linked to it,
-    # registered, with the reproduce stage's verdict
+    # the logged model: named as its run, its final figures and datasets linked to it,
+    # registered once its stages finished, with the reproduce stage's verdict
     [logged] = client.search_logged_models(experiment_ids=[run.info.experiment_id])
-    assert logged.name == "wordnet-quick-exact" and logged.source_run_id == run_id
+    assert logged.name == "stop=1500-every=500-quick-exact" and logged.source_run_id == run_id
     linked = {m.key: m for m in logged.metrics}
     assert linked["test/ce"].value == pytest.approx(metrics["test/ce"])
     assert linked["test/ce"].dataset_name == "test" and linked["valid/top1"].dataset_name == "valid"
     assert logged.tags["wordnet.reproduce"] == "passed"
     [version] = client.search_model_versions("name = 'wordnet'")
     assert version.run_id == run_id and version.tags["wordnet.reproduce"] == "passed"
+    assert version.description.startswith("stop=1500 every=500 · quick · exact: the quick "
+                                          "recipe with early_stop=1500, validation_period=500")
+    assert f"valid/final_ce {metrics['valid/final_ce']:.6g}" in version.description
+    assert "not every check enforced" in version.description    # quick: parity is not
+    assert client.get_registered_model("wordnet").aliases == {"best": version.version}
     mlflow.set_tracking_uri(mlflow_server)
     try:
         model = mlflow.pyfunc.load_model("models:/wordnet/latest")
         [answer] = model.predict(["have a good"], params={"top_k": 3})
         assert answer.context == ["have", "a", "good"] and len(answer.predictions) == 3
-        assert mlflow.pyfunc.load_model(f"runs:/{run_id}/wordnet-quick-exact")
+        assert mlflow.pyfunc.load_model(f"runs:/{run_id}/{logged.name}")
     finally:
         mlflow.set_tracking_uri(None)
 

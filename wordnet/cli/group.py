@@ -38,8 +38,10 @@ def cli(ctx, debug, verbose):
 STORE_OPTIONS = [
     click.option("--tracking-uri", envvar="MLFLOW_TRACKING_URI", show_envvar=True,
                  help="MLflow tracking URI [default: MLflow's, ./mlflow.db]."),
-    click.option("--experiment", envvar="MLFLOW_EXPERIMENT_NAME", default="wordnet",
-                 show_default=True, help="MLflow experiment."),
+    click.option("--experiment", envvar="MLFLOW_EXPERIMENT_NAME", show_envvar=True,
+                 help="MLflow experiment [default: one per kind of model: wordnet-4gram, "
+                      "wordnet-window, wordnet-skipgram, wordnet-skipgram-neg; "
+                      "compare-embeddings: wordnet-compare]."),
 ]
 
 

@@ -151,11 +151,13 @@ def compare_embeddings(models, k, data_dir, out, tracking_uri, experiment, no_tr
     run of its own unless --no-tracking.
     """
     from wordnet.runs.compare import CompareError
+    from wordnet.runs.comparison import EXPERIMENT
     from wordnet.runs.comparison import compare_embeddings as compare
     if len(models) < 2:
         raise click.UsageError("give two models or more to compare")
     try:
-        compare(list(models), k, data_dir, out, tracking_uri, experiment, not no_tracking,
+        compare(list(models), k, data_dir, out, tracking_uri, experiment or EXPERIMENT,
+                not no_tracking,
                 echo=click.echo, status=status)
     except CompareError as e:                       # different vocabularies
         raise click.UsageError(str(e)) from None

@@ -66,7 +66,7 @@ def run(stages, sets, from_run, resume, register, no_register, parent_run, judge
     from wordnet.progress import Progress
     from wordnet.runs import pipeline, rundir
     from wordnet.runs.prepare import prepare
-    from wordnet.runs.recipes import EVALUATION_KEYS
+    from wordnet.runs.recipes import EVALUATION_KEYS, with_overrides
     from wordnet.sweeps.trials import PipeJudge
     from wordnet.tracking.errors import check_model_name
 
@@ -89,6 +89,9 @@ def run(stages, sets, from_run, resume, register, no_register, parent_run, judge
     data = find_data(data_dir)                  # before anything is made: no folder, no store
     folder_name = run_name or f"{base.name}-{datetime.now():%Y%m%d-%H%M%S}"
     out = rundir.output_folder(out, folder_name, needs_model, from_run)
+    if experiment is None:                      # the model's kind's: the folder's model's
+        model = (needs_model or resume) and rundir.RunDir(out).recipe()
+        experiment = (model or with_overrides(base, overrides)).config.experiment
     dataset = prepare(out, data, tracking_uri, experiment, not no_tracking, status)
     pipeline.run(base, overrides, chosen, out, pipeline.RunOptions(
         data_dir=data, dataset=dataset, track=not no_tracking, run_name=run_name,
@@ -108,19 +111,24 @@ def run(stages, sets, from_run, resume, register, no_register, parent_run, judge
               help="Register the model in MLflow under NAME.")
 @click.option("--no-register", is_flag=True, help="Log the model, register nothing.")
 def log(out, data_dir, tracking_uri, experiment, register, no_register):
-    """Log a finished run's folder to MLflow, as a new run.
+    """Log a finished run's folder to MLflow: into its run, or a new one.
 
     For a run whose tracking was lost on the way (its run.json says
-    mlflow_not_logged): its parameters, curves, final figures, files and model.
+    mlflow_not_logged), or that ran with --no-tracking: its parameters, curves, final
+    figures, files and model. A folder logged already is not logged again.
     """
     from wordnet.data.dataset import find_data
     from wordnet.runs.backfill import log_folder
     from wordnet.runs.prepare import prepare
+    from wordnet.runs.rundir import RunDir
     from wordnet.tracking.errors import check_model_name
     if not no_register:
         check_model_name(register)
     out, data = Path(out), find_data(data_dir)
-    dataset = prepare(out, data, tracking_uri, experiment, True, status)
+    recipe = RunDir(out).recipe()               # None: log_folder says what is missing
+    if experiment is None and recipe is not None:
+        experiment = recipe.config.experiment
+    dataset = prepare(out, data, tracking_uri, experiment or "Default", True, status)
     page = log_folder(out, data, dataset, None if no_register else register, echo=click.echo)
     click.echo(f"logged {out}/: {page}")
 
@@ -201,7 +209,8 @@ def sweep(sets, samples, sampler, seed, prune, stages, threads, jobs, executor_n
     data = find_data(data_dir)
     folder_name = run_name or f"sweep-{base.name}-{datetime.now():%Y%m%d-%H%M%S}"
     out = rundir.output_folder(out, folder_name, False, None)
-    dataset = prepare(out, data, tracking_uri, experiment, not no_tracking, status)
+    dataset = prepare(out, data, tracking_uri, experiment or base.config.experiment,
+                      not no_tracking, status)
     results = sweeps.sweep(sweeps.Sweep(base, search, chosen, out, data, options, recipe,
                                         run_name, resume),
                            echo=click.echo, progress=Progress, dataset=dataset)

@@ -98,6 +98,12 @@ class Config(TrainingConfig):
             raise ConfigError(f"init must be one of {', '.join(init_schemes.SCHEMES)}, "
                               f"got {self.init!r}")
 
+    @property
+    def experiment(self) -> str:
+        """The MLflow experiment its runs go to unless told otherwise: one per kind of
+        model and loss, so that a metric's name means one quantity in an experiment."""
+        return f"wordnet-{self.model}"
+
     @classmethod
     def keys(cls) -> tuple[str, ...]:
         return tuple(f.name for f in fields(cls))

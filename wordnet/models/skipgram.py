@@ -50,6 +50,11 @@ class SkipGramConfig(Config):
         if not 0 <= self.negatives <= 1000:
             raise ConfigError(f"negatives must be 0 (full softmax) to 1000, got {self.negatives}")
 
+    @property
+    def experiment(self) -> str:
+        # its training loss with negatives is another quantity than the softmax's CE
+        return f"wordnet-{self.model}-neg" if self.negatives else f"wordnet-{self.model}"
+
 
 class SkipGram(Layers):
     """Parameters W1 (d x V), the input vectors, and W2 (V x d), the output vectors."""

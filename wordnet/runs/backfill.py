@@ -1,18 +1,21 @@
 """Logging a run's folder to MLflow after the run: ``wordnet-pipeline log --out DIR``,
-for a run whose tracking was lost on the way (a tracking server gone mid-run).
+for a run whose tracking was lost on the way (a tracking server gone mid-run), or that
+ran with ``--no-tracking``.
 
-A new MLflow run gets what the live run would have logged, read from the
-folder: the parameters and tags, the datasets, the training CE (the running
+The folder's MLflow run, if the store holds it, else a new one, gets what the live
+run would have logged, read from the folder: the parameters and tags, the datasets, the training CE (the running
 mean) and the validation CEs at their iterations, the epochs, the final figures
 (linked to the model and the datasets), the files, the model (registered) and
 the reproduction verdict.  The minibatches' own CEs are not kept in the
-folder: ``train/batch_ce_mean10`` is missing.
+folder: ``train/batch_ce_mean10`` is missing.  A folder logged already is not logged
+again: ``log`` twice makes one run, and one model version.
 """
 from __future__ import annotations
 
 from pathlib import Path
 
 from wordnet import tracking
+from wordnet.runs import ownership
 from wordnet.runs.pipeline import PipelineRun, RunOptions
 from wordnet.runs.rundir import (
     CE_PLOT,
@@ -21,7 +24,6 @@ from wordnet.runs.rundir import (
     EMBEDDING_PLOT,
     HISTORY,
     MANIFEST,
-    METRICS,
     NPZ_CHECKPOINT,
     RECIPE,
     REPORT,
@@ -37,7 +39,7 @@ FILES = (CHECKPOINT, NPZ_CHECKPOINT, VOCAB, RECIPE, HISTORY, CE_PLOT, EMBEDDING_
 
 def log_folder(out: Path, data_dir: Path | None, dataset, register: str | None,
                echo=print) -> str:
-    """Log the finished run in ``out`` as a new MLflow run (of the active experiment);
+    """Log the finished run in ``out`` to MLflow (the active experiment, for a new run);
     point its run.json at it.  Returns the run's page in MLflow's UI."""
     folder = RunDir(out)
     with folder.lock():                       # no run may change the folder meanwhile
@@ -49,32 +51,38 @@ def _log_folder(out, folder, data_dir, dataset, register, echo) -> str:
     if not manifest or recipe is None or not folder.has_model():
         raise PipelineError(f"{out}/ holds no trained model with its run.json and recipe.json: "
                             "nothing to log")
+    earlier = ownership.adopt(folder, echo)   # a run left RUNNING is ended first
+    if earlier and not manifest.get("mlflow_not_logged"):
+        echo(f"{out}/ is logged already, as MLflow run {manifest.get('mlflow_run_name')!r}")
+        return tracking.page_of(earlier)
     name = manifest.get("mlflow_run_name") or recipe.label()
-    with tracking.start_run(name) as tracked:
+    stages = manifest.get("stages", [])
+    with tracking.start_run(name, run_id=earlier) as tracked:
+        ownership.hold(folder, tracked)
         run = PipelineRun(recipe, out, RunOptions(data_dir=data_dir, dataset=dataset,
                                                   register=register, echo=echo), tracked)
-        run.describe(manifest.get("stages", []))
-        tracked.set_tags({"wordnet.logged_later": "true"} | (
-            {"wordnet.replaces_run": manifest["mlflow_run_id"]}
-            if manifest.get("mlflow_run_id") else {}))
+        run.describe(stages)
+        tracked.set_tags({"wordnet.logged_later": "true"})
         run.load()
         history = folder.read_json(HISTORY) or {"train_ce": [], "valid_ce": []}
         per_epoch = run.stages.training_examples() // recipe.config.batch_size
         names = run.kind.figures
         _log_curves(tracked, history, per_epoch, names.train_curve, names.valid_curve)
-        if run.kind.predicts:                 # the pyfunc model predicts next words
+        if run.kind.predicts and tracked.model_id is None:   # next words: the pyfunc model
             words = run.dataset.vocab.words
             example = " ".join(words[i] for i in run.dataset.test[0, :-1])
-            tracked.log_model(out / CHECKPOINT, out / VOCAB, example, recipe.model_name(),
-                              register)
-        _log_finals(tracked, run, folder.read_json(METRICS) or {}, len(history["train_ce"]),
-                    names)
+            tracked.log_model(out / CHECKPOINT, out / VOCAB, example,
+                              recipe.model_name(tracked.run_name))
+        _log_finals(tracked, run, run.metrics, len(history["train_ce"]), names)
         tracked.log_artifacts(*(out / name for name in FILES if (out / name).is_file()))
         report = folder.read_json(REPORT_JSON)
         if report:
             failed = [c["name"] for c in report["checks"] if c["result"] == "FAIL"]
             tracked.tag_model({"wordnet.reproduce": f"failed: {'; '.join(failed)}" if failed
                                else "passed"})
+        if manifest.get("status") == "FINISHED" and not (report and failed):
+            run.register_model(stages)
+    ownership.release(folder, tracked)
     if tracked.lost:
         raise NotLogged(f"{out}/ was not logged either ({tracked.lost})")
     manifest.pop("mlflow_not_logged", None)

@@ -14,6 +14,7 @@ from wordnet.runs.locate import load
 from wordnet.tracking.errors import TrackingError
 
 FILES = ("compare.md", "compare.json", "embeddings_compared.png")
+EXPERIMENT = "wordnet-compare"        # its runs' figures are no model's: their own experiment
 
 
 def model_names(uris: list[str]) -> list[str]:
@@ -28,7 +29,7 @@ def model_names(uris: list[str]) -> list[str]:
 
 def compare_embeddings(uris: list[str], k: int = compare.K, data_dir: Path | None = None,
                        out: str | None = None, tracking_uri: str | None = None,
-                       experiment: str = "wordnet", track: bool = True, echo=print,
+                       experiment: str = EXPERIMENT, track: bool = True, echo=print,
                        status=lambda message: print(message, file=sys.stderr)) -> Path:
     """Compare the models at ``uris`` (anything ``--model`` accepts) on their ``k``
     nearest neighbours; the table goes to ``echo``, the files to ``out`` (a new folder

@@ -85,9 +85,7 @@ class FourGramStages:
         run.trained(model.W1, history)
         example = " ".join(data.vocab.words[i] for i in data.test[0, :-1])
         run.tracked.log_model(run.out / CHECKPOINT, run.out / VOCAB, example,
-                              run.recipe.model_name(), run.register)
-        if run.tracked.version:                     # MLflow's own lines about it are quiet
-            run.echo("registered: models:/{}/{}".format(*run.tracked.version))
+                              run.recipe.model_name(run.tracked.run_name))
 
     def validate(self):
         self._evaluate("valid")

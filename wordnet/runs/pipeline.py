@@ -18,6 +18,7 @@ from wordnet import __version__, plots, tracking
 from wordnet.data.dataset import load_dataset
 from wordnet.models import checkpoint, registry
 from wordnet.models.base import check_threads, default_threads
+from wordnet.runs import ownership
 from wordnet.runs.recipes import Recipe, with_overrides
 from wordnet.runs.rundir import (
     CHECKPOINT,
@@ -28,6 +29,7 @@ from wordnet.runs.rundir import (
     METRICS,
     NPZ_CHECKPOINT,
     RECIPE,
+    REPORT_JSON,
     VOCAB,
     RunDir,
     check_writable,
@@ -97,23 +99,60 @@ class PipelineRun:
                 if stage in stages:
                     getattr(self.stages, stage)()
             self.tracked.log_artifacts(*self.painter.wait())
+            self.register_model(stages)             # every stage finished
         finally:
             self.painter.close()                    # after an error: stops the drawing
         return self.metrics
 
     def describe(self, stages) -> None:
-        """The run's parameters, and the tags that describe it in MLflow's UI."""
+        """The run's parameters, and the tags that describe it in MLflow's UI.  A run
+        continued (a later command on its model) keeps what it has: its parameters
+        (MLflow's cannot change), its description, the machine it trained on."""
         config, recipe, commit = self.config, self.recipe, tracking.git_commit()
-        self.tracked.log_params(dataclasses.asdict(config) | {
-            "recipe": recipe.name, "wordnet_version": __version__, "git_commit": commit})
+        params = dataclasses.asdict(config) | {
+            "recipe": recipe.name, "wordnet_version": __version__, "git_commit": commit}
+        overridden = {f"wordnet.override.{key}": str(value)
+                      for key, value in recipe.overridden().items()}
+        self.tracked.log_params({k: v for k, v in params.items()
+                                 if k not in self.tracked.params})
+        if self.tracked.continued:
+            done = self.tracked.tag("wordnet.stages", "").split(",")
+            self.tracked.set_tags({"wordnet.stages": ",".join(
+                s for s in STAGES if s in done or s in stages), **overridden})
+            return
         self.tracked.set_tags({
             "mlflow.note.content": recipe.note(stages),          # the run's description in the UI
             "mlflow.source.git.commit": commit, "wordnet.recipe": recipe.name,
             "wordnet.stages": ",".join(stages), "wordnet.backend": config.backend,
-            "wordnet.dtype": config.dtype, "wordnet.version": __version__,
-            **{f"wordnet.override.{key}": str(value)
-               for key, value in recipe.overridden().items()},
+            "wordnet.dtype": config.dtype, "wordnet.version": __version__, **overridden,
             **tracking.machine_tags(self.threads)})
+
+    def register_model(self, stages) -> None:
+        """The model, once every stage finished, as a version of the registered model
+        (one per run; a later command on it updates it), described by its figures;
+        aliased ``reproduced`` when this command's reproduction passed every check."""
+        if not (self.register and self.kind.predicts):
+            return
+        report = self.folder.read_json(REPORT_JSON) if "reproduce" in stages else None
+        reproduced = bool(report) and all(c["result"] == "pass" for c in report["checks"])
+        figures = self.kind.figures
+        shown = ", ".join(f"{name} {self.metrics[name]:.6g}" for name in figures.shown
+                          if name in self.metrics)
+        verdict = (" Reproduction: every check passed." if reproduced else
+                   " Reproduction: not every check enforced." if report else "")
+        description = (f"{self.tracked.run_name}: the {self.recipe.name} recipe"
+                       f"{self._overridden()}. {shown or 'Not evaluated yet'}.{verdict}")
+        value = self.metrics.get(figures.select_by)
+        self.tracked.register(self.register, description,
+                              (figures.select_by, value) if value is not None else None,
+                              reproduced)
+        if self.tracked.version:
+            aliases = "".join(f", @{alias}" for alias in self.tracked.aliases)
+            self.echo("registered: models:/{}/{}".format(*self.tracked.version) + aliases)
+
+    def _overridden(self) -> str:
+        changed = self.recipe.overridden()
+        return f" with {', '.join(f'{k}={v}' for k, v in changed.items())}" if changed else ""
 
     def load(self):
         if self._dataset is None:                  # a sweep loads it once for all its runs
@@ -256,9 +295,11 @@ def _run(recipe, overrides, stages, out: Path, folder: RunDir, options: RunOptio
             run_name = " · ".join([recipe.label()] + ([] if "train" in stages else list(stages)))
         parent = ({"mlflow.parentRunId": options.parent_run_id} if options.parent_run_id
                   else None)
-        context = (tracking.start_run(run_name, tags=parent, nested=options.nested)
+        context = (tracking.start_run(run_name, tags=parent, nested=options.nested,
+                                      run_id=_continued(folder, stages, options))
                    if options.track else nullcontext(NoRun()))
         with context as tracked:
+            ownership.hold(folder, tracked)
             run_id, run_name = tracked.run_id, tracked.run_name or run_name
             pipeline_run = PipelineRun(recipe, out, options, tracked)
             metrics = pipeline_run.execute(stages)
@@ -270,6 +311,7 @@ def _run(recipe, overrides, stages, out: Path, folder: RunDir, options: RunOptio
         status = "PRUNED"
         raise
     finally:
+        ownership.release(folder, tracked)
         changed = pipeline_run is not None and pipeline_run.wrote_model
         lost = getattr(tracked, "lost", None)
         if status == "FINISHED" or changed or not folder.has_manifest():
@@ -287,6 +329,16 @@ def _run(recipe, overrides, stages, out: Path, folder: RunDir, options: RunOptio
                         f"({lost}); `wordnet-pipeline log --out {out}` logs it when the "
                         "store is back")
     return metrics
+
+
+def _continued(folder: RunDir, stages, options: RunOptions) -> str | None:
+    """The MLflow run this command continues: the model's, when it trains no new one
+    (a stage run alone, --resume, --from-run); None: a new run.  A run a killed
+    command left RUNNING on the folder is ended first (:func:`ownership.adopt`)."""
+    earlier = ownership.adopt(folder, options.echo)
+    if options.from_run:
+        return tracking.continuable(options.from_run)
+    return earlier if options.resume or "train" not in stages else None
 
 
 def check_resumable(folder: RunDir) -> None:

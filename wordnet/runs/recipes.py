@@ -84,12 +84,16 @@ class Recipe:
                                           else "")
         return " · ".join(([" ".join(changed)] if changed else []) + [self.name, numerics])
 
-    def model_name(self) -> str:
-        """The logged model's name in MLflow: what it is, as MLflow's names allow (no
-        '.', '/', ':', quotes or '%'): ``wordnet-quick-fast``."""
-        dtype = "-float32" if self.config.dtype == "float32" else ""
-        name = f"wordnet-{self.name}-{self.config.backend}{dtype}"
-        return "".join("-" if c in "/:.%'\"" else c for c in name)
+    def model_name(self, run_name: str | None = None) -> str:
+        """The logged model's name in MLflow: the run's name, else what it is, as
+        MLflow's names allow (a '.' is '_'; no '/', ':', quotes or '%'), so that each
+        tells apart in the models list: ``lr=0_2-quick-fast``, ``wordnet-quick-fast``."""
+        if not run_name:
+            dtype = "-float32" if self.config.dtype == "float32" else ""
+            run_name = f"wordnet-{self.name}-{self.config.backend}{dtype}"
+        name = "".join(c if c.isalnum() or c in "-_=+#" else "_" if c == "." else " "
+                       for c in run_name)
+        return "-".join(name.split())
 
     def note(self, stages=("train",)) -> str:
         """The run's description, true of the run: the recipe's as written when the run

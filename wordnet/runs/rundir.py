@@ -6,6 +6,7 @@ latest run.
     recipe.json     the hyperparameters           history.json    every training CE
     metrics.json    the final metrics             run.json        what ran, how it ended
     .lock           held by the run writing into the folder, names it
+    .mlflow_run     the MLflow run a command has open on the folder (runs.ownership)
     ce_curves.png   embeddings.png / .html        reproduction.md / reproduction.json
 
 ``run.json`` (the manifest) records the last run that succeeded in the folder,
@@ -37,6 +38,7 @@ METRICS, HISTORY = "metrics.json", "history.json"
 CE_PLOT, EMBEDDING_PLOT, EMBEDDING_PAGE = "ce_curves.png", "embeddings.png", "embeddings.html"
 REPORT, REPORT_JSON = "reproduction.md", "reproduction.json"
 SWEEP, LOCK = "sweep.json", ".lock"
+OPEN_RUN = ".mlflow_run"              # the MLflow run a command has open on the folder
 SPACE_MARGIN = 4 * 2**20              # bytes for the plots, reports and JSON files
 JSON_LIMIT = 16 * MiB                 # the most a run folder's JSON file holds, but
 JSON_LIMITS = {HISTORY: 512 * MiB}    # every CE of a long run (some 25 bytes each)
@@ -185,6 +187,9 @@ class RunDir:
             yield
         finally:
             os.close(fd)                         # releases the lock
+
+    def forget(self, name: str) -> None:
+        (self / name).unlink(missing_ok=True)
 
     def has_manifest(self) -> bool:
         return (self / MANIFEST).is_file()

@@ -1,6 +1,11 @@
 """A pipeline run's MLflow run: what it logs (params, tags, metrics, files, datasets,
-its model), the tracking lost on the first failure without stopping the training, and
-the run's end (FINISHED, FAILED or KILLED).
+its model and its version in the registry), the tracking lost on the first failure
+without stopping the training, and the run's end (FINISHED, FAILED or KILLED).
+
+One MLflow run per trained model: a later command on the model (a stage run alone,
+``--resume``, ``log``) continues its run (:func:`start_run` with ``run_id``), and a
+run its process left RUNNING (killed, or its store lost) is ended by the next
+command on its folder (:func:`end_orphan`).
 
 MLflow is imported by the functions that need it, never at import time.
 """
@@ -30,6 +35,14 @@ class NoRun:
     """What a pipeline run logs to under --no-tracking: nothing."""
 
     run_id = run_name = page = version = None
+    aliases = ()
+    continued = False                     # an earlier command's run, continued
+    lost = None
+    params: dict = {}
+
+    def tag(self, name: str, default: str = "") -> str:
+        """The run's tag ``name`` as the run had it when this command took it."""
+        return default
 
     def log_params(self, params: dict) -> None: ...
     def set_tags(self, tags: dict) -> None: ...
@@ -37,8 +50,10 @@ class NoRun:
     def log_metrics(self, metrics: dict, step: int = 0, dataset=None) -> None: ...
     def log_artifacts(self, *paths: Path) -> None: ...
     def log_dataset(self, rows, name, context, source, digest) -> None: ...
-    def log_model(self, checkpoint: Path, vocab: Path, example: str, name: str = "model",
-                  register: str | None = None) -> None: ...
+    def log_model(self, checkpoint: Path, vocab: Path, example: str,
+                  name: str = "model") -> None: ...
+    def register(self, name: str, description: str, select_by: tuple | None,
+                 reproduced: bool) -> None: ...
     def tag_model(self, tags: dict) -> None: ...
     def flush(self) -> None: ...
 
@@ -56,7 +71,13 @@ class Run(NoRun):
         self.page = page                  # the run's page in MLflow's UI
         self.model_id = None              # the logged model, once there is one
         self.version = None               # (registered name, version), if registered
+        self.aliases: list[str] = []      # the registry aliases the version got
+        self.tags: dict[str, str] = {}    # of a run continued, when it was taken
+        self.params: dict[str, str] = {}  # ... and its parameters, which cannot change
         self.lost: str | None = None      # why MLflow stopped taking this run's records
+
+    def tag(self, name: str, default: str = "") -> str:
+        return self.tags.get(name, default)
 
     def lose(self, reason: str) -> None:
         if self.lost is None:
@@ -113,21 +134,30 @@ class Run(NoRun):
                                          name=name, digest=digest[:20])
         self._call(f"logging the {name} dataset", mlflow.log_input, dataset, context=context)
 
-    def log_model(self, checkpoint: Path, vocab: Path, example: str, name: str = "model",
-                  register: str | None = None) -> None:
+    def log_model(self, checkpoint: Path, vocab: Path, example: str,
+                  name: str = "model") -> None:
         """The pyfunc model of :mod:`wordnet.serving.pyfunc`, named ``name``
-        (``runs:/ID/NAME``), with what :func:`model_artifacts` gives it; a new version
-        of the registered model ``register``, if given."""
+        (``runs:/ID/NAME``), with what :func:`model_artifacts` gives it."""
         import mlflow
         artifacts, requirements = model_artifacts(checkpoint, vocab)
         info = self._call("logging the model", silently(mlflow.pyfunc.log_model),
             name=name, python_model=str(SERVING_CODE), artifacts=artifacts,
-            input_example=([example], {"top_k": 5}), registered_model_name=register,
-            pip_requirements=requirements)
+            input_example=([example], {"top_k": 5}), pip_requirements=requirements)
         if info is not None:
             self.model_id = info.model_id
-            if register:
-                self.version = (register, str(info.registered_model_version))
+
+    def register(self, name: str, description: str, select_by: tuple | None,
+                 reproduced: bool) -> None:
+        """The run's logged model as a version of ``name`` (one per run), described, and
+        aliased (:func:`wordnet.tracking.model_registry.register`); :attr:`version` and
+        :attr:`aliases` say what it got."""
+        from wordnet.tracking.model_registry import register
+        if self.model_id is None:
+            return
+        registered = self._call("registering the model", register, name, self.run_id,
+                                self.model_id, description, select_by, reproduced)
+        if registered is not None:
+            self.version, self.aliases = (name, registered[0]), registered[1]
 
     def tag_model(self, tags: dict) -> None:
         """Tags on the logged model and on its registered version, if any."""
@@ -149,13 +179,20 @@ class Run(NoRun):
 def start_run(run_name: str | None, tags: dict | None = None, nested: bool = False,
               run_id: str | None = None):
     """An MLflow run, ended FINISHED, FAILED (an exception) or KILLED (Ctrl-C); its name
-    made unique in the experiment (:func:`unique_name`).  ``run_id``: that run, again."""
+    made unique in the experiment (:func:`unique_name`).  ``run_id``: that run again,
+    in its own experiment, its name and logged model kept (see :func:`continuable`)."""
     import mlflow
     from mlflow import MlflowClient
     from mlflow.entities import Metric
 
+    client, model_id, found = MlflowClient(), None, None
     try:
-        if run_name and not run_id:
+        if run_id:
+            found = client.get_run(run_id)
+            # MLflow starts a run again only in its own experiment
+            mlflow.set_experiment(experiment_id=found.info.experiment_id)
+            model_id = _logged_model(found.info.experiment_id, run_id)
+        elif run_name:
             run_name = unique_name(run_name)
         active = mlflow.start_run(run_id=run_id, run_name=None if run_id else run_name,
                                   tags=tags, nested=nested)
@@ -163,12 +200,15 @@ def start_run(run_name: str | None, tags: dict | None = None, nested: bool = Fal
         raise TrackingError(f"cannot start a run in the tracking store "
                             f"{mlflow.get_tracking_uri()} ({first_line(e)}); pass "
                             "--no-tracking to run without it") from None
-    run_id, client = active.info.run_id, MlflowClient()
+    run_id = active.info.run_id
     metrics = MetricQueue(lambda points: client.log_batch(run_id, metrics=[
         Metric(k, v, ts, step, model_id=model, dataset_name=dataset, dataset_digest=digest)
         for k, v, ts, step, model, dataset, digest in points], synchronous=True),
         on_error=lambda e: run.lose(f"logging metrics failed ({short(first_line(e))})"))
     run = Run(run_id, active.info.run_name, metrics, page_url(active.info.experiment_id, run_id))
+    if found is not None:
+        run.continued, run.model_id = True, model_id
+        run.tags, run.params = dict(found.data.tags), dict(found.data.params)
     try:
         yield run
     except BaseException as e:
@@ -176,6 +216,49 @@ def start_run(run_name: str | None, tags: dict | None = None, nested: bool = Fal
              or ("KILLED" if isinstance(e, KeyboardInterrupt) else "FAILED"))
         raise
     _end(run, "FINISHED")
+
+
+def continuable(run_id: str | None) -> str | None:
+    """``run_id`` if the active store holds that run (a later command on its model
+    continues it), else None: no ID, or a run of another store."""
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+    if not run_id:
+        return None
+    try:
+        run = MlflowClient().get_run(run_id)
+    except MlflowException:
+        return None
+    return run_id if run.info.lifecycle_stage == "active" else None
+
+
+def end_orphan(run_id: str, why: str) -> bool:
+    """End ``run_id`` KILLED, with ``why`` in its tags and description, if the active
+    store holds it RUNNING: its process stopped without ending it (killed, or its
+    store lost).  Whether it did."""
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+    client = MlflowClient()
+    try:
+        run = client.get_run(run_id)
+    except MlflowException:
+        return False                                # not in this store
+    if run.info.status != "RUNNING":
+        return False
+    client.set_tag(run_id, "wordnet.ended_because", why)
+    client.set_terminated(run_id, "KILLED")
+    return True
+
+
+def _logged_model(experiment_id: str, run_id: str) -> str | None:
+    """The ID of the last model ``run_id`` logged, if any."""
+    import mlflow
+    models = mlflow.search_logged_models(experiment_ids=[experiment_id],
+                                         filter_string=f"source_run_id = '{run_id}'",
+                                         order_by=[{"field_name": "creation_time",
+                                                    "ascending": False}],
+                                         output_format="list")
+    return models[0].model_id if models else None
 
 
 def _end(run: Run, status: str) -> None:

@@ -179,3 +179,9 @@ def page_url(experiment_id: str, run_id: str) -> str:
     uri = mlflow.get_tracking_uri()
     server = uri.rstrip("/") if uri.startswith(("http://", "https://")) else UI_ADDRESS
     return f"{server}/#/experiments/{experiment_id}/runs/{run_id}?{TRAINING_VIEW}"
+
+
+def page_of(run_id: str) -> str:
+    """The page of the run ``run_id`` (of the active store) in MLflow's UI."""
+    import mlflow
+    return page_url(mlflow.get_run(run_id).info.experiment_id, run_id)
