@@ -88,7 +88,7 @@ class Recorder:
 
     run_id = run_name = "recorded"
     page = "http://127.0.0.1:5000/#/experiments/0/runs/recorded"
-    version = lost = None                 # no registered version; tracking not lost
+    version = lost = model_id = None      # no registered version, tracking not lost
     aliases, continued = (), False        # a new run
 
     def __init__(self):
@@ -116,12 +116,16 @@ class Recorder:
 
     def log_model(self, checkpoint, vocab, example, name="model"):
         self.models.append((example, name))
+        self.model_id = name
 
     def register(self, name, description, select_by, reproduced):
         self.registered.append((name, description, select_by, reproduced))
 
     def tag(self, name, default=""):
         return default
+
+    def steps(self, key):
+        return set()
 
     def tag_model(self, tags):
         self.model_tags.update(tags)

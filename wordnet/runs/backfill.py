@@ -15,7 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from wordnet import tracking
-from wordnet.runs import ownership
+from wordnet.runs import ownership, publish
 from wordnet.runs.pipeline import PipelineRun, RunOptions
 from wordnet.runs.rundir import (
     CE_PLOT,
@@ -51,7 +51,7 @@ def _log_folder(out, folder, data_dir, dataset, register, echo) -> str:
     if not manifest or recipe is None or not folder.has_model():
         raise PipelineError(f"{out}/ holds no trained model with its run.json and recipe.json: "
                             "nothing to log")
-    earlier = ownership.adopt(folder, echo)   # a run left RUNNING is ended first
+    _, earlier = ownership.adopt(folder, echo)   # a run left RUNNING is ended first
     if earlier and not manifest.get("mlflow_not_logged"):
         echo(f"{out}/ is logged already, as MLflow run {manifest.get('mlflow_run_name')!r}")
         return tracking.page_of(earlier)
@@ -67,12 +67,9 @@ def _log_folder(out, folder, data_dir, dataset, register, echo) -> str:
         history = folder.read_json(HISTORY) or {"train_ce": [], "valid_ce": []}
         per_epoch = run.stages.training_examples() // recipe.config.batch_size
         names = run.kind.figures
-        _log_curves(tracked, history, per_epoch, names.train_curve, names.valid_curve)
+        ownership.complete_curves(tracked, history, names, per_epoch)
         if run.kind.predicts and tracked.model_id is None:   # next words: the pyfunc model
-            words = run.dataset.vocab.words
-            example = " ".join(words[i] for i in run.dataset.test[0, :-1])
-            tracked.log_model(out / CHECKPOINT, out / VOCAB, example,
-                              recipe.model_name(tracked.run_name))
+            publish.log_model(run)
         _log_finals(tracked, run, run.metrics, len(history["train_ce"]), names)
         tracked.log_artifacts(*(out / name for name in FILES if (out / name).is_file()))
         report = folder.read_json(REPORT_JSON)
@@ -81,7 +78,7 @@ def _log_folder(out, folder, data_dir, dataset, register, echo) -> str:
             tracked.tag_model({"wordnet.reproduce": f"failed: {'; '.join(failed)}" if failed
                                else "passed"})
         if manifest.get("status") == "FINISHED" and not (report and failed):
-            run.register_model(stages)
+            publish.register_model(run, stages)
     ownership.release(folder, tracked)
     if tracked.lost:
         raise NotLogged(f"{out}/ was not logged either ({tracked.lost})")
@@ -89,16 +86,6 @@ def _log_folder(out, folder, data_dir, dataset, register, echo) -> str:
     folder.write_json(MANIFEST, manifest | {"mlflow_run_id": tracked.run_id,
                                             "mlflow_run_name": tracked.run_name})
     return tracked.page
-
-
-def _log_curves(tracked, history: dict, batches_per_epoch: int, train_curve: str,
-                valid_curve: str) -> None:
-    for step, ce in enumerate(history["train_ce"], 1):
-        tracked.log_metric(train_curve, ce, step)
-        if (step - 1) % batches_per_epoch == 0:
-            tracked.log_metric("train/epoch", (step - 1) // batches_per_epoch + 1, step)
-    for step, ce in history["valid_ce"]:
-        tracked.log_metric(valid_curve, ce, step)
 
 
 def _log_finals(tracked, run: PipelineRun, metrics: dict, steps: int, names) -> None:

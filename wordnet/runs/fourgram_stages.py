@@ -14,6 +14,7 @@ from wordnet.errors import ConfigError
 from wordnet.models import checkpoint
 from wordnet.models.base import check_memory
 from wordnet.models.fourgram import Model, training_memory
+from wordnet.runs import ownership, publish
 from wordnet.runs.reproduce import reproduce
 from wordnet.runs.rundir import (
     CE_PLOT,
@@ -21,7 +22,6 @@ from wordnet.runs.rundir import (
     HISTORY,
     REPORT,
     REPORT_JSON,
-    VOCAB,
     check_space,
     space_needed,
 )
@@ -83,9 +83,7 @@ class FourGramStages:
                          history.valid_ce, len(data.train) // cfg.batch_size,
                          title=run.plot_title())
         run.trained(model.W1, history)
-        example = " ".join(data.vocab.words[i] for i in data.test[0, :-1])
-        run.tracked.log_model(run.out / CHECKPOINT, run.out / VOCAB, example,
-                              run.recipe.model_name(run.tracked.run_name))
+        publish.log_model(run)
 
     def validate(self):
         self._evaluate("valid")
@@ -151,6 +149,9 @@ class FourGramStages:
         model = Model.restore(params, cfg, run.threads)
         trainer = Trainer(model, cfg, velocity, position)
         run.echo(f"resuming at iteration {trainer.position.step + 1} from {path}")
+        # what the interrupted command had not sent to its MLflow run, which this continues
+        ownership.complete_curves(run.tracked, before, run.kind.figures,
+                                  len(run.dataset.train) // cfg.batch_size)
         return model, trainer, before
 
     def _evaluate(self, split: str):

@@ -20,20 +20,19 @@ ORPHAN = ("its command stopped without ending it (killed, or its tracking store 
           "ended by the next command on {folder}")
 
 
-def adopt(folder: RunDir, echo=print) -> str | None:
+def adopt(folder: RunDir, echo=print) -> tuple[str | None, str | None]:
     """End the MLflow run a killed command left RUNNING on ``folder`` (in the active
-    store); the run a later command on the folder's model continues: that one, else
-    the manifest's, if the active store holds it."""
-    left = folder.read_json(OPEN_RUN)
+    store).  Returns the runs a later command may continue, if the active store holds
+    them: (that one, the manifest's: the run of the folder's model)."""
+    left, orphan = folder.read_json(OPEN_RUN), None
     if isinstance(left, dict) and isinstance(left.get("run_id"), str):
         if tracking.end_orphan(left["run_id"], ORPHAN.format(folder=folder)):
             echo(f"MLflow run {left['run_id']} was left RUNNING by a command that did not "
                  "end; it is now KILLED")
         folder.forget(OPEN_RUN)
-        if tracking.continuable(left["run_id"]):
-            return left["run_id"]
+        orphan = tracking.continuable(left["run_id"])
     manifest = folder.read_json(MANIFEST) or {}
-    return tracking.continuable(manifest.get("mlflow_run_id"))
+    return orphan, tracking.continuable(manifest.get("mlflow_run_id"))
 
 
 def hold(folder: RunDir, tracked) -> None:
@@ -49,3 +48,19 @@ def release(folder: RunDir, tracked) -> None:
     of it (its end may be lost too: the next command ends it)."""
     if getattr(tracked, "run_id", None) and tracked.lost is None:
         folder.forget(OPEN_RUN)
+
+
+def complete_curves(tracked, history: dict, figures, batches_per_epoch: int) -> None:
+    """The points of a training's ``history`` (history.json) that its MLflow run lacks:
+    all of them for a run logged later, those a killed command had not sent for a run
+    resumed.  ``figures``: the kind's (its curves' names)."""
+    have = tracked.steps(figures.train_curve)
+    for step, value in enumerate(history["train_ce"], 1):
+        if step not in have:
+            tracked.log_metric(figures.train_curve, value, step)
+            if (step - 1) % batches_per_epoch == 0:
+                tracked.log_metric("train/epoch", (step - 1) // batches_per_epoch + 1, step)
+    have = tracked.steps(figures.valid_curve)
+    for step, value in history["valid_ce"]:
+        if step not in have:
+            tracked.log_metric(figures.valid_curve, value, step)

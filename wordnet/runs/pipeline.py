@@ -18,7 +18,7 @@ from wordnet import __version__, plots, tracking
 from wordnet.data.dataset import load_dataset
 from wordnet.models import checkpoint, registry
 from wordnet.models.base import check_threads, default_threads
-from wordnet.runs import ownership
+from wordnet.runs import ownership, publish
 from wordnet.runs.recipes import Recipe, with_overrides
 from wordnet.runs.rundir import (
     CHECKPOINT,
@@ -29,7 +29,6 @@ from wordnet.runs.rundir import (
     METRICS,
     NPZ_CHECKPOINT,
     RECIPE,
-    REPORT_JSON,
     VOCAB,
     RunDir,
     check_writable,
@@ -99,7 +98,10 @@ class PipelineRun:
                 if stage in stages:
                     getattr(self.stages, stage)()
             self.tracked.log_artifacts(*self.painter.wait())
-            self.register_model(stages)             # every stage finished
+            if (self.tracked.run_id and self.tracked.model_id is None and self.kind.predicts
+                    and self.folder.has_model()):
+                publish.log_model(self)             # a model trained untracked, or elsewhere
+            publish.register_model(self, stages)    # every stage finished
         finally:
             self.painter.close()                    # after an error: stops the drawing
         return self.metrics
@@ -126,33 +128,6 @@ class PipelineRun:
             "wordnet.stages": ",".join(stages), "wordnet.backend": config.backend,
             "wordnet.dtype": config.dtype, "wordnet.version": __version__, **overridden,
             **tracking.machine_tags(self.threads)})
-
-    def register_model(self, stages) -> None:
-        """The model, once every stage finished, as a version of the registered model
-        (one per run; a later command on it updates it), described by its figures;
-        aliased ``reproduced`` when this command's reproduction passed every check."""
-        if not (self.register and self.kind.predicts):
-            return
-        report = self.folder.read_json(REPORT_JSON) if "reproduce" in stages else None
-        reproduced = bool(report) and all(c["result"] == "pass" for c in report["checks"])
-        figures = self.kind.figures
-        shown = ", ".join(f"{name} {self.metrics[name]:.6g}" for name in figures.shown
-                          if name in self.metrics)
-        verdict = (" Reproduction: every check passed." if reproduced else
-                   " Reproduction: not every check enforced." if report else "")
-        description = (f"{self.tracked.run_name}: the {self.recipe.name} recipe"
-                       f"{self._overridden()}. {shown or 'Not evaluated yet'}.{verdict}")
-        value = self.metrics.get(figures.select_by)
-        self.tracked.register(self.register, description,
-                              (figures.select_by, value) if value is not None else None,
-                              reproduced)
-        if self.tracked.version:
-            aliases = "".join(f", @{alias}" for alias in self.tracked.aliases)
-            self.echo("registered: models:/{}/{}".format(*self.tracked.version) + aliases)
-
-    def _overridden(self) -> str:
-        changed = self.recipe.overridden()
-        return f" with {', '.join(f'{k}={v}' for k, v in changed.items())}" if changed else ""
 
     def load(self):
         if self._dataset is None:                  # a sweep loads it once for all its runs
@@ -333,12 +308,15 @@ def _run(recipe, overrides, stages, out: Path, folder: RunDir, options: RunOptio
 
 def _continued(folder: RunDir, stages, options: RunOptions) -> str | None:
     """The MLflow run this command continues: the model's, when it trains no new one
-    (a stage run alone, --resume, --from-run); None: a new run.  A run a killed
-    command left RUNNING on the folder is ended first (:func:`ownership.adopt`)."""
-    earlier = ownership.adopt(folder, options.echo)
+    (a stage run alone: the folder's; --resume: the interrupted training's; --from-run:
+    that run); None: a new run.  A run a killed command left RUNNING on the folder is
+    ended first (:func:`ownership.adopt`)."""
+    orphan, models = ownership.adopt(folder, options.echo)
     if options.from_run:
         return tracking.continuable(options.from_run)
-    return earlier if options.resume or "train" not in stages else None
+    if options.resume:
+        return orphan or models
+    return models if "train" not in stages else None
 
 
 def check_resumable(folder: RunDir) -> None:

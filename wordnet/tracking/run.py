@@ -34,7 +34,7 @@ LAST_TRY_HTTP_ENV = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUES
 class NoRun:
     """What a pipeline run logs to under --no-tracking: nothing."""
 
-    run_id = run_name = page = version = None
+    run_id = run_name = page = version = model_id = None
     aliases = ()
     continued = False                     # an earlier command's run, continued
     lost = None
@@ -43,6 +43,10 @@ class NoRun:
     def tag(self, name: str, default: str = "") -> str:
         """The run's tag ``name`` as the run had it when this command took it."""
         return default
+
+    def steps(self, key: str) -> set[int]:
+        """The steps at which the run has the metric ``key`` (a run continued)."""
+        return set()
 
     def log_params(self, params: dict) -> None: ...
     def set_tags(self, tags: dict) -> None: ...
@@ -78,6 +82,14 @@ class Run(NoRun):
 
     def tag(self, name: str, default: str = "") -> str:
         return self.tags.get(name, default)
+
+    def steps(self, key: str) -> set[int]:
+        from mlflow import MlflowClient
+        if not self.continued:
+            return set()
+        history = self._call(f"reading {key}", MlflowClient().get_metric_history,
+                             self.run_id, key)
+        return {m.step for m in history or ()}
 
     def lose(self, reason: str) -> None:
         if self.lost is None:
