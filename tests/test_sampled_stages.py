@@ -55,6 +55,8 @@ def test_the_window_scorer_trains_and_is_tracked(trained):
     result = results["window"]
     assert result.exit_code == 0, result.output
     assert "window: 294,825 training and 36,672 validation windows (k = 2)" in result.output
+    assert "data: 294,825 training, 36,672 validation and " in result.output
+    assert "4-grams" not in result.output              # the data as this model reads it
     assert "reproduce: nothing to compare" in result.output
     client, found = the_run(folder, "window")
     m = found.data.metrics

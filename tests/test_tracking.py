@@ -382,7 +382,9 @@ def test_a_stage_alone_takes_the_model_of_an_mlflow_run(tracking_uri, data_dir, 
     run = MlflowClient().get_run(tested)
     assert run.data.params["recipe"] == "quick" and run.data.params["early_stop"] == "5"
     assert "test/ce" in run.data.metrics
-    assert run.info.run_name == "stop=5 · quick · exact · test"          # trains nothing
+    assert tested == trained                           # one run per model: the model's
+    assert run.info.run_name == "stop=5 · quick · exact"
+    assert run.data.tags["wordnet.stages"] == "train,test"
 
 
 def test_a_tracking_server_lost_mid_run_costs_seconds_and_the_run_finishes(
@@ -432,6 +434,29 @@ def test_a_tracking_server_lost_mid_run_costs_seconds_and_the_run_finishes(
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["perf/updates"] == 1500 and "valid/final_ce" in metrics
     assert (out / "model.bin").stat().st_size > 0
+
+    # the server back: `log` ends the run the lost store left RUNNING, and completes it
+    from mlflow import MlflowClient
+    assert (out / ".mlflow_run").is_file()            # its end was lost with the store
+    with servers.start([str(BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port),
+                        "--workers", "1", "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
+                        "--artifacts-destination", str(tmp_path / "server-artifacts")],
+                       f"{url}/health", tmp_path / "server2.log", timeout=120,
+                       env={"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}, cwd=tmp_path):
+        client = MlflowClient(url)
+        assert client.get_run(manifest["mlflow_run_id"]).info.status == "RUNNING"
+        logged = subprocess.run(
+            [str(BIN / "wordnet-pipeline"), "log", "--out", str(out), "--data-dir", str(data_dir),
+             "--tracking-uri", url, "--no-register"],
+            capture_output=True, text=True, timeout=300, cwd=tmp_path)
+        assert logged.returncode == 0, logged.stdout + logged.stderr
+        assert "was left RUNNING" in logged.stdout
+        run = client.get_run(manifest["mlflow_run_id"])
+        [only] = client.search_runs([run.info.experiment_id])
+        assert only.info.run_id == run.info.run_id and run.info.status == "FINISHED"
+        assert run.data.metrics["valid/final_ce"] == metrics["valid/final_ce"]
+    assert not (out / ".mlflow_run").exists()
+    assert "mlflow_not_logged" not in json.loads((out / "run.json").read_text())
 
 
 def test_log_puts_a_finished_folder_into_mlflow_as_the_run_would_have(tracking_uri, data_dir,

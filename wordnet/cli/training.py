@@ -25,7 +25,8 @@ STAGE_CHOICES = ("load", "train", "validate", "test", "reproduce", "all")
 @click.option("--resume", is_flag=True,
               help="Continue the training that Ctrl-C or SIGTERM stopped in --out.")
 @click.option("--register", metavar="NAME", default="wordnet", show_default=True,
-              help="Register the trained model in MLflow under NAME (models:/NAME/latest).")
+              help="Once every stage finished, register the model in MLflow under NAME "
+                   "(models:/NAME/latest; @reproduced, @best).")
 @click.option("--no-register", is_flag=True, help="Log the trained model, register nothing.")
 @click.option("--parent-run", metavar="RUN_ID", hidden=True,
               help="Nest the MLflow run under this one (a sweep's trials with --jobs).")

@@ -115,6 +115,9 @@ class FourGramStages:
     def training_examples(self) -> int:
         return len(self.run.dataset.train)
 
+    def examples_in(self, split: str) -> int:
+        return len(self.run.dataset.split(split))
+
     @property
     def model(self) -> Model:
         """The model this run trained, else the folder's."""

@@ -133,9 +133,9 @@ class PipelineRun:
         if self._dataset is None:                  # a sweep loads it once for all its runs
             self._dataset = load_dataset(self.data_dir)
         data = self._dataset
-        self.echo(f"data: {len(data.train):,} training, {len(data.valid):,} validation and "
-                  f"{len(data.test):,} test 4-grams over {len(data.vocab)} words "
-                  f"({data.describe()})")
+        train, valid, test = (self.stages.examples_in(s) for s in ("train", "valid", "test"))
+        self.echo(f"data: {train:,} training, {valid:,} validation and {test:,} test "
+                  f"{self.kind.examples} over {len(data.vocab)} words ({data.describe()})")
         # as tags: 64 characters each would crowd the compare view's parameters
         self.tracked.set_tags({f"wordnet.data.sha256.{name}": digest
                                for name, digest in data.files.items()})

@@ -58,6 +58,9 @@ class SampledStages:
     def training_examples(self) -> int:
         return len(self.examples("train"))
 
+    def examples_in(self, split: str) -> int:
+        return len(examples(self.cls, self.corpus, split, self.config))
+
     def _new_model(self):
         cfg = self.config
         model = self.cls.initialize(cfg, len(self.run.dataset.vocab), self.run.threads)

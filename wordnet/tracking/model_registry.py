@@ -32,9 +32,9 @@ def register(name: str, run_id: str, model_id: str, description: str,
     client = MlflowClient()
     found = client.search_model_versions(f"name = '{name}' and run_id = '{run_id}'")
     if found:
-        version = max(found, key=lambda v: int(v.version)).version
+        version = str(max(int(v.version) for v in found))
     else:
-        version = silently(mlflow.register_model)(f"models:/{model_id}", name).version
+        version = str(silently(mlflow.register_model)(f"models:/{model_id}", name).version)
     client.update_model_version(name, version, description=description)
     for key, value in client.get_logged_model(model_id).tags.items():
         if key.startswith("wordnet."):               # e.g. the reproduction's verdict
@@ -51,7 +51,7 @@ def register(name: str, run_id: str, model_id: str, description: str,
             held = _figure(best.tags.get(FIGURE_TAG), figure)
         except MlflowException:                       # no version is `best` yet
             best, held = None, None
-        if best is None or best.version == version or held is None or value < held:
+        if best is None or str(best.version) == version or held is None or value < held:
             client.set_registered_model_alias(name, BEST, version)
             aliases.append(BEST)
     return version, aliases
