@@ -183,10 +183,47 @@ def fresh_venv_python(folder: Path, requirements: Path) -> Path:
     return python
 
 
+def package_index() -> str:
+    """The index pip installs from: $PIP_INDEX_URL, pip's configuration, else PyPI."""
+    if os.environ.get("PIP_INDEX_URL"):
+        return os.environ["PIP_INDEX_URL"].rstrip("/")
+    configured = subprocess.run([sys.executable, "-m", "pip", "config", "get",
+                                 "global.index-url"], capture_output=True, text=True, timeout=60)
+    return (configured.stdout.strip() if configured.returncode == 0
+            else "https://pypi.org/simple").rstrip("/")
+
+
+def needs_the_package_index() -> None:
+    """Skip, saying why, when the package index cannot be reached (the suite runs
+    offline); in CI (CI=true), where the index must be reachable, fail instead."""
+    index = package_index()
+    try:
+        with urllib.request.urlopen(f"{index}/pip/", timeout=10):
+            return
+    except (OSError, ValueError, http.client.HTTPException) as e:
+        reason = (f"needs the package index: {index} cannot be reached ({e}), and this test "
+                  "installs the logged model's requirements from it")
+    if os.environ.get("CI") == "true":
+        pytest.fail(reason)
+    pytest.skip(reason)
+
+
+def test_without_the_package_index_the_venv_test_skips_but_fails_in_ci(monkeypatch, servers):
+    monkeypatch.setenv("PIP_INDEX_URL", f"http://127.0.0.1:{servers.free_port()}/simple")
+    monkeypatch.delenv("CI", raising=False)
+    with pytest.raises(pytest.skip.Exception, match="needs the package index: http://127"):
+        needs_the_package_index()
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="needs the package index"):
+        needs_the_package_index()
+
+
 @pytest.mark.slow
 def test_a_fresh_venv_from_the_model_requirements_predicts(logged, tmp_path):
     """The logged model alone rebuilds its environment: its requirements.txt, installed
-    into an empty venv, gives a `wordnet` that loads it and predicts as this one does."""
+    into an empty venv, gives a `wordnet` that loads it and predicts as this one does.
+    Its requirements come from the package index: without one, skipped (failed in CI)."""
+    needs_the_package_index()
     import mlflow
     _, _, run_id = logged
     local = Path(mlflow.artifacts.download_artifacts(f"runs:/{run_id}/model",

@@ -82,7 +82,9 @@ def _pipeline_options(f, run_name, folder_name):
 
 
 MODEL_OPTION = click.option("--model", metavar="PATH|runs:/ID|models:/NAME/VERSION",
-                            help="Checkpoint, run folder or MLflow model [default: latest run].")
+                            help="Checkpoint, run folder, MLflow model, `published` (the "
+                                 "shipped model9-3000.bin) or a recipe's name (its latest "
+                                 "run) [default: latest run].")
 TRACKING_OPTION = click.option(
     "--tracking-uri", envvar="MLFLOW_TRACKING_URI", show_envvar=True,
     help="MLflow tracking URI of a runs:/ or models:/ model [default: MLflow's, ./mlflow.db].")

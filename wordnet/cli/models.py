@@ -108,7 +108,8 @@ def distance(word1, word2, model, tracking_uri, data_dir):
 
 @cli.command(epilog=SEE_EXIT)
 @click.option("--model", "-m", metavar="PATH|runs:/ID|models:/NAME/VERSION",
-              help="Checkpoint, run folder or MLflow model [default: the latest 4-gram run].")
+              help="Checkpoint, run folder, MLflow model, `published` or a recipe's name "
+                   "[default: the latest 4-gram run].")
 @TRACKING_OPTION
 @click.option("--data-dir", type=click.Path(file_okay=False),
               help="Where to find vocab.txt when it is not beside the model.")
@@ -144,8 +145,9 @@ def serve(model, tracking_uri, data_dir, host, port, max_body_bytes):
 def compare_embeddings(models, k, data_dir, out, tracking_uri, experiment, no_tracking):
     """How much models' embeddings agree: shared nearest neighbours, maps side by side.
 
-    For every pair of MODELs (a checkpoint, a run folder, an MLflow run ID, runs:/ID
-    or models:/NAME/VERSION), the mean share of each word's K nearest words that
+    For every pair of MODELs (a checkpoint, a run folder, an MLflow run ID, runs:/ID,
+    models:/NAME/VERSION, `published`: the shipped model9-3000.bin, or a recipe's
+    name: its latest run under artifacts/), the mean share of each word's K nearest words that
     both models give; the words they agree on most and least; and every model's
     t-SNE map side by side (each turned to fit the first's). Logged to MLflow as a
     run of its own unless --no-tracking.

@@ -1,5 +1,7 @@
 """Where a model comes from: a checkpoint file, a run's folder, an MLflow run or
-registered model (``runs:/``, ``models:/``), or the latest run under ``artifacts/``.
+registered model (``runs:/``, ``models:/``), ``published`` (the upstream author's
+model9-3000.bin, shipped with the package), a recipe's name (the latest finished run
+of that recipe under ``artifacts/``), or the latest run under ``artifacts/``.
 """
 from __future__ import annotations
 
@@ -10,13 +12,16 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
+from wordnet.data import embedded
 from wordnet.data.dataset import DATA_ENV, DEFAULT_DIR
 from wordnet.errors import WordNetError
 from wordnet.models import registry
 from wordnet.models.predictor import Embeddings, Predictor
+from wordnet.runs.recipes import recipe_names
 from wordnet.runs.rundir import NPZ_CHECKPOINT, RUNS_DIR, VOCAB, RunDir, latest_run
 
 RUN_ID = re.compile(r"[0-9a-f]{32}")
+PUBLISHED = "published"         # the name of the upstream author's model9-3000.bin
 
 
 class ModelNotFound(WordNetError, LookupError):
@@ -32,8 +37,9 @@ class NotAPredictor(WordNetError, ValueError):
 def load(model: str | None, data_dir: Path | None = None,
          tracking_uri: str | None = None, predicts: bool = False) -> Embeddings:
     """The model of ``--model``: a checkpoint file, a run's folder, a ``runs:/`` or
-    ``models:/`` URI, or None for the latest finished run (with ``predicts``, the
-    latest 4-gram run).  A 4-gram model is a Predictor; the window scorer and
+    ``models:/`` URI, ``published``, a recipe's name (its latest finished run), or None
+    for the latest finished run (with ``predicts``, the latest 4-gram run).  A path
+    that exists wins over a name.  A 4-gram model is a Predictor; the window scorer and
     skip-gram have Embeddings only."""
     with model_files(model, data_dir, tracking_uri, predicts=predicts) as (checkpoint_path,
                                                                            vocab_path):
@@ -75,12 +81,33 @@ def model_files(model: str | None, data_dir: Path | None = None, tracking_uri: s
                                 "`wordnet-pipeline run --stage all`, or pass --model PATH")
         yield RunDir(folder).model_file(), folder / VOCAB if vocab else None
         return
+    if model == PUBLISHED and not Path(model).exists():
+        with tempfile.TemporaryDirectory(prefix="wordnet-model-") as tmp:
+            yield _published(Path(tmp), vocab)
+        return
+    if model in recipe_names() and not Path(model).exists():
+        folder = latest_run(recipe=model)
+        if folder is None:
+            raise ModelNotFound(f"no finished run of the {model} recipe under {RUNS_DIR}/: "
+                                f"train one with `wordnet-pipeline run --pipeline {model}`")
+        yield RunDir(folder).model_file(), folder / VOCAB if vocab else None
+        return
     path = Path(model)
     if path.is_dir():
         path = RunDir(path).model_file()
     if not path.exists():                     # what is there but not a file: checkpoint.read
         raise ModelNotFound(f"{model}: no such model file")
     yield path, _vocabulary_for(path, data_dir) if vocab else None
+
+
+def _published(dest: Path, vocab: bool) -> tuple[Path, Path | None]:
+    """The package's copy of model9-3000.bin and of the vocabulary it was trained on,
+    written into ``dest``."""
+    paths = []
+    for name in (embedded.PUBLISHED_MODEL, VOCAB) if vocab else (embedded.PUBLISHED_MODEL,):
+        (dest / name).write_bytes(embedded.read_bytes(name))
+        paths.append(dest / name)
+    return paths[0], paths[1] if vocab else None
 
 
 def _vocabulary_for(checkpoint_path: Path, data_dir: Path | None) -> Path | None:

@@ -199,10 +199,10 @@ class RunDir:
         self.write_json(MANIFEST, fields)
 
 
-def latest_run(root: Path = RUNS_DIR, models=None) -> Path | None:
+def latest_run(root: Path = RUNS_DIR, models=None, recipe: str | None = None) -> Path | None:
     """The folder of the last run that finished with a checkpoint, of any model, or of
     one of ``models`` (kinds, e.g. ``registry.predicting()``: those that predict next
-    words)."""
+    words), or of the recipe named ``recipe`` (as its run.json records it)."""
     best, best_time = None, ""
     for manifest in Path(root).glob(f"*/{MANIFEST}"):
         try:
@@ -212,6 +212,7 @@ def latest_run(root: Path = RUNS_DIR, models=None) -> Path | None:
         folder = RunDir(manifest.parent)
         if (info.get("status") == "FINISHED" and folder.has_model()
                 and (models is None or folder.model_kind() in models)
+                and (recipe is None or info.get("recipe") == recipe)
                 and info.get("finished", "") > best_time):
             best, best_time = folder.path, info["finished"]
     return best
