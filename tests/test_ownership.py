@@ -160,3 +160,26 @@ def test_each_kind_of_model_has_its_experiment(recipe, experiment):
     with negative samples is not its full softmax's CE."""
     from wordnet.runs.recipes import load_recipe
     assert load_recipe(recipe).config.experiment == experiment
+
+
+def test_a_later_failed_reproduction_is_written_on_the_runs_version(tracking_uri, data_dir,
+                                                                    tmp_path):
+    """A model registered by its training, then reproduced against another checkpoint
+    (byte for byte: fails): its version says so, and gets no `reproduced` alias."""
+    from mlflow import MlflowClient
+    ours, other = tmp_path / "ours", tmp_path / "other"
+    assert invoke("run", *TINY, "--stage", "train", "--stage", "validate", "--data-dir",
+                  str(data_dir), "--out", str(ours)).exit_code == 0
+    assert invoke("run", *TINY, "--set", "learning_rate=0.2", "--stage", "train",
+                  "--data-dir", str(data_dir), "--out", str(other),
+                  "--no-tracking").exit_code == 0
+    failed = invoke("run", "--stage", "reproduce", "--set",
+                    f"reference_checkpoint={other / 'model.bin'}", "--data-dir", str(data_dir),
+                    "--out", str(ours))
+    assert failed.exit_code == 1, failed.output
+    client = MlflowClient()
+    [version] = client.search_model_versions("name = 'wordnet'")
+    assert version.tags["wordnet.reproduce"].startswith("failed: ")
+    assert "reproduced" not in client.get_registered_model("wordnet").aliases
+    [run] = runs_of("wordnet-4gram")
+    assert run.info.status == "FAILED" and version.run_id == run.info.run_id

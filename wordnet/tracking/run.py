@@ -172,16 +172,21 @@ class Run(NoRun):
             self.version, self.aliases = (name, registered[0]), registered[1]
 
     def tag_model(self, tags: dict) -> None:
-        """Tags on the logged model and on its registered version, if any."""
+        """Tags on the logged model, and on the versions an earlier command on this run
+        registered (e.g. a reproduction that failed later); a version registered at
+        the end of this command gets them then."""
         from mlflow import MlflowClient
         if self.model_id is None:
             return
         client = MlflowClient()
         self._call("tagging the model", client.set_logged_model_tags, self.model_id, tags)
-        if self.version:
-            for key, value in tags.items():
-                self._call("tagging the model version", client.set_model_version_tag,
-                           *self.version, key, value)
+        if self.continued:
+            for version in self._call("finding the model's versions",
+                                      client.search_model_versions,
+                                      f"run_id = '{self.run_id}'") or ():
+                for key, value in tags.items():
+                    self._call("tagging the model version", client.set_model_version_tag,
+                               version.name, version.version, key, value)
 
     def flush(self) -> None:
         self._call("logging metrics", self.metrics.flush)
