@@ -174,10 +174,11 @@ def test_a_sweeps_judge_prunes_a_window_scorer_at_its_validation_point(tmp_path)
 
     def judge(point, value):
         asked.append((point, value))
-        return point == 2
+        return "not the best of the 2 trials at rung 0 (the best: 0.3)" if point == 2 else None
 
     with pytest.raises(pipeline.Pruned, match=r"validation point 2 \(iteration 101\): "
-                                              r"validation hinge loss 0\.\d+, clearly worse"):
+                                              r"validation hinge loss 0\.\d+, not the best of "
+                                              r"the 2 trials at rung 0 \(the best: 0\.3\)$"):
         pipeline.run(load_recipe("window"), {"epochs": "1", "early_stop": "200",
                                              "validation_period": "50"}, ("train", "validate"), tmp_path / "p", pipeline.RunOptions(judge=judge))
     assert [point for point, _ in asked] == [1, 2]
