@@ -142,12 +142,12 @@ def serve(model, tracking_uri, data_dir, host, port, max_body_bytes):
 @store_options
 @click.option("--no-tracking", is_flag=True, help="Do not log to MLflow.")
 def compare_embeddings(models, k, data_dir, out, tracking_uri, experiment, no_tracking):
-    """How much models' embeddings agree: shared nearest neighbours, maps side by side.
+    """How much models' embeddings agree: shared nearest neighbours, maps in a grid.
 
     For every pair of MODELs (a checkpoint, a run folder, an MLflow run ID, runs:/ID
     or models:/NAME/VERSION), the mean share of each word's K nearest words that
     both models give; the words they agree on most and least; and every model's
-    t-SNE map side by side (each turned to fit the first's). Logged to MLflow as a
+    t-SNE map, two to a row (each turned to fit the first's). Logged to MLflow as a
     run of its own unless --no-tracking.
     """
     from wordnet.runs.compare import CompareError
