@@ -89,6 +89,13 @@ def test_skipgram_trains_and_is_tracked(trained, recipe):
     from wordnet.data import embedded
     tag = found.data.tags.get("wordnet.data.sha256.raw_sentences.txt")
     assert tag == embedded.SHA256["raw_sentences.txt"]     # what it read, CSVs beside or not
+    # info says its objective, from the recipe the run logged beside its model.npz
+    info = CliRunner().invoke(cli, ["info", "--model", found.info.run_id])
+    assert info.exit_code == 0, info.output
+    objective = "negative sampling, 5 negatives" if recipe == "skipgram-neg" else "full softmax"
+    assert f"   Model                    = skipgram ({objective})" in info.stdout.splitlines()
+    assert info.stderr == (f"model: runs:/{found.info.run_id} "
+                           f"(MLflow run {found.info.run_name!r})\n")
 
 
 def test_their_embeddings_are_read_from_folders_and_runs(trained):

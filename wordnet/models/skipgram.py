@@ -50,6 +50,11 @@ class SkipGramConfig(Config):
         if not 0 <= self.negatives <= 1000:
             raise ConfigError(f"negatives must be 0 (full softmax) to 1000, got {self.negatives}")
 
+    def objective(self) -> str:
+        if self.negatives == 0:
+            return "full softmax"
+        return f"negative sampling, {self.negatives} negative{'s' if self.negatives > 1 else ''}"
+
 
 class SkipGram(Layers):
     """Parameters W1 (d x V), the input vectors, and W2 (V x d), the output vectors."""
