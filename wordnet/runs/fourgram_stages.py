@@ -14,7 +14,7 @@ from wordnet.errors import ConfigError
 from wordnet.models import checkpoint
 from wordnet.models.base import check_memory
 from wordnet.models.fourgram import Model, training_memory
-from wordnet.runs.reproduce import reproduce
+from wordnet.runs.reproduce import reproduce, waived_up_front
 from wordnet.runs.rundir import (
     CE_PLOT,
     CHECKPOINT,
@@ -98,6 +98,9 @@ class FourGramStages:
 
     def reproduce(self):
         run = self.run
+        said = waived_up_front(run.recipe, len(run.dataset.train))
+        if said:
+            run.echo(said)
         ours = self._evaluated.get("test") or evaluate(self.model, run.dataset.test,
                                                        self.config.batch_size)
         report = reproduce(run.out / CHECKPOINT, self.model, run.recipe, run.dataset, ours)
