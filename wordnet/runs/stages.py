@@ -40,7 +40,7 @@ class Reporter:
         self.bar = run.progress(total, loss=self.figures.loss_name) if run.progress else None
         self.window = []                    # minibatch losses since the last batch-curve point
         self.points = points                # validation points so far
-        self.epochs = run.config.epochs > 1     # train/epoch: one dot says nothing
+        self.epochs, self.epochs_logged = [], 0     # (step, epoch) of each epoch's start
         self.pruned = None                  # (point, iteration, value, why) when the judge stopped it
 
     def on_iteration(self, it) -> None:
@@ -55,8 +55,12 @@ class Reporter:
                 tracked.log_metric(figures.batch_curve, sum(self.window) / len(self.window),
                                    it.step)
                 self.window.clear()
-        if it.batch == 1 and self.epochs:
-            tracked.log_metric("train/epoch", it.epoch, it.step)
+        if it.batch == 1:                   # logged from the second on: one epoch is one dot
+            self.epochs.append((it.step, it.epoch))
+            if len(self.epochs) >= 2:
+                for step, epoch in self.epochs[self.epochs_logged:]:
+                    tracked.log_metric("train/epoch", epoch, step)
+                self.epochs_logged = len(self.epochs)
         if self.bar:
             self.bar.update(it)
 
