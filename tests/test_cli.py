@@ -224,6 +224,58 @@ def test_info_takes_what_model_takes_and_needs_no_vocabulary(model9, tmp_path, m
     assert "MODEL or --model" in one_line_error(invoke("info", model9, "--model", model9), 2)
 
 
+def test_the_model_commands_say_on_stderr_which_model_they_read(model9, tmp_path,
+                                                                 monkeypatch):
+    """predict, generate, nearest, distance and info name the model file and its MLflow
+    run on stderr, the latest run's too (it changes after a new run); stdout is the
+    answer alone, and with --json stderr stays empty."""
+    folder = tmp_path / "artifacts" / "quick-20261205-101500"
+    folder.mkdir(parents=True)
+    (folder / "model.bin").write_bytes(Path(model9).read_bytes())
+    (folder / "vocab.txt").write_bytes(embedded.read_bytes("vocab.txt"))
+    (folder / "run.json").write_text(json.dumps({
+        "status": "FINISHED", "finished": "1", "mlflow_run_id": "0" * 32,
+        "mlflow_run_name": "lr=0.2 · quick · fast"}))
+    monkeypatch.chdir(tmp_path)
+    said = "model: artifacts/quick-20261205-101500/model.bin (MLflow run 'lr=0.2 · quick · fast')\n"
+    for command in (["predict", "have a good"], ["generate", "have a good", "-n", "2"],
+                    ["nearest", "day", "-k", "2"], ["distance", "day", "week"], ["info"]):
+        for model in ([], ["--model", "artifacts/quick-20261205-101500"]):
+            result = invoke(*command, *model)
+            assert result.exit_code == 0, result.output
+            assert result.stderr == said, command
+            assert "model:" not in result.stdout
+    assert invoke("predict", "have a good").stdout == invoke("predict", "have a good",
+                                                             "--model", model9).stdout
+    assert invoke("predict", "have a good", "--model", model9).stderr == f"model: {model9}\n"
+    quiet = invoke("predict", "have a good", "--json")
+    assert quiet.exit_code == 0 and quiet.stderr == "" and json.loads(quiet.stdout)
+
+
+def test_info_says_a_skipgram_models_objective(tmp_path):
+    """Skip-gram trained with negative sampling, or the full softmax: its recipe beside
+    the checkpoint says which; without the recipe, the kind alone."""
+    from wordnet.models import registry
+    from wordnet.runs.recipes import load_recipe, with_overrides
+    from wordnet.runs.rundir import RunDir
+    kind = registry.kind("skipgram")
+    params = kind.model.initialize(kind.config(), 250).params()
+    words = [f"w{n}" for n in range(250)]
+    expected = {"skipgram-neg": "skipgram (negative sampling, 5 negatives)",
+                "skipgram": "skipgram (full softmax)"}
+    for name in (*expected, "one"):
+        (tmp_path / name).mkdir()
+    for name, shown in expected.items():
+        RunDir(tmp_path / name).save_npz_model("skipgram", params, words, load_recipe(name))
+        assert f"   Model                    = {shown}" in invoke("info", tmp_path / name).stdout
+    one = with_overrides(load_recipe("skipgram-neg"), {"negatives": "1"})
+    RunDir(tmp_path / "one").save_npz_model("skipgram", params, words, one)
+    assert "= skipgram (negative sampling, 1 negative)\n" in invoke("info", tmp_path / "one").stdout
+    (tmp_path / "skipgram" / "recipe.json").unlink()
+    lines = invoke("info", tmp_path / "skipgram").stdout.splitlines()
+    assert lines[1] == "   Model                    = skipgram"
+
+
 # -- run and sweep --------------------------------------------------------------------------
 
 @pytest.mark.parametrize("args, message", [
@@ -329,7 +381,10 @@ def test_a_failed_stage_run_never_hides_the_last_good_model(data_dir, tmp_path, 
     result = invoke("run", "--stage", "train", *TINY, "--no-tracking", "--run-name", "tiny")
     assert result.exit_code == 0, result.output
     manifest = (tmp_path / "artifacts" / "tiny" / "run.json").read_text()
-    one_line_error(invoke("run", "--stage", "reproduce", "--no-tracking"), 1)  # 20 updates fail
+    from wordnet.runs import reproduce
+    with monkeypatch.context() as held:                 # to every check: 20 updates fail
+        held.setattr(reproduce, "waived", lambda recipe, rows: {})
+        one_line_error(invoke("run", "--stage", "reproduce", "--no-tracking"), 1)
     one_line_error(invoke("run", "--stage", "test", "--no-tracking", "--data-dir", "nowhere"), 1)
     assert (tmp_path / "artifacts" / "tiny" / "run.json").read_text() == manifest
     assert invoke("predict", "have a good").exit_code == 0
@@ -692,7 +747,7 @@ def test_a_reader_that_goes_away_ends_the_command_quietly(model9):
                               stdout=writer, stderr=subprocess.PIPE, text=True, timeout=60)
     finally:
         os.close(writer)
-    assert done.returncode == 141 and done.stderr == ""
+    assert done.returncode == 141 and done.stderr == f"model: {model9}\n"   # no error after it
 
 
 def test_generate_refuses_a_negative_seed_as_a_usage_error():

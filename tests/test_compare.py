@@ -71,7 +71,11 @@ def test_compare_embeddings_reports_every_pair_draws_the_maps_and_logs_them(
     assert first["per_word"]["time"] == expected[Predictor.load(
         published, data_dir / "vocab.txt").vocab.words.index("time")]
     assert "| model9-3000.bin | c_full.bin | " in result.output
-    assert (out / "embeddings_compared.png").stat().st_size > 100_000
+    png = (out / "embeddings_compared.png").read_bytes()
+    assert len(png) > 100_000
+    # three maps, two to a row: as wide as one map alone, which MLflow's viewer shows
+    width, height = int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")
+    assert (width, height) == (1200, 1270)
     client = MlflowClient()
     [experiment] = client.search_experiments(filter_string="name = 'compare'")
     [run] = client.search_runs([experiment.experiment_id])

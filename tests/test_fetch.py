@@ -97,7 +97,7 @@ def test_a_checksum_mismatch_fails_and_leaves_the_users_file(data_dir, tmp_path)
     assert [p.name for p in dest.iterdir()] == ["vocab.txt"]
     with pytest.raises(fetch.FetchError, match="does not match .*; nothing written"):
         fetch.fetch(tmp_path / "empty", source=source)
-    assert list((tmp_path / "empty").iterdir()) == []
+    assert not (tmp_path / "empty").exists()                 # nothing fetched, no folder
 
 
 def test_offline_fails_with_how_to_point_at_a_local_copy(tmp_path, monkeypatch):
@@ -108,6 +108,50 @@ def test_offline_fails_with_how_to_point_at_a_local_copy(tmp_path, monkeypatch):
     assert "cannot download" in message
     for hint in ("--data-dir", fetch.DATA_ENV, "data fetch --from"):
         assert hint in message
+    assert list(tmp_path.iterdir()) == []                  # no empty data/ left behind
+
+
+def test_offline_leaves_nothing_but_what_it_had(tmp_path, monkeypatch):
+    """A mirror that refuses connections: the folders made for the data (data/ and
+    those above it) are removed again; a folder that was there stays, as it was."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv(fetch.URL_ENV, "http://127.0.0.1:9")
+    with pytest.raises(fetch.FetchError, match="cannot download vocab.txt"):
+        fetch.fetch(Path("new") / "deeper" / "data")
+    assert list(tmp_path.iterdir()) == []
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("mine\n")
+    with pytest.raises(fetch.FetchError):
+        fetch.fetch(tmp_path / "mine" / "data")
+    assert [p.name for p in (tmp_path / "mine").iterdir()] == ["notes.txt"]
+    with pytest.raises(fetch.FetchError):
+        fetch.fetch(tmp_path / "mine")                      # the data folder itself: kept
+    assert [p.name for p in (tmp_path / "mine").iterdir()] == ["notes.txt"]
+
+
+def test_a_download_cut_midway_keeps_the_files_fetched_whole(mirror, data_dir, tmp_path):
+    """vocab.txt is served, the next file's connection is cut: the data folder holds
+    vocab.txt, verified, and no half-written file."""
+    def answer(handler):
+        name = Path(handler.path).name
+        if name == "vocab.txt":
+            body = (data_dir / name).read_bytes()
+            handler.send_response(200)
+            handler.send_header("Content-Length", str(len(body)))
+            handler.end_headers()
+            handler.wfile.write(body)
+        else:                                               # promises more than it sends
+            handler.send_response(200)
+            handler.send_header("Content-Length", "100000")
+            handler.end_headers()
+            handler.wfile.write(b"x" * 1000)
+            handler.close_connection = True
+    url, server = mirror
+    server.answer = answer
+    with pytest.raises(fetch.FetchError, match="vocab_ordered.txt"):
+        fetch.fetch(tmp_path / "data", base_url=url)
+    assert [p.name for p in (tmp_path / "data").iterdir()] == ["vocab.txt"]
+    assert sha256(tmp_path / "data" / "vocab.txt") == fetch.PINNED["vocab.txt"]
 
 
 def test_cli_data_fetch(data_dir, tmp_path, monkeypatch):
@@ -123,6 +167,7 @@ def test_cli_data_fetch(data_dir, tmp_path, monkeypatch):
     *progress, error = result.stderr.strip().splitlines()
     assert error.startswith("Error: cannot download") and "--from DIR" in error
     assert progress == ["downloading vocab.txt"]
+    assert not (tmp_path / "e").exists()
 
 
 # -- issue 21 item 6: sources and downloads bounded -----------------------------------

@@ -43,6 +43,27 @@ def test_every_word_is_drawn_and_no_label_overlaps_another(published):
     assert fig.get_suptitle() == "a run · quick · fast"
 
 
+def test_maps_compared_are_two_to_a_row_as_wide_as_one_map(published):
+    """Three maps: two across, one below, 1,200 pixels wide in all (side by side they
+    were 3,000, which MLflow's viewer shrank past reading); every label of each map
+    apart from the others and inside its own map."""
+    W1, words = published
+    fig, labels = plots.draw_embedding_maps([W1, W1[::-1], 2 * W1], ["a", "b", "c"], words)
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    renderer = canvas.get_renderer()
+    assert (fig.bbox.width, fig.bbox.height) == (1200, 1270)
+    a, b, c = (ax.get_window_extent(renderer) for ax in fig.axes)
+    assert a.y0 == b.y0 and a.x1 < b.x0 and c.x0 == a.x0 and c.y1 < a.y0   # a b / c
+    assert 550 < a.width <= 600 and 550 < a.height <= 600
+    for ax, drawn in zip(fig.axes, labels):
+        assert [label.get_text() for label in drawn] == list(words)
+        boxes = [label.get_window_extent(renderer).extents for label in drawn]
+        assert overlapping(boxes) == []
+        x0, y0, x1, y1 = ax.get_window_extent(renderer).extents
+        assert all(x0 <= b[0] and b[2] <= x1 and y0 <= b[1] and b[3] <= y1 for b in boxes)
+
+
 def test_the_map_is_the_same_for_the_same_embedding(published, tmp_path):
     W1, words = published
     plots.embedding_map(tmp_path / "a.png", W1, words, "t")

@@ -91,6 +91,13 @@ def test_skipgram_trains_and_is_tracked(trained, recipe):
     from wordnet.data import embedded
     tag = found.data.tags.get("wordnet.data.sha256.raw_sentences.txt")
     assert tag == embedded.SHA256["raw_sentences.txt"]     # what it read, CSVs beside or not
+    # info says its objective, from the recipe the run logged beside its model.npz
+    info = CliRunner().invoke(cli, ["info", "--model", found.info.run_id])
+    assert info.exit_code == 0, info.output
+    objective = "negative sampling, 5 negatives" if recipe == "skipgram-neg" else "full softmax"
+    assert f"   Model                    = skipgram ({objective})" in info.stdout.splitlines()
+    assert info.stderr == (f"model: runs:/{found.info.run_id} "
+                           f"(MLflow run {found.info.run_name!r})\n")
 
 
 def test_their_embeddings_are_read_from_folders_and_runs(trained):
@@ -176,10 +183,11 @@ def test_a_sweeps_judge_prunes_a_window_scorer_at_its_validation_point(tmp_path)
 
     def judge(point, value):
         asked.append((point, value))
-        return point == 2
+        return "not the best of the 2 trials at rung 0 (the best: 0.3)" if point == 2 else None
 
     with pytest.raises(pipeline.Pruned, match=r"validation point 2 \(iteration 101\): "
-                                              r"validation hinge loss 0\.\d+, clearly worse"):
+                                              r"validation hinge loss 0\.\d+, not the best of "
+                                              r"the 2 trials at rung 0 \(the best: 0\.3\)$"):
         pipeline.run(load_recipe("window"), {"epochs": "1", "early_stop": "200",
                                              "validation_period": "50"}, ("train", "validate"), tmp_path / "p", pipeline.RunOptions(judge=judge))
     assert [point for point, _ in asked] == [1, 2]

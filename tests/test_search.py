@@ -73,19 +73,47 @@ def test_a_distribution_needs_samples():
         Search(parse_space(["learning_rate=loguniform:0.01:1"]))
 
 
-def test_asha_stops_a_trial_clearly_worse_than_one_before_it():
+def test_asha_stops_a_trial_not_the_best_of_fewer_than_eta_and_says_so():
     search = Search(parse_space(["learning_rate=0.1,50,0.2"]), prune="asha")
     good, bad, late = search.next(), search.next(), search.next()
-    assert search.report(good.number, 1, 3.9) is False       # the first at its rung goes on
-    assert search.report(bad.number, 1, 23.7) is True
-    assert search.report(late.number, 1, 3.8) is False       # better than the best: goes on
-    assert search.report(good.number, 2, math.nan) is True   # a NaN is never worth going on
+    assert search.report(good.number, 1, 3.9) is None        # the first at its rung goes on
+    assert search.report(bad.number, 1, 23.7) == ("not the best of the 2 trials at rung 0 "
+                                                   "(the best: 3.9000)")
+    assert search.report(late.number, 1, 3.8) is None        # better than the best: goes on
+    assert search.report(good.number, 2, math.nan) == "not finite (nan)"   # never worth it
+
+
+def test_asha_says_the_cut_of_its_rung():
+    """Eight trials at rung 0: the best quarter, two, go on; the cut is the second best."""
+    values = [4.30, 4.50, 4.40, 4.35, 4.60, 4.70, 4.80, 4.90]
+    search = Search(parse_space(["learning_rate=" + ",".join(f"0.{n}" for n in range(1, 9))]),
+                    prune="asha")
+    trials = [search.next() for _ in values[:-1]]
+    for trial, value in zip(trials, values):                  # seven report, not the last
+        search.report(trial.number, 1, value)
+    last = search.next()
+    assert search.report(last.number, 1, 4.90) == ("not in the best 1/4 of the 8 trials at "
+                                                   "rung 0 (the cut: 4.3500)")
+
+
+def test_the_median_pruner_says_the_median_it_compared_with():
+    search = Search(parse_space(["learning_rate=" + ",".join(f"0.{n}" for n in range(1, 8))]),
+                    prune="median")
+    for value in (4.1, 4.2, 4.3, 4.4, 4.5):                  # five finish: then it judges
+        trial = search.next()
+        assert search.report(trial.number, 1, value) is None
+        search.finish(trial.number, "FINISHED", value)
+    good, bad = search.next(), search.next()
+    assert search.report(good.number, 1, 4.25) is None
+    assert search.report(bad.number, 1, 4.39) == ("its best so far, 4.3900, worse than the "
+                                                  "median 4.3000 of the 5 finished trials at "
+                                                  "that point")
 
 
 def test_no_pruner_lets_every_trial_go_on():
     search = Search(parse_space(["learning_rate=0.1,50"]))
     good, bad = search.next(), search.next()
-    assert not search.report(good.number, 1, 3.9) and not search.report(bad.number, 1, 23.7)
+    assert search.report(good.number, 1, 3.9) is search.report(bad.number, 1, 23.7) is None
 
 
 def test_a_resumed_grid_runs_only_what_is_left_and_the_pruner_knows_the_rest():
@@ -93,7 +121,7 @@ def test_a_resumed_grid_runs_only_what_is_left_and_the_pruner_knows_the_rest():
     search.skip({"learning_rate": "0.1"}, 3.5, {1: 3.9, 2: 3.6}, pruned=False)
     bad = search.next()
     assert bad.values == {"learning_rate": "50"}
-    assert search.report(bad.number, 1, 23.7) is True        # compared with the earlier one
+    assert search.report(bad.number, 1, 23.7).startswith("not the best of the 2 trials")
     search.finish(bad.number, "PRUNED", None)
     assert search.next().values == {"learning_rate": "0.2"} and search.next() is None
 

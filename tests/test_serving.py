@@ -92,6 +92,13 @@ def test_predict_with_an_mlflow_model(logged, uri):
                                       "--model", uri.format(run_id=run_id)])
     assert result.exit_code == 0, result.output
     check_have_a_good(json.loads(result.stdout)["predictions"])
+    # without --json: which model, on stderr, the run's name when the URI is the run's
+    human = CliRunner().invoke(cli, ["predict", "have a good", "--model",
+                                     uri.format(run_id=run_id)])
+    assert human.exit_code == 0, human.output
+    said = {"runs:/{run_id}": f"runs:/{run_id} (MLflow run 'model9')"}.get(
+        uri, uri.format(run_id=run_id))
+    assert human.stderr == f"model: {said}\n"
 
 
 def test_predict_json_of_an_mlflow_model_prints_the_json_alone(logged):

@@ -2,6 +2,7 @@
 resumed, nested in MLflow."""
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -103,6 +104,9 @@ def test_a_sweep_nests_one_run_per_combination(tracking_uri, data_dir, tmp_path)
     parent = runs.pop("sweep learning_rate × backend × epochs × early_stop · reference #2")
     first = runs.pop("sweep learning_rate × backend × epochs × early_stop · reference")
     assert parent.data.params["sweep.learning_rate"] == "0.05,0.2"
+    # the parent's page, said when it starts, in the UI's training view
+    assert (f"MLflow run '{parent.info.run_name}': " in result.output
+            and f"/runs/{parent.info.run_id}?workflowType=machine_learning\n" in result.output)
     assert sorted(runs) == ["lr=0.05 epochs=1 stop=5 · reference · exact",
                             "lr=0.05 epochs=1 stop=5 · reference · exact #2",
                             "lr=0.2 epochs=1 stop=5 · reference · exact",
@@ -147,6 +151,9 @@ def test_asha_prunes_an_absurd_learning_rate_before_its_last_validation(tracking
     assert result.exit_code == 0, result.output
     rows = {row["learning_rate"]: row for row in json.loads((out / "sweep.json").read_text())}
     assert rows["50"]["status"] == "PRUNED" and "validation point 1" in rows["50"]["error"]
+    # what ASHA decided, with the figure it compared with: fewer than 4 trials at the rung
+    assert re.search(r"validation CE \d+\.\d{4}, not the best of the [23] trials at rung 0 "
+                     r"\(the best: \d\.\d{4}\)$", rows["50"]["error"]), rows["50"]["error"]
     good = [rows[lr] for lr in ("0.1", "0.2")]
     assert "FINISHED" in {r["status"] for r in good} <= {"FINISHED", "PRUNED"}
     assert "| PRUNED: pruned at validation point 1" in (out / "sweep.md").read_text()

@@ -61,13 +61,15 @@ def interactive(predictor, text: str, read=None, write=None) -> None:
         words.append(ranked[int(choice or 1) - 1].word)
 
 
-def model_info(model: str | None, tracking_uri: str | None = None) -> list[str]:
+def model_info(model: str | None, tracking_uri: str | None = None, tell=None) -> list[str]:
     """``info``'s lines for the model ``model`` (what --model accepts; None: the latest
     run's): a 4-gram checkpoint's header as the C program's ``info`` shows it; a window
-    scorer's or skip-gram's kind and parameter shapes."""
+    scorer's or skip-gram's kind, with its objective when its recipe is beside it, and
+    parameter shapes.  ``tell`` is told which model it is (``locate.model_files``)."""
     from wordnet.models.checkpoint import load
     from wordnet.runs.locate import model_files
-    with model_files(model, tracking_uri=tracking_uri, vocab=False) as (checkpoint, _):
+    with model_files(model, tracking_uri=tracking_uri, vocab=False,
+                     tell=tell) as (checkpoint, _):
         if checkpoint.suffix == ".npz":
             return _npz_info(checkpoint)
         h, params = load(checkpoint)
@@ -86,11 +88,18 @@ def model_info(model: str | None, tracking_uri: str | None = None) -> list[str]:
 
 
 def _npz_info(path: Path) -> list[str]:
-    """What `info` shows of a window scorer's or skip-gram's checkpoint: its kind and
-    the shapes of its parameters (the C header's hyperparameters are in its recipe)."""
+    """What `info` shows of a window scorer's or skip-gram's checkpoint: its kind, with
+    what its recipe beside it trains it for, and the shapes of its parameters (the C
+    header's hyperparameters are in its recipe)."""
     from wordnet.models import registry
     from wordnet.models.checkpoint import load_npz
+    from wordnet.runs.rundir import RunDir, RunFolderError
     kind, params = load_npz(path, registry.checkpoint_kinds(path.suffix))
-    return (["## Model Info", f"   {'Model':<24} = {kind}"]
+    try:
+        recipe = RunDir(path.parent).recipe()
+    except (OSError, RunFolderError):         # the model is readable: its kind is shown
+        recipe = None
+    config = recipe.config if recipe is not None and recipe.config.model == kind else None
+    return (["## Model Info", f"   {'Model':<24} = {registry.kind(kind).describe(config)}"]
             + [f"   {name:<24} = {' x '.join(map(str, p.shape))}" for name, p in params.items()]
             + [f"   {'Parameters':<24} = {sum(p.size for p in params.values()):8d}"])

@@ -21,6 +21,11 @@ from wordnet.cli.group import (
 from wordnet.exits import SEE_EXIT, BadInput
 
 
+def said_model(origin: str) -> None:
+    """Which model a command reads, on stderr: the answer changes after a new run."""
+    click.echo(f"model: {origin}", err=True)
+
+
 @cli.command(epilog=SEE_EXIT)
 @click.argument("context", nargs=-1, required=True)
 @model_options
@@ -35,7 +40,8 @@ def predict(context, model, tracking_uri, data_dir, top_k, as_json):
     """
     from wordnet.runs.locate import load_predictor
     from wordnet.use import prediction_json, prediction_lines
-    predictor = load_predictor(model, data_dir, tracking_uri)
+    # --json: stdout is the JSON, stderr stays empty
+    predictor = load_predictor(model, data_dir, tracking_uri, None if as_json else said_model)
     text = " ".join(context)
     ranked = predictor.predict(text, min(top_k, len(predictor.vocab)))
     for line in [prediction_json(text, ranked)] if as_json else prediction_lines(ranked):
@@ -67,7 +73,7 @@ def generate(ctx, context, model, tracking_uri, data_dir, words, sample, tempera
     if not context and not interactive:
         raise BadInput("give 3 words to start from, e.g. \"have a good\"")
     from wordnet.runs.locate import load_predictor
-    predictor = load_predictor(model, data_dir, tracking_uri)
+    predictor = load_predictor(model, data_dir, tracking_uri, said_model)
     if interactive:
         from wordnet.use import interactive as choose_words
         return choose_words(predictor, " ".join(context), read=lambda: sys.stdin.readline(),
@@ -89,7 +95,7 @@ def nearest(word, model, tracking_uri, data_dir, k):
     The K words whose embeddings (columns of W1) are closest in Euclidean distance.
     """
     from wordnet.runs.locate import load
-    for other, d in load(model, data_dir, tracking_uri).nearest(word, k):
+    for other, d in load(model, data_dir, tracking_uri, tell=said_model).nearest(word, k):
         click.echo(f"{other:<12} {d:.6f}")
 
 
@@ -103,7 +109,8 @@ def distance(word1, word2, model, tracking_uri, data_dir):
     The Euclidean distance between the embeddings of WORD1 and WORD2.
     """
     from wordnet.runs.locate import load
-    click.echo(f"{load(model, data_dir, tracking_uri).distance(word1, word2):.6f}")
+    embeddings = load(model, data_dir, tracking_uri, tell=said_model)
+    click.echo(f"{embeddings.distance(word1, word2):.6f}")
 
 
 @cli.command(epilog=SEE_EXIT)
@@ -143,13 +150,13 @@ def serve(model, tracking_uri, data_dir, host, port, max_body_bytes):
 @store_options
 @click.option("--no-tracking", is_flag=True, help="Do not log to MLflow.")
 def compare_embeddings(models, k, data_dir, out, tracking_uri, experiment, no_tracking):
-    """How much models' embeddings agree: shared nearest neighbours, maps side by side.
+    """How much models' embeddings agree: shared nearest neighbours, maps in a grid.
 
     For every pair of MODELs (a checkpoint, a run folder, an MLflow run ID, runs:/ID,
     models:/NAME/VERSION, `published`: the shipped model9-3000.bin, or a recipe's
     name: its latest run under artifacts/), the mean share of each word's K nearest words that
     both models give; the words they agree on most and least; and every model's
-    t-SNE map side by side (each turned to fit the first's). Logged to MLflow as a
+    t-SNE map, two to a row (each turned to fit the first's). Logged to MLflow as a
     run of its own unless --no-tracking.
     """
     from wordnet.runs.compare import CompareError
@@ -178,5 +185,5 @@ def info(path, model, tracking_uri):
     from wordnet.use import model_info
     if path and model:
         raise click.UsageError("give the model once: MODEL or --model")
-    for line in model_info(path or model, tracking_uri):
+    for line in model_info(path or model, tracking_uri, tell=said_model):
         click.echo(line)

@@ -144,7 +144,9 @@ def log(out, data_dir, tracking_uri, experiment, register, no_register):
               help="How --samples are drawn: Optuna's TPE (model-based) or random.")
 @click.option("--seed", type=click.IntRange(min=0), help="Seed of the sampler: the same trials.")
 @click.option("--prune", type=click.Choice(PRUNERS), default="none", show_default=True,
-              help="Stop trials clearly worse than the others at a validation point.")
+              help="Stop trials early at a validation point: asha, when not among the best "
+                   "quarter of the trials at its rung; median, when worse than the finished "
+                   "trials' median there.")
 @click.option("--stage", "stages", multiple=True, default=("train", "validate", "test"),
               type=click.Choice(("train", "validate", "test", "reproduce")), show_default=True,
               help="Stages of each run (repeatable).")

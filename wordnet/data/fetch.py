@@ -64,16 +64,31 @@ def fetch(dest: Path, source: Path | None = None, base_url: str | None = None,
 
     Files already in ``dest`` with the right SHA-256 are kept.  A file is written
     (atomically) only once its bytes match their pin; when they do not, FetchError
-    is raised and whatever ``dest`` held under that name is left as it was.
+    is raised and whatever ``dest`` held under that name is left as it was.  When
+    nothing could be fetched (offline, Ctrl-C), the folders made for ``dest`` are
+    removed: no empty ``data/`` is left to look like a data folder.
     """
     dest = Path(dest)
     if source is not None and not Path(source).is_dir():
         raise FetchError(f"{source}: no such folder")
     base_url = (base_url or os.environ.get(URL_ENV) or BASE_URL).rstrip("/")
+    made = [p for p in (dest, *dest.parents) if not p.exists()]     # deepest first
     try:
         dest.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise FetchError(f"{dest}: cannot create the data folder ({e.strerror})") from None
+    try:
+        _fill(dest, source, base_url, log)
+    except BaseException:
+        for folder in made:
+            try:
+                folder.rmdir()                  # only when empty: nothing fetched there
+            except OSError:
+                break
+        raise
+
+
+def _fill(dest: Path, source: Path | None, base_url: str, log) -> None:
     for name, upstream in UPSTREAM.items():
         if _verified(dest / name):
             continue

@@ -108,6 +108,11 @@ class Config(TrainingConfig):
     def keys(cls) -> tuple[str, ...]:
         return tuple(f.name for f in fields(cls))
 
+    def objective(self) -> str:
+        """What the training minimises, in words, when the kind's name does not say it
+        (a kind's keys that choose it: skip-gram's ``negatives``)."""
+        return ""
+
 
 def check_choice(name: str, value, choices) -> None:
     if value not in choices:

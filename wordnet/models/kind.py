@@ -50,6 +50,12 @@ class ModelKind:
     resumes: bool = False   # an interrupted training goes on (`run --resume`)
     examples: str = "examples"   # what its training examples are, in words
 
+    def describe(self, config=None) -> str:
+        """The kind as ``info`` names it, with what ``config`` (its recipe keys, when
+        known) trains it for: ``skipgram (negative sampling, 5 negatives)``."""
+        objective = config.objective() if config is not None else ""
+        return f"{self.name} ({objective})" if objective else self.name
+
     def run_stages(self) -> type:
         """The class of its stages in a run, which takes the run (a PipelineRun)."""
         module, _, name = self.stages.partition(":")

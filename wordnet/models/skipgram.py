@@ -55,6 +55,11 @@ class SkipGramConfig(Config):
         # its training loss with negatives is another quantity than the softmax's CE
         return f"wordnet-{self.model}-neg" if self.negatives else f"wordnet-{self.model}"
 
+    def objective(self) -> str:
+        if self.negatives == 0:
+            return "full softmax"
+        return f"negative sampling, {self.negatives} negative{'s' if self.negatives > 1 else ''}"
+
 
 class SkipGram(Layers):
     """Parameters W1 (d x V), the input vectors, and W2 (V x d), the output vectors."""

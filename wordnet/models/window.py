@@ -54,6 +54,9 @@ class WindowConfig(Config):
         check_window(self.window)
         check_choice("corruption", self.corruption, CORRUPTIONS)
 
+    def objective(self) -> str:
+        return f"hinge loss against {self.corruption} corrupted centre words, k = {self.window}"
+
 
 class WindowScorer(Layers):
     """Parameters W1 (h1 x V), W2 (h2 x D·h1), b2, W3 (1 x h2), b3 (1)."""

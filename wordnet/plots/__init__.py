@@ -12,6 +12,7 @@ that runs set side by side on MLflow's compare page can be told apart.
 from .ce import CE_BOTTOM, CE_TOP, UNIFORM_CE, ce_curves, draw_ce_curves
 from .embeddings import (
            draw_embedding_map,
+           draw_embedding_maps,
            embedding_map,
            embedding_maps,
            place_labels,
@@ -20,4 +21,4 @@ from .embeddings import (
 from .painter import Painter, PlotError
 
 __all__ = ["CE_BOTTOM", "CE_TOP", "UNIFORM_CE", "Painter", "PlotError", "ce_curves", "draw_ce_curves",
-           "draw_embedding_map", "embedding_map", "embedding_maps", "place_labels", "tsne"]
+           "draw_embedding_map", "draw_embedding_maps", "embedding_map", "embedding_maps", "place_labels", "tsne"]

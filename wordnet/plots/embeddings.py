@@ -18,6 +18,11 @@ TSNE_ITERATIONS = 500           # KL divergence within 3e-4 of 1,000 iterations'
 LABEL_SIZE = 10                 # points: legible when MLflow shows the 1,000-pixel map
 POINT_GAP = 2.0                 # pixels kept free around another word's point (its dot)
 LABEL_AIR = np.array([4.0, 1.0])   # pixels between labels: "end" "case", not "endcase"
+# Maps compared: two to a row, the row as wide as one map alone (MAP_INCHES at 100 dpi)
+MAPS_ACROSS = 2
+MAP_INCHES = 12
+TITLE_INCHES = 0.7
+COMPARED_LABEL_SIZE = 8         # points: a map of 600 pixels holds its 250 labels apart
 
 
 def embedding_map(path: Path, W1: np.ndarray, words, title: str = "",
@@ -58,9 +63,16 @@ def draw_embedding_map(W1: np.ndarray, words, title: str = ""):
 
 def embedding_maps(path: Path, W1s: list[np.ndarray], titles: list[str], words,
                    title: str = "") -> None:
-    """Several models' maps side by side, each laid out as :func:`embedding_map` lays
-    out one; each layout turned and mirrored to fit the first's best (t-SNE's
-    directions mean nothing), so that the same words sit at about the same place."""
+    """Several models' maps in a grid (:func:`draw_embedding_maps`), as one PNG."""
+    save(draw_embedding_maps(W1s, titles, words, title)[0], path)
+
+
+def draw_embedding_maps(W1s: list[np.ndarray], titles: list[str], words, title: str = ""):
+    """(figure, each map's word labels): several models' maps, MAPS_ACROSS to a row, each
+    laid out as :func:`embedding_map` lays out one and turned and mirrored to fit the
+    first's best (t-SNE's directions mean nothing), so that the same words sit at about
+    the same place.  A row is as wide as one map alone: MLflow's artifact viewer, about
+    1,000 pixels wide, shows it without shrinking its labels much."""
     from scipy.linalg import orthogonal_procrustes
     layouts = [tsne(W1) for W1 in W1s]
     first = layouts[0] - layouts[0].mean(axis=0)
@@ -68,17 +80,23 @@ def embedding_maps(path: Path, W1s: list[np.ndarray], titles: list[str], words,
         xy = xy - xy.mean(axis=0)
         rotation, _ = orthogonal_procrustes(xy, first)
         layouts[n] = xy @ rotation
-    fig = figure(figsize=(10 * len(W1s), 10), dpi=100)
-    fig.subplots_adjust(left=0.01, right=0.99, bottom=0.02, top=0.93, wspace=0.02)
+    across = min(MAPS_ACROSS, len(W1s))
+    down = math.ceil(len(W1s) / across)
+    side = MAP_INCHES / MAPS_ACROSS
+    fig = figure(figsize=(side * across, side * down + TITLE_INCHES), dpi=100)
+    fig.subplots_adjust(left=0.01, right=0.99, bottom=0.01,
+                        top=1 - TITLE_INCHES / (side * down + TITLE_INCHES),
+                        wspace=0.02, hspace=0.06)
     fig.suptitle(title or "Word embeddings compared", fontsize=13)
+    labels = []
     for n, (xy, name) in enumerate(zip(layouts, titles), 1):
-        ax = fig.add_subplot(1, len(W1s), n)
-        ax.set_title(name, fontsize=11, color="0.3")
-        _map_on(fig, ax, xy, words)
-    save(fig, path)
+        ax = fig.add_subplot(down, across, n)
+        ax.set_title(name, fontsize=10, color="0.3")
+        labels.append(_map_on(fig, ax, xy, words, COMPARED_LABEL_SIZE)[0])
+    return fig, labels
 
 
-def _map_on(fig, ax, xy: np.ndarray, words):
+def _map_on(fig, ax, xy: np.ndarray, words, size: float = LABEL_SIZE):
     """The words at their points ``xy`` on ``ax``, every label legible: (labels, the
     points in pixels)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -96,7 +114,7 @@ def _map_on(fig, ax, xy: np.ndarray, words):
 
     to_pixels = ax.transData
     anchors = to_pixels.transform(xy)
-    labels = [ax.text(x, y, word, ha="center", va="center", fontsize=LABEL_SIZE,
+    labels = [ax.text(x, y, word, ha="center", va="center", fontsize=size,
                       # ".", ",", ";" are a few pixels: bold, to be told apart
                       fontweight="normal" if any(c.isalnum() for c in word) else "bold")
               for (x, y), word in zip(xy, words)]

@@ -67,7 +67,7 @@ def _log_folder(out, folder, data_dir, dataset, register, echo) -> str:
         history = folder.read_json(HISTORY) or {"train_ce": [], "valid_ce": []}
         per_epoch = run.stages.training_examples() // recipe.config.batch_size
         names = run.kind.figures
-        ownership.complete_curves(tracked, history, names, per_epoch)
+        ownership.complete_curves(run, history, per_epoch)
         if run.kind.predicts and tracked.model_id is None:   # next words: the pyfunc model
             publish.log_model(run)
         _log_finals(tracked, run, run.metrics, len(history["train_ce"]), names)
@@ -92,8 +92,8 @@ def _log_finals(tracked, run: PipelineRun, metrics: dict, steps: int, names) -> 
     """At step 0, as the live run logs them (bars in the UI); valid's and test's linked
     to their dataset.  The validation stage's figure (valid/final_ce) also ends the
     validation curve (valid/ce), at the training's last step, ``steps``."""
-    if names.select_by in metrics and steps:
-        tracked.log_metric(names.valid_curve, metrics[names.select_by], steps)
+    if names.select_by in metrics and steps and steps not in tracked.steps(names.valid_curve):
+        run.valid_point(steps, metrics[names.select_by])
     for split in ("valid", "test"):
         figures = {k: v for k, v in metrics.items() if k.startswith(f"{split}/")}
         if figures:

@@ -1,5 +1,5 @@
 """Comparing what models' embeddings learned: for every pair of models, how many of
-each word's nearest neighbours they share, and their maps side by side.
+each word's nearest neighbours they share, and their maps two to a row.
 
 A word's neighbours are the ``k`` words whose embeddings (columns of W1) are
 nearest in Euclidean distance, as ``wordnet-pipeline nearest`` finds them.  The

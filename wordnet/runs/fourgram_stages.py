@@ -15,7 +15,7 @@ from wordnet.models import checkpoint
 from wordnet.models.base import check_memory
 from wordnet.models.fourgram import Model, training_memory
 from wordnet.runs import ownership, publish
-from wordnet.runs.reproduce import reproduce
+from wordnet.runs.reproduce import reproduce, waived_up_front
 from wordnet.runs.rundir import (
     CE_PLOT,
     CHECKPOINT,
@@ -94,6 +94,9 @@ class FourGramStages:
 
     def reproduce(self):
         run = self.run
+        said = waived_up_front(run.recipe, len(run.dataset.train))
+        if said:
+            run.echo(said)
         ours = self._evaluated.get("test") or evaluate(self.model, run.dataset.test,
                                                        self.config.batch_size)
         report = reproduce(run.out / CHECKPOINT, self.model, run.recipe, run.dataset, ours)
@@ -153,8 +156,7 @@ class FourGramStages:
         trainer = Trainer(model, cfg, velocity, position)
         run.echo(f"resuming at iteration {trainer.position.step + 1} from {path}")
         # what the interrupted command had not sent to its MLflow run, which this continues
-        ownership.complete_curves(run.tracked, before, run.kind.figures,
-                                  len(run.dataset.train) // cfg.batch_size)
+        ownership.complete_curves(run, before, len(run.dataset.train) // cfg.batch_size)
         return model, trainer, before
 
     def _evaluate(self, split: str):

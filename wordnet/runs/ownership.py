@@ -50,17 +50,23 @@ def release(folder: RunDir, tracked) -> None:
         folder.forget(OPEN_RUN)
 
 
-def complete_curves(tracked, history: dict, figures, batches_per_epoch: int) -> None:
-    """The points of a training's ``history`` (history.json) that its MLflow run lacks:
-    all of them for a run logged later, those a killed command had not sent for a run
-    resumed.  ``figures``: the kind's (its curves' names)."""
+def complete_curves(run, history: dict, batches_per_epoch: int) -> None:
+    """The points of a training's ``history`` (history.json) that ``run``'s MLflow run
+    lacks (``run``: a PipelineRun): all of them for a run logged later, those a killed
+    command had not sent for a run resumed.  As a live run logs them: the epochs when
+    there are two or more, the validation curve from its second point on."""
+    tracked, figures = run.tracked, run.kind.figures
     have = tracked.steps(figures.train_curve)
+    starts = range(1, len(history["train_ce"]) + 1, batches_per_epoch)
     for step, value in enumerate(history["train_ce"], 1):
         if step not in have:
             tracked.log_metric(figures.train_curve, value, step)
-            if (step - 1) % batches_per_epoch == 0:
+    if len(starts) > 1:
+        have = tracked.steps("train/epoch")
+        for step in starts:
+            if step not in have:
                 tracked.log_metric("train/epoch", (step - 1) // batches_per_epoch + 1, step)
     have = tracked.steps(figures.valid_curve)
     for step, value in history["valid_ce"]:
         if step not in have:
-            tracked.log_metric(figures.valid_curve, value, step)
+            run.valid_point(step, value)

@@ -52,7 +52,7 @@ class RunOptions:
     register: str | None = None         # a registered model's name, for the trained model
     nested: bool = False                # the MLflow run under the active one (a sweep's)
     parent_run_id: str | None = None    # ... or under this one (a trial in a process)
-    judge: Callable | None = None       # a sweep's pruner: (point, value) -> stop?
+    judge: Callable | None = None       # a sweep's pruner: (point, value) -> why stop, or None
     threads: int | None = None          # of the model's kernels [default: default_threads()]
     echo: Callable = print
     progress: Callable | None = None    # (total iterations, loss=name) -> a progress bar
@@ -78,10 +78,11 @@ class PipelineRun:
         self._dataset, self._stages = options.dataset, None
         self.resume = options.resume                # continue an interrupted training
         self.register = options.register            # a registered model's name, for the model
-        self.judge = options.judge                  # a sweep's pruner: (point, CE) -> stop?
+        self.judge = options.judge                  # a sweep's pruner: (point, CE) -> why stop
         self.threads = options.threads or default_threads()
         self.wrote_model = False                    # whether this run changed the folder's model
         self.step = 0                               # the last training iteration: valid/ce ends there
+        self.valid_points, self._valid_logged = [], 0   # the validation curve: (step, value)
         self.metrics = self.folder.read_json(METRICS) or {}
         self.painter = plots.Painter()              # the plots, drawn while the run goes on
 
@@ -174,8 +175,23 @@ class PipelineRun:
         if split == "valid":
             figures[names.select_by] = value = figures.pop(names.valid_curve)
             if self.step:                   # the curve ends with it, after the training
-                self.tracked.log_metric(names.valid_curve, value, self.step)
+                self.valid_point(self.step, value)
         self.record(figures, dataset=dataset)
+
+    def valid_point(self, step: int, value: float) -> None:
+        """A point of the validation curve, logged once the curve has two: MLflow draws
+        a lone point at a step >= 1 as a line chart of one dot on an absurd axis (the
+        final figure is at step 0 anyway, ``valid/final_ce``)."""
+        self.valid_points.append((step, value))
+        if len(self.valid_points) >= 2:
+            self.log_valid_curve()
+
+    def log_valid_curve(self) -> None:
+        """The validation curve's points not logged yet, however few (a pruned trial's:
+        what its pruner judged, which a resumed sweep replays)."""
+        for step, value in self.valid_points[self._valid_logged:]:
+            self.tracked.log_metric(self.kind.figures.valid_curve, value, step)
+        self._valid_logged = len(self.valid_points)
 
     def embeddings_of(self, source: str, model):
         """W1 of the model ``source`` (what --model takes, or an MLflow run's ID): the

@@ -22,7 +22,7 @@ class PipelineError(WordNetError):
 
 
 class Pruned(PipelineError):
-    """A sweep's pruner stopped the training: clearly worse than the other trials."""
+    """A sweep's pruner stopped the training (what it decided: the message)."""
     run_status = "KILLED"                   # MLflow's status for it (tag wordnet.pruned)
 
 
@@ -40,7 +40,8 @@ class Reporter:
         self.bar = run.progress(total, loss=self.figures.loss_name) if run.progress else None
         self.window = []                    # minibatch losses since the last batch-curve point
         self.points = points                # validation points so far
-        self.pruned = None                  # (point, iteration, value) when the judge stopped it
+        self.epochs, self.epochs_logged = [], 0     # (step, epoch) of each epoch's start
+        self.pruned = None                  # (point, iteration, value, why) when the judge stopped it
 
     def on_iteration(self, it) -> None:
         tracked, figures = self.run.tracked, self.figures
@@ -54,17 +55,22 @@ class Reporter:
                 tracked.log_metric(figures.batch_curve, sum(self.window) / len(self.window),
                                    it.step)
                 self.window.clear()
-        if it.batch == 1:
-            tracked.log_metric("train/epoch", it.epoch, it.step)
+        if it.batch == 1:                   # logged from the second on: one epoch is one dot
+            self.epochs.append((it.step, it.epoch))
+            if len(self.epochs) >= 2:
+                for step, epoch in self.epochs[self.epochs_logged:]:
+                    tracked.log_metric("train/epoch", epoch, step)
+                self.epochs_logged = len(self.epochs)
         if self.bar:
             self.bar.update(it)
 
     def on_validation(self, step: int, value: float) -> None:
-        self.run.tracked.log_metric(self.figures.valid_curve, value, step)
+        self.run.valid_point(step, value)
         self.points += 1
         judge = self.run.judge
-        if judge is not None and judge(self.points, value) and self.pruned is None:
-            self.pruned = (self.points, step, value)
+        why = judge(self.points, value) if judge is not None else None
+        if why and self.pruned is None:
+            self.pruned = (self.points, step, value, why)
             self.trainer.request_stop()
 
     def close(self) -> None:
@@ -75,9 +81,10 @@ class Reporter:
         """Pruned, the MLflow run tagged with why, when the judge stopped the training."""
         if self.pruned is None:
             return
-        point, step, value = self.pruned
+        point, step, value, decided = self.pruned
         why = (f"validation point {point} (iteration {step}): {self.figures.objective} "
-               f"{value:.4f}, clearly worse than other trials there")
+               f"{value:.4f}, {decided}")
+        self.run.log_valid_curve()
         self.run.tracked.set_tags({"wordnet.pruned": why})
         raise Pruned(f"pruned at {why}")
 

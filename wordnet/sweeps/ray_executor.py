@@ -213,7 +213,7 @@ class Judge:
         import asyncio
         self.questions, self.answers, self.closed = asyncio.Queue(), {}, False
 
-    async def ask(self, number: int, point: int, valid_ce: float) -> bool:
+    async def ask(self, number: int, point: int, valid_ce: float) -> str | None:
         import asyncio
         answer = asyncio.get_running_loop().create_future()
         self.answers[number, point] = answer
@@ -229,10 +229,10 @@ class Judge:
         except asyncio.TimeoutError:
             return None
 
-    def answer(self, number: int, point: int, stop: bool) -> None:
+    def answer(self, number: int, point: int, why: str | None) -> None:
         future = self.answers.pop((number, point), None)
         if future is not None and not future.done():
-            future.set_result(stop)
+            future.set_result(why)
 
     def close(self) -> None:
         self.closed = True
@@ -260,7 +260,7 @@ def _trial_task(recipe, values, stages, label, where, parent_run_id, judge, numb
             try:
                 return ray.get(judge.ask.remote(number, point, valid_ce), timeout=ANSWER_SECONDS)
             except ray.exceptions.GetTimeoutError:
-                return False                          # no answer: training goes on
+                return None                           # no answer: training goes on
 
         status = run_process(command, folder / TRIAL_LOG, dict(os.environ), ask)
         files = {name: (folder / "run" / name).read_text() for name in (MANIFEST, METRICS)

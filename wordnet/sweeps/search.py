@@ -7,11 +7,12 @@ makes a sampled search of ``--samples N`` trials, by Optuna's random or TPE
 (model-based) sampler, reproducibly with ``--seed``; a grid's values are then choices.
 
 Pruning: a trial reports its validation CE at each validation point, numbered 1, 2, ...
-(the recipe's ``validation_period`` apart), and Optuna's pruner says whether it is
-clearly worse than the others were there: ``asha`` (asynchronous successive halving:
-rungs at validation points 1, 4, 16, ..., a trial goes on when it is in the best
-quarter of those that reached its rung), ``median`` (worse than the median of earlier
-trials at the same point, after 5 trials) or ``none``.
+(the recipe's ``validation_period`` apart), and Optuna's pruner decides whether it goes
+on: ``asha`` (asynchronous successive halving: rungs at validation points 1, 4, 16, ...;
+a trial goes on from a rung when it is in the best quarter of those that reached it, or
+the best of them while they are fewer than 4), ``median`` (stopped when its best CE so
+far is worse than the median of the finished trials' at the same point, once 5 have
+finished) or ``none``.  A stopped trial is told what the pruner decided, with the figures.
 """
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ import itertools
 import math
 import threading
 from dataclasses import dataclass
+from statistics import median
 
 from wordnet.errors import ConfigError
 from wordnet.runs.rundir import folder_name
@@ -26,6 +28,8 @@ from wordnet.runs.rundir import folder_name
 KINDS = ("uniform", "loguniform", "int", "choice")
 SAMPLERS = ("tpe", "random")
 PRUNERS = ("asha", "median", "none")
+ETA = 4                      # asha: a trial goes on from a rung when in the best 1/ETA there
+RUNG = "completed_rung_"     # asha: Optuna notes a trial's value at rung r as this + r
 
 
 @dataclass(frozen=True)
@@ -200,16 +204,39 @@ class Search:
         folder = pairs if self.samples is None else f"trial-{trial.number:03d}-{pairs}"
         return Trial(trial.number, values, folder_name(folder))   # a value's / is no folder
 
-    def report(self, number: int, point: int, valid_ce: float) -> bool:
+    def report(self, number: int, point: int, valid_ce: float) -> str | None:
         """Trial ``number``'s validation CE at its validation point ``point`` (1, 2, ...):
-        True when it should stop."""
+        why it should stop, as the pruner decided it, or None when it goes on."""
         with self._lock:
             trial = self._trials[number]
             if not math.isfinite(valid_ce):
-                return self.prune != "none"
+                return f"not finite ({valid_ce})" if self.prune != "none" else None
             self._last[number] = valid_ce
             trial.report(valid_ce, point)
-            return trial.should_prune()
+            return self._why_pruned(number, point) if trial.should_prune() else None
+
+    def _why_pruned(self, number: int, point: int) -> str:
+        """What the pruner decided about trial ``number`` at ``point``, with its figures."""
+        from optuna.trial import TrialState
+        trials = self.study.get_trials(deepcopy=False)
+        mine = next(t for t in trials if t.number == number)
+        if self.prune == "asha":
+            # the rung it was judged at: the last one the pruner noted its value at
+            rung = max(int(key.rsplit("_", 1)[1]) for key in mine.system_attrs
+                       if key.startswith(RUNG))
+            competing = sorted(t.system_attrs[f"{RUNG}{rung}"] for t in trials
+                               if f"{RUNG}{rung}" in t.system_attrs)
+            n = len(competing)
+            if n < ETA:                         # too few to take a share: the best goes on
+                return (f"not the best of the {n} trials at rung {rung} (the best: "
+                        f"{competing[0]:.4f})")
+            return (f"not in the best 1/{ETA} of the {n} trials at rung {rung} (the cut: "
+                    f"{competing[n // ETA - 1]:.4f})")
+        finished = [t.intermediate_values[point] for t in trials
+                    if t.state == TrialState.COMPLETE and point in t.intermediate_values]
+        best = min(mine.intermediate_values.values())
+        return (f"its best so far, {best:.4f}, worse than the median {median(finished):.4f} "
+                f"of the {len(finished)} finished trials at that point")
 
     def finish(self, number: int, status: str, valid_ce: float | None) -> None:
         """Trial ``number`` ended (FINISHED, PRUNED, FAILED, KILLED) with ``valid_ce``
@@ -246,7 +273,7 @@ class Search:
 def _pruner(name: str):
     import optuna
     if name == "asha":
-        return optuna.pruners.SuccessiveHalvingPruner(min_resource=1)
+        return optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=ETA)
     if name == "median":
         return optuna.pruners.MedianPruner()
     if name == "none":

@@ -85,6 +85,8 @@ def sweep(plan: Sweep, echo=print, progress=None, dataset=None) -> list[dict]:
         launch = executor.start(spec)
         echo(f"sweep: {search.total} trials ({recipe.name} recipe, {launch.describe()}) "
              f"-> {out}/")
+        if parent.run_id:                            # its page: tracking.store.page_url
+            echo(f"MLflow run {parent.run_name!r}: {parent.page}")
         if said:
             echo(said)
         parent.set_tags({"wordnet.sweep.jobs": str(launch.slots)})   # trials at once

@@ -3,7 +3,8 @@ validation points the sweep judges (its pruner) through a pair of pipes, and its
 row of the sweep's summary.
 
 The trial writes ``POINT CE`` for each validation point on one pipe and waits for
-``go`` or ``stop`` on the other; the sweep answers at once, from its Optuna study.
+``go``, or ``stop WHY`` (what the pruner decided), on the other; the sweep answers at
+once, from its Optuna study.
 """
 from __future__ import annotations
 
@@ -58,7 +59,7 @@ def run_command(source: str, values: dict, stages, folder, data_dir, label: str,
 
 def run_process(command: list[str], log_path, env: dict, judge, started=None) -> int:
     """Run a trial's ``command``, its output into ``log_path``, answering its validation
-    points with ``judge(point, valid_ce) -> stop?``; its exit status.  ``started(process)``
+    points with ``judge(point, valid_ce) -> why to stop, or None``; its exit status.  ``started(process)``
     is told the process (to stop it on Ctrl-C)."""
     report_r, report_w = os.pipe()
     answer_r, answer_w = os.pipe()
@@ -84,9 +85,9 @@ def run_process(command: list[str], log_path, env: dict, judge, started=None) ->
                 if not line:
                     break
                 point, valid_ce = line.split()
-                verdict = judge(int(point), float(valid_ce))    # True: prune it
+                why = judge(int(point), float(valid_ce))        # None: it goes on
                 try:
-                    answers.write("stop\n" if verdict else "go\n")
+                    answers.write(f"stop {' '.join(why.split())}\n" if why else "go\n")
                     answers.flush()
                 except BrokenPipeError:              # it ended meanwhile
                     break
@@ -117,18 +118,19 @@ class PipeJudge:
         self.answers = os.fdopen(answer, "r")
         self.echo = echo
 
-    def __call__(self, point: int, valid_ce: float) -> bool:
+    def __call__(self, point: int, valid_ce: float) -> str | None:
         try:
             self.reports.write(f"{point} {valid_ce!r}\n")
             self.reports.flush()
         except BrokenPipeError:
-            return False
+            return None
         ready, _, _ = select.select([self.answers], [], [], ANSWER_SECONDS)
         if not ready:
             self.echo(f"warning: no answer from the sweep in {ANSWER_SECONDS} s about "
                       f"validation point {point}; training goes on")
-            return False
-        return self.answers.readline().strip() == "stop"
+            return None
+        verdict, _, why = self.answers.readline().strip().partition(" ")
+        return (why or "the sweep's pruner stopped it") if verdict == "stop" else None
 
 
 def trial_row(trial: Trial, label: str, status: str, metrics: dict, manifest: dict,
