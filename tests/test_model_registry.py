@@ -13,6 +13,8 @@ def logged(tracking_uri):
         def predict(self, context, model_input):
             return model_input
 
+    mlflow.set_experiment("registry")          # not the active one of an earlier test's store
+
     def make(tags=None):
         with mlflow.start_run() as run:
             info = mlflow.pyfunc.log_model(name="m", python_model=Identity())
