@@ -29,6 +29,7 @@ import shlex
 import subprocess
 import sys
 import urllib.request
+import warnings
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -283,7 +284,11 @@ def test_the_readme_shows_the_output_it_checks():
 # -- every page's `wordnet-pipeline` commands parse -----------------------------------
 
 def leftover(ctx: click.Context) -> list[str]:
-    protected = ctx._protected_args if hasattr(ctx, "_protected_args") else ctx.protected_args
+    """The tokens a group left for its subcommand: ``protected_args`` and ``args`` (click
+    9 puts them all in ``args`` and drops ``protected_args``, deprecated since 8.2)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        protected = getattr(ctx, "protected_args", [])
     return [*protected, *ctx.args]
 
 
