@@ -103,7 +103,8 @@ def negative_sampling(const floating[:, ::1] W1, const floating[:, ::1] W2,
     their context word and K samples ``words`` (N x (K+1)); with dW1 and dW2 given,
     those are set to the loss's gradients with respect to W1 (d x V) and W2 (V x d)."""
     cdef int d = W1.shape[0], V = W1.shape[1], N = centre.shape[0], K1 = words.shape[1]
-    cdef bint grad = dW1 is not None
+    cdef bint grad = dW1 is not None, bad = False
+    cdef Py_ssize_t i, j
     if W2.shape[0] != V or W2.shape[1] != d or words.shape[0] != N or K1 < 1:
         raise ValueError("negative_sampling: shapes do not match")
     if grad != (dW2 is not None):
@@ -111,12 +112,15 @@ def negative_sampling(const floating[:, ::1] W1, const floating[:, ::1] W2,
     if grad and (dW1.shape[0] != d or dW1.shape[1] != V or dW2.shape[0] != V
                  or dW2.shape[1] != d):
         raise ValueError("negative_sampling: dW1 must be d x V and dW2 V x d")
-    for i in range(N):
-        if not 0 <= centre[i] < V:
-            raise ValueError(f"word index {centre[i]} outside 0..{V - 1}")
-        for j in range(K1):
-            if not 0 <= words[i, j] < V:
-                raise ValueError(f"word index {words[i, j]} outside 0..{V - 1}")
+    with nogil:                                   # typed: no Python object per word
+        for i in range(N):
+            bad = bad or not 0 <= centre[i] < V
+            for j in range(K1):
+                bad = bad or not 0 <= words[i, j] < V
+    if bad:
+        every = np.concatenate([np.asarray(centre), np.asarray(words).ravel()])
+        found = every[(every < 0) | (every >= V)]
+        raise ValueError(f"word index {found[0]} outside 0..{V - 1}")
     if grad:
         dW1[:, :] = 0.0
         dW2[:, :] = 0.0
