@@ -99,6 +99,11 @@ class Layers:
             return threadpool_limits(1, user_api="blas")
         return nullcontext()
 
+    def sgd_per_example(self, config) -> bool:
+        """Whether ``sgd`` (word2vec's per-example SGD, for ``lr_schedule = "linear"``)
+        trains this model under ``config``; if not, the minibatch step does."""
+        return False
+
     def _gemm(self, A, B, C, trans_a=False, trans_b=False):
         gemm(A, B, C, trans_a, trans_b, self._exact, self.threads)
 
