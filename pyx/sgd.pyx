@@ -17,42 +17,76 @@ touches are read or written: no dense gradient, no momentum.  The rate falls
 linearly with the pair's place in the run: α = lr · max(floor, 1 - p / total).
 A pair's loss is taken before its own update.
 
-With T > 1 threads each takes a contiguous share of the minibatches and updates
-the shared rows without locks (Hogwild, as word2vec and gensim do): the result
-then depends on the threads' timing.  One thread is reproducible bit for bit.
-Dot products keep 8 partial sums (the compiler holds them in vector registers),
-an order of their own as BLAS's is; on the exact backend (``ordered``) one sum in
-ascending order, as everywhere else.
+With T > 1 threads each takes the next two minibatches free (a dynamic schedule: a
+thread the machine slows down takes fewer, as gensim's workers take fewer jobs) and
+updates the shared rows without locks (Hogwild, as word2vec and gensim do): the
+result then depends on the threads' timing.  One thread is reproducible bit for bit.
+Dot products keep 8 (float64) or 16 (float32) partial sums in vector registers, an
+order of their own as BLAS's is; on the exact backend (``ordered``) one sum in
+ascending order, as everywhere else.  float32 takes expf and logf.
 ``floating`` is float64 or float32.
 """
 import numpy as np
 from cython cimport floating
 from cython.parallel cimport prange
-from libc.math cimport exp, log1p
+from cython.parallel cimport threadid
+from libc.math cimport exp, expf, log, logf
 from libc.stdint cimport uint64_t
 
 from wordnet._sampling cimport alias_draw, splitmix64
 
 
-cdef inline double dot8(const floating* a, const floating* b, int d,
-                        bint ordered) noexcept nogil:
-    """a · b with 8 partial sums, then the tail; ``ordered``: one sum in ascending k."""
-    cdef floating acc[8]
-    cdef int k, q, whole = d - d % 8
+cdef extern from *:
+    """
+    #include <string.h>
+    typedef double wordnet_v4d __attribute__((vector_size(32)));
+    typedef float wordnet_v8f __attribute__((vector_size(32)));
+    /* a . b in two vectors of partial sums (lane q of each adds the k = q mod 8, or
+       q mod 16, in ascending order), added lane-wise, then the tail */
+    static inline double wordnet_dot64(const double* a, const double* b, int d) {
+        wordnet_v4d s0 = {0, 0, 0, 0}, s1 = {0, 0, 0, 0}, a0, a1, b0, b1;
+        int k = 0;
+        for (; k + 8 <= d; k += 8) {
+            memcpy(&a0, a + k, 32); memcpy(&a1, a + k + 4, 32);
+            memcpy(&b0, b + k, 32); memcpy(&b1, b + k + 4, 32);
+            s0 += a0 * b0; s1 += a1 * b1;
+        }
+        s0 += s1;
+        double r = (s0[0] + s0[2]) + (s0[1] + s0[3]);
+        for (; k < d; k++) r += a[k] * b[k];
+        return r;
+    }
+    static inline double wordnet_dot32(const float* a, const float* b, int d) {
+        wordnet_v8f s0 = {0}, s1 = {0}, a0, a1, b0, b1;
+        int k = 0;
+        for (; k + 16 <= d; k += 16) {
+            memcpy(&a0, a + k, 32); memcpy(&a1, a + k + 8, 32);
+            memcpy(&b0, b + k, 32); memcpy(&b1, b + k + 8, 32);
+            s0 += a0 * b0; s1 += a1 * b1;
+        }
+        s0 += s1;
+        float r = ((s0[0] + s0[4]) + (s0[2] + s0[6])) + ((s0[1] + s0[5]) + (s0[3] + s0[7]));
+        for (; k < d; k++) r += a[k] * b[k];
+        return r;
+    }
+    """
+    double dot64 "wordnet_dot64"(const double* a, const double* b, int d) noexcept nogil
+    double dot32 "wordnet_dot32"(const float* a, const float* b, int d) noexcept nogil
+
+
+cdef inline double dot(const floating* a, const floating* b, int d,
+                       bint ordered) noexcept nogil:
+    """a · b: partial sums in vector registers; ``ordered``: one sum in ascending k."""
+    cdef int k
     cdef double s = 0.0
     if ordered:
         for k in range(d):
             s = s + a[k] * b[k]
         return s
-    for q in range(8):
-        acc[q] = 0
-    for k in range(0, whole, 8):
-        for q in range(8):
-            acc[q] = acc[q] + a[k + q] * b[k + q]
-    s = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]))
-    for k in range(whole, d):
-        s = s + a[k] * b[k]
-    return s
+    if floating is double:
+        return dot64(a, b, d)
+    else:
+        return dot32(a, b, d)
 
 
 cdef double pair_sgd(floating* E, floating* W2, int d, int c, int o, int K,
@@ -62,21 +96,26 @@ cdef double pair_sgd(floating* E, floating* W2, int d, int c, int o, int K,
     cdef floating* v = E + <Py_ssize_t> c * d
     cdef floating* u
     cdef floating g
-    cdef double f, t, sig, loss = 0.0
+    cdef double f, t, sig, softplus, loss = 0.0
     cdef int j, k, w
     for k in range(d):
         e[k] = 0
     for j in range(K + 1):
         w = o if j == 0 else alias_draw(prob, alias, V, splitmix64(state))
         u = W2 + <Py_ssize_t> w * d
-        f = dot8(v, u, d, ordered)
-        t = exp(-f if f >= 0 else f)                  # e^-|f|: never overflows
+        f = dot(v, u, d, ordered)
+        if floating is double:                        # t = e^-|f|: never overflows
+            t = exp(-f if f >= 0 else f)
+        else:
+            t = expf(<float> (-f if f >= 0 else f))
         sig = 1.0 / (1.0 + t) if f >= 0 else t / (1.0 + t)
+        # log(1 + t), within 1.1e-16 (float32: 6e-8) of log1p(t), at a third of its cost
+        softplus = log(1.0 + t) if floating is double else logf(<float> (1.0 + t))
         if j == 0:
-            loss = loss + (log1p(t) if f >= 0 else log1p(t) - f)
+            loss = loss + (softplus if f >= 0 else softplus - f)
             g = <floating> (alpha * (1.0 - sig))
         else:
-            loss = loss + (log1p(t) + f if f >= 0 else log1p(t))
+            loss = loss + (softplus + f if f >= 0 else softplus)
             g = <floating> (-alpha * sig)
         for k in range(d):
             e[k] = e[k] + g * u[k]
@@ -119,7 +158,7 @@ def sgd_negative_sampling(floating[:, ::1] E, floating[:, ::1] W2, const int[:, 
     splitmix64 state states[t], which it advances.  ``ordered`` (the exact backend):
     each dot product one sum in ascending order, as pyx/objectives.pyx adds them."""
     cdef int V = E.shape[0], d = E.shape[1], N = batch_size, K = negatives
-    cdef int nb = pairs.shape[0] // N if N > 0 else 0, T, t
+    cdef int nb = pairs.shape[0] // N if N > 0 else 0, T, t, b
     cdef Py_ssize_t p
     cdef bint bad = False
     if W2.shape[0] != V or W2.shape[1] != d or pairs.shape[1] != 2:
@@ -145,7 +184,8 @@ def sgd_negative_sampling(floating[:, ::1] E, floating[:, ::1] W2, const int[:, 
         raise ValueError(f"sgd_negative_sampling: a word index outside 0..{V - 1}")
     cdef floating[:, ::1] scratch = np.empty((T, d + 16), dtype=np.float64 if floating is double
                                              else np.float32)
-    for t in prange(T, nogil=True, num_threads=T, schedule="static"):
-        sgd_block(&E[0, 0], &W2[0, 0], d, V, &pairs[0, 0], N, K, t * nb // T,
-                  (t + 1) * nb // T, &prob[0], &alias[0], &states[t], learning_rate, floor,
-                  done, total, &losses[0], &scratch[t, 0], ordered)
+    for b in prange(nb, nogil=True, num_threads=T, schedule="dynamic", chunksize=2):
+        t = threadid()
+        sgd_block(&E[0, 0], &W2[0, 0], d, V, &pairs[0, 0], N, K, b, b + 1, &prob[0],
+                  &alias[0], &states[t], learning_rate, floor, done, total, &losses[0],
+                  &scratch[t, 0], ordered)
