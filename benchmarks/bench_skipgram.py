@@ -40,11 +40,12 @@ import time
 import numpy as np
 
 from wordnet._objectives import negative_sampling
-from wordnet._sampling import alias_draw_many, alias_table
+from wordnet._sampling import alias_draw_many
 from wordnet._sgd import sgd_negative_sampling
 from wordnet.data.corpus import BREAK, load_corpus
 from wordnet.data.dataset import Vocabulary
 from wordnet.models.config import LINEAR_FLOOR
+from wordnet.models.sampler import alias_table
 from wordnet.models.skipgram import UNIGRAM_POWER, SkipGram
 from wordnet.runs.compare import neighbours, overlap
 from wordnet.runs.recipes import load_recipe

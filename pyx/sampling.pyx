@@ -1,6 +1,7 @@
 """Drawing random words from a fixed distribution p over V words, by table.
 
-Two samplers, both built once per run instead of at every draw:
+Two samplers, their tables built once per run (wordnet/models/sampler.py) instead of
+at every draw:
 
   * the cumulative table: cdf = cumsum(p) / cumsum(p)[-1]; a uniform u in [0, 1)
     gives the first index i with u < cdf[i] (a binary search).  This is what numpy's
@@ -32,13 +33,6 @@ cdef void cdf_draw_block(const double* cdf, int n, const double* u, int* out,
 
 # -- Python wrappers ------------------------------------------------------------------
 
-def cumulative(p):
-    """The cumulative table of ``p`` as numpy's ``Generator.choice`` builds it."""
-    cdf = np.cumsum(np.asarray(p, dtype=np.float64))
-    cdf /= cdf[-1]
-    return cdf
-
-
 def cdf_draw(const double[::1] cdf, const double[::1] u, int[::1] out):
     """out[i] = the word of uniform u[i] under the cumulative table ``cdf``
     (numpy's ``searchsorted(cdf, u, side="right")``, clipped to V - 1 for safety)."""
@@ -50,28 +44,6 @@ def cdf_draw(const double[::1] cdf, const double[::1] u, int[::1] out):
         return
     with nogil:
         cdf_draw_block(&cdf[0], n, &u[0], &out[0], count)
-
-
-def alias_table(p):
-    """(prob, alias) of Vose's alias method for the distribution ``p`` (normalised here):
-    column i keeps i with probability prob[i], else gives alias[i]."""
-    q = np.asarray(p, dtype=np.float64)
-    if q.ndim != 1 or len(q) == 0 or not np.all(np.isfinite(q)) or (q < 0).any() or q.sum() <= 0:
-        raise ValueError("alias_table: p must be finite, non-negative, not all zero")
-    n = len(q)
-    scaled = q * (n / q.sum())
-    prob = np.ones(n)
-    alias = np.arange(n, dtype=np.int32)
-    small = [i for i in range(n) if scaled[i] < 1.0]
-    large = [i for i in range(n) if scaled[i] >= 1.0]
-    while small and large:
-        s, g = small.pop(), large.pop()
-        prob[s], alias[s] = scaled[s], g
-        scaled[g] = (scaled[g] + scaled[s]) - 1.0
-        (small if scaled[g] < 1.0 else large).append(g)
-    for i in small + large:                           # rounding leftovers: keep themselves
-        prob[i] = 1.0
-    return prob, alias
 
 
 def alias_draw_many(const double[::1] prob, const int[::1] alias, uint64_t seed,

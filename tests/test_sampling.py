@@ -6,9 +6,10 @@ import dataclasses
 import numpy as np
 import pytest
 
-from wordnet._sampling import alias_draw_many, alias_table, cdf_draw, cumulative, splitmix64_next
+from wordnet._sampling import alias_draw_many, cdf_draw, splitmix64_next
 from wordnet.data.corpus import load_corpus
 from wordnet.data.dataset import Vocabulary
+from wordnet.models.sampler import alias_table, cumulative
 from wordnet.models.skipgram import SkipGram
 from wordnet.runs.recipes import load_recipe
 from wordnet.training.sampled import SampledTrainer, examples

@@ -8,12 +8,13 @@ import pytest
 from test_model import central_differences
 
 from wordnet._objectives import negative_sampling
-from wordnet._sampling import alias_draw_many, alias_table
+from wordnet._sampling import alias_draw_many
 from wordnet._sgd import sgd_negative_sampling
 from wordnet.data.corpus import load_corpus
 from wordnet.data.dataset import Vocabulary
 from wordnet.errors import ConfigError
 from wordnet.models.config import LINEAR_FLOOR, TrainingConfig
+from wordnet.models.sampler import alias_table
 from wordnet.models.skipgram import SkipGram
 from wordnet.models.window import WindowScorer
 from wordnet.runs.recipes import load_recipe, make_config

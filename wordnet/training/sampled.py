@@ -20,12 +20,13 @@ import time
 
 import numpy as np
 
-from wordnet._sampling import alias_table, cdf_draw, cumulative
+from wordnet._sampling import cdf_draw
 from wordnet.data.corpus import Corpus
 from wordnet.errors import ConfigError
 from wordnet.models import registry
 from wordnet.models.base import Momentum
 from wordnet.models.config import TrainingConfig
+from wordnet.models.sampler import alias_table, cumulative
 from wordnet.training.trainer import CHUNK, History, Iteration, report
 
 
