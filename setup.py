@@ -30,7 +30,8 @@ FLAGS = ["-O3", "-ffp-contract=off", "-fno-trapping-math", "-fopenmp"]
 # wheel.  GNU ld drops it at link time (2.6 MB wheel); the symbol table stays, so
 # profilers still name the functions.
 LINK_FLAGS = ["-fopenmp"] + (["-Wl,--strip-debug"] if platform.system() == "Linux" else [])
-KERNELS = ["products", "activations", "gradients", "updates", "loop", "objectives"]
+KERNELS = ["products", "activations", "gradients", "updates", "loop", "objectives", "sampling",
+           "sgd"]
 X86_64_V3 = {"avx", "avx2", "bmi1", "bmi2", "f16c", "fma", "abm", "movbe", "xsave"}
 
 

@@ -131,7 +131,7 @@ def test_each_model_kind_has_its_own_keys():
     from wordnet.models.window import WindowConfig
     training = {f.name for f in dataclasses.fields(TrainingConfig)}
     assert training == {"batch_size", "epochs", "early_stop", "learning_rate", "momentum",
-                        "validation_period", "checkpoint_minutes", "weight_decay"}
+                        "validation_period", "checkpoint_minutes", "weight_decay", "lr_schedule"}
     common = set(Config.keys()) - training
     assert common == {"model", "embedding_size", "backend", "dtype", "init", "seed",
                       "init_embeddings"}

@@ -71,3 +71,22 @@ def test_exact_and_fast_backends_train_alike(corpus):
     exact, _, _ = train(corpus, model="skipgram", backend="exact")
     fast, _, _ = train(corpus, model="skipgram")
     np.testing.assert_allclose(fast.W1, exact.W1, rtol=1e-9, atol=1e-12)
+
+
+def test_the_momentum_steps_threads_change_no_bit(monkeypatch):
+    """Small arrays update on one thread (PARALLEL_UPDATE), large ones on the model's:
+    either way the same bits."""
+    import wordnet.models.base as base
+    from wordnet.models.base import Momentum
+    rng = np.random.default_rng(0)
+    params = {"W1": rng.normal(size=(8, 300)), "W2": rng.normal(size=(300, 8))}
+    grads = {n: rng.normal(size=p.shape) for n, p in params.items()}
+    results = []
+    for limit, threads in ((base.PARALLEL_UPDATE, 2), (0, 2), (0, 1)):
+        monkeypatch.setattr(base, "PARALLEL_UPDATE", limit)
+        model = SkipGram(params, "fast", threads=threads)
+        optimizer = Momentum(model, 0.1, 0.9, 100, weight_decay=1e-3)
+        for _ in range(3):
+            optimizer.step(grads)
+        results.append(model.W1.tobytes() + model.W2.tobytes())
+    assert results[0] == results[1] == results[2]

@@ -98,3 +98,36 @@ def test_log_likelihood_is_that_of_the_softmax_and_chunks_change_nothing():
         figures["log_likelihood"], rel=1e-12)
     single = SkipGram(model.params(), "fast", dtype="float32")
     assert single.evaluate(pairs)["ce"] == pytest.approx(figures["ce"], rel=1e-5)
+
+
+def test_negative_sampling_adds_in_the_documented_order_bit_for_bit():
+    """The kernel computes, bit for bit, the loop its docstring describes: each score a
+    sum from 0.0 in ascending k, log σ from log1p and exp, the gradients added word by
+    word (whatever it does to go faster: scores side by side, shared log1p)."""
+    def log_sigmoid(u):
+        return -math.log1p(math.exp(-u)) if u >= 0 else u - math.log1p(math.exp(u))
+
+    model = random_model("exact", seed=3, scale=0.8)
+    pairs, samples = some_pairs(seed=4, N=12, K=10)       # K + 1 = 11 words: 8, then 3
+    words = np.ascontiguousarray(np.column_stack([pairs[:, 1], samples]), dtype=np.int32)
+    centre = np.ascontiguousarray(pairs[:, 0])
+    W1, W2 = model.W1.tolist(), model.W2.tolist()
+    dW1, dW2, total = np.zeros((d, V)), np.zeros((V, d)), 0.0
+    for c, row in zip(centre.tolist(), words.tolist()):
+        v, dv = [W1[k][c] for k in range(d)], [0.0] * d
+        for j, w in enumerate(row):
+            u = 0.0
+            for k in range(d):
+                u = u + W2[w][k] * v[k]
+            if j == 0:
+                total, g = total - log_sigmoid(u), math.exp(log_sigmoid(u)) - 1.0
+            else:
+                total, g = total - log_sigmoid(-u), math.exp(log_sigmoid(u))
+            for k in range(d):
+                dv[k] = dv[k] + g * W2[w][k]
+                dW2[w, k] = dW2[w, k] + g * v[k]
+        for k in range(d):
+            dW1[k, c] += dv[k]
+    g1, g2 = np.empty_like(model.W1), np.empty_like(model.W2)
+    assert negative_sampling(model.W1, model.W2, centre, words, g1, g2) == total
+    assert g1.tobytes() == dW1.tobytes() and g2.tobytes() == dW2.tobytes()

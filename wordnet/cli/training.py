@@ -54,8 +54,9 @@ def run(stages, sets, from_run, resume, register, no_register, parent_run, judge
     model and the state it needs to go on; --resume --out DIR continues it (bit for
     bit, with the exact backend).
     --set keys: every model's (batch_size, epochs, early_stop, learning_rate,
-    momentum, validation_period, checkpoint_minutes, weight_decay, embedding_size,
-    backend, dtype, init, seed, init_embeddings=MODEL, model=4gram|window|skipgram),
+    momentum, validation_period, checkpoint_minutes, weight_decay,
+    lr_schedule=constant|linear, embedding_size, backend, dtype, init, seed,
+    init_embeddings=MODEL, model=4gram|window|skipgram),
     then its own: the 4-gram model's hidden_size, activation; the window scorer's
     hidden_size, activation, window, corruption; skip-gram's window, negatives;
     and reference_checkpoint=PATH (compared byte for byte).

@@ -26,6 +26,10 @@ MAX_THREADS = 4                 # the default: a minibatch of 100 has work for a
 # 100,000.  256 is far beyond any gain and far below those failures.
 THREADS_PER_CPU = 4
 THREADS_CEILING = 256
+# The momentum update of an array this small runs on one thread: skip-gram's 12,500
+# weights a matrix take about 5 us, an OpenMP region's start and barrier as much and,
+# on a core another process wants, far more.
+PARALLEL_UPDATE = 1 << 17
 
 
 def available_memory() -> int:
@@ -98,6 +102,11 @@ class Layers:
             prepare_blas()                     # threadpoolctl only sees loaded libraries
             return threadpool_limits(1, user_api="blas")
         return nullcontext()
+
+    def sgd_per_example(self, config) -> bool:
+        """Whether ``sgd`` (word2vec's per-example SGD, for ``lr_schedule = "linear"``)
+        trains this model under ``config``; if not, the minibatch step does."""
+        return False
 
     def _gemm(self, A, B, C, trans_a=False, trans_b=False):
         gemm(A, B, C, trans_a, trans_b, self._exact, self.threads)
@@ -182,7 +191,11 @@ class Momentum:
 
     def step(self, grads: dict[str, np.ndarray]) -> None:
         for name in self.model.update_order():
-            momentum_update(getattr(self.model, name).reshape(-1),
-                            self.velocity[name].reshape(-1), grads[name].reshape(-1),
-                            self.momentum, self.learning_rate, self.inv_n, self.model.threads,
+            theta = getattr(self.model, name)
+            # each entry on its own: the threads change no bit, only the time, and
+            # below PARALLEL_UPDATE entries starting them costs more than they save
+            threads = self.model.threads if theta.size >= PARALLEL_UPDATE else 1
+            momentum_update(theta.reshape(-1), self.velocity[name].reshape(-1),
+                            grads[name].reshape(-1), self.momentum, self.learning_rate,
+                            self.inv_n, threads,
                             self.weight_decay if name in self.model.WEIGHTS else 0.0)

@@ -46,6 +46,7 @@ class TrainingConfig:
     validation_period: int = INT_MAX       # validate after minibatches b > 0, b % period == 0
     checkpoint_minutes: float = 2.0        # save what resuming needs this often (SIGKILL)
     weight_decay: float = 0.0              # λ of an L2 penalty on the weights (models.base)
+    lr_schedule: str = "constant"          # "linear": word2vec's SGD, the rate falling to 0
 
     def __post_init__(self):
         check_types(self)
@@ -60,9 +61,26 @@ class TrainingConfig:
             raise ConfigError(f"momentum must be in [0, 1), got {self.momentum}")
         if not 0.0 <= self.weight_decay < float("inf"):
             raise ConfigError(f"weight_decay must be 0 or more and finite, got {self.weight_decay}")
+        check_choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
+        if self.lr_schedule == "linear" and self.momentum != 0.0:
+            raise ConfigError(f"lr_schedule = linear is word2vec's SGD, without momentum: "
+                              f"set momentum = 0 (got {self.momentum})")
         if not (0.0 < self.checkpoint_minutes < float("inf")):
             raise ConfigError(f"checkpoint_minutes must be positive and finite, "
                               f"got {self.checkpoint_minutes}")
+
+    def updates(self, train_rows: int) -> int:
+        """How many minibatch updates a whole run on ``train_rows`` rows applies."""
+        M = train_rows // self.batch_size
+        return (self.epochs - 1) * M + min(self.early_stop, M)
+
+    def rate(self, done: float, total: float) -> float:
+        """The learning rate of the update after ``done`` of a run's ``total`` examples
+        (or minibatches): ``learning_rate``, or with ``lr_schedule = "linear"``
+        learning_rate · max(LINEAR_FLOOR, 1 - done / total)."""
+        if self.lr_schedule == "constant":
+            return self.learning_rate
+        return self.learning_rate * max(LINEAR_FLOOR, 1.0 - done / total)
 
     def iterations(self, train_rows: int) -> int:
         """How many training CEs a run on ``train_rows`` rows reports (SPEC section 3)."""
@@ -112,6 +130,13 @@ class Config(TrainingConfig):
         """What the training minimises, in words, when the kind's name does not say it
         (a kind's keys that choose it: skip-gram's ``negatives``)."""
         return ""
+
+
+# The learning rate through a run: "constant", or "linear", word2vec's: plain SGD (no
+# momentum) whose rate falls linearly from learning_rate, at the first example, to
+# learning_rate · LINEAR_FLOOR at the last (wordnet.training.sampled).
+LR_SCHEDULES = ("constant", "linear")
+LINEAR_FLOOR = 1e-4
 
 
 def check_choice(name: str, value, choices) -> None:

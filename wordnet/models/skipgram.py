@@ -26,11 +26,12 @@ import numpy as np
 from wordnet._activations import bias_softmax, cross_entropy
 from wordnet._gradients import embed, embed_grad, softmax_grad
 from wordnet._objectives import negative_sampling
+from wordnet._sgd import sgd_negative_sampling
 from wordnet.data.corpus import pairs
 from wordnet.errors import ConfigError
 from wordnet.models import init as init_schemes
 from wordnet.models.base import Layers
-from wordnet.models.config import Config, check_window
+from wordnet.models.config import LINEAR_FLOOR, Config, check_window
 from wordnet.models.kind import Figures, ModelKind
 
 UNIGRAM_POWER = 0.75         # negative samples: unigram counts to this power (word2vec's)
@@ -49,6 +50,9 @@ class SkipGramConfig(Config):
         check_window(self.window)
         if not 0 <= self.negatives <= 1000:
             raise ConfigError(f"negatives must be 0 (full softmax) to 1000, got {self.negatives}")
+        if self.negatives and self.lr_schedule == "linear" and self.weight_decay:
+            raise ConfigError("weight_decay with lr_schedule = linear and negatives: the "
+                              "per-pair updates touch only a pair's rows, no decay")
 
     @property
     def experiment(self) -> str:
@@ -111,6 +115,24 @@ class SkipGram(Layers):
         ``draw``n at random); its gradients into ``grads``."""
         samples = draw((len(batch), config.negatives)) if config.negatives else None
         return self.gradients(batch, grads, samples)
+
+    def sgd_per_example(self, config: SkipGramConfig) -> bool:
+        return config.negatives > 0
+
+    def sgd(self, rows: np.ndarray, table, states: np.ndarray, done: int, total: int,
+            config: SkipGramConfig) -> np.ndarray:
+        """word2vec's per-pair SGD (pyx/sgd.pyx) over the whole minibatches of ``rows``,
+        negatives drawn from the alias ``table`` with the random ``states`` (one per
+        thread); the rate of config's linear schedule, ``done`` of the run's ``total``
+        pairs before ``rows``.  Each minibatch's summed loss, each pair's before its step."""
+        E = self.buffer("E", (self.vocab_size, self.embedding_size))
+        E[...] = self.W1.T                                       # a word's vector as a row
+        losses = np.empty(len(rows) // config.batch_size)
+        sgd_negative_sampling(E, self.W2, rows, config.batch_size, config.negatives, *table,
+                              states, config.learning_rate, LINEAR_FLOOR, done, total, losses,
+                              self.threads, self._exact)
+        self.W1[...] = E.T
+        return losses
 
     def probabilities(self, centre: np.ndarray) -> np.ndarray:
         """y = softmax(W2 W1[:, c]) (V x N) for centre words ``centre`` (N); keeps y1."""

@@ -46,7 +46,8 @@ KEEPING_KEYS = ("checkpoint_minutes",)      # how a run is kept, not what it com
 SHORT = {"learning_rate": "lr", "hidden_size": "h", "embedding_size": "d", "batch_size": "N",
          "momentum": "mom", "epochs": "epochs", "early_stop": "stop",
          "validation_period": "every", "init": "init", "seed": "seed", "activation": "act",
-         "weight_decay": "wd", "init_embeddings": "W1", "window": "k", "negatives": "K",
+         "weight_decay": "wd", "lr_schedule": "sched", "init_embeddings": "W1", "window": "k",
+         "negatives": "K",
          "corruption": "corrupt", "model": "model"}
 
 

@@ -2,7 +2,11 @@
 
 Minibatches of N examples (windows, or centre-context pairs) in file order, no
 shuffling, the trailing ones that do not fill a batch unused; momentum SGD with
-an optional weight decay (:class:`wordnet.models.base.Momentum`); the reported training
+an optional weight decay (:class:`wordnet.models.base.Momentum`), or with
+``lr_schedule = "linear"`` word2vec's SGD: no momentum, the rate falling linearly
+over the run, applied per example where the model has a kernel for it (skip-gram's
+negative sampling: ``sgd``, pyx/sgd.pyx, sparse, in chunks of minibatches), per
+minibatch otherwise; the reported training
 loss a running mean reset at each epoch; in the last epoch, minibatch
 ``early_stop`` is evaluated and reported, not applied; a validation after the
 minibatches b > 0 with b % validation_period == 0.  The random words (the window
@@ -16,12 +20,14 @@ import time
 
 import numpy as np
 
+from wordnet._sampling import cdf_draw
 from wordnet.data.corpus import Corpus
 from wordnet.errors import ConfigError
 from wordnet.models import registry
 from wordnet.models.base import Momentum
 from wordnet.models.config import TrainingConfig
-from wordnet.training.trainer import History, Iteration, report
+from wordnet.models.sampler import alias_table, cumulative
+from wordnet.training.trainer import CHUNK, History, Iteration, report
 
 
 def examples(model, corpus: Corpus, split: str, config) -> np.ndarray:
@@ -47,6 +53,15 @@ class SampledTrainer:
         self.grads = {name: np.empty_like(p) for name, p in model.params().items()}
         self.rng = np.random.default_rng(config.seed)
         self.draw_p = model.noise(corpus, config)        # of its random words; None: uniform
+        self.cdf = None if self.draw_p is None else cumulative(self.draw_p)
+        # word2vec's per-example SGD, when the schedule asks for it and the model has it:
+        # the alias table of its random words, a random state per thread
+        self.table = self.states = None
+        if config.lr_schedule == "linear" and model.sgd_per_example(config):
+            self.table = alias_table(np.full(model.vocab_size, 1.0 / model.vocab_size)
+                                     if self.draw_p is None else self.draw_p)
+            self.states = np.random.SeedSequence(config.seed).generate_state(
+                model.threads, np.uint64)
         self._stop_requested = False
 
     def request_stop(self) -> None:
@@ -54,7 +69,13 @@ class SampledTrainer:
         self._stop_requested = True
 
     def _draw(self, shape) -> np.ndarray:
-        return self.rng.choice(self.model.vocab_size, size=shape, p=self.draw_p).astype(np.int32)
+        """Words from draw_p: the words ``rng.choice(V, shape, p=draw_p)`` gives (the same
+        uniforms through the same cumulative table), without its checks of p each call."""
+        if self.cdf is None:
+            return self.rng.choice(self.model.vocab_size, size=shape).astype(np.int32)
+        words = np.empty(shape, np.int32)
+        cdf_draw(self.cdf, self.rng.random(shape).reshape(-1), words.reshape(-1))
+        return words
 
     def batch_loss(self, batch: np.ndarray) -> float:
         """The batch's summed loss; its gradients into self.grads."""
@@ -70,26 +91,39 @@ class SampledTrainer:
         if cfg.early_stop > M:
             raise ConfigError(f"early_stop {cfg.early_stop} is beyond the {M} minibatches "
                               f"of an epoch (at most {M}: the whole last epoch)")
+        total = cfg.updates(len(train))                  # the run's updates
         history, step = History(), 0
         start = time.perf_counter()
         with self.model.single_threaded_blas():
             for epoch in range(cfg.epochs):
                 last_epoch = epoch == cfg.epochs - 1
                 stop = cfg.early_stop if last_epoch else M
-                ce = 0.0
-                for b in range(min(stop + 1, M)):
-                    if self._stop_requested:
-                        break
-                    loss = self.batch_loss(train[b * N:(b + 1) * N]) / N
-                    ce += (loss - ce) / (b + 1)
-                    step += 1
-                    report(history, Iteration(step, epoch + 1, b + 1, M, ce, loss),
-                           on_iteration, cfg.learning_rate)
+                ce, b = 0.0, 0
+                while b < min(stop + 1, M) and not self._stop_requested:
+                    if self.table is not None and b < stop:
+                        # word2vec's per-example SGD, minibatches b..end-1 in one call
+                        end = min(stop, b + CHUNK, after_validation(b, cfg.validation_period)
+                                  if valid is not None else M)
+                        losses = self.model.sgd(train[b * N:end * N], self.table, self.states,
+                                                history.updates * N, total * N, cfg)
+                        history.updates += end - b
+                    else:
+                        end = b + 1
+                        losses = (self.batch_loss(train[b * N:end * N]),)
+                    for k, summed in enumerate(losses):
+                        loss = float(summed) / N
+                        ce += (loss - ce) / (b + k + 1)
+                        step += 1
+                        report(history, Iteration(step, epoch + 1, b + k + 1, M, ce, loss),
+                               on_iteration, cfg.learning_rate)
                     if b == stop:                  # the early-stop minibatch: not applied
                         break
-                    self.optimizer.step(self.grads)
-                    history.updates += 1
-                    if valid is not None and b > 0 and b % cfg.validation_period == 0:
+                    if self.table is None:
+                        self.optimizer.learning_rate = cfg.rate(history.updates, total)
+                        self.optimizer.step(self.grads)
+                        history.updates += 1
+                    b = end
+                    if valid is not None and b > 1 and (b - 1) % cfg.validation_period == 0:
                         value = validation_loss(self.model, valid)
                         history.valid_ce.append((step, value))
                         if on_validation is not None:
@@ -100,3 +134,8 @@ class SampledTrainer:
         history.finished = not history.stopped
         history.seconds = time.perf_counter() - start
         return history
+
+
+def after_validation(b: int, period: int) -> int:
+    """One past the first minibatch >= b after which validation runs."""
+    return max(period, -(-b // period) * period) + 1

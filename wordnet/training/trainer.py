@@ -181,6 +181,9 @@ class Trainer:
         history = History()
         trace = np.empty(CHUNK)
         step, updates = pos.step, pos.updates
+        total = cfg.updates(M * cfg.batch_size)
+        # a linear rate changes at every minibatch: one minibatch a call
+        chunk = CHUNK if cfg.lr_schedule == "constant" else 1
         start = time.perf_counter()
         saved = start
         for epoch in range(pos.epoch, cfg.epochs):
@@ -190,13 +193,13 @@ class Trainer:
             last_epoch = epoch == cfg.epochs - 1
             stop = cfg.early_stop if last_epoch else M      # minibatches b < stop are applied
             while b < stop and not self._stop_requested:
-                end = min(stop, b + CHUNK, self._after_validation(b) if valid_rows is not None else M)
+                end = min(stop, b + chunk, self._after_validation(b) if valid_rows is not None else M)
                 before = ce
                 done, ce, diverged = train_minibatches(
                     model, self.velocity, self.grads, self.buffers, self.part, x, t, order,
-                    b, end, ce, trace, cfg.learning_rate, cfg.momentum, self.optimizer.inv_n,
-                    model.backend == "exact", model.threads, model.activation == "tanh",
-                    cfg.weight_decay)
+                    b, end, ce, trace, cfg.rate(updates, total), cfg.momentum,
+                    self.optimizer.inv_n, model.backend == "exact", model.threads,
+                    model.activation == "tanh", cfg.weight_decay)
                 for k in range(done):
                     step += 1
                     history.train_ce.append(float(trace[k]))
