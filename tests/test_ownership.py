@@ -146,6 +146,7 @@ def test_a_resumed_run_continues_its_killed_run_with_one_whole_curve(tracking_ur
     assert manifest["mlflow_run_id"] == killed
     run = client.get_run(killed)
     assert run.info.status == "FINISHED"
+    assert "wordnet.ended_because" not in run.data.tags       # it went on: not ended there
     steps = {m.step for m in client.get_metric_history(killed, "train/ce_running_mean")}
     history = json.loads((out / "history.json").read_text())
     assert steps == set(range(1, len(history["train_ce"]) + 1))  # nothing missing

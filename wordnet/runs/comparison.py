@@ -79,4 +79,4 @@ def _log(out: Path, uris, names, pairs, k: int, text: str, echo) -> None:
     if run.lost:
         raise TrackingError(f"MLflow did not take the comparison ({run.lost}); the "
                             f"table and maps are in {out}/")
-    echo(f"MLflow run: {run.page}")
+    echo(f"MLflow run {run.run_name!r}: {run.page}")

@@ -27,6 +27,7 @@ from wordnet.tracking.store import page_url, unique_name
 if TYPE_CHECKING:
     import numpy as np
 
+ENDED_TAG = "wordnet.ended_because"   # why the next command ended a run left RUNNING
 # The one try to end a run whose tracking was lost: the store already failed once.
 LAST_TRY_HTTP_ENV = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "2"}
 
@@ -224,6 +225,8 @@ def start_run(run_name: str | None, tags: dict | None = None, nested: bool = Fal
         on_error=lambda e: run.lose(f"logging metrics failed ({short(first_line(e))})"))
     run = Run(run_id, active.info.run_name, metrics, page_url(active.info.experiment_id, run_id))
     if found is not None:
+        if ENDED_TAG in found.data.tags:            # a killed command's run, going on now
+            run._call("untagging the run", client.delete_tag, run_id, ENDED_TAG)
         run.continued, run.model_id = True, model_id
         run.tags, run.params = dict(found.data.tags), dict(found.data.params)
     try:
@@ -262,7 +265,7 @@ def end_orphan(run_id: str, why: str) -> bool:
         return False                                # not in this store
     if run.info.status != "RUNNING":
         return False
-    client.set_tag(run_id, "wordnet.ended_because", why)
+    client.set_tag(run_id, ENDED_TAG, why)
     client.set_terminated(run_id, "KILLED")
     return True
 
