@@ -118,28 +118,30 @@ def test_a_resumed_run_continues_its_killed_run_with_one_whole_curve(tracking_ur
     --resume: the same MLflow run, ended FINISHED, its training curve whole."""
     from mlflow import MlflowClient
     out = tmp_path / "out"
-    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
     command = [str(BIN / "wordnet-pipeline"), "run", "--pipeline", "quick", "--stage",
                "train", "--set", "backend=exact", "--set", "early_stop=2000",
                "--set", "checkpoint_minutes=0.005", "--data-dir", str(data_dir),
                "--out", str(out)]
-    child = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL,
-                             stderr=subprocess.DEVNULL, start_new_session=True)
+    log = open(tmp_path / "killed.log", "w")
+    child = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
+                             start_new_session=True)
     state = out / "model.bin.state.npz"
     deadline = time.monotonic() + 120
     while not (state.exists() and (out / ".mlflow_run").exists()):
-        assert child.poll() is None and time.monotonic() < deadline, "no checkpoint saved"
+        assert child.poll() is None and time.monotonic() < deadline, (
+            f"no checkpoint saved:\n{(tmp_path / 'killed.log').read_text()[-2000:]}")
         time.sleep(0.2)
     time.sleep(1.0)                                   # a few hundred iterations more
     os.killpg(child.pid, signal.SIGKILL)
     child.wait(timeout=30)
+    log.close()
     killed = json.loads((out / ".mlflow_run").read_text())["run_id"]
     client = MlflowClient()
     assert client.get_run(killed).info.status == "RUNNING"      # as SIGKILL leaves it
 
     resumed = subprocess.run(command[:2] + ["--resume", "--data-dir", str(data_dir),
                                             "--out", str(out)],
-                             env=env, capture_output=True, text=True, timeout=300)
+                             capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert "was left RUNNING" in resumed.stdout
     manifest = json.loads((out / "run.json").read_text())
