@@ -455,3 +455,22 @@ def test_ctrl_c_in_a_trials_process_stops_its_child(reports, tmp_path):
     row = finished_trial(Trial(0, {}, "t"), "t", child.returncode, RunDir(tmp_path), "",
                          echo=lambda line: None)
     assert row["status"] == "KILLED"
+
+
+def test_a_trial_left_running_when_the_sweep_stops_is_ended_killed(tracking_uri):
+    """A trial stopped by Ctrl-C as it started, or killed after STOP_SECONDS, cannot end
+    its run: the sweep, which owns it, does; its finished siblings stay as they were."""
+    from mlflow import MlflowClient
+
+    from wordnet import tracking
+    from wordnet.sweeps.sweep import _end_stopped_trials
+    client = MlflowClient()
+    tracking.connect(tracking_uri, "left")
+    with tracking.start_run("sweep") as parent:
+        experiment = client.get_run(parent.run_id).info.experiment_id
+        done = client.create_run(experiment, tags={"mlflow.parentRunId": parent.run_id})
+        client.set_terminated(done.info.run_id, "FINISHED")
+        left = client.create_run(experiment, tags={"mlflow.parentRunId": parent.run_id})
+        _end_stopped_trials(parent)
+    assert client.get_run(left.info.run_id).info.status == "KILLED"
+    assert client.get_run(done.info.run_id).info.status == "FINISHED"

@@ -95,6 +95,7 @@ def sweep(plan: Sweep, echo=print, progress=None, dataset=None) -> list[dict]:
             _drive(search, launch, rows, registry.of(recipe.config).figures.select_by)
         finally:                                     # Ctrl-C too: the summary of what ran
             launch.close()
+            _end_stopped_trials(parent)
             _summarise(parent, recipe, search, rows, out)
     return rows
 
@@ -125,6 +126,24 @@ def _drive(search: Search, launch: Executor, rows: list, select_by: str) -> None
         raise
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _end_stopped_trials(parent) -> None:
+    """Trials whose process could not end its MLflow run (stopped by Ctrl-C as it
+    started, or killed after trials.STOP_SECONDS): ended KILLED by the sweep, which owns
+    them, so that none is left RUNNING."""
+    if not parent.run_id:
+        return
+    import mlflow
+    try:
+        experiment = mlflow.get_run(parent.run_id).info.experiment_id
+        left = mlflow.search_runs([experiment], output_format="list", filter_string=(
+            f"tags.`mlflow.parentRunId` = '{parent.run_id}' and attributes.status = 'RUNNING'"))
+        for run in left:
+            tracking.end_orphan(run.info.run_id, "the sweep was stopped before its trial "
+                                "could end this run")
+    except Exception as e:                           # the store gone: said, not raised
+        parent.lose(f"ending the stopped trials' runs failed ({tracking.first_line(e)})")
 
 
 def _earlier_trials(parent_run_id: str, recipe: Recipe, search: Search) -> list[dict]:
