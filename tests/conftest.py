@@ -5,7 +5,9 @@ The data is the copy shipped with the package, written out as a data folder
 reference's small files are in tests/fixtures/ (xz, pinned in its SHA256SUMS);
 c_full.bin ships with the package.
 """
+import functools
 import hashlib
+import http.server
 import lzma
 import os
 import shutil
@@ -14,6 +16,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from collections.abc import Callable
@@ -271,3 +274,23 @@ def ray_cluster(tmp_path_factory):
     finally:
         if short is not None:
             shutil.rmtree(short, ignore_errors=True)
+
+
+@pytest.fixture
+def upstream(data_dir, tmp_path):
+    """A loopback HTTP server laid out like the upstream repository; yields its URL."""
+    root = tmp_path / "upstream"
+    from wordnet.data import fetch
+    for name, path in fetch.UPSTREAM.items():
+        (root / path).parent.mkdir(parents=True, exist_ok=True)
+        (root / path).symlink_to(data_dir / name)
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
+    handler.log_message = lambda *args: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -1,5 +1,4 @@
 """wordnet.data.fetch: the data folder, downloads and copies checked against pinned SHA-256."""
-import functools
 import http.server
 import shutil
 import socket
@@ -19,25 +18,6 @@ def closed_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-@pytest.fixture
-def upstream(data_dir, tmp_path):
-    """A loopback HTTP server laid out like the upstream repository; yields its URL."""
-    root = tmp_path / "upstream"
-    for name, path in fetch.UPSTREAM.items():
-        (root / path).parent.mkdir(parents=True, exist_ok=True)
-        (root / path).symlink_to(data_dir / name)
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
-    handler.log_message = lambda *args: None
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def test_the_pins_are_those_of_the_data_folder(data_dir):

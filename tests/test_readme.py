@@ -228,27 +228,10 @@ def check_ui(port: int) -> list[str]:
 
 
 @pytest.fixture
-def session(tmp_path, servers, data_dir):
+def session(tmp_path, servers, upstream):
     """A fresh folder, and upstream's files on a loopback mirror for `data fetch`."""
-    import functools
-    import http.server
-    import threading
-
-    from wordnet.data import fetch
-    root = tmp_path / "upstream"
-    for name, path in fetch.UPSTREAM.items():
-        (root / path).parent.mkdir(parents=True, exist_ok=True)
-        (root / path).symlink_to(data_dir / name)
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
-    handler.log_message = lambda *args: None
-    mirror = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=mirror.serve_forever, daemon=True).start()
     (tmp_path / "work").mkdir()
-    try:
-        yield Session(tmp_path / "work", servers, f"http://127.0.0.1:{mirror.server_address[1]}")
-    finally:
-        mirror.shutdown()
-        mirror.server_close()
+    yield Session(tmp_path / "work", servers, upstream)
 
 
 # -- the pages, executed --------------------------------------------------------------
