@@ -186,3 +186,17 @@ def test_a_later_failed_reproduction_is_written_on_the_runs_version(tracking_uri
     assert "reproduced" not in client.get_registered_model("wordnet").aliases
     [run] = runs_of("wordnet-4gram")
     assert run.info.status == "FAILED" and version.run_id == run.info.run_id
+
+
+@pytest.mark.parametrize("marker", ["garbage{", '{"run_id": 5}', '{"run_id": "../x"}'])
+def test_a_damaged_open_run_record_is_ignored_not_fatal(marker, tracking_uri, data_dir,
+                                                        tmp_path):
+    """A hand-edited .mlflow_run names no run to end: the command says so and goes on."""
+    out = tmp_path / "out"
+    assert invoke("run", *TINY, "--stage", "train", "--data-dir", str(data_dir), "--out",
+                  str(out)).exit_code == 0
+    (out / ".mlflow_run").write_text(marker)
+    result = invoke("run", "--stage", "test", "--data-dir", str(data_dir), "--out", str(out))
+    assert result.exit_code == 0, result.output
+    assert not [r for r in runs_of("wordnet-4gram") if r.info.status == "RUNNING"]
+    assert len(runs_of("wordnet-4gram")) == 1

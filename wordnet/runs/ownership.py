@@ -14,7 +14,7 @@ goes on where the interrupted one stopped), ``--from-run`` (the run named), and
 from __future__ import annotations
 
 from wordnet import tracking
-from wordnet.runs.rundir import MANIFEST, OPEN_RUN, RunDir
+from wordnet.runs.rundir import MANIFEST, OPEN_RUN, RunDir, RunFolderError
 
 ORPHAN = ("its command stopped without ending it (killed, or its tracking store was lost); "
           "ended by the next command on {folder}")
@@ -24,7 +24,11 @@ def adopt(folder: RunDir, echo=print) -> tuple[str | None, str | None]:
     """End the MLflow run a killed command left RUNNING on ``folder`` (in the active
     store).  Returns the runs a later command may continue, if the active store holds
     them: (that one, the manifest's: the run of the folder's model)."""
-    left, orphan = folder.read_json(OPEN_RUN), None
+    left = orphan = None
+    try:
+        left = folder.read_json(OPEN_RUN)
+    except RunFolderError as e:                 # e.g. hand-edited: it names no run to end
+        echo(f"warning: {e}; ignored")
     if isinstance(left, dict) and isinstance(left.get("run_id"), str):
         if tracking.end_orphan(left["run_id"], ORPHAN.format(folder=folder)):
             echo(f"MLflow run {left['run_id']} was left RUNNING by a command that did not "
