@@ -69,11 +69,26 @@ class Layers:
             setattr(self, name, np.array(params[name], dtype=self.dtype, order="C"))
         self.backend = backend
         self._exact = backend == "exact"
-        # Every kernel splits its work among this many OpenMP threads; BLAS
-        # then runs single-threaded inside each (see single_threaded_blas).  A
-        # minibatch of 100 leaves too little work for more than a few threads.
+        # Every kernel splits its work among ``workers`` OpenMP threads; BLAS then runs
+        # single-threaded inside each (see single_threaded_blas).  A minibatch of 100
+        # leaves too little work for more than a few threads.
         self.threads = default_threads() if threads is None else check_threads(threads)
+        # Threads nobody fixed (no ``threads``, no $WORDNET_THREADS) follow the load:
+        # training runs on 1 to ``threads`` of them, as many as pay (training.threads).
+        self.adaptive = threads is None and not threads_fixed()
+        self._workers = None
         self._buffers = {}
+
+    @property
+    def workers(self) -> int:
+        """The threads the kernels run on now: ``threads``, or fewer while a trainer
+        finds fewer faster (the machine is busy).  The exact backend's results never
+        depend on them; the fast backend's, in their last bits (BLAS's sums)."""
+        return self.threads if self._workers is None else min(self._workers, self.threads)
+
+    @workers.setter
+    def workers(self, value: int | None) -> None:
+        self._workers = value
 
     @classmethod
     def saved_shapes(cls, found: dict[str, tuple[int, ...]]) -> dict[str, tuple[int, ...]]:
@@ -97,8 +112,10 @@ class Layers:
         return self.UPDATE_ORDER or self.PARAMS[::-1]
 
     def single_threaded_blas(self):
-        """A context in which BLAS does not start threads of its own inside ours."""
-        if self.threads > 1 and not self._exact:
+        """A context in which BLAS does not start threads of its own: the model's
+        ``threads`` are all it runs on (one of them alone too: BLAS's own threads on a
+        minibatch's small products collapse when another process holds a core)."""
+        if not self._exact:
             prepare_blas()                     # threadpoolctl only sees loaded libraries
             return threadpool_limits(1, user_api="blas")
         return nullcontext()
@@ -109,7 +126,7 @@ class Layers:
         return False
 
     def _gemm(self, A, B, C, trans_a=False, trans_b=False):
-        gemm(A, B, C, trans_a, trans_b, self._exact, self.threads)
+        gemm(A, B, C, trans_a, trans_b, self._exact, self.workers)
 
 
 
@@ -168,6 +185,11 @@ def default_threads() -> int:
     return min(_usable_cpus(), MAX_THREADS)
 
 
+def threads_fixed() -> bool:
+    """Whether $WORDNET_THREADS fixes the threads of models not told their number."""
+    return bool(os.environ.get(THREADS_ENV, "").strip())
+
+
 def _usable_cpus() -> int:
     try:
         return len(os.sched_getaffinity(0))      # the CPUs this process may run on
@@ -194,7 +216,7 @@ class Momentum:
             theta = getattr(self.model, name)
             # each entry on its own: the threads change no bit, only the time, and
             # below PARALLEL_UPDATE entries starting them costs more than they save
-            threads = self.model.threads if theta.size >= PARALLEL_UPDATE else 1
+            threads = self.model.workers if theta.size >= PARALLEL_UPDATE else 1
             momentum_update(theta.reshape(-1), self.velocity[name].reshape(-1),
                             grads[name].reshape(-1), self.momentum, self.learning_rate,
                             self.inv_n, threads,

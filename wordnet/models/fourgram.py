@@ -145,11 +145,12 @@ class Model(Layers):
         embed(self.W1, x, b.y1)                          # y1 = [W1 x1; W1 x2; W1 x3]
         self._gemm(self.W2, b.y1, b.z2)                  # z2 = W2 y1
         if self._tanh:
-            bias_tanh(b.z2, self.b2, b.y2, self._exact, self.threads)  # y2 = tanh(z2 + b2)
+            bias_tanh(b.z2, self.b2, b.y2, self._exact, self.workers)  # y2 = tanh(z2 + b2)
         else:
-            bias_sigmoid(b.z2, self.b2, b.y2, self._exact, self.threads)  # y2 = sigmoid(z2 + b2)
+            bias_sigmoid(b.z2, self.b2, b.y2, self._exact, self.workers)  # sigmoid(z2 + b2)
         self._gemm(self.W3, b.y2, b.z3)                  # z3 = W3 y2
-        bias_softmax(b.z3, self.b3, b.y3, b.scratch, self._exact, self.threads)  # softmax(z3 + b3)
+        bias_softmax(b.z3, self.b3, b.y3, b.scratch, self._exact,  # y3 = softmax(z3 + b3)
+                     self.workers)
         return b.y3
 
     def backward(self, x: np.ndarray, t: np.ndarray, b: Buffers, g: dict[str, np.ndarray],
@@ -157,14 +158,14 @@ class Model(Layers):
         """Batch-summed gradients into g, after forward(x, b). ``part``: h1 x V scratch."""
         softmax_grad(b.y3, t, b.dz3)                     # dz3 = y3 - onehot(t)
         self._gemm(b.dz3, b.y2, g["W3"], trans_b=True)   # dW3 = dz3 y2ᵀ
-        sum_columns(b.dz3, g["b3"], self._exact, self.threads)  # db3 = Σ_i dz3
+        sum_columns(b.dz3, g["b3"], self._exact, self.workers)  # db3 = Σ_i dz3
         self._gemm(self.W3, b.dz3, b.dy2, trans_a=True)  # dy2 = W3ᵀ dz3
         if self._tanh:
-            tanh_grad(b.dy2, b.y2, b.dz2, self.threads)  # dz2 = dy2 ∘ (1 - y2²)
+            tanh_grad(b.dy2, b.y2, b.dz2, self.workers)  # dz2 = dy2 ∘ (1 - y2²)
         else:
-            sigmoid_grad(b.dy2, b.y2, b.dz2, self.threads)  # dz2 = dy2 ∘ y2 ∘ (1 - y2)
+            sigmoid_grad(b.dy2, b.y2, b.dz2, self.workers)  # dz2 = dy2 ∘ y2 ∘ (1 - y2)
         self._gemm(b.dz2, b.y1, g["W2"], trans_b=True)   # dW2 = dz2 y1ᵀ
-        sum_columns(b.dz2, g["b2"], self._exact, self.threads)  # db2 = Σ_i dz2
+        sum_columns(b.dz2, g["b2"], self._exact, self.workers)  # db2 = Σ_i dz2
         self._gemm(self.W2, b.dz2, b.dy1, trans_a=True)  # dy1 = W2ᵀ dz2
         embed_grad(b.dy1, x, g["W1"], part)              # dW1, position by position
 

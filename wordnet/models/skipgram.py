@@ -130,7 +130,7 @@ class SkipGram(Layers):
         losses = np.empty(len(rows) // config.batch_size)
         sgd_negative_sampling(E, self.W2, rows, config.batch_size, config.negatives, *table,
                               states, config.learning_rate, LINEAR_FLOOR, done, total, losses,
-                              self.threads, self._exact)
+                              self.workers, self._exact)
         self.W1[...] = E.T
         return losses
 
@@ -142,7 +142,7 @@ class SkipGram(Layers):
         embed(self.W1, centre.reshape(N, 1), self.y1)            # y1 = W1[:, c]
         self._gemm(self.W2, self.y1, y)                          # z = W2 y1
         bias_softmax(y, self._zero_bias, y, self.buffer("scratch", (N,)), self._exact,
-                     self.threads)                               # y = softmax(z)
+                     self.workers)                               # y = softmax(z)
         return y
 
     def gradients(self, pairs: np.ndarray, grads: dict, samples: np.ndarray | None = None) -> float:

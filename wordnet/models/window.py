@@ -125,7 +125,7 @@ class WindowScorer(Layers):
         embed(self.W1, x, self.y1)                               # y1 = [W1 x_1; ...; W1 x_D]
         self._gemm(self.W2, self.y1, self.y2)                    # z2 = W2 y1 (in place)
         squash = bias_tanh if self._tanh else bias_sigmoid
-        squash(self.y2, self.b2, self.y2, self._exact, self.threads)  # y2 = tanh(z2 + b2)
+        squash(self.y2, self.b2, self.y2, self._exact, self.workers)  # y2 = tanh(z2 + b2)
         self._gemm(self.W3, self.y2, z3)                         # s = W3 y2 + b3
         return z3[0] + self.b3[0]
 
@@ -141,9 +141,9 @@ class WindowScorer(Layers):
         dz2 = self.buffer("dz2", self.y2.shape)
         self._gemm(self.W3, ds, dz2, trans_a=True)               # dy2 = W3ᵀ ds
         grad = tanh_grad if self._tanh else sigmoid_grad
-        grad(dz2, self.y2, dz2, self.threads)                    # dz2 = dy2 ∘ (1 - y2²)
+        grad(dz2, self.y2, dz2, self.workers)                    # dz2 = dy2 ∘ (1 - y2²)
         self._gemm(dz2, self.y1, grads["W2"], trans_b=True)      # dW2 = dz2 y1ᵀ
-        sum_columns(dz2, grads["b2"], self._exact, self.threads)  # db2 = Σ dz2
+        sum_columns(dz2, grads["b2"], self._exact, self.workers)  # db2 = Σ dz2
         dy1 = self.buffer("dy1", self.y1.shape)
         self._gemm(self.W2, dz2, dy1, trans_a=True)              # dy1 = W2ᵀ dz2
         embed_grad(dy1, both, grads["W1"], self._part)           # dW1, position by position

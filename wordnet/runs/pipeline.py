@@ -17,7 +17,7 @@ from pathlib import Path
 from wordnet import __version__, plots, tracking
 from wordnet.data.dataset import load_dataset
 from wordnet.models import checkpoint, registry
-from wordnet.models.base import check_threads, default_threads
+from wordnet.models.base import check_threads, default_threads, threads_fixed
 from wordnet.runs import ownership, publish
 from wordnet.runs.recipes import Recipe, with_overrides
 from wordnet.runs.rundir import (
@@ -79,7 +79,7 @@ class PipelineRun:
         self.resume = options.resume                # continue an interrupted training
         self.register = options.register            # a registered model's name, for the model
         self.judge = options.judge                  # a sweep's pruner: (point, CE) -> why stop
-        self.threads = options.threads or default_threads()
+        self.threads = options.threads              # None: up to default_threads(), as pays
         self.wrote_model = False                    # whether this run changed the folder's model
         self.step = 0                               # the last training iteration: valid/ce ends there
         self.valid_points, self._valid_logged = [], 0   # the validation curve: (step, value)
@@ -128,7 +128,8 @@ class PipelineRun:
             "mlflow.source.git.commit": commit, "wordnet.recipe": recipe.name,
             "wordnet.stages": ",".join(stages), "wordnet.backend": config.backend,
             "wordnet.dtype": config.dtype, "wordnet.version": __version__, **overridden,
-            **tracking.machine_tags(self.threads)})
+            **tracking.machine_tags(self.threads or default_threads(),
+                                    fixed=self.threads is not None or threads_fixed())})
 
     def load(self):
         if self._dataset is None:                  # a sweep loads it once for all its runs

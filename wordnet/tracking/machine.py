@@ -7,12 +7,13 @@ import subprocess
 from pathlib import Path
 
 
-def machine_tags(threads: int) -> dict[str, str]:
+def machine_tags(threads: int, fixed: bool = True) -> dict[str, str]:
     """What a run's speed (and, for float32 and BLAS, its last bits) depends on besides
-    its recipe: the CPU, the instruction set the kernels were built for, the threads."""
+    its recipe: the CPU, the instruction set the kernels were built for, the threads
+    (``fixed``, or up to that many as the load allows: "1-2")."""
     from wordnet._cpu import BUILT_FOR
     return {"wordnet.cpu": cpu_model(), "wordnet.isa": BUILT_FOR or "compiler default",
-            "wordnet.threads": str(threads)}
+            "wordnet.threads": str(threads) if fixed or threads == 1 else f"1-{threads}"}
 
 
 def cpu_model() -> str:

@@ -27,6 +27,7 @@ from wordnet.models import registry
 from wordnet.models.base import Momentum
 from wordnet.models.config import TrainingConfig
 from wordnet.models.sampler import alias_table, cumulative
+from wordnet.training.threads import Governor
 from wordnet.training.trainer import CHUNK, History, Iteration, report
 
 
@@ -62,6 +63,7 @@ class SampledTrainer:
                                      if self.draw_p is None else self.draw_p)
             self.states = np.random.SeedSequence(config.seed).generate_state(
                 model.threads, np.uint64)
+        self.governor = Governor.of(model)
         self._stop_requested = False
 
     def request_stop(self) -> None:
@@ -91,49 +93,66 @@ class SampledTrainer:
         if cfg.early_stop > M:
             raise ConfigError(f"early_stop {cfg.early_stop} is beyond the {M} minibatches "
                               f"of an epoch (at most {M}: the whole last epoch)")
-        total = cfg.updates(len(train))                  # the run's updates
-        history, step = History(), 0
+        history = History()
         start = time.perf_counter()
-        with self.model.single_threaded_blas():
-            for epoch in range(cfg.epochs):
-                last_epoch = epoch == cfg.epochs - 1
-                stop = cfg.early_stop if last_epoch else M
-                ce, b = 0.0, 0
-                while b < min(stop + 1, M) and not self._stop_requested:
-                    if self.table is not None and b < stop:
-                        # word2vec's per-example SGD, minibatches b..end-1 in one call
-                        end = min(stop, b + CHUNK, after_validation(b, cfg.validation_period)
-                                  if valid is not None else M)
-                        losses = self.model.sgd(train[b * N:end * N], self.table, self.states,
-                                                history.updates * N, total * N, cfg)
-                        history.updates += end - b
-                    else:
-                        end = b + 1
-                        losses = (self.batch_loss(train[b * N:end * N]),)
-                    for k, summed in enumerate(losses):
-                        loss = float(summed) / N
-                        ce += (loss - ce) / (b + k + 1)
-                        step += 1
-                        report(history, Iteration(step, epoch + 1, b + k + 1, M, ce, loss),
-                               on_iteration, cfg.learning_rate)
-                    if b == stop:                  # the early-stop minibatch: not applied
-                        break
-                    if self.table is None:
-                        self.optimizer.learning_rate = cfg.rate(history.updates, total)
-                        self.optimizer.step(self.grads)
-                        history.updates += 1
-                    b = end
-                    if valid is not None and b > 1 and (b - 1) % cfg.validation_period == 0:
-                        value = validation_loss(self.model, valid)
-                        history.valid_ce.append((step, value))
-                        if on_validation is not None:
-                            on_validation(step, value)
-                if self._stop_requested:
-                    history.stopped = True
-                    break
+        try:
+            with self.model.single_threaded_blas():
+                self._run(train, valid, history, on_iteration, on_validation)
+        finally:
+            self.model.workers = None           # what the governor chose ends with the run
         history.finished = not history.stopped
         history.seconds = time.perf_counter() - start
         return history
+
+    def _run(self, train, valid, history, on_iteration, on_validation) -> None:
+        cfg, model, governor = self.config, self.model, self.governor
+        N = cfg.batch_size
+        M = len(train) // N
+        total = cfg.updates(len(train))                  # the run's updates
+        step = 0
+        for epoch in range(cfg.epochs):
+            last_epoch = epoch == cfg.epochs - 1
+            stop = cfg.early_stop if last_epoch else M
+            ce, b = 0.0, 0
+            while b < min(stop + 1, M) and not self._stop_requested:
+                model.workers = governor.workers
+                tick = time.perf_counter()
+                if self.table is not None and b < stop:
+                    # word2vec's per-example SGD, minibatches b..end-1 in one call
+                    end = min(stop, b + governor.minibatches(CHUNK),
+                              after_validation(b, cfg.validation_period)
+                              if valid is not None else M)
+                    losses = model.sgd(train[b * N:end * N], self.table, self.states,
+                                       history.updates * N, total * N, cfg)
+                    history.updates += end - b
+                else:
+                    end = b + 1
+                    losses = (self.batch_loss(train[b * N:end * N]),)
+                spent = time.perf_counter() - tick
+                for k, summed in enumerate(losses):
+                    loss = float(summed) / N
+                    ce += (loss - ce) / (b + k + 1)
+                    step += 1
+                    report(history, Iteration(step, epoch + 1, b + k + 1, M, ce, loss),
+                           on_iteration, cfg.learning_rate)
+                if b == stop:                  # the early-stop minibatch: not applied
+                    break
+                if self.table is None:
+                    tick = time.perf_counter()
+                    self.optimizer.learning_rate = cfg.rate(history.updates, total)
+                    self.optimizer.step(self.grads)
+                    history.updates += 1
+                    spent += time.perf_counter() - tick
+                governor.ran(end - b, spent)
+                b = end
+                if valid is not None and b > 1 and (b - 1) % cfg.validation_period == 0:
+                    value = validation_loss(model, valid)
+                    history.valid_ce.append((step, value))
+                    if on_validation is not None:
+                        on_validation(step, value)
+            if self._stop_requested:
+                history.stopped = True
+                break
 
 
 def after_validation(b: int, period: int) -> int:

@@ -21,6 +21,7 @@ from wordnet.errors import ConfigError, WordNetError
 from wordnet.models.base import Momentum
 from wordnet.models.config import TrainingConfig
 from wordnet.models.fourgram import Buffers, Model
+from wordnet.training.threads import Governor
 
 CHUNK = 64   # minibatches per call into the fused loop: callbacks and Ctrl-C wait at most this
 @dataclass(frozen=True)
@@ -147,6 +148,7 @@ class Trainer:
         self.buffers = Buffers(model, config.batch_size)
         self.grads = {name: np.empty_like(p) for name, p in model.params().items()}
         self.part = np.empty_like(model.W1)
+        self.governor = Governor.of(model)
         self._stop_requested = False
 
     @property
@@ -171,8 +173,11 @@ class Trainer:
         if cfg.early_stop > M:
             raise ConfigError(f"early_stop {cfg.early_stop} is beyond the {M} minibatches "
                               f"of an epoch (at most {M}: the whole last epoch)")
-        with self.model.single_threaded_blas():
-            return self._run(x, t, valid_rows, on_iteration, on_validation, on_checkpoint)
+        try:
+            with self.model.single_threaded_blas():
+                return self._run(x, t, valid_rows, on_iteration, on_validation, on_checkpoint)
+        finally:
+            self.model.workers = None           # what the governor chose ends with the run
 
     def _run(self, x, t, valid_rows, on_iteration, on_validation, on_checkpoint) -> History:
         cfg, model, pos = self.config, self.model, self.position
@@ -193,13 +198,17 @@ class Trainer:
             last_epoch = epoch == cfg.epochs - 1
             stop = cfg.early_stop if last_epoch else M      # minibatches b < stop are applied
             while b < stop and not self._stop_requested:
-                end = min(stop, b + chunk, self._after_validation(b) if valid_rows is not None else M)
+                end = min(stop, b + self.governor.minibatches(chunk),
+                          self._after_validation(b) if valid_rows is not None else M)
                 before = ce
+                model.workers = self.governor.workers
+                tick = time.perf_counter()
                 done, ce, diverged = train_minibatches(
                     model, self.velocity, self.grads, self.buffers, self.part, x, t, order,
                     b, end, ce, trace, cfg.rate(updates, total), cfg.momentum,
-                    self.optimizer.inv_n, model.backend == "exact", model.threads,
+                    self.optimizer.inv_n, model.backend == "exact", model.workers,
                     model.activation == "tanh", cfg.weight_decay)
+                self.governor.ran(done, time.perf_counter() - tick)
                 for k in range(done):
                     step += 1
                     history.train_ce.append(float(trace[k]))

@@ -1,0 +1,130 @@
+"""The governor of a training's threads (wordnet/training/threads.py): what it chooses
+from the rates it measures, and that following the load changes no result it must not."""
+import numpy as np
+import pytest
+
+from wordnet.data.corpus import load_corpus
+from wordnet.data.dataset import Vocabulary
+from wordnet.models.base import THREADS_ENV
+from wordnet.models.fourgram import FourGramConfig, Model
+from wordnet.models.window import WindowConfig, WindowScorer
+from wordnet.tracking.machine import machine_tags
+from wordnet.training import threads
+from wordnet.training.sampled import SampledTrainer, examples
+from wordnet.training.threads import HOLD, LONGEST_HOLD, Governor
+from wordnet.training.trainer import Trainer
+
+CALL = 0.01          # seconds a simulated call takes
+
+
+def feed(governor: Governor, rate, seconds: float) -> list[int]:
+    """Calls of CALL seconds for ``seconds``, each running ``rate(workers)`` minibatches a
+    second; the workers of each call."""
+    used = []
+    for _ in range(round(seconds / CALL)):
+        used.append(governor.workers)
+        governor.ran(max(1, round(rate(governor.workers) * CALL)), CALL)
+    return used
+
+
+def test_on_a_quiet_machine_it_keeps_the_faster_two_threads():
+    governor = Governor(2)
+    used = feed(governor, {2: 1800, 1: 1000}.get, 20.0)
+    assert governor.choice == 2
+    # trials of one thread grow rare: a few per cent of the time
+    assert used.count(1) / len(used) < 0.03
+
+
+def test_on_a_busy_machine_it_drops_to_one_thread():
+    governor = Governor(2)
+    used = feed(governor, {2: 300, 1: 900}.get, 20.0)
+    assert governor.choice == 1
+    assert used.count(2) / len(used) < 0.05
+
+
+def test_a_tie_goes_to_fewer_threads():
+    governor = Governor(4)
+    assert governor.candidates == [4, 2, 1]
+    feed(governor, {4: 1000, 2: 1010, 1: 990}.get, 2.0)
+    assert governor.choice == 1
+
+
+def test_a_process_starting_mid_run_is_followed_within_a_trial():
+    governor = Governor(2)
+    feed(governor, {2: 1800, 1: 1000}.get, 10.0)
+    assert governor.choice == 2
+    # another process takes a core: two threads collapse; one is unaffected
+    used = feed(governor, {2: 400, 1: 1000}.get, 1.0)
+    assert governor.choice == 1
+    assert used.index(1) * CALL <= 2 * threads.TRIAL + CALL      # found at the next window
+    # and it leaves: two threads are tried again, later and later, but they are
+    feed(governor, {2: 1800, 1: 1000}.get, 2 * LONGEST_HOLD)
+    assert governor.choice == 2
+
+
+def test_a_choice_that_holds_is_tried_again_less_and_less_often():
+    governor = Governor(2)
+    used = feed(governor, {2: 1800, 1: 1000}.get, 40.0)
+    trials = [i for i in range(1, len(used)) if used[i] == 1 and used[i - 1] == 2]
+    gaps = np.diff(trials) * CALL
+    window = 3 * threads.TRIAL            # a trial, and windows of whole calls
+    assert HOLD <= gaps[0] <= HOLD + window
+    assert all(b >= a - window for a, b in zip(gaps, gaps[1:]))
+    assert LONGEST_HOLD <= gaps[-1] <= LONGEST_HOLD + window
+
+
+def test_fixed_threads_are_never_changed():
+    governor = Governor(2, adaptive=False)
+    assert feed(governor, {2: 100, 1: 1000}.get, 5.0) == [2] * 500
+
+
+def test_threads_given_or_set_in_the_environment_are_fixed(monkeypatch):
+    monkeypatch.delenv(THREADS_ENV, raising=False)
+    params = Model.initialize(FourGramConfig(), 250).params()
+    assert Model(params).adaptive
+    assert not Model(params, threads=2).adaptive
+    monkeypatch.setenv(THREADS_ENV, "2")
+    assert not Model(params).adaptive
+    assert machine_tags(2, fixed=False)["wordnet.threads"] == "1-2"
+    assert machine_tags(2)["wordnet.threads"] == "2"
+
+
+@pytest.fixture
+def restless(monkeypatch):
+    """A governor that tries the other candidate at every call: the most switching."""
+    monkeypatch.setattr(threads, "TRIAL", 0.0)
+    monkeypatch.setattr(threads, "HOLD", 0.0)
+    monkeypatch.setattr(threads, "TRIAL_MINIBATCHES", 3)
+
+
+def adaptive(model):
+    model.adaptive = True                 # as if nobody fixed its 2 threads
+    return model
+
+
+def test_the_exact_backend_gives_the_same_bits_however_its_threads_change(dataset, restless):
+    config = FourGramConfig(backend="exact", epochs=1, early_stop=300)
+    alone = Model.initialize(config, 250, threads=1)
+    Trainer(alone, config).run(dataset.train)
+    model = adaptive(Model.initialize(config, 250, threads=2))
+    trainer = Trainer(model, config)
+    history = trainer.run(dataset.train)
+    assert set(trainer.governor.seconds) == {1, 2} and trainer.governor.choices >= 4
+    assert history.updates == 300 and model.workers == 2          # the run's choice ended
+    for name, p in alone.params().items():
+        assert np.array_equal(p, model.params()[name]), name
+
+
+def test_the_window_scorer_follows_the_load_too(restless):
+    corpus = load_corpus(Vocabulary.embedded(), None)
+    config = WindowConfig(backend="exact", epochs=1, early_stop=150)
+    runs = []
+    for model in (WindowScorer.initialize(config, 250, threads=1),
+                  adaptive(WindowScorer.initialize(config, 250, threads=2))):
+        trainer = SampledTrainer(model, config, corpus)
+        trainer.run(examples(model, corpus, "train", config))
+        runs.append((model, trainer.governor))
+    (alone, _), (model, governor) = runs
+    assert set(governor.seconds) == {1, 2} and governor.choices >= 4
+    for name, p in alone.params().items():
+        assert np.array_equal(p, model.params()[name]), name
