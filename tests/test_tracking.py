@@ -263,7 +263,8 @@ def test_the_quick_pipeline_against_a_real_mlflow_server(mlflow_server, data_dir
     assert {"valid/final_ce", "valid/perplexity", "valid/top1", "valid/top5", "test/ce",
             "test/perplexity", "test/top1", "test/top5", "perf/updates_per_second",
             "perf/updates", "perf/train_seconds", "train/final_ce", "reproduce/failures",
-            "reproduce/top1_agreement"} == set(metrics)
+            "reproduce/top1_agreement", "baseline/test_ce", "baseline/test_perplexity"
+            } == set(metrics)
     for key, value in metrics.items():
         assert [(m.step, m.value) for m in client.get_metric_history(run_id, key)] == [
             (0, pytest.approx(value))], key

@@ -11,7 +11,7 @@ import dataclasses
 
 from wordnet import plots
 from wordnet.errors import ConfigError
-from wordnet.models import checkpoint
+from wordnet.models import checkpoint, ngram
 from wordnet.models.base import check_memory
 from wordnet.models.fourgram import Model, training_memory
 from wordnet.runs import ownership, publish
@@ -91,6 +91,7 @@ class FourGramStages:
 
     def test(self):
         self._evaluate("test")
+        self._baseline()
 
     def reproduce(self):
         run = self.run
@@ -166,6 +167,16 @@ class FourGramStages:
         run.echo(f"{split}: CE {m.ce:.8f}, perplexity {m.perplexity:.4f}, top-1 "
                  f"{m.top1:.2%}, top-5 {m.top5:.2%} ({m.examples:,} examples)")
         run.record_evaluation(split, m.as_dict(), dataset=run.dataset_link(split))
+
+    def _baseline(self):
+        """The classical model on the same split (interpolated Kneser–Ney, orders 1-4,
+        from the training 4-grams: wordnet.models.ngram): whether the network beats it."""
+        run, data = self.run, self.run.dataset
+        figures = ngram.baseline(data.train, data.test, len(data.vocab))
+        run.echo(f"baseline: interpolated Kneser-Ney, test CE {figures['test_ce']:.8f}, "
+                 f"perplexity {figures['test_perplexity']:.4f}")
+        run.record({f"baseline/{name}": value for name, value in figures.items()},
+                   dataset=run.dataset_link("test"))
 
     def _redraw_ce_curves(self):
         """The CE plot again, with the final model's validation CE (the train stage
