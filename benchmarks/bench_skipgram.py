@@ -206,17 +206,22 @@ def print_quality(found, seeds=(0, 1)):
 
 
 def print_speed(phases: dict[str, dict[str, float]]):
+    """Each row's pairs/s, ÷ gensim at the same threads, ÷ its own one-thread rate."""
     names = list(phases)
-    print("\n| implementation | " + " | ".join(f"{p} pairs/s | {p} ÷ gensim" for p in names)
-          + " |")
-    print("|---|" + "---|---|" * len(names))
+    print("\n| implementation | " + " | ".join(f"{p} pairs/s | {p} ÷ gensim | {p} ÷ own 1 thread"
+                                           for p in names) + " |")
+    print("|---|" + "---|---|---|" * len(names))
     labels = list(next(iter(phases.values())))
     for label in labels:
-        T = label.rsplit(", ", 1)[1].split()[0]
+        name, threads = label.rsplit(", ", 1)
+        T = threads.split()[0]
+        one = f"{name}, 1 {threads.split()[1]}"
         cells = []
         for p in names:
             peer = phases[p][f"gensim, {T} worker(s)"]
-            cells += [f"{phases[p][label]:,.0f}", f"{phases[p][label] / peer:.2f}"]
+            alone = phases[p].get(one)
+            cells += [f"{phases[p][label]:,.0f}", f"{phases[p][label] / peer:.2f}",
+                      f"{phases[p][label] / alone:.2f}" if alone else "—"]
         print(f"| {label} | " + " | ".join(cells) + " |")
 
 
