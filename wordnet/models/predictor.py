@@ -102,7 +102,10 @@ class Predictor(Embeddings):
 
     def __init__(self, params: dict[str, np.ndarray], vocab: Vocabulary,
                  header: checkpoint.Header | None = None, activation: str = "sigmoid"):
-        self.model = Model(params, "exact", activation=activation)
+        # One thread: a request's products are small, and two threads meeting at every
+        # kernel cost more than they save (docs/performance.md#prediction); a server
+        # runs requests side by side instead.
+        self.model = Model(params, "exact", threads=1, activation=activation)
         super().__init__(self.model.W1, vocab)
         self.header = header
         self.context_size = self.model.context_size
