@@ -28,11 +28,12 @@ cdef void embed_block(const floating* W1, int h1, int V, const int* x, int D,
 
 cdef void softmax_grad_block(const floating* y3, const int* target, floating* dz3,
                              int V, int cols, int ld) noexcept nogil:
-    """dz3 = y3 - onehot(target) on a block of columns."""
+    """dz3 = y3 - onehot(target) on a block of columns; dz3 may be y3 (in place)."""
     cdef int k, i
     cdef floating one = 1.0
-    for k in range(V):
-        memcpy(dz3 + <Py_ssize_t> k * ld, y3 + <Py_ssize_t> k * ld, cols * sizeof(floating))
+    if dz3 != y3:
+        for k in range(V):
+            memcpy(dz3 + <Py_ssize_t> k * ld, y3 + <Py_ssize_t> k * ld, cols * sizeof(floating))
     for i in range(cols):
         dz3[target[i] * ld + i] = y3[target[i] * ld + i] - one
 
