@@ -175,7 +175,8 @@ def train_minibatches(model, velocity, grads, buffers, floating[:, ::1] part,
             sum_columns_rows(&dz2[0, 0], &gb2[0], h0, h1, N, ld, exact)
             update_rows(&W2[0, 0], &vW2[0, 0], &gW2[0, 0], h0, h1, DH1, mu, lr, scale, wd)
             update_rows(&b2[0], &vb2[0], &gb2[0], h0, h1, 1, mu, lr, scale, nil)
-            embed_grad_rows(&dy1[0, 0], ld, xb, N, D, &gW1[0, 0], &part[0, 0], V, H1, j0, j1)
+            embed_grad_rows(&dy1[0, 0], ld, xb, N, D, &gW1[0, 0], &part[0, 0], V, H1, j0, j1,
+                            exact)
             update_rows(&W1[0, 0], &vW1[0, 0], &gW1[0, 0], j0, j1, V, mu, lr, scale, wd)
             barrier()
             b = b + 1

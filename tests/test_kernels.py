@@ -148,7 +148,7 @@ def test_sum_columns(rng, rows, N):
         db = np.empty(rows)
         sum_columns(dz, db, True, threads)
         assert np.array_equal(db, expected)
-        sum_columns(dz, db, False, threads)                 # four partial sums
+        sum_columns(dz, db, False, threads)                 # eight partial sums
         np.testing.assert_allclose(db, expected, rtol=1e-13, atol=1e-13)
 
 
@@ -183,6 +183,9 @@ def test_embed_grad(rng, h1, V, N, D):
     dW1 = np.full((h1, V), np.nan)
     embed_grad(dy1, x, dW1, np.empty((h1, V)))
     assert np.array_equal(dW1, expected)
+    dW1[...] = np.nan
+    embed_grad(dy1, x, dW1, np.empty((h1, V)), False)   # fast: straight into dW1
+    np.testing.assert_allclose(dW1, expected, rtol=1e-13, atol=1e-13)
 
 
 def test_embed_rejects_out_of_range_words(rng):
