@@ -132,25 +132,32 @@ cdef void tanh_grad_block(const floating* dy2, const floating* y2, floating* dz2
 
 cdef void embed_grad_rows(const floating* dy1, int ld, const int* x, int N, int D,
                           floating* dW1, floating* part, int V, int h1, int first,
-                          int last, bint exact) noexcept nogil:
+                          int last, bint exact, floating scale=1, bint add=False) noexcept nogil:
     """Rows first <= j < last of dW1.  With ``exact``, in the C order: for each
     position d, part = the sum over examples i (ascending, from 0.0) of dy1's rows
     for d, scattered to the columns x[i, d]; then dW1 += part.  Otherwise every
-    dy1[d*h1 + j, i] is added to dW1[j, x[i, d]] at once, position after position
-    (``part`` unused).  Row by row: a row of dW1 stays in cache while it is summed."""
+    scale * dy1[d*h1 + j, i] is added to dW1[j, x[i, d]] at once, position after
+    position (``part`` unused), to dW1 as it is with ``add`` (the fused loop adds
+    dW1 / N to the velocity so), else to zeros.  Row by row: a row of dW1 stays in
+    cache while it is summed."""
     cdef int d, j, i, v
     cdef floating* dW1j
     cdef floating* partj
     cdef const floating* dy1row
     for j in range(first, last):
         dW1j, partj = dW1 + <Py_ssize_t> j * V, part + <Py_ssize_t> j * V
-        for v in range(V):
-            dW1j[v] = 0.0
+        if not (add and not exact):
+            for v in range(V):
+                dW1j[v] = 0.0
         for d in range(D):
             dy1row = dy1 + <Py_ssize_t> (d * h1 + j) * ld
             if not exact:
-                for i in range(N):
-                    dW1j[x[i * D + d]] += dy1row[i]
+                if scale == 1:
+                    for i in range(N):
+                        dW1j[x[i * D + d]] += dy1row[i]
+                else:
+                    for i in range(N):
+                        dW1j[x[i * D + d]] += scale * dy1row[i]
                 continue
             for v in range(V):
                 partj[v] = 0.0
@@ -238,9 +245,10 @@ def tanh_grad(const floating[:, ::view.contiguous] dy2, const floating[:, ::view
 
 
 def embed_grad(const floating[:, ::view.contiguous] dy1, const int[:, ::1] x, floating[:, ::1] dW1,
-               floating[:, ::1] part, bint exact=True):
+               floating[:, ::1] part, bint exact=True, double scale=1.0, bint add=False):
     """dW1[:, v] = sum_d sum_{i : x[i, d] = v} dy1[d*h1:(d+1)*h1, i], per position in
-    the C order with ``exact``, else added in place as they come.
+    the C order with ``exact``, else added in place as they come: then ``scale`` times
+    that sum, added to dW1 as it is with ``add``.
 
     ``part`` is (h1 x V) scratch.
     """
@@ -251,9 +259,10 @@ def embed_grad(const floating[:, ::view.contiguous] dy1, const int[:, ::1] x, fl
     if dW1.shape[0] == 0 or dW1.shape[1] == 0:
         return
     if x.shape[0] == 0:
-        dW1[:, :] = 0.0
+        if not (add and not exact):
+            dW1[:, :] = 0.0
         return
     with nogil:
         embed_grad_rows(&dy1[0, 0], dy1.strides[0] // sizeof(floating), &x[0, 0], x.shape[0],
                         x.shape[1], &dW1[0, 0], &part[0, 0], dW1.shape[1], dW1.shape[0],
-                        0, dW1.shape[0], exact)
+                        0, dW1.shape[0], exact, <floating> scale, add)
