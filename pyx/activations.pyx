@@ -22,6 +22,15 @@ cdef extern from *:
     static inline uint64_t wordnet_to_bits(double d) { uint64_t u; memcpy(&u, &d, 8); return u; }
     static inline float wordnet_from_bits32(uint32_t u) { float f; memcpy(&f, &u, 4); return f; }
     static inline uint32_t wordnet_to_bits32(float f) { uint32_t u; memcpy(&u, &f, 4); return u; }
+    /* a * b + c in one rounding where the CPU has FMA (x86-64-v3), else in two:
+       -ffp-contract=off forbids the compiler to fuse on its own, not when asked. */
+    #ifdef __FMA__
+    static inline double wordnet_fma(double a, double b, double c) { return __builtin_fma(a, b, c); }
+    static inline float wordnet_fmaf(float a, float b, float c) { return __builtin_fmaf(a, b, c); }
+    #else
+    static inline double wordnet_fma(double a, double b, double c) { return a * b + c; }
+    static inline float wordnet_fmaf(float a, float b, float c) { return a * b + c; }
+    #endif
     """
     ctypedef unsigned long long uint64_t
     ctypedef unsigned int uint32_t
@@ -29,6 +38,8 @@ cdef extern from *:
     uint64_t to_bits "wordnet_to_bits"(double d) noexcept nogil
     float from_bits32 "wordnet_from_bits32"(uint32_t u) noexcept nogil
     uint32_t to_bits32 "wordnet_to_bits32"(float f) noexcept nogil
+    double fma "wordnet_fma"(double a, double b, double c) noexcept nogil
+    float fmaf "wordnet_fmaf"(float a, float b, float c) noexcept nogil
 
 
 cdef inline floating exp_fast(floating x) noexcept nogil:
@@ -41,45 +52,51 @@ cdef inline floating exp_fast(floating x) noexcept nogil:
 cdef inline double _exp64(double x) noexcept nogil:
     # exp(x) = 2^n exp(r), n = round(x / ln 2), |r| <= ln(2) / 2, exp(r) by its
     # Taylor series to r^13 (error below one ulp), evaluated by Estrin's scheme
-    # (short dependency chains, so vector lanes and pipelines stay busy); 2^n
-    # is built in the exponent bits.  Adding 1.5 * 2^52 rounds x / ln 2 to an
-    # integer held in the low mantissa bits, without a branch or a conversion.
+    # (short dependency chains, so vector lanes and pipelines stay busy) in fused
+    # multiply-adds where the CPU has them; 2^n is built in the exponent bits.
+    # Adding 1.5 * 2^52 rounds x / ln 2 to an integer held in the low mantissa
+    # bits, without a branch or a conversion.  Outside [-708, 709] those bits
+    # overflow: the result is then replaced by exp(-708) or exp(709), two
+    # selects after the fact, where clamping x first cost a third of the time
+    # (GCC's blends for a clamp that keeps NaN).  A NaN stays NaN.
     cdef double shifter = 6755399441055744.0
     cdef double t, n, r, r2, r4, r8, p
-    x = -708.0 if x < -708.0 else x          # so written, a NaN stays NaN
-    x = 709.0 if x > 709.0 else x
-    t = x * 1.4426950408889634 + shifter
+    t = fma(x, 1.4426950408889634, shifter)
     n = t - shifter
-    r = (x - n * 0.6931471803691238) - n * 1.9082149292705877e-10
+    r = fma(n, -1.9082149292705877e-10, fma(n, -0.6931471803691238, x))
     r2 = r * r
     r4 = r2 * r2
     r8 = r4 * r4
-    p = (((1.0 + r) + (0.5 + r * (1.0 / 6)) * r2)
-         + ((1.0 / 24 + r * (1.0 / 120)) + (1.0 / 720 + r * (1.0 / 5040)) * r2) * r4)
-    p = p + (((1.0 / 40320 + r * (1.0 / 362880)) + (1.0 / 3628800 + r * (1.0 / 39916800)) * r2)
-             + (1.0 / 479001600.0 + r * (1.0 / 6227020800.0)) * r4) * r8
-    return p * from_bits((to_bits(t) - to_bits(shifter) + 1023) << 52)
+    p = fma(fma(fma(r, 1.0 / 5040, 1.0 / 720), r2, fma(r, 1.0 / 120, 1.0 / 24)), r4,
+            fma(fma(r, 1.0 / 6, 0.5), r2, r + 1.0))
+    p = fma(fma(fma(r, 1.0 / 6227020800.0, 1.0 / 479001600.0), r4,
+                fma(fma(r, 1.0 / 39916800, 1.0 / 3628800), r2, fma(r, 1.0 / 362880, 1.0 / 40320))),
+            r8, p)
+    p = p * from_bits((to_bits(t) - to_bits(shifter) + 1023) << 52)
+    p = 3.307553003638408e-308 if x < -708.0 else p      # exp(-708)
+    return 8.218407461554972e+307 if x > 709.0 else p    # exp(709)
 
 
 cdef inline float _exp32(float x) noexcept nogil:
     # As _exp64 in single precision: the shifter is 1.5 * 2^23, ln 2 is split
-    # in a part exact in float32 and the rest, and the Taylor series stops at
-    # r^7 (truncation error 5e-9, below the float32 ulp).  Every constant is a
-    # float: one double in the expression would widen the whole of it.
-    cdef float shifter = 12582912.0, log2e = 1.44269504, ln2_hi = 0.693145751953125
-    cdef float ln2_lo = 1.4286068203094173e-06, c2 = 0.5, c3 = 1.0 / 6, c4 = 1.0 / 24
+    # in a part exact in float32 and the rest, the Taylor series stops at r^7
+    # (truncation error 5e-9, below the float32 ulp), and the range is [-87, 88].
+    # Every constant is a float: one double in the expression would widen the
+    # whole of it.
+    cdef float shifter = 12582912.0, log2e = 1.44269504, ln2_hi = -0.693145751953125
+    cdef float ln2_lo = -1.4286068203094173e-06, c2 = 0.5, c3 = 1.0 / 6, c4 = 1.0 / 24
     cdef float c5 = 1.0 / 120, c6 = 1.0 / 720, c7 = 1.0 / 5040, one = 1.0
-    cdef float lo = -87.0, hi = 88.0
+    cdef float lo = -87.0, hi = 88.0, exp_lo = 1.6458115e-38, exp_hi = 1.6516363e+38
     cdef float t, n, r, r2, r4, p
-    x = lo if x < lo else x                  # so written, a NaN stays NaN
-    x = hi if x > hi else x
-    t = x * log2e + shifter
+    t = fmaf(x, log2e, shifter)
     n = t - shifter
-    r = (x - n * ln2_hi) - n * ln2_lo
+    r = fmaf(n, ln2_lo, fmaf(n, ln2_hi, x))
     r2 = r * r
     r4 = r2 * r2
-    p = ((one + r) + (c2 + r * c3) * r2) + ((c4 + r * c5) + (c6 + r * c7) * r2) * r4
-    return p * from_bits32((to_bits32(t) - to_bits32(shifter) + 127) << 23)
+    p = fmaf(fmaf(fmaf(r, c7, c6), r2, fmaf(r, c5, c4)), r4, fmaf(fmaf(r, c3, c2), r2, r + one))
+    p = p * from_bits32((to_bits32(t) - to_bits32(shifter) + 127) << 23)
+    p = exp_lo if x < lo else p
+    return exp_hi if x > hi else p
 
 
 cdef void bias_sigmoid_block(const floating* z, const floating* b, floating* y, int rows,
@@ -123,14 +140,21 @@ cdef void bias_softmax_block(const floating* z, const floating* b, floating* y, 
     """y[:, i] = softmax(z[:, i] + b) for the ``cols`` columns of a V-row block.
 
     Per column: m = max, e_k = exp(z_k - m), s = sum of e_k in ascending k,
-    y_k = e_k / s.  ``s`` is scratch for ``cols`` values.
+    y_k = e_k / s.  ``s`` is scratch for ``cols`` values.  y may be z (in place).
     """
     # Rows are addressed through pointers (zk[i], not z[k * ld + i]): with the
     # index arithmetic inline, GCC's vectorised loops fell back to scalar code.
-    cdef int k, i
+    cdef int k, i, c0, n
     cdef floating x, bk
     cdef const floating* zk
     cdef floating* yk
+    if not exact:                           # fast: in blocks, the exp and the sum in one pass
+        c0 = 0
+        while c0 < cols:
+            n = min(cols - c0, SOFTMAX_BLOCK)
+            _softmax_fast(z + c0, b, y + c0, s + c0, V, n, ld)
+            c0 = c0 + n
+        return
     for i in range(cols):                   # s = max_k (z_k + b_k)
         s[i] = z[i] + b[0]
     for k in range(1, V):
@@ -140,30 +164,54 @@ cdef void bias_softmax_block(const floating* z, const floating* b, floating* y, 
             s[i] = x if x > s[i] else s[i]  # a store every time: the loop vectorises
     for k in range(V):                      # e_k = exp(z_k + b_k - max)
         zk, yk, bk = z + <Py_ssize_t> k * ld, y + <Py_ssize_t> k * ld, b[k]
-        if exact:
-            for i in range(cols):
-                yk[i] = exp((zk[i] + bk) - s[i])
-        else:
-            for i in range(cols):
-                yk[i] = exp_fast((zk[i] + bk) - s[i])
+        for i in range(cols):
+            yk[i] = exp((zk[i] + bk) - s[i])
     for i in range(cols):                   # s = sum of e_k in ascending k
         s[i] = 0.0
     for k in range(V):
         yk = y + <Py_ssize_t> k * ld
         for i in range(cols):
             s[i] += yk[i]
-    if exact:                               # y_k = e_k / s
-        for k in range(V):
-            yk = y + <Py_ssize_t> k * ld
-            for i in range(cols):
-                yk[i] = yk[i] / s[i]
-    else:                                   # y_k = e_k * (1 / s): one division per column
+    for k in range(V):                      # y_k = e_k / s
+        yk = y + <Py_ssize_t> k * ld
         for i in range(cols):
-            s[i] = 1 / s[i]
-        for k in range(V):
-            yk = y + <Py_ssize_t> k * ld
-            for i in range(cols):
-                yk[i] = yk[i] * s[i]
+            yk[i] = yk[i] / s[i]
+
+
+cdef enum:
+    SOFTMAX_BLOCK = 128                     # columns of _softmax_fast's stack arrays
+
+
+cdef inline void _softmax_fast(const floating* z, const floating* b, floating* y, floating* s,
+                               int V, int cols, int ld) noexcept nogil:
+    """bias_softmax_block's fast order, cols <= SOFTMAX_BLOCK: the max; e_k and the sum
+    of e_k in ascending k in one pass; y_k = e_k * (1 / s), one division per column."""
+    cdef floating m[SOFTMAX_BLOCK]
+    cdef int k, i
+    cdef floating x, bk
+    cdef const floating* zk
+    cdef floating* yk
+    for i in range(cols):                   # m = max_k (z_k + b_k)
+        m[i] = z[i] + b[0]
+    for k in range(1, V):
+        zk, bk = z + <Py_ssize_t> k * ld, b[k]
+        for i in range(cols):
+            x = zk[i] + bk
+            m[i] = x if x > m[i] else m[i]
+    for i in range(cols):
+        s[i] = 0.0
+    for k in range(V):                      # e_k = exp(z_k + b_k - m); s += e_k
+        zk, yk, bk = z + <Py_ssize_t> k * ld, y + <Py_ssize_t> k * ld, b[k]
+        for i in range(cols):
+            x = exp_fast((zk[i] + bk) - m[i])
+            yk[i] = x
+            s[i] += x
+    for i in range(cols):
+        s[i] = 1 / s[i]
+    for k in range(V):
+        yk = y + <Py_ssize_t> k * ld
+        for i in range(cols):
+            yk[i] = yk[i] * s[i]
 
 
 cdef double cross_entropy_batch(const floating* y3, const int* target, int V, int N,

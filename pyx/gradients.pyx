@@ -28,36 +28,74 @@ cdef void embed_block(const floating* W1, int h1, int V, const int* x, int D,
 
 cdef void softmax_grad_block(const floating* y3, const int* target, floating* dz3,
                              int V, int cols, int ld) noexcept nogil:
-    """dz3 = y3 - onehot(target) on a block of columns."""
+    """dz3 = y3 - onehot(target) on a block of columns; dz3 may be y3 (in place)."""
     cdef int k, i
     cdef floating one = 1.0
-    for k in range(V):
-        memcpy(dz3 + <Py_ssize_t> k * ld, y3 + <Py_ssize_t> k * ld, cols * sizeof(floating))
+    if dz3 != y3:
+        for k in range(V):
+            memcpy(dz3 + <Py_ssize_t> k * ld, y3 + <Py_ssize_t> k * ld, cols * sizeof(floating))
     for i in range(cols):
         dz3[target[i] * ld + i] = y3[target[i] * ld + i] - one
+
+
+cdef extern from *:
+    """
+    #include <string.h>
+    /* x[0] + ... + x[n-1] in eight interleaved partial sums, two vectors of four
+       doubles or one of eight floats (GCC vector types: a reduction GCC would not
+       vectorise itself without -ffast-math, which the exact kernels forbid). */
+    typedef double wordnet_v4d_sum __attribute__((vector_size(32)));
+    typedef float wordnet_v8f_sum __attribute__((vector_size(32)));
+    static inline double wordnet_sum8(const double* x, int n) {
+        wordnet_v4d_sum a = {0}, b = {0}, u, v;
+        int i = 0;
+        for (; i + 8 <= n; i += 8) {
+            memcpy(&u, x + i, 32);
+            memcpy(&v, x + i + 4, 32);
+            a += u;
+            b += v;
+        }
+        a += b;
+        double total = (a[0] + a[2]) + (a[1] + a[3]);
+        for (; i < n; i++)
+            total += x[i];
+        return total;
+    }
+    static inline float wordnet_sum8f(const float* x, int n) {
+        wordnet_v8f_sum a = {0}, u;
+        int i = 0;
+        for (; i + 8 <= n; i += 8) {
+            memcpy(&u, x + i, 32);
+            a += u;
+        }
+        float total = ((a[0] + a[4]) + (a[2] + a[6])) + ((a[1] + a[5]) + (a[3] + a[7]));
+        for (; i < n; i++)
+            total += x[i];
+        return total;
+    }
+    """
+    double sum8 "wordnet_sum8"(const double* x, int n) noexcept nogil
+    float sum8f "wordnet_sum8f"(const float* x, int n) noexcept nogil
 
 
 cdef void sum_columns_rows(const floating* dz, floating* db, int first, int last,
                            int N, int ld, bint exact) noexcept nogil:
     """db[r] = sum over the N columns of row r (rows ld apart), for first <= r < last:
-    ascending from 0.0 with ``exact``, else in four interleaved partial sums, which
-    vectorise."""
+    ascending from 0.0 with ``exact``, else in eight interleaved partial sums."""
     cdef int r, i
-    cdef floating total, a0, a1, a2, a3
+    cdef floating total
     cdef const floating* row
     for r in range(first, last):
         row = dz + <Py_ssize_t> r * ld
-        total = 0.0
-        i = 0
         if not exact:
-            a0 = a1 = a2 = a3 = 0.0
-            while i + 4 <= N:
-                a0, a1, a2, a3 = a0 + row[i], a1 + row[i + 1], a2 + row[i + 2], a3 + row[i + 3]
-                i = i + 4
-            total = (a0 + a1) + (a2 + a3)
-        while i < N:
+            if floating is double:
+                db[r] = sum8(row, N)
+            else:
+                db[r] = sum8f(row, N)
+            continue
+        total = 0.0
+        for i in range(N):
             total = total + row[i]
-            i = i + 1
         db[r] = total
 
 
@@ -94,21 +132,33 @@ cdef void tanh_grad_block(const floating* dy2, const floating* y2, floating* dz2
 
 cdef void embed_grad_rows(const floating* dy1, int ld, const int* x, int N, int D,
                           floating* dW1, floating* part, int V, int h1, int first,
-                          int last) noexcept nogil:
-    """Rows first <= j < last of dW1, in the C order: for each position d,
-    part = the sum over examples i (ascending, from 0.0) of dy1's rows for d,
-    scattered to the columns x[i, d]; then dW1 += part.  Row by row: each
-    entry sees the same additions in the same order, in a row that stays in cache."""
+                          int last, bint exact, floating scale=1, bint add=False) noexcept nogil:
+    """Rows first <= j < last of dW1.  With ``exact``, in the C order: for each
+    position d, part = the sum over examples i (ascending, from 0.0) of dy1's rows
+    for d, scattered to the columns x[i, d]; then dW1 += part.  Otherwise every
+    scale * dy1[d*h1 + j, i] is added to dW1[j, x[i, d]] at once, position after
+    position (``part`` unused), to dW1 as it is with ``add`` (the fused loop adds
+    dW1 / N to the velocity so), else to zeros.  Row by row: a row of dW1 stays in
+    cache while it is summed."""
     cdef int d, j, i, v
     cdef floating* dW1j
     cdef floating* partj
     cdef const floating* dy1row
     for j in range(first, last):
         dW1j, partj = dW1 + <Py_ssize_t> j * V, part + <Py_ssize_t> j * V
-        for v in range(V):
-            dW1j[v] = 0.0
+        if not (add and not exact):
+            for v in range(V):
+                dW1j[v] = 0.0
         for d in range(D):
             dy1row = dy1 + <Py_ssize_t> (d * h1 + j) * ld
+            if not exact:
+                if scale == 1:
+                    for i in range(N):
+                        dW1j[x[i * D + d]] += dy1row[i]
+                else:
+                    for i in range(N):
+                        dW1j[x[i * D + d]] += scale * dy1row[i]
+                continue
             for v in range(V):
                 partj[v] = 0.0
             for i in range(N):
@@ -195,8 +245,10 @@ def tanh_grad(const floating[:, ::view.contiguous] dy2, const floating[:, ::view
 
 
 def embed_grad(const floating[:, ::view.contiguous] dy1, const int[:, ::1] x, floating[:, ::1] dW1,
-               floating[:, ::1] part):
-    """dW1[:, v] = sum_d sum_{i : x[i, d] = v} dy1[d*h1:(d+1)*h1, i], per position.
+               floating[:, ::1] part, bint exact=True, double scale=1.0, bint add=False):
+    """dW1[:, v] = sum_d sum_{i : x[i, d] = v} dy1[d*h1:(d+1)*h1, i], per position in
+    the C order with ``exact``, else added in place as they come: then ``scale`` times
+    that sum, added to dW1 as it is with ``add``.
 
     ``part`` is (h1 x V) scratch.
     """
@@ -207,9 +259,10 @@ def embed_grad(const floating[:, ::view.contiguous] dy1, const int[:, ::1] x, fl
     if dW1.shape[0] == 0 or dW1.shape[1] == 0:
         return
     if x.shape[0] == 0:
-        dW1[:, :] = 0.0
+        if not (add and not exact):
+            dW1[:, :] = 0.0
         return
     with nogil:
         embed_grad_rows(&dy1[0, 0], dy1.strides[0] // sizeof(floating), &x[0, 0], x.shape[0],
                         x.shape[1], &dW1[0, 0], &part[0, 0], dW1.shape[1], dW1.shape[0],
-                        0, dW1.shape[0])
+                        0, dW1.shape[0], exact, <floating> scale, add)

@@ -208,6 +208,27 @@ cdef inline void _blas_rows(bint trans_a, bint trans_b, int M, int N, int K,
               &zero, C, &ldc)
 
 
+cdef void gemm_blas_accumulate(bint trans_a, bint trans_b, int M, int N, int K, floating alpha,
+                               const floating* A, int lda, const floating* B, int ldb,
+                               floating* C, int ldc) noexcept nogil:
+    """C += alpha · op(A) · op(B) through BLAS (beta = 1), on this thread (after load_blas()).
+
+    The fast backend's fused loop adds a weight gradient's share to the velocity so,
+    without a gradient array: no pass that zeroes C first, none that reads it back.
+    """
+    cdef char ta = b'T' if trans_a else b'N'
+    cdef char tb = b'T' if trans_b else b'N'
+    cdef floating one = 1.0
+    if M <= 0 or N <= 0 or K <= 0:
+        return
+    if floating is double:
+        dgemm(&tb, &ta, &N, &M, &K, &alpha, <double*> B, &ldb, <double*> A, &lda,
+              &one, C, &ldc)
+    else:
+        sgemm(&tb, &ta, &N, &M, &K, &alpha, <float*> B, &ldb, <float*> A, &lda,
+              &one, C, &ldc)
+
+
 cdef void gemm_blas(bint trans_a, bint trans_b, int M, int N, int K,
                     const floating* A, int lda, const floating* B, int ldb,
                     floating* C, int ldc, int threads) noexcept nogil:
@@ -265,6 +286,28 @@ def gemm(const floating[:, ::view.contiguous] A, const floating[:, ::view.contig
                       threads)
     if status:
         raise MemoryError("gemm: out of memory")
+
+
+def gemm_accumulate(const floating[:, ::view.contiguous] A,
+                    const floating[:, ::view.contiguous] B, floating[:, ::view.contiguous] C,
+                    double alpha, bint trans_a=False, bint trans_b=False):
+    """C += alpha · op(A) · op(B) through BLAS, on one thread; a thin wrapper for tests."""
+    cdef int M = A.shape[1] if trans_a else A.shape[0]
+    cdef int K = A.shape[0] if trans_a else A.shape[1]
+    cdef int Kb = B.shape[1] if trans_b else B.shape[0]
+    cdef int N = B.shape[0] if trans_b else B.shape[1]
+    if K != Kb or C.shape[0] != M or C.shape[1] != N:
+        raise ValueError(
+            f"gemm_accumulate shapes do not match: op(A) {M}x{K}, op(B) {Kb}x{N}, "
+            f"C {C.shape[0]}x{C.shape[1]}")
+    if M == 0 or N == 0 or K == 0:
+        return
+    load_blas()
+    cdef int lda = A.strides[0] // sizeof(floating), ldb = B.strides[0] // sizeof(floating)
+    cdef int ldc = C.strides[0] // sizeof(floating)
+    with nogil:
+        gemm_blas_accumulate(trans_a, trans_b, M, N, K, <floating> alpha, &A[0, 0], lda,
+                             &B[0, 0], ldb, &C[0, 0], ldc)
 
 
 def prepare_blas():

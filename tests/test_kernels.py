@@ -20,8 +20,8 @@ from wordnet._gradients import (
     softmax_grad,
     sum_columns,
 )
-from wordnet._products import gemm
-from wordnet._updates import momentum_update
+from wordnet._products import gemm, gemm_accumulate
+from wordnet._updates import momentum_update, step_ahead, velocity_ahead, velocity_behind
 
 SHAPES = [(1, 1, 1), (1, 7, 3), (3, 1, 5), (5, 3, 1), (7, 9, 13), (17, 33, 5), (250, 100, 200)]
 exp = np.vectorize(math.exp, otypes=[float])
@@ -148,7 +148,7 @@ def test_sum_columns(rng, rows, N):
         db = np.empty(rows)
         sum_columns(dz, db, True, threads)
         assert np.array_equal(db, expected)
-        sum_columns(dz, db, False, threads)                 # four partial sums
+        sum_columns(dz, db, False, threads)                 # eight partial sums
         np.testing.assert_allclose(db, expected, rtol=1e-13, atol=1e-13)
 
 
@@ -183,6 +183,13 @@ def test_embed_grad(rng, h1, V, N, D):
     dW1 = np.full((h1, V), np.nan)
     embed_grad(dy1, x, dW1, np.empty((h1, V)))
     assert np.array_equal(dW1, expected)
+    dW1[...] = np.nan
+    embed_grad(dy1, x, dW1, np.empty((h1, V)), False)   # fast: straight into dW1
+    np.testing.assert_allclose(dW1, expected, rtol=1e-13, atol=1e-13)
+    before = rng.standard_normal((h1, V))
+    dW1[...] = before
+    embed_grad(dy1, x, dW1, np.empty((h1, V)), False, 0.01, True)   # the fused loop's way
+    np.testing.assert_allclose(dW1, before + 0.01 * expected, rtol=1e-13, atol=1e-13)
 
 
 def test_embed_rejects_out_of_range_words(rng):
@@ -199,6 +206,31 @@ def test_momentum_update(rng, n):
     momentum_update(theta, vel, g, m, lr, inv_n, 2)
     assert np.array_equal(vel, expected_vel)
     assert np.array_equal(theta, expected_theta)
+
+
+@pytest.mark.parametrize("decay", [0.0, 1e-3])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_the_fused_loops_fast_update_is_the_momentum_update(rng, decay, dtype):
+    """The fast loop's way: the velocity ahead, m v + λθ, then BLAS adds dz yᵀ / N to it,
+    then θ -= lr v.  The momentum update, rounded otherwise; velocity_behind undoes the
+    step ahead to within rounding."""
+    dz, y = rng.standard_normal((13, 20)).astype(dtype), rng.standard_normal((7, 20)).astype(dtype)
+    theta, vel = rng.standard_normal((13, 7)).astype(dtype), rng.standard_normal((13, 7)).astype(dtype)
+    m, lr, inv_n = 0.9, 0.1, 1 / 20
+    g = np.empty_like(theta)
+    gemm(dz, y, g, False, True, False)
+    expected_theta, expected_vel = theta.copy(), vel.copy()
+    momentum_update(expected_theta.reshape(-1), expected_vel.reshape(-1), g.reshape(-1), m, lr,
+                    inv_n, 1, decay)
+    velocity_ahead(vel.reshape(-1), theta.reshape(-1), m, decay)
+    gemm_accumulate(dz, y, vel, inv_n, False, True)
+    step_ahead(theta.reshape(-1), vel.reshape(-1), lr, m, decay, ahead=False)
+    eps = np.finfo(dtype).eps
+    np.testing.assert_allclose(vel, expected_vel, rtol=0, atol=8 * eps * np.abs(vel).max())
+    np.testing.assert_allclose(theta, expected_theta, rtol=0, atol=8 * eps * np.abs(theta).max())
+    step_ahead(theta.reshape(-1), vel.reshape(-1), 0.0, m, decay)      # the next one's start
+    velocity_behind(vel.reshape(-1), theta.reshape(-1), m, decay)
+    np.testing.assert_allclose(vel, expected_vel, rtol=0, atol=8 * eps * np.abs(vel).max())
 
 
 # -- float32, for the fast backend only: the same kernels, specialised ----------------------

@@ -4,12 +4,20 @@ import hashlib
 import numpy as np
 import pytest
 
+from wordnet._loop import train_minibatches
 from wordnet.errors import ConfigError
 from wordnet.models import checkpoint
 from wordnet.models.base import Momentum
 from wordnet.models.checkpoint import Header
 from wordnet.models.fourgram import Buffers, FourGramConfig, Model
-from wordnet.training.trainer import Diverged, Position, Trainer, evaluate
+from wordnet.training.trainer import (
+    Diverged,
+    Position,
+    Trainer,
+    batches,
+    evaluate,
+    target_order,
+)
 
 C_FULL_SHA256 = "81b2d0b58e50122682ac20a386501fe03aea88e9bfa0760698f6111cd0a6d689"
 
@@ -157,6 +165,24 @@ def test_divergence_names_the_iteration_and_the_setting(dataset):
         Trainer(model, config).run(dataset.train[:6000])
 
 
+def readable_steps(config, dataset, rows, threads, steps=3):
+    """The model and optimizer after ``steps`` minibatches of model.py's readable step."""
+    N = config.batch_size
+    readable = Model.initialize(config, len(dataset.vocab), threads=threads)
+    optimizer = Momentum(readable, config.learning_rate, config.momentum, config.batch_size,
+                         weight_decay=config.weight_decay)
+    buf = Buffers(readable, config.batch_size)
+    grads = {name: np.empty_like(p) for name, p in readable.params().items()}
+    with readable.single_threaded_blas():
+        for b in range(steps):
+            x = np.ascontiguousarray(rows[b * N:(b + 1) * N, :3])
+            t = np.ascontiguousarray(rows[b * N:(b + 1) * N, 3])
+            readable.forward(x, buf)
+            readable.backward(x, t, buf, grads, np.empty_like(readable.W1))
+            optimizer.step(grads)
+    return readable, optimizer
+
+
 @pytest.mark.parametrize("threads,N,options", [
     (1, 100, {}), (2, 100, {}), (3, 100, {}), (2, 7, {}), (3, 20, {}), (2, 17, {}),
     (2, 100, {"activation": "tanh"}), (3, 20, {"weight_decay": 0.01}),
@@ -171,19 +197,90 @@ def test_fused_loop_equals_the_readable_step(dataset, threads, N, options):
     fused.threads = threads
     Trainer(fused, config).run(rows)
 
-    readable = Model.initialize(config, len(dataset.vocab))
-    optimizer = Momentum(readable, config.learning_rate, config.momentum, config.batch_size,
-                         weight_decay=config.weight_decay)
-    buf = Buffers(readable, config.batch_size)
-    grads = {name: np.empty_like(p) for name, p in readable.params().items()}
-    for b in range(3):
-        x = np.ascontiguousarray(rows[b * N:(b + 1) * N, :3])
-        t = np.ascontiguousarray(rows[b * N:(b + 1) * N, 3])
-        readable.forward(x, buf)
-        readable.backward(x, t, buf, grads, np.empty_like(readable.W1))
-        optimizer.step(grads)
+    readable, _ = readable_steps(config, dataset, rows, threads)
     for name, theta in readable.params().items():
         assert np.array_equal(fused.params()[name], theta), name
+
+
+@pytest.mark.parametrize("threads,N,options", [
+    (1, 100, {}), (2, 100, {}), (3, 20, {"weight_decay": 0.01}), (2, 7, {}),
+    (2, 17, {"activation": "tanh", "weight_decay": 0.001}), (1, 100, {"dtype": "float32"}),
+    (2, 100, {"dtype": "float32", "weight_decay": 0.001}), (2, 100, {"momentum": 0.0})])
+def test_fast_fused_loop_is_the_readable_step_but_for_rounding(dataset, threads, N, options):
+    """The fast backend's fused loop adds each weight gradient to the velocity inside
+    BLAS's product (v = (m v + λθ) + dz yᵀ / N, dgemm's beta = 1: no gradient array)
+    where Momentum.step adds g / N to m v: the same update, rounded otherwise; BLAS's
+    sums also follow the threads' split.  Parameters and velocities within a few ulps."""
+    config = FourGramConfig(epochs=1, early_stop=3, batch_size=N, backend="fast", **options)
+    rows = dataset.train[:4 * N]
+    fused = Model.initialize(config, len(dataset.vocab), threads=threads)
+    trainer = Trainer(fused, config)
+    trainer.run(rows)
+
+    readable, optimizer = readable_steps(config, dataset, rows, threads)
+    eps = np.finfo(fused.dtype).eps
+    for name, theta in readable.params().items():
+        for ours, theirs in ((fused.params()[name], theta),
+                             (trainer.velocity[name], optimizer.velocity[name])):
+            assert ours.dtype == theirs.dtype
+            np.testing.assert_allclose(ours, theirs, rtol=0, atol=16 * eps * np.abs(theirs).max(),
+                                       err_msg=name)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_fast_fused_loop_gives_the_same_bits_however_the_minibatches_are_cut(dataset, threads):
+    """Between two minibatches of one call the fast loop keeps the weights' velocity
+    ahead (m v + λθ); a call ends with the velocity itself, and the next starts by
+    computing the same velocity ahead: one call of six minibatches or six calls of one
+    (as a validation point or the thread governor cuts them) give the same bits."""
+    config = FourGramConfig(epochs=1, early_stop=6, backend="fast", weight_decay=1e-3)
+    x, t = batches(dataset.train[:700], config.batch_size)
+    order = target_order(t)
+    runs = []
+    for cuts in ([0, 6], [0, 1, 2, 3, 4, 5, 6]):
+        model = Model.initialize(config, len(dataset.vocab), threads=threads)
+        trainer = Trainer(model, config)
+        ce, trace = 0.0, np.empty(6)
+        with model.single_threaded_blas():
+            for first, last in zip(cuts, cuts[1:]):
+                done, ce, _ = train_minibatches(
+                    model, trainer.velocity, trainer.grads, trainer.buffers, trainer.part,
+                    x, t, order, first, last, ce, trace, config.learning_rate, config.momentum,
+                    trainer.optimizer.inv_n, False, threads, False, config.weight_decay)
+                assert done == last - first
+        runs.append((model.params(), trainer.velocity, ce))
+    (p1, v1, ce1), (p2, v2, ce2) = runs
+    assert ce1 == ce2
+    for name in p1:
+        assert np.array_equal(p1[name], p2[name]) and np.array_equal(v1[name], v2[name]), name
+
+
+def test_fast_divergence_leaves_the_last_updates_velocity(dataset):
+    """A fast loop that stops at a diverged minibatch has already computed the weights'
+    velocity ahead for it: it is undone, to within rounding, so that the velocity is
+    that of the last update applied (the weights are, bit for bit)."""
+    config = FourGramConfig(epochs=1, early_stop=20, learning_rate=1e300, backend="fast")
+    x, t = batches(dataset.train[:2100], config.batch_size)
+    order = target_order(t)
+
+    def run(last):
+        model = Model.initialize(config, len(dataset.vocab), threads=1)
+        trainer = Trainer(model, config)
+        with model.single_threaded_blas():
+            done, _, diverged = train_minibatches(
+                model, trainer.velocity, trainer.grads, trainer.buffers, trainer.part, x, t,
+                order, 0, last, 0.0, np.empty(20), config.learning_rate, config.momentum,
+                trainer.optimizer.inv_n, False, 1)
+        return model, trainer.velocity, done, diverged
+
+    model, velocity, done, diverged = run(20)
+    assert diverged and 2 <= done < 20                   # updates applied: done - 1
+    clean, clean_velocity, _, still = run(done - 1)
+    assert not still
+    for name, theta in clean.params().items():
+        assert np.array_equal(model.params()[name], theta), name
+        np.testing.assert_allclose(velocity[name], clean_velocity[name], rtol=4e-16, atol=0,
+                                   err_msg=name)
 
 
 def test_float32_training_tracks_float64(dataset):

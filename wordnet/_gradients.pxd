@@ -13,4 +13,4 @@ cdef void tanh_grad_block(const floating* dy2, const floating* y2, floating* dz2
                           int rows, int cols, int ld) noexcept nogil
 cdef void embed_grad_rows(const floating* dy1, int ld, const int* x, int N, int D,
                           floating* dW1, floating* part, int V, int h1, int first,
-                          int last) noexcept nogil
+                          int last, bint exact, floating scale=*, bint add=*) noexcept nogil

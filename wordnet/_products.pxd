@@ -7,4 +7,7 @@ cdef int gemm_exact(bint trans_a, bint trans_b, int M, int N, int K,
 cdef void gemm_blas(bint trans_a, bint trans_b, int M, int N, int K,
                     const floating* A, int lda, const floating* B, int ldb,
                     floating* C, int ldc, int threads) noexcept nogil
+cdef void gemm_blas_accumulate(bint trans_a, bint trans_b, int M, int N, int K, floating alpha,
+                               const floating* A, int lda, const floating* B, int ldb,
+                               floating* C, int ldc) noexcept nogil
 cdef int load_blas() except -1

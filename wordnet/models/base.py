@@ -199,7 +199,9 @@ def _usable_cpus() -> int:
 
 class Momentum:
     """Momentum SGD, as the C does it: vel = m·vel + g·(1/N); θ = θ − lr·vel; with a
-    weight decay λ, vel = m·vel + (g·(1/N) + λ·θ) for the model's WEIGHTS."""
+    weight decay λ, vel = m·vel + (g·(1/N) + λ·θ) for the model's WEIGHTS.  (The 4-gram
+    trainer's fused loop, fast backend, sums the weights' terms in another order: BLAS
+    adds the product dz yᵀ·(1/N) to m·vel + λ·θ; see pyx/loop.pyx.)"""
 
     def __init__(self, model: Layers, learning_rate: float, momentum: float, batch_size: int,
                  velocity: dict[str, np.ndarray] | None = None, weight_decay: float = 0.0):

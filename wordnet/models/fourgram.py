@@ -167,7 +167,7 @@ class Model(Layers):
         self._gemm(b.dz2, b.y1, g["W2"], trans_b=True)   # dW2 = dz2 y1ᵀ
         sum_columns(b.dz2, g["b2"], self._exact, self.workers)  # db2 = Σ_i dz2
         self._gemm(self.W2, b.dz2, b.dy1, trans_a=True)  # dy1 = W2ᵀ dz2
-        embed_grad(b.dy1, x, g["W1"], part)              # dW1, position by position
+        embed_grad(b.dy1, x, g["W1"], part, self._exact)  # dW1, position by position
 
     def loss(self, x: np.ndarray, t: np.ndarray, b: Buffers) -> float:
         """Mean cross-entropy of a batch, as the C reference reports it."""
