@@ -273,3 +273,32 @@ def test_tanh_and_weight_decay_train_alike_on_both_backends(dataset):
     assert len(exact) == 51 and exact[-1] < exact[0] - 0.4        # it learns
     np.testing.assert_allclose(traces["fast", "float64"], exact, rtol=0, atol=1e-9)
     np.testing.assert_allclose(traces["fast", "float32"], exact, rtol=0, atol=1e-4)
+
+
+@pytest.mark.parametrize("batch_size", [7, 100, 3000])
+def test_evaluate_has_the_bits_of_one_forward_pass_per_batch(dataset, batch_size):
+    """evaluate's forward passes take many batches at once (EVAL_EXAMPLES rows): the CE,
+    the accuracies and the likeliest words are those of a pass per batch, bit for bit,
+    on both backends, and a last pass shorter than the others."""
+    from wordnet._activations import cross_entropy
+    from wordnet.training.trainer import EVAL_EXAMPLES, batches
+    _, params = checkpoint.load_embedded("model9-3000.bin")
+    rows = dataset.valid[:23_456]
+    x, t = batches(rows, batch_size)
+    per = EVAL_EXAMPLES // batch_size                       # batches per pass, when > 1
+    assert per <= 1 or len(x) % per                         # the last pass is shorter
+    for backend, threads in (("exact", 2), ("exact", 1), ("fast", 2)):
+        model = Model(params, backend, threads=threads)
+        ce, ranks, likeliest = 0.0, [], []
+        for b in range(len(x)):
+            y3 = model.forward(x[b], Buffers(model, batch_size))
+            ce += (cross_entropy(y3, t[b]) - ce) / (b + 1)
+            order = np.argsort(-y3, axis=0, kind="stable")
+            ranks.append(np.argmax(order == t[b], axis=0))
+            likeliest.append(y3.argmax(axis=0))
+        ranks = np.concatenate(ranks)
+        metrics = evaluate(model, rows, batch_size)
+        assert metrics.ce == ce, backend
+        assert metrics.top1 == np.mean(ranks == 0) and metrics.top5 == np.mean(ranks < 5)
+        assert np.array_equal(metrics.predicted, np.concatenate(likeliest))
+        assert evaluate(model, rows, batch_size, accuracy=False).ce == ce
