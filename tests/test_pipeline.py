@@ -190,6 +190,37 @@ def test_the_plots_name_the_run_and_validation_redraws_the_ce_plot(dataset, data
     assert untracked.plot_title() == "lr-0.1 · quick · exact"   # the folder's, without MLflow
 
 
+def test_the_training_starts_once_the_painters_warm_up_ended(dataset, data_dir, tmp_path):
+    """A painter started early (warming up while MLflow's store is reached) is waited
+    for before the training: its imports never share the cores with it."""
+    events = []
+
+    class Painter:
+        def wait(self):
+            events.append("painter ready")
+            return []
+
+        def draw(self, plot, path, *args, also=(), **kwargs):
+            events.append(plot.__name__)
+
+        def close(self):
+            events.append("closed")
+
+    class Bar:
+        def __init__(self, total, loss):
+            events.append("training")
+
+        def update(self, it): ...
+        def close(self): ...
+
+    run = pipeline.PipelineRun(recipe(**TINY), tmp_path, pipeline.RunOptions(
+        data_dir=data_dir, echo=lambda m: None, dataset=dataset, painter=Painter(),
+        progress=Bar))
+    run.execute(("load", "train", "validate"))
+    assert events == ["painter ready", "training", "ce_curves", "embedding_map", "ce_curves",
+                      "painter ready", "closed"]
+
+
 def test_a_split_smaller_than_a_batch_is_evaluated_and_a_sweep_goes_on(dataset, data_dir,
                                                                         tmp_path):
     """batch_size beyond the validation set evaluates it whole (it was a reshape error);
