@@ -167,9 +167,10 @@ def test_only_drawing_imports_matplotlib_and_sklearn(tmp_path):
     assert out.strip() == "[]"
 
 
-def test_the_plots_name_the_run_and_validation_redraws_the_ce_plot(dataset, data_dir,
-                                                                    tmp_path, monkeypatch,
-                                                                    recording_run):
+def test_the_plots_name_the_run_and_the_ce_plot_is_drawn_once(dataset, data_dir, tmp_path,
+                                                               monkeypatch, recording_run):
+    """A training validated in the same command has its CE plot drawn once, by the
+    validate stage, with the final model's validation CE; a training alone draws it."""
     drawn, kinds = [], {pipeline.plots.ce_curves: "ce", pipeline.plots.embedding_map: "map"}
     monkeypatch.setattr(pipeline.plots.Painter, "draw",
                         lambda self, plot, path, *args, also=(), **kwargs:
@@ -180,12 +181,16 @@ def test_the_plots_name_the_run_and_validation_redraws_the_ce_plot(dataset, data
     run = pipeline.PipelineRun(recipe(**TINY), out, pipeline.RunOptions(data_dir=data_dir, echo=lambda m: None, dataset=dataset), recorder)
     metrics = run.execute(("load", "train", "validate"))
     assert [(kind, kwargs["title"]) for kind, _, kwargs in drawn] == [
-        ("ce", "stop=20 · quick · exact"), ("map", "stop=20 · quick · exact"),
-        ("ce", "stop=20 · quick · exact")]                # the MLflow run's name
-    (_, trained, during), (_, validated, after) = drawn[0], drawn[2]
-    assert during.get("final_valid_ce") is None
+        ("map", "stop=20 · quick · exact"), ("ce", "stop=20 · quick · exact")]   # the run's name
+    _, validated, after = drawn[1]
     assert after["final_valid_ce"] == metrics["valid/final_ce"]
-    assert list(validated[0]) == list(trained[0]) and len(trained[0]) == 21   # the same curve
+    curve = json.loads((out / "history.json").read_text())["train_ce"]
+    assert list(validated[0]) == curve and len(curve) == 21
+    drawn.clear()
+    alone = pipeline.PipelineRun(recipe(**TINY), out, pipeline.RunOptions(data_dir=data_dir, echo=lambda m: None, dataset=dataset), recorder)
+    alone.execute(("load", "train"))
+    assert [kind for kind, _, _ in drawn] == ["ce", "map"]
+    assert drawn[0][2].get("final_valid_ce") is None and list(drawn[0][1][0]) == curve
     untracked = pipeline.PipelineRun(recipe(**TINY), out, pipeline.RunOptions(data_dir=data_dir, echo=lambda m: None, dataset=dataset))
     assert untracked.plot_title() == "lr-0.1 · quick · exact"   # the folder's, without MLflow
 
@@ -217,7 +222,7 @@ def test_the_training_starts_once_the_painters_warm_up_ended(dataset, data_dir, 
         data_dir=data_dir, echo=lambda m: None, dataset=dataset, painter=Painter(),
         progress=Bar))
     run.execute(("load", "train", "validate"))
-    assert events == ["painter ready", "training", "ce_curves", "embedding_map", "ce_curves",
+    assert events == ["painter ready", "training", "embedding_map", "ce_curves",
                       "painter ready", "closed"]
 
 

@@ -79,9 +79,10 @@ class FourGramStages:
         checkpoint.state_path(run.out / CHECKPOINT).unlink(missing_ok=True)
         run.folder.write_json(HISTORY, {"train_ce": history.train_ce,
                                         "valid_ce": history.valid_ce})
-        run.painter.draw(plots.ce_curves, run.out / CE_PLOT, history.train_ce,
-                         history.valid_ce, len(data.train) // cfg.batch_size,
-                         title=run.plot_title())
+        if "validate" not in run.planned:           # else drawn once, with the final CE
+            run.painter.draw(plots.ce_curves, run.out / CE_PLOT, history.train_ce,
+                             history.valid_ce, len(data.train) // cfg.batch_size,
+                             title=run.plot_title())
         run.trained(model.W1, history)
         publish.log_model(run)
 

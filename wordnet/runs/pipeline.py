@@ -82,6 +82,7 @@ class PipelineRun:
         self.judge = options.judge                  # a sweep's pruner: (point, CE) -> why stop
         self.threads = options.threads or default_threads()
         self.wrote_model = False                    # whether this run changed the folder's model
+        self.planned = ()                           # the stages execute() runs
         self.step = 0                               # the last training iteration: valid/ce ends there
         self.valid_points, self._valid_logged = [], 0   # the validation curve: (step, value)
         self.metrics = self.folder.read_json(METRICS) or {}
@@ -89,6 +90,7 @@ class PipelineRun:
 
     def execute(self, stages) -> dict:
         config, recipe = self.config, self.recipe
+        self.planned = tuple(stages)                # the stages this command runs
         self.describe(stages)
         self.echo(f"{', '.join(stages)} ({recipe.name} recipe, {config.backend} "
                   f"backend, {config.dtype}) -> {self.out}/")
