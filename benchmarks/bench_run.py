@@ -3,12 +3,14 @@
 training.
 
 Each run is the command a user types, `wordnet-pipeline run --stage all` (the
-reference recipe unless --pipeline says otherwise), tracked into a new SQLite MLflow
-store (``MLFLOW_TRACKING_URI=sqlite:///…``) in a temporary folder of its own.  Of
-each run it reports the wall time, the trainer's own training seconds
-(``History.seconds``: ``perf/train_seconds`` in the run's metrics.json) and the time
-outside training, wall minus training, as a share of the training; the summary is the
-median over the runs.
+reference recipe unless --pipeline says otherwise), in a temporary folder of its
+own, tracked into a SQLite MLflow store (``MLFLOW_TRACKING_URI=sqlite:///…``): a new
+one for each run (``--store per-run``, the default: each run creates MLflow's tables,
+seconds of migrations), or one store for all the runs, its tables made before the
+first (``--store shared``: the usual case of a store used before).  Of each run it
+reports the wall time, the trainer's own training seconds (``History.seconds``:
+``perf/train_seconds`` in the run's metrics.json) and the time outside training, wall
+minus training, as a share of the training; the summary is the median over the runs.
 
 With ``--against EXE`` every round runs another build's ``wordnet-pipeline`` too (e.g.
 a checkout of the commit before a change, in its own virtualenv), the two one after
@@ -44,6 +46,10 @@ import time
 from pathlib import Path
 
 TRAINED = "trained: "                   # the line the run prints once the training ended
+# The lines that end the run's phases (the last of each), in order: the time between two
+# is what the phase took ("data" to "trained": the training, and the saves around it)
+MARKS = (("data", "data: "), ("trained", TRAINED), ("valid", "valid: "), ("test", "test: "),
+         ("reproduce", "reproduce: "), ("registered", "registered: "), ("done", "done: "))
 
 
 def pipeline_executable() -> str | None:
@@ -76,15 +82,14 @@ class Machine:
         return max(0.0, ((b[1] - a[1]) - (b[2] - a[2])) / (b[0] - a[0]))
 
 
-def timed_run(exe: str, pipeline: str, data_dir: str | None, folder: Path, machine: Machine,
-              timeout: float) -> dict:
-    """One tracked `EXE run --stage all` in ``folder`` (its cwd, output and new store)."""
+def timed_run(exe: str, pipeline: str, data_dir: str | None, folder: Path, store: Path,
+              machine: Machine, timeout: float) -> dict:
+    """One `EXE run --stage all` in ``folder`` (its cwd and output), tracked into ``store``."""
     out = folder / "out"
     cmd = [exe, "run", "--stage", "all", "--pipeline", pipeline, "--out", str(out)]
     if data_dir:
         cmd += ["--data-dir", data_dir]
-    env = dict(os.environ, MLFLOW_TRACKING_URI=f"sqlite:///{folder / 'mlflow.db'}",
-               PYTHONUNBUFFERED="1")
+    env = dict(os.environ, MLFLOW_TRACKING_URI=f"sqlite:///{store}", PYTHONUNBUFFERED="1")
     lines, errors = [], []
     load_before, before = os.getloadavg()[0], machine.sample()
     start = time.perf_counter()
@@ -118,8 +123,23 @@ def timed_run(exe: str, pipeline: str, data_dir: str | None, folder: Path, machi
     trained_at = next((t for t, line in lines if line.startswith(TRAINED)), math.nan)
     result |= {"train_seconds": train, "outside_seconds": wall - train,
                "share": (wall - train) / train,
-               "before_seconds": trained_at - train, "after_seconds": wall - trained_at}
+               "before_seconds": trained_at - train, "after_seconds": wall - trained_at,
+               "phases": phases(lines, wall, train)}
     return result
+
+
+def phases(lines, wall: float, train: float) -> dict[str, float]:
+    """Seconds from one marked line to the next (MARKS; "start" to "data", "done" to
+    the exit), the training's own seconds taken out of "data" to "trained"."""
+    at = {name: max((t for t, line in lines if line.startswith(prefix)), default=None)
+          for name, prefix in MARKS}
+    out, previous, last = {}, "start", 0.0
+    for name, _ in MARKS:
+        if at[name] is not None:
+            out[f"{previous}-{name}"] = at[name] - last - (train if name == "trained" else 0.0)
+            previous, last = name, at[name]
+    out[f"{previous}-exit"] = wall - last
+    return out
 
 
 def show(label: str, r: dict) -> None:
@@ -140,7 +160,13 @@ def summary(runs: list[dict]) -> dict:
     med = lambda key: statistics.median(r[key] for r in ok)      # noqa: E731
     return {"runs": len(ok), **{key: med(key) for key in (
         "wall_seconds", "train_seconds", "outside_seconds", "share", "before_seconds",
-        "after_seconds", "others_cores", "load_before")}}
+        "after_seconds", "others_cores", "load_before")}, "phases": phase_medians(ok)}
+
+
+def phase_medians(runs: list[dict]) -> dict[str, float]:
+    ok = [r["phases"] for r in runs if r["returncode"] == 0]
+    return {key: statistics.median(p[key] for p in ok if key in p)
+            for key in dict.fromkeys(k for p in ok for k in p)}
 
 
 def print_summary(name: str, s: dict) -> None:
@@ -152,6 +178,8 @@ def print_summary(name: str, s: dict) -> None:
           f"{s['outside_seconds']:.1f} s: before 'trained:' {s['before_seconds']:.1f} s, "
           f"after {s['after_seconds']:.1f} s); others used {s['others_cores']:.2f} cores, "
           f"load {s['load_before']:.1f}")
+    print("    phases (s, median; data-trained without the training): " + ", ".join(
+        f"{key} {seconds:.2f}" for key, seconds in s["phases"].items()))
 
 
 def parse_args(argv=None):
@@ -164,6 +192,9 @@ def parse_args(argv=None):
                     help="the wordnet-pipeline measured (default: this Python's)")
     ap.add_argument("--against", metavar="EXE",
                     help="another build's wordnet-pipeline, run in alternation with --exe")
+    ap.add_argument("--store", choices=("per-run", "shared"), default="per-run",
+                    help="a new SQLite store for each run (default), or one for all the runs, "
+                         "its tables made before the first")
     ap.add_argument("--timeout", type=float, default=1800.0, help="seconds a run may take")
     ap.add_argument("--keep", metavar="DIR", help="keep each run's folder (its store, "
                     "output, plots) under DIR instead of deleting it")
@@ -179,24 +210,33 @@ def main(argv=None) -> int:
     sides = {"this": args.exe} | ({"against": args.against} if args.against else {})
     machine = Machine()
     print(f"== The run around the training: `wordnet-pipeline run --stage all --pipeline "
-          f"{args.pipeline}`, tracked into a new SQLite store each ==")
+          f"{args.pipeline}`, tracked into "
+          + ("a new SQLite store each ==" if args.store == "per-run" else
+             "one SQLite store, its tables made first =="))
     for name, exe in sides.items():
         print(f"  {name}: {exe}")
     runs: dict[str, list[dict]] = {name: [] for name in sides}
     keep = Path(args.keep) if args.keep else None
     with tempfile.TemporaryDirectory(prefix="wordnet-bench-run-") as tmp:
         root = keep or Path(tmp)
+        root.mkdir(parents=True, exist_ok=True)
+        shared = root / "mlflow.db"
+        if args.store == "shared":                      # MLflow's tables, made untimed
+            subprocess.run([sys.executable, "-c", "import sys, mlflow; mlflow.MlflowClient("
+                            "sys.argv[1]).search_experiments()", f"sqlite:///{shared}"],
+                           cwd=root, check=True, capture_output=True)
         for n in range(args.runs):
             order = list(sides) if n % 2 == 0 else list(sides)[::-1]
             for name in order:
                 folder = root / f"{n + 1}-{name}"
                 folder.mkdir(parents=True)
-                r = timed_run(sides[name], args.pipeline, args.data_dir, folder, machine,
+                store = shared if args.store == "shared" else folder / "mlflow.db"
+                r = timed_run(sides[name], args.pipeline, args.data_dir, folder, store, machine,
                               args.timeout)
                 runs[name].append(r)
                 show(f"run {n + 1} {name:7s}", r)
     print()
-    results = {"pipeline": args.pipeline, "sides": sides, "runs": runs,
+    results = {"pipeline": args.pipeline, "store": args.store, "sides": sides, "runs": runs,
                "summary": {name: summary(rs) for name, rs in runs.items()}}
     for name in sides:
         print_summary(name, results["summary"][name])
