@@ -1,4 +1,5 @@
-"""The training step, fused: minibatches first..last-1 with no Python between kernels.
+"""The training step, fused: minibatches first..last-1 with no Python between kernels;
+and the evaluation's forward passes, fused alike (``evaluate_minibatches``).
 
 One OpenMP parallel region runs them all.  Each of the T threads takes a
 share of the examples (columns) for the forward pass and the input-side
@@ -36,8 +37,10 @@ loop before that minibatch's update.
 ``floating`` is float64 or, for the fast backend only, float32.
 """
 from cython cimport floating, view
-from cython.parallel cimport parallel, threadid
+from cython.parallel cimport parallel, prange, threadid
 from libc.math cimport isfinite
+
+import numpy as np
 
 from wordnet._activations cimport (bias_sigmoid_block, bias_softmax_block, bias_tanh_block,
                                    column_split, cross_entropy_ordered, line_columns,
@@ -232,3 +235,89 @@ def train_minibatches(model, velocity, grads, buffers, floating[:, ::1] part,
     if shared[1] != 0.0:
         raise MemoryError("train_minibatches: out of memory")
     return done[0], shared[0], not isfinite(shared[0])
+
+
+cdef void rank_block(const floating* y3, const int* target, int* rank, Py_ssize_t* best,
+                     int V, int cols, int ld) noexcept nogil:
+    """For each column i of a block of probabilities: rank[i], its target's place in a
+    stable sort by falling probability (the words more probable, and the equally
+    probable ones listed before it), and best[i], the likeliest word (numpy's argmax:
+    the first of the largest, or the first NaN)."""
+    cdef int i, v, r, b
+    cdef floating p, q, top
+    for i in range(cols):
+        p = y3[<Py_ssize_t> target[i] * ld + i]
+        top = y3[i]
+        r, b = 0, 0
+        for v in range(V):
+            q = y3[<Py_ssize_t> v * ld + i]
+            if q > p or (q == p and v < target[i]):
+                r = r + 1
+            if q > top or (q != q and top == top):
+                b, top = v, q
+        rank[i], best[i] = r, b
+
+
+def evaluate_minibatches(model, buffers, floating[::1] s, const int[:, :, ::1] x,
+                         const int[:, ::1] t, const int[:, ::1] order, int[::1] rank,
+                         Py_ssize_t[::1] best, bint accuracy, bint exact, int threads,
+                         bint use_tanh=False):
+    """The forward pass of every minibatch of (x, t), with no Python between them and
+    without the GIL: the running mean of their CEs, as the C reports it (the terms of
+    minibatch b summed in ``order[b]``, as train_minibatches sums them), and with
+    ``accuracy`` each example's target rank and likeliest word into ``rank`` and
+    ``best`` (rank_block).
+
+    One parallel region; its threads take whole minibatches as they come, each into
+    its own columns of ``buffers`` (``threads`` blocks of ``stride`` columns, stride =
+    buffers.N // threads), and never wait for one another: a thread slowed by another
+    process leaves more minibatches to the others.  An example's forward pass is its
+    column's alone, so neither the thread nor the columns change a bit.  ``s`` is
+    buffers.scratch; every array has its dtype.
+    """
+    cdef floating[:, ::1] W1 = model.W1, W2 = model.W2, W3 = model.W3
+    cdef floating[::1] b2 = model.b2, b3 = model.b3
+    cdef floating[:, ::view.contiguous] y1 = buffers.y1, z2 = buffers.z2, y2 = buffers.y2
+    cdef floating[:, ::view.contiguous] z3 = buffers.z3, y3 = buffers.y3
+    cdef int H1 = W1.shape[0], V = W1.shape[1], H2 = W2.shape[0], DH1 = W2.shape[1]
+    cdef int M = x.shape[0], N = x.shape[1], D = x.shape[2], ld = y1.strides[0] // sizeof(floating)
+    cdef int T = max(1, threads), stride = y1.shape[1] // T
+    if M == 0 or N == 0 or stride < N or D * H1 != DH1 or s.shape[0] < y1.shape[1]:
+        raise ValueError("evaluate_minibatches: no minibatch, or buffers that do not fit")
+    if (t.shape[0] != M or t.shape[1] != N or order.shape[0] != M or order.shape[1] != N
+            or (accuracy and (rank.shape[0] < M * N or best.shape[0] < M * N))):
+        raise ValueError("evaluate_minibatches: targets, order or outputs do not fit")
+    for name in ("z2", "y2", "z3", "y3"):
+        if getattr(buffers, name).strides[0] != y1.strides[0]:
+            raise ValueError("evaluate_minibatches: the buffers' rows differ in length")
+    if exact and floating is float:
+        raise ValueError("evaluate_minibatches: the exact backend is float64 only")
+    logp_array = np.empty(M * N)
+    cdef double[::1] logp = logp_array
+    cdef int failed = 0, b, c0, status
+    cdef double running = 0.0
+    if not exact:
+        load_blas()
+    for b in prange(M, nogil=True, num_threads=T, schedule="dynamic"):
+        c0 = threadid() * stride
+        embed_block(&W1[0, 0], H1, V, &x[b, 0, 0], D, &y1[0, c0], N, ld)
+        status = product(exact, False, False, H2, N, DH1, &W2[0, 0], DH1, &y1[0, c0], ld,
+                         &z2[0, c0], ld)
+        if use_tanh:
+            bias_tanh_block(&z2[0, c0], &b2[0], &y2[0, c0], H2, N, ld, exact)
+        else:
+            bias_sigmoid_block(&z2[0, c0], &b2[0], &y2[0, c0], H2, N, ld, exact)
+        status = status + product(exact, False, False, V, N, H2, &W3[0, 0], H2, &y2[0, c0],
+                                  ld, &z3[0, c0], ld)
+        bias_softmax_block(&z3[0, c0], &b3[0], &y3[0, c0], &s[c0], V, N, ld, exact)
+        log_likelihood_block(&y3[0, c0], &t[b, 0], &logp[b * N], N, ld)
+        if accuracy:
+            rank_block(&y3[0, c0], &t[b, 0], &rank[b * N], &best[b * N], V, N, ld)
+        if status != 0:
+            failed += 1
+    if failed:
+        raise MemoryError("evaluate_minibatches: out of memory")
+    for b in range(M):
+        running = running + (cross_entropy_ordered(&logp[b * N], &order[b, 0], N)
+                             - running) / (b + 1)
+    return running

@@ -63,3 +63,14 @@ def test_the_callers_error_class_is_raised(tmp_path):
     (tmp_path / "d").mkdir()
     with pytest.raises(MyError):
         read_bounded(tmp_path / "d", 10, "thing", MyError)
+
+
+def test_atomic_create_makes_a_file_once_and_never_replaces_one(tmp_path):
+    from wordnet.fileio import _umask, atomic_create
+    path = tmp_path / "store.db"
+    assert atomic_create(path, b"first", 0o644) is True
+    assert path.read_bytes() == b"first"
+    assert path.stat().st_mode & 0o777 == 0o644 & ~_umask()      # not mkstemp's 0600
+    assert atomic_create(path, b"second", 0o644) is False         # made meanwhile: kept
+    assert path.read_bytes() == b"first"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["store.db"]   # no temporary left

@@ -167,9 +167,10 @@ def test_only_drawing_imports_matplotlib_and_sklearn(tmp_path):
     assert out.strip() == "[]"
 
 
-def test_the_plots_name_the_run_and_validation_redraws_the_ce_plot(dataset, data_dir,
-                                                                    tmp_path, monkeypatch,
-                                                                    recording_run):
+def test_the_plots_name_the_run_and_the_ce_plot_is_drawn_once(dataset, data_dir, tmp_path,
+                                                               monkeypatch, recording_run):
+    """A training validated in the same command has its CE plot drawn once, by the
+    validate stage, with the final model's validation CE; a training alone draws it."""
     drawn, kinds = [], {pipeline.plots.ce_curves: "ce", pipeline.plots.embedding_map: "map"}
     monkeypatch.setattr(pipeline.plots.Painter, "draw",
                         lambda self, plot, path, *args, also=(), **kwargs:
@@ -180,14 +181,49 @@ def test_the_plots_name_the_run_and_validation_redraws_the_ce_plot(dataset, data
     run = pipeline.PipelineRun(recipe(**TINY), out, pipeline.RunOptions(data_dir=data_dir, echo=lambda m: None, dataset=dataset), recorder)
     metrics = run.execute(("load", "train", "validate"))
     assert [(kind, kwargs["title"]) for kind, _, kwargs in drawn] == [
-        ("ce", "stop=20 · quick · exact"), ("map", "stop=20 · quick · exact"),
-        ("ce", "stop=20 · quick · exact")]                # the MLflow run's name
-    (_, trained, during), (_, validated, after) = drawn[0], drawn[2]
-    assert during.get("final_valid_ce") is None
+        ("map", "stop=20 · quick · exact"), ("ce", "stop=20 · quick · exact")]   # the run's name
+    _, validated, after = drawn[1]
     assert after["final_valid_ce"] == metrics["valid/final_ce"]
-    assert list(validated[0]) == list(trained[0]) and len(trained[0]) == 21   # the same curve
+    curve = json.loads((out / "history.json").read_text())["train_ce"]
+    assert list(validated[0]) == curve and len(curve) == 21
+    drawn.clear()
+    alone = pipeline.PipelineRun(recipe(**TINY), out, pipeline.RunOptions(data_dir=data_dir, echo=lambda m: None, dataset=dataset), recorder)
+    alone.execute(("load", "train"))
+    assert [kind for kind, _, _ in drawn] == ["ce", "map"]
+    assert drawn[0][2].get("final_valid_ce") is None and list(drawn[0][1][0]) == curve
     untracked = pipeline.PipelineRun(recipe(**TINY), out, pipeline.RunOptions(data_dir=data_dir, echo=lambda m: None, dataset=dataset))
     assert untracked.plot_title() == "lr-0.1 · quick · exact"   # the folder's, without MLflow
+
+
+def test_the_training_starts_once_the_painters_warm_up_ended(dataset, data_dir, tmp_path):
+    """A painter started early (warming up while MLflow's store is reached) is waited
+    for before the training: its imports never share the cores with it."""
+    events = []
+
+    class Painter:
+        def wait(self):
+            events.append("painter ready")
+            return []
+
+        def draw(self, plot, path, *args, also=(), **kwargs):
+            events.append(plot.__name__)
+
+        def close(self):
+            events.append("closed")
+
+    class Bar:
+        def __init__(self, total, loss):
+            events.append("training")
+
+        def update(self, it): ...
+        def close(self): ...
+
+    run = pipeline.PipelineRun(recipe(**TINY), tmp_path, pipeline.RunOptions(
+        data_dir=data_dir, echo=lambda m: None, dataset=dataset, painter=Painter(),
+        progress=Bar))
+    run.execute(("load", "train", "validate"))
+    assert events == ["painter ready", "training", "embedding_map", "ce_curves",
+                      "painter ready", "closed"]
 
 
 def test_a_split_smaller_than_a_batch_is_evaluated_and_a_sweep_goes_on(dataset, data_dir,
@@ -244,3 +280,65 @@ def test_init_embeddings_starts_from_another_models_w1(data_dir, tmp_path):
         "--data-dir", str(data_dir), "--out", str(tmp_path / "none"), "--no-tracking"])
     assert result.exit_code == 1 and "init_embeddings=nowhere.bin: nowhere.bin: no such model file" \
         in result.output
+
+
+def test_the_evaluations_run_while_the_model_is_logged_and_report_as_before(
+        dataset, data_dir, tmp_path, monkeypatch, recording_run):
+    """After training, the later stages' evaluations start on a thread of their own while
+    MLflow takes the model (seconds of Python); each stage then reports its own, the
+    figures those of the model evaluated in the stage."""
+    import threading
+    import time
+
+    from wordnet.runs import fourgram_stages, reproduce
+    from wordnet.training.trainer import evaluate
+    seen, logged = [], threading.Event()
+
+    def spied(model, rows, *args, **kwargs):
+        seen.append((threading.current_thread().name, len(rows), logged.is_set()))
+        return evaluate(model, rows, *args, **kwargs)
+    monkeypatch.setattr(fourgram_stages, "evaluate", spied)
+    monkeypatch.setattr(reproduce, "evaluate", spied)
+    recorder = recording_run()
+    log_model = recorder.log_model
+
+    def slow_log_model(*args, **kwargs):             # MLflow's seconds of Python
+        deadline = time.monotonic() + 60
+        while len(seen) < 4 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        log_model(*args, **kwargs)
+        logged.set()
+    recorder.log_model = slow_log_model
+    run = pipeline.PipelineRun(recipe(**TINY), tmp_path, pipeline.RunOptions(
+        data_dir=data_dir, echo=lambda m: None, dataset=dataset), recorder)
+    run.execute(("load", "train", "validate", "test", "reproduce"))
+    # the trained model on valid and test, then the published model on valid and test
+    assert [(thread, rows, after) for thread, rows, after in seen] == [
+        ("wordnet-ahead", 46_568, False), ("wordnet-ahead", 46_568, False),
+        ("wordnet-ahead", 46_568, False), ("wordnet-ahead", 46_568, False)]
+    model = Model.restore(checkpoint.load(tmp_path / "model.bin", 250)[1], run.config)
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    for split, name in (("valid", "valid/final_ce"), ("test", "test/ce")):
+        assert metrics[name] == evaluate(model, dataset.split(split)).ce
+    assert recorder.models and json.loads((tmp_path / "reproduction.json").read_text())["checks"]
+
+
+def test_work_ahead_runs_in_order_on_its_thread_and_raises_when_taken():
+    import threading
+
+    from wordnet.runs.stages import Ahead
+    order = []
+
+    def job(name, fails=False):
+        def work():
+            order.append((name, threading.current_thread().name))
+            if fails:
+                raise ValueError(f"{name} failed")
+            return name.upper()
+        return work
+    ahead = Ahead({"a": job("a"), "b": job("b", fails=True), "c": job("c")})
+    assert ahead.take("c") == "C"                       # waits for it
+    with pytest.raises(ValueError, match="b failed"):
+        ahead.take("b")
+    assert ahead.take("a") == "A" and ahead.take("a", "gone") == "gone"   # taken once
+    assert order == [("a", "wordnet-ahead"), ("b", "wordnet-ahead"), ("c", "wordnet-ahead")]

@@ -206,3 +206,21 @@ def test_a_painter_whose_process_died_says_so(tmp_path):
     with pytest.raises(plots.PlotError, match="the drawing process ended"):
         painter.wait()
     painter.close()
+
+
+def test_a_warmed_up_painter_has_its_libraries_loaded_before_the_first_plot(tmp_path):
+    """warm_up imports what drawing needs (a run has it done while MLflow's store is
+    reached, not after its training); wait() returns once it is done, with no file."""
+    painter = plots.Painter()
+    try:
+        painter.warm_up()
+        assert painter.wait() == []
+        maps = f"/proc/{painter._process.pid}/maps"
+        if not __import__("os").path.exists(maps):
+            pytest.skip("no /proc here to see the process's libraries")
+        loaded = open(maps).read()
+        assert "/sklearn/" in loaded and "/matplotlib/" in loaded
+        painter.draw(plots.ce_curves, tmp_path / "ce.png", [5.0, 4.0], [], 2)
+        assert painter.wait() == [tmp_path / "ce.png"]
+    finally:
+        painter.close()

@@ -105,6 +105,54 @@ def test_runs_started_together_on_a_store_whose_folder_is_missing_all_land(tmp_p
     assert len(runs) == 3 and {r.info.status for r in runs} == {"FINISHED"}
 
 
+def test_a_new_sqlite_store_is_made_in_memory_then_linked_in(tmp_path, monkeypatch):
+    """MLflow's migrations (a thousand disk syncs) run on a scratch database in RAM_FOLDER;
+    the store made is put in place whole, with SQLite's file mode, and MLflow takes it
+    as its own: the schema current, the experiment made, runs logged."""
+    import mlflow
+    from mlflow import MlflowClient
+
+    from wordnet.fileio import _umask
+    ram, linked, atomic_create = tmp_path / "ram", [], store.atomic_create
+    ram.mkdir()
+
+    def spied(path, data, mode):
+        linked.append((path, len(data)))
+        return atomic_create(path, data, mode)
+    monkeypatch.setattr(store, "RAM_FOLDER", ram)
+    monkeypatch.setattr(store, "atomic_create", spied)
+    database = tmp_path / "new" / "mlflow.db"
+    try:
+        tracking.connect(f"sqlite:///{database}", "made")
+        with tracking.start_run("r") as run:
+            run.log_params({"a": 1})
+    finally:
+        mlflow.set_tracking_uri(None)
+    assert linked == [(database, database.stat().st_size)]
+    assert database.stat().st_mode & 0o777 == 0o644 & ~_umask()
+    assert list(ram.iterdir()) == []                              # the scratch is gone
+    client = MlflowClient(f"sqlite:///{database}")
+    [experiment] = [e for e in client.search_experiments() if e.name == "made"]
+    [logged] = client.search_runs([experiment.experiment_id])
+    assert logged.data.params == {"a": "1"} and logged.info.status == "FINISHED"
+
+
+def test_a_store_that_exists_or_no_memory_folder_leaves_mlflow_to_it(tmp_path, monkeypatch):
+    import mlflow
+    from mlflow import MlflowClient
+    existing = tmp_path / "existing.db"
+    existing.write_bytes(b"")                      # e.g. made by another program meanwhile
+    store._make_sqlite_store(f"sqlite:///{existing}")
+    assert existing.read_bytes() == b""
+    monkeypatch.setattr(store, "RAM_FOLDER", tmp_path / "no-such-folder")
+    database = tmp_path / "plain.db"
+    try:
+        tracking.connect(f"sqlite:///{database}", "plain")          # MLflow makes it in place
+    finally:
+        mlflow.set_tracking_uri(None)
+    assert "plain" in {e.name for e in MlflowClient(f"sqlite:///{database}").search_experiments()}
+
+
 def test_a_store_that_refuses_a_new_run_is_a_one_line_error(tracking_uri, monkeypatch):
     """A read-only database reads (the experiment is found), then refuses the run."""
     import mlflow

@@ -370,3 +370,66 @@ def test_tanh_and_weight_decay_train_alike_on_both_backends(dataset):
     assert len(exact) == 51 and exact[-1] < exact[0] - 0.4        # it learns
     np.testing.assert_allclose(traces["fast", "float64"], exact, rtol=0, atol=1e-9)
     np.testing.assert_allclose(traces["fast", "float32"], exact, rtol=0, atol=1e-4)
+
+
+@pytest.mark.parametrize("batch_size", [7, 100, 3000])
+def test_evaluate_has_the_bits_of_one_forward_pass_per_batch(dataset, batch_size):
+    """evaluate's forward passes run in one call into the kernels, its threads taking
+    batches as they come: the CE, the accuracies and the likeliest words are those of
+    a forward pass per batch, bit for bit, on both backends, with one thread or two."""
+    from wordnet._activations import cross_entropy
+    from wordnet.training.trainer import batches
+    _, params = checkpoint.load_embedded("model9-3000.bin")
+    rows = dataset.valid[:23_456]
+    x, t = batches(rows, batch_size)
+    for backend, threads in (("exact", 2), ("exact", 1), ("fast", 2)):
+        model = Model(params, backend, threads=threads)
+        ce, ranks, likeliest = 0.0, [], []
+        for b in range(len(x)):
+            y3 = model.forward(x[b], Buffers(model, batch_size))
+            ce += (cross_entropy(y3, t[b]) - ce) / (b + 1)
+            order = np.argsort(-y3, axis=0, kind="stable")
+            ranks.append(np.argmax(order == t[b], axis=0))
+            likeliest.append(y3.argmax(axis=0))
+        ranks = np.concatenate(ranks)
+        metrics = evaluate(model, rows, batch_size)
+        assert metrics.ce == ce, backend
+        assert metrics.top1 == np.mean(ranks == 0) and metrics.top5 == np.mean(ranks < 5)
+        assert np.array_equal(metrics.predicted, np.concatenate(likeliest))
+        assert evaluate(model, rows, batch_size, accuracy=False).ce == ce
+
+
+def test_evaluate_keeps_its_pace_beside_a_busy_python_thread():
+    """The forward passes are one call into the kernels, without the GIL: a thread
+    running Python meanwhile (the run logging its model to MLflow) hardly slows them.
+    Batch by batch, each of the hundreds of returns from a kernel waited for that
+    thread to give the GIL back, up to the switch interval (50 ms here: seconds)."""
+    import sys
+    import threading
+    import time
+    rng = np.random.default_rng(5)
+    V, D, h1, h2 = 250, 3, 50, 200
+    params = {"W1": rng.normal(size=(h1, V)), "W2": rng.normal(size=(h2, D * h1)) * 0.1,
+              "b2": np.zeros(h2), "W3": rng.normal(size=(V, h2)) * 0.1, "b3": np.zeros(V)}
+    model = Model(params, "exact", threads=1)
+    rows = rng.integers(0, V, (5_000, D + 1)).astype(np.int32)
+
+    def timed():
+        start = time.perf_counter()
+        metrics = evaluate(model, rows)
+        return time.perf_counter() - start, metrics
+
+    alone, expected = timed()
+    done, interval = threading.Event(), sys.getswitchinterval()
+    busy = threading.Thread(target=lambda: [None for _ in iter(done.is_set, True)])
+    sys.setswitchinterval(0.05)
+    busy.start()
+    try:
+        beside, metrics = timed()
+    finally:
+        done.set()
+        busy.join()
+        sys.setswitchinterval(interval)
+    assert metrics.ce == expected.ce
+    # a few waits for the GIL (before and after the kernels), and a core shared
+    assert beside < 3 * alone + 1.0, (alone, beside)

@@ -101,6 +101,36 @@ def atomic_write(path: Path, data: bytes) -> None:
         raise
 
 
+def atomic_create(path: Path, data: bytes, mode: int = 0o666) -> bool:
+    """Create ``path`` holding ``data`` unless a file is there: written to a temporary
+    file beside it and synced, then linked in under its name, which never replaces a
+    file made there meanwhile.  Whether it made it; a crash leaves no half-written
+    ``path``.  ``mode`` as os.open's, less the umask.  An OSError (e.g. a file system
+    without hard links) names ``path``."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fchmod(f.fileno(), mode & ~_umask())
+            os.fsync(f.fileno())
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            return False
+        return True
+    except OSError as e:
+        if e.filename is None:
+            raise OSError(e.errno, e.strerror, str(path)) from None
+        raise
+    finally:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+
+
 def write_json(path: Path, obj) -> None:
     atomic_write(path, (json.dumps(obj, indent=1) + "\n").encode())
 

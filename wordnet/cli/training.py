@@ -65,6 +65,7 @@ def run(stages, sets, from_run, resume, register, no_register, parent_run, judge
     """
     from wordnet.data.dataset import find_data
     from wordnet.models.base import default_threads
+    from wordnet.plots.painter import Painter
     from wordnet.progress import Progress
     from wordnet.runs import pipeline, rundir
     from wordnet.runs.prepare import prepare
@@ -94,12 +95,22 @@ def run(stages, sets, from_run, resume, register, no_register, parent_run, judge
     if experiment is None:                      # the model's kind's: the folder's model's
         model = (needs_model or resume) and rundir.RunDir(out).recipe()
         experiment = (model or with_overrides(base, overrides)).config.experiment
-    dataset = prepare(out, data, tracking_uri, experiment, not no_tracking, status)
-    pipeline.run(base, overrides, chosen, out, pipeline.RunOptions(
-        data_dir=data, dataset=dataset, track=not no_tracking, run_name=run_name,
-        from_run=from_run, resume=resume, register=None if no_register else register,
-        parent_run_id=parent_run, judge=PipeJudge(judge_fds, click.echo) if judge_fds else None,
-        echo=click.echo, progress=Progress))
+    # A training's plots: their process imports its libraries while MLflow's store is
+    # reached, not after the training (the run waits for it before training).
+    painter = Painter() if "train" in chosen else None
+    try:
+        if painter is not None:
+            painter.warm_up()
+        dataset = prepare(out, data, tracking_uri, experiment, not no_tracking, status)
+        pipeline.run(base, overrides, chosen, out, pipeline.RunOptions(
+            data_dir=data, dataset=dataset, track=not no_tracking, run_name=run_name,
+            from_run=from_run, resume=resume, register=None if no_register else register,
+            parent_run_id=parent_run,
+            judge=PipeJudge(judge_fds, click.echo) if judge_fds else None,
+            echo=click.echo, progress=Progress, painter=painter))
+    finally:
+        if painter is not None:
+            painter.close()
     click.echo(f"done: {out}/")
 
 

@@ -3,8 +3,11 @@
 The plots cost seconds of single-threaded Python (importing matplotlib and
 scikit-learn, t-SNE, placing the labels).  On a thread they would hold the GIL
 against what the run does meanwhile (evaluating, logging to MLflow) and gain
-nothing; a process draws them on a core of its own.  It starts after training,
-never during it: the training's threads have the cores to themselves.
+nothing; a process draws them on a core of its own.  It draws after training,
+never during it: the training's threads have the cores to themselves.  A run may
+start it earlier, to import its libraries while the run waits on something else
+(:meth:`Painter.warm_up`, while MLflow's store is set up), and wait for that to end
+before training.
 
 The process is a Python running :func:`serve`, not multiprocessing's: a
 spawned child would import the caller's main script again, and run it when it
@@ -49,24 +52,35 @@ class Painter:
 
     def draw(self, plot, path: Path, *args, also=(), **kwargs) -> None:
         """``plot(path, *args, **kwargs)``, which writes ``path`` and the files ``also``."""
+        self._send((plot, path, args, kwargs), [Path(path), *map(Path, also)])
+
+    def warm_up(self) -> None:
+        """Start the process and import what drawing needs (matplotlib, scikit-learn:
+        seconds), before any plot is asked for; :meth:`wait` returns once that is done.
+        A failed import is left to the plot that needs it to report."""
+        self._send((warm_up, None, (), {}), [])
+
+    def _send(self, job: tuple, files: list[Path]) -> None:
         if self._process is None:
             self._process = subprocess.Popen(
                 python_command(SERVE),
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE)
             # stopped by close(), else when the painter is collected or Python exits
             self._stop = weakref.finalize(self, _stop, self._process)
-        pickle.dump((plot, path, args, kwargs), self._process.stdin)
+        pickle.dump(job, self._process.stdin)
         self._process.stdin.flush()
-        self._drawing.append([Path(path), *map(Path, also)])
+        self._drawing.append(files)
 
     def wait(self) -> list[Path]:
-        """The files drawn since the last wait, all written; raises the first error."""
+        """The files drawn since the last wait, all written (a warm-up, done); raises the
+        first error."""
         drawing, self._drawing = self._drawing, []
         errors = []
         for files in drawing:
             answer = self._answer()
             if answer != "ok":
-                errors.append(f"cannot draw {files[0].name}: {answer}")
+                errors.append(f"cannot draw {files[0].name if files else 'the plots'}: "
+                              f"{answer}")
         if errors:
             raise PlotError(errors[0])
         return [file for files in drawing for file in files]
@@ -102,6 +116,18 @@ def _stop(process: subprocess.Popen) -> None:
     process.wait()
     process.stdin.close()
     process.stdout.close()
+
+
+def warm_up(path=None) -> None:
+    """Import the libraries the plots draw with (a job of :meth:`Painter.warm_up`)."""
+    try:
+        import matplotlib.backends.backend_agg  # noqa: F401
+        import matplotlib.figure  # noqa: F401
+        import matplotlib.ticker  # noqa: F401
+        import sklearn.manifold  # noqa: F401
+        import threadpoolctl  # noqa: F401
+    except Exception:                                 # any: the plot will say it
+        pass
 
 
 def serve() -> None:

@@ -15,7 +15,7 @@ from wordnet.models import checkpoint, ngram
 from wordnet.models.base import check_memory
 from wordnet.models.fourgram import Model, training_memory
 from wordnet.runs import ownership, publish
-from wordnet.runs.reproduce import reproduce, waived_up_front
+from wordnet.runs.reproduce import engine_figures, reproduce, waived_up_front
 from wordnet.runs.rundir import (
     CE_PLOT,
     CHECKPOINT,
@@ -25,7 +25,7 @@ from wordnet.runs.rundir import (
     check_space,
     space_needed,
 )
-from wordnet.runs.stages import PipelineError, Reporter, stop_on_signals
+from wordnet.runs.stages import Ahead, PipelineError, Reporter, stop_on_signals
 from wordnet.training.trainer import Diverged, Position, Trainer, evaluate
 
 
@@ -36,6 +36,7 @@ class FourGramStages:
         self.run, self.config = run, run.config
         self._model = None
         self._evaluated = {}                        # split -> Metrics of this run's model
+        self._ahead = Ahead({})                     # evaluations started before their stage
 
     def train(self):
         run, cfg, data = self.run, self.config, self.run.dataset
@@ -79,11 +80,28 @@ class FourGramStages:
         checkpoint.state_path(run.out / CHECKPOINT).unlink(missing_ok=True)
         run.folder.write_json(HISTORY, {"train_ce": history.train_ce,
                                         "valid_ce": history.valid_ce})
-        run.painter.draw(plots.ce_curves, run.out / CE_PLOT, history.train_ce,
-                         history.valid_ce, len(data.train) // cfg.batch_size,
-                         title=run.plot_title())
+        if "validate" not in run.planned:           # else drawn once, with the final CE
+            run.painter.draw(plots.ce_curves, run.out / CE_PLOT, history.train_ce,
+                             history.valid_ce, len(data.train) // cfg.batch_size,
+                             title=run.plot_title())
         run.trained(model.W1, history)
+        self._evaluate_ahead(model)                 # while MLflow takes the model
         publish.log_model(run)
+
+    def _evaluate_ahead(self, model: Model) -> None:
+        """The evaluations this command's later stages report, started on a thread: they
+        hold no GIL, and logging the model to MLflow, which comes first, is seconds of
+        Python (reading back the run's curves, writing the model).  The stages take
+        them in turn and report them as they would have."""
+        planned, data, size = self.run.planned, self.run.dataset, self.config.batch_size
+        jobs = {}
+        if "validate" in planned:
+            jobs["valid"] = lambda: evaluate(model, data.valid, size)
+        if "test" in planned or "reproduce" in planned:
+            jobs["test"] = lambda: evaluate(model, data.test, size)
+        if "reproduce" in planned:
+            jobs["engine"] = lambda: engine_figures(data)
+        self._ahead = Ahead(jobs)
 
     def validate(self):
         self._evaluate("valid")
@@ -98,9 +116,10 @@ class FourGramStages:
         said = waived_up_front(run.recipe, len(run.dataset.train))
         if said:
             run.echo(said)
-        ours = self._evaluated.get("test") or evaluate(self.model, run.dataset.test,
-                                                       self.config.batch_size)
-        report = reproduce(run.out / CHECKPOINT, self.model, run.recipe, run.dataset, ours)
+        ours = (self._evaluated.get("test") or self._ahead.take("test")
+                or evaluate(self.model, run.dataset.test, self.config.batch_size))
+        report = reproduce(run.out / CHECKPOINT, self.model, run.recipe, run.dataset, ours,
+                           self._ahead.take("engine"))
         report.write(run.out)
         run.tracked.log_artifacts(run.out / REPORT, run.out / REPORT_JSON)
         run.record(report.metrics())
@@ -162,7 +181,8 @@ class FourGramStages:
 
     def _evaluate(self, split: str):
         run = self.run
-        m = evaluate(self.model, run.dataset.split(split), self.config.batch_size)
+        m = (self._ahead.take(split)
+             or evaluate(self.model, run.dataset.split(split), self.config.batch_size))
         self._evaluated[split] = m
         run.echo(f"{split}: CE {m.ce:.8f}, perplexity {m.perplexity:.4f}, top-1 "
                  f"{m.top1:.2%}, top-5 {m.top5:.2%} ({m.examples:,} examples)")

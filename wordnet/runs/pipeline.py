@@ -56,6 +56,7 @@ class RunOptions:
     threads: int | None = None          # of the model's kernels [default: default_threads()]
     echo: Callable = print
     progress: Callable | None = None    # (total iterations, loss=name) -> a progress bar
+    painter: object = None              # the plots' Painter, started early [default: a new one]
 
     def __post_init__(self):
         if self.threads is not None:
@@ -81,19 +82,23 @@ class PipelineRun:
         self.judge = options.judge                  # a sweep's pruner: (point, CE) -> why stop
         self.threads = options.threads              # None: up to default_threads(), as pays
         self.wrote_model = False                    # whether this run changed the folder's model
+        self.planned = ()                           # the stages execute() runs
         self.step = 0                               # the last training iteration: valid/ce ends there
         self.valid_points, self._valid_logged = [], 0   # the validation curve: (step, value)
         self.metrics = self.folder.read_json(METRICS) or {}
-        self.painter = plots.Painter()              # the plots, drawn while the run goes on
+        self.painter = options.painter or plots.Painter()   # the plots, drawn beside the run
 
     def execute(self, stages) -> dict:
         config, recipe = self.config, self.recipe
+        self.planned = tuple(stages)                # the stages this command runs
         self.describe(stages)
         self.echo(f"{', '.join(stages)} ({recipe.name} recipe, {config.backend} "
                   f"backend, {config.dtype}) -> {self.out}/")
         if self.tracked.run_id:
             self.echo(f"MLflow run {self.tracked.run_name!r}: {self.tracked.page}")
         try:
+            if "train" in stages:
+                self._painter_ready()               # before "data:", which the training follows
             self.load()                             # every stage needs the data
             for stage in STAGES[1:]:
                 if stage in stages:
@@ -106,6 +111,14 @@ class PipelineRun:
         finally:
             self.painter.close()                    # after an error: stops the drawing
         return self.metrics
+
+    def _painter_ready(self) -> None:
+        """The painter's warm-up (Painter.warm_up), if one was started, ended: the training
+        has the cores to itself.  A painter whose process died is left to start again."""
+        try:
+            self.painter.wait()
+        except plots.PlotError as e:
+            self.echo(f"warning: the plots' process failed ({e}); it starts again to draw")
 
     def describe(self, stages) -> None:
         """The run's parameters, and the tags that describe it in MLflow's UI.  A run

@@ -89,6 +89,36 @@ class Reporter:
         raise Pruned(f"pruned at {why}")
 
 
+class Ahead:
+    """Jobs run one after the other on a thread of their own, started now; each one's
+    result taken later, by name (:meth:`take`: waits for it, raises its exception).
+    For work that holds no GIL (the kernels), done while the caller runs Python."""
+
+    def __init__(self, jobs: dict):
+        self._jobs, self._done = jobs, {name: threading.Event() for name in jobs}
+        self._results: dict = {}
+        threading.Thread(target=self._run, name="wordnet-ahead", daemon=True).start()
+
+    def _run(self) -> None:
+        for name, job in self._jobs.items():
+            try:
+                self._results[name] = (job(), None)
+            except BaseException as e:              # raised by take(), in the caller
+                self._results[name] = (None, e)
+            self._done[name].set()
+
+    def take(self, name: str, default=None):
+        """Job ``name``'s result, once done (``default`` if there is no such job)."""
+        if name not in self._done:
+            return default
+        self._done[name].wait()
+        result, error = self._results.pop(name)
+        del self._done[name]
+        if error is not None:
+            raise error
+        return result
+
+
 class Signals:
     """The signal that asked a training to stop, if any."""
 

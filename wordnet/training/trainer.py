@@ -15,8 +15,7 @@ from dataclasses import dataclass, field, fields
 
 import numpy as np
 
-from wordnet._activations import cross_entropy
-from wordnet._loop import train_minibatches
+from wordnet._loop import evaluate_minibatches, train_minibatches
 from wordnet.errors import ConfigError, WordNetError
 from wordnet.models.base import Momentum
 from wordnet.models.config import TrainingConfig
@@ -24,6 +23,10 @@ from wordnet.models.fourgram import Buffers, Model
 from wordnet.training.threads import Governor
 
 CHUNK = 64   # minibatches per call into the fused loop: callbacks and Ctrl-C wait at most this
+# evaluate's batches above this size get one thread: two would hold two of them at once
+BIG_BATCH = 8192
+
+
 @dataclass(frozen=True)
 class Iteration:
     """One reported training CE; ``step`` counts them from 1 over the whole run."""
@@ -262,33 +265,29 @@ def evaluate(model: Model, rows: np.ndarray, batch_size: int = 100,
     """CE (the running mean over full batches, as the C reports it), perplexity,
     top-1 and top-5 accuracy over the rows of those batches, and the likeliest
     next word of each of those rows.  A split smaller than one batch is taken as
-    one batch of all its rows."""
+    one batch of all its rows.
+
+    The forward passes run in one call into the kernels, without the GIL
+    (evaluate_minibatches): the model's threads take batches as they come and never
+    wait for one another, and a thread of the caller's meanwhile runs Python freely.
+    The top-k accuracies rank the target as a stable sort by falling probability
+    would, ties included."""
     if len(rows) == 0:
         raise ValueError("no rows to evaluate")
     batch_size = min(batch_size, len(rows))
     x, t = batches(rows, batch_size)
-    buf = Buffers(model, batch_size)
-    ce, hits1, hits5 = 0.0, 0, 0
-    words = np.arange(model.vocab_size)[:, None]
-    predicted = np.empty(len(x) * batch_size, dtype=np.intp) if accuracy else None
-    with model.single_threaded_blas():
-        for b in range(len(x)):
-            y3 = model.forward(x[b], buf)
-            ce += (cross_entropy(y3, t[b]) - ce) / (b + 1)
-            if accuracy:
-                top1, top5 = _hits(y3, t[b], words, predicted[b * batch_size:(b + 1) * batch_size])
-                hits1, hits5 = hits1 + top1, hits5 + top5
     n = len(x) * batch_size
-    return Metrics(ce, math.exp(ce), hits1 / n if accuracy else math.nan,
-                   hits5 / n if accuracy else math.nan, n, predicted)
-
-
-def _hits(y3: np.ndarray, t: np.ndarray, words: np.ndarray, predicted: np.ndarray):
-    """(top-1, top-5) hits of a batch's probabilities ``y3`` (V x N) for targets ``t``;
-    each example's likeliest word into ``predicted``."""
-    # The target's place in a stable sort by falling probability: the words more
-    # probable, and the equally probable ones listed before it.
-    p = y3[t, np.arange(len(t))]
-    rank = (y3 > p).sum(axis=0) + ((y3 == p) & (words < t)).sum(axis=0)
-    predicted[:] = y3.argmax(axis=0)
-    return int((rank == 0).sum()), int((rank < 5).sum())
+    # each thread its own columns, whole cache lines; one thread for huge batches, whose
+    # activations alone are hundreds of MB
+    threads = 1 if batch_size > BIG_BATCH else max(1, min(model.threads, len(x)))
+    stride = -(-batch_size // 8) * 8
+    rank = np.empty(n if accuracy else 0, dtype=np.int32)
+    predicted = np.empty(n, dtype=np.intp) if accuracy else None
+    with model.single_threaded_blas():
+        buf = Buffers(model, threads * stride)
+        ce = evaluate_minibatches(model, buf, buf.scratch, x, t, target_order(t), rank,
+                                  predicted if accuracy else np.empty(0, np.intp), accuracy,
+                                  model.backend == "exact", threads,
+                                  model.activation == "tanh")
+    return Metrics(ce, math.exp(ce), float(np.mean(rank == 0)) if accuracy else math.nan,
+                   float(np.mean(rank < 5)) if accuracy else math.nan, n, predicted)
