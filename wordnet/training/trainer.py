@@ -279,7 +279,7 @@ def evaluate(model: Model, rows: np.ndarray, batch_size: int = 100,
     n = len(x) * batch_size
     # each thread its own columns, whole cache lines; one thread for huge batches, whose
     # activations alone are hundreds of MB
-    threads = 1 if batch_size > BIG_BATCH else max(1, min(model.threads, len(x)))
+    threads = 1 if batch_size > BIG_BATCH else max(1, min(model.workers, len(x)))
     stride = -(-batch_size // 8) * 8
     rank = np.empty(n if accuracy else 0, dtype=np.int32)
     predicted = np.empty(n, dtype=np.intp) if accuracy else None
