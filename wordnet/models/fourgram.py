@@ -21,7 +21,8 @@ order (bit-identical results, float64), ``fast`` through BLAS, in float64 or
 float32.  ``forward`` serves evaluation and prediction; ``backward`` and
 ``Momentum.step`` spell the training step out, which the trainer runs fused,
 with no Python between the kernels (pyx/loop.pyx): a test holds the two equal,
-bit for bit.
+bit for bit with ``exact``; with ``fast`` the fused loop has BLAS add the
+weight gradients to the velocity, the same update rounded otherwise.
 """
 from __future__ import annotations
 
