@@ -261,6 +261,25 @@ def wait_for_text(driver, text: str, what: str) -> str:
                               "return t.includes(arguments[0]) ? t : ''", what, text)
 
 
+def virtualized_lines(driver) -> list[str]:
+    """The lines of every virtualized grid of the page (the compare view's metrics table
+    renders only the rows in sight), each grid scrolled through a view's height at a time."""
+    lines, grids = [], "return document.querySelectorAll('.ReactVirtualized__Grid')"
+    for i in range(len(driver.execute_script(grids))):
+        top = 0
+        while True:
+            grid = driver.execute_script(grids)[i]
+            lines += grid.text.split("\n")
+            height, bottom = driver.execute_script(
+                "return [arguments[0].clientHeight, arguments[0].scrollHeight]", grid)
+            if not height or top + height >= bottom:
+                break
+            top += height
+            driver.execute_script("arguments[0].scrollTop = arguments[1]", grid, top)
+            time.sleep(0.3)                            # React draws the rows scrolled to
+    return lines
+
+
 # Which view of MLflow's UI the page is in: the links of the sidebar (the training view
 # offers the experiment's Runs, Models and Traces with ?workflowType=machine_learning;
 # the GenAI view offers Overview, Judges, Datasets, Prompts ...), the run page's tabs.
@@ -484,8 +503,9 @@ def look(url: str, out: Path, logged: dict) -> dict:
         driver.get(f"{url}/#/compare-runs?runs={json.dumps(ids)}&experiments={json.dumps([eid])}")
         text = wait_for_text(driver, "Run details", "the compare view's run details")
         text = wait_for_text(driver, runs[ids[-1]].info.run_name[:12], "the runs compared")
-        seen["compare"] = {"text": text, "metrics": sorted(
-            {s.strip() for s in text.split("\n") if METRIC_NAME.match(s.strip())})}
+        lines = {line.strip() for line in text.split("\n") + virtualized_lines(driver)}
+        seen["compare"] = {"text": text,
+                           "metrics": sorted(s for s in lines if METRIC_NAME.match(s))}
         driver.save_screenshot(str(out / "compare.png"))
 
         # 4. A run of each kind: its charts (the overview too of a quick run's).
