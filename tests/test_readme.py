@@ -20,7 +20,7 @@ entry with its reason, and a command matching no rule runs as written:
 - SHORTENED: commands that train the reference recipe again and again (a second and
   third training, a sweep's 6 or 20 trials), minutes each on a busy machine: a run is
   cut to one epoch (`--set epochs=1`: its reproduce stage still passes), a sweep's
-  trials to 101 updates.  `run --stage all` (both times) runs in full.
+  trials to 101 updates.  `run --stage all` runs in full.
 """
 import json
 import os
