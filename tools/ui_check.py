@@ -553,11 +553,11 @@ def look(url: str, out: Path, logged: dict) -> dict:
             for v in versions}
         driver.save_screenshot(str(out / "registry.png"))
 
-        # 6. MLflow's UI (3.17) carries the chart cards of a run page to the next run page
-        # opened in the same tab (a link pasted, the hash changed), and keeps them in
-        # its local storage for that run: the reference's reproduce/* cards, empty, on a
-        # quick run's page. The walk above loads each run page anew; here, what the
-        # second page of two shows.
+        # 6. MLflow's UI (3.17.2) was seen carrying the chart cards of a run page to the
+        # next run page opened in the same tab (a link pasted, the hash changed), keeping
+        # them in its local storage for that run: the reference's reproduce/* cards, empty,
+        # on a quick run's page; not seen since, on the same release. The walk above loads
+        # each run page anew; here, what the second page of two shows.
         first, then = runs[role_id["reference"]], runs[role_id["lr=0.2"]]
         for run in (first, then):
             driver.get(f"{url}/#/experiments/{run.info.experiment_id}/runs/{run.info.run_id}"
