@@ -41,6 +41,13 @@ FIXTURES = Path(__file__).with_name("fixtures")
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 
+# Ctrl-C as a terminal delivers it: a shell starts a background job (`pytest &`, a CI
+# script run with `&`) with SIGINT ignored, which every command a test starts inherits,
+# and the tests that send a command SIGINT (a training, a sweep, the server) then wait in
+# vain.  A handler of ours is not inherited: the commands get the default.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
 
 @pytest.fixture(scope="session")
 def data_dir(tmp_path_factory) -> Path:
