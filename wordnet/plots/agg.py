@@ -16,8 +16,15 @@ def figure(**kwargs) -> Figure:
     return Figure(**kwargs)
 
 
-def save(fig: Figure, path: Path) -> None:
+def canvas(fig: Figure):
+    """The figure's Agg canvas, made once: its one renderer serves every measure of the
+    figure and its drawing, and matplotlib keeps the sizes of texts per renderer (a map's
+    250 labels measured for their places, then drawn, then placed in its HTML page)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
+    return fig.canvas if isinstance(fig.canvas, FigureCanvasAgg) else FigureCanvasAgg(fig)
+
+
+def save(fig: Figure, path: Path) -> None:
     buffer = io.BytesIO()
-    FigureCanvasAgg(fig).print_png(buffer)
+    canvas(fig).print_png(buffer)
     atomic_write(Path(path), buffer.getvalue())

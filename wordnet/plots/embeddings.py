@@ -11,7 +11,7 @@ import numpy as np
 
 from wordnet.fileio import atomic_write
 
-from .agg import figure, save
+from .agg import canvas, figure, save
 
 PERPLEXITY = 30                 # neighbourhoods of about 30 words among 250
 TSNE_ITERATIONS = 500           # KL divergence within 3e-4 of 1,000 iterations' for 250 words
@@ -101,11 +101,10 @@ def draw_embedding_maps(W1s: list[np.ndarray], titles: list[str], words, title: 
 def _map_on(fig, ax, xy: np.ndarray, words, size: float = LABEL_SIZE):
     """The words at their points ``xy`` on ``ax``, every label legible: (labels, the
     points in pixels)."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
     ax.set(xticks=[], yticks=[])
     for side in ax.spines.values():
         side.set_color("0.8")
-    renderer = FigureCanvasAgg(fig).get_renderer()
+    renderer = canvas(fig).get_renderer()
     box = ax.get_window_extent(renderer)
     # Equal scales on both axes (t-SNE distances have no direction), with a margin.
     low, high = xy.min(axis=0), xy.max(axis=0)
@@ -209,8 +208,7 @@ def map_page(fig, labels, anchors: np.ndarray, W1: np.ndarray, title: str) -> st
     """The map as a self-contained HTML page (inline SVG and script, nothing fetched):
     the words where the PNG has them; pointing at one lights up its ``NEAREST``
     nearest words by Euclidean distance between columns of W1, and lists them."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    renderer = FigureCanvasAgg(fig).get_renderer()
+    renderer = canvas(fig).get_renderer()
     height = fig.bbox.height                            # SVG's y runs down, the figure's up
     x0, y0, x1, y1 = fig.axes[0].get_window_extent(renderer).extents
     E = np.asarray(W1.T, np.float64)
