@@ -246,6 +246,30 @@ def servers():
     return Servers
 
 
+def _stamp(path: Path):
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return None
+    return st.st_ino, st.st_mtime_ns                  # a save replaces the file (a rename)
+
+
+@pytest.fixture(scope="session")
+def fresh_save():
+    """``wait(process, state)``: returns as soon as the training ``process`` has written
+    its resume state ``state`` anew (a periodic save just finished: checkpoint and
+    state a pair), for the test to SIGKILL it then.  A kill between a save's two
+    writes leaves a pair that --resume refuses, by design; a test that kills at a
+    random moment fails when it lands there (seen once in CI's load)."""
+    def wait(process, state: Path, timeout: float = 120) -> None:
+        deadline, before = time.monotonic() + timeout, _stamp(state)
+        while _stamp(state) in (None, before):
+            assert process.poll() is None, f"the training ended before a save ({state})"
+            assert time.monotonic() < deadline, f"no save of {state} within {timeout} s"
+            time.sleep(0.005)
+    return wait
+
+
 @pytest.fixture(scope="session")
 def ray_cluster(tmp_path_factory):
     """A Ray head on loopback with 2 CPUs for the session: its address, "127.0.0.1:PORT".

@@ -575,33 +575,30 @@ def test_a_second_run_into_a_folder_in_use_fails_naming_the_first(data_dir, tmp_
 RESUMABLE = ["--set", "backend=exact", "--set", "epochs=2", "--set", "early_stop=300"]
 
 
-def killed_after_a_save(data_dir, out: Path) -> Path:
-    """SIGKILL a training run into ``out`` once it has saved its state periodically
-    (every 0.12 s); the state's path."""
+def killed_after_a_save(data_dir, out: Path, fresh_save) -> Path:
+    """SIGKILL a training run into ``out`` just after it has saved its state
+    periodically (every 0.12 s); the state's path."""
     killed = subprocess.Popen([SCRIPT, "run", "--stage", "train", "--out", str(out),
                                *RESUMABLE, "--set", "checkpoint_minutes=0.002", "--data-dir",
                                str(data_dir), "--no-tracking"],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     state = out / "model.bin.state.npz"
     try:
-        deadline = time.monotonic() + 120
-        while not state.exists() and killed.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.05)                                 # polls for the first save
-        assert killed.poll() is None and state.exists()
+        fresh_save(killed, state)                            # the first save
     finally:
         killed.kill()
         killed.wait(timeout=30)
     return state
 
 
-def test_sigkill_then_resume_continues_from_the_periodic_save(data_dir, tmp_path):
+def test_sigkill_then_resume_continues_from_the_periodic_save(data_dir, fresh_save, tmp_path):
     """SIGKILL loses only what came after the last periodic save (it lost everything);
     --resume then finishes byte-identically with an uninterrupted run."""
     common = ["--data-dir", str(data_dir), "--no-tracking"]
     whole, parts = tmp_path / "whole", tmp_path / "parts"
     subprocess.run([SCRIPT, "run", "--stage", "train", "--out", str(whole), *RESUMABLE,
                     *common], check=True, capture_output=True, timeout=300)
-    state = killed_after_a_save(data_dir, parts)
+    state = killed_after_a_save(data_dir, parts, fresh_save)
     resumed = subprocess.run([SCRIPT, "run", "--stage", "train", "--resume", "--out", str(parts),
                               *common], capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr
@@ -613,9 +610,9 @@ def test_sigkill_then_resume_continues_from_the_periodic_save(data_dir, tmp_path
 
 
 @pytest.fixture(scope="module")
-def killed_folder(data_dir, tmp_path_factory) -> Path:
+def killed_folder(data_dir, fresh_save, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("killed")
-    killed_after_a_save(data_dir, out)
+    killed_after_a_save(data_dir, out, fresh_save)
     return out
 
 

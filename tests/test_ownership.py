@@ -113,7 +113,7 @@ def test_log_twice_makes_one_run_and_one_version(tracking_uri, data_dir, tmp_pat
 
 
 def test_a_resumed_run_continues_its_killed_run_with_one_whole_curve(tracking_uri, data_dir,
-                                                                      tmp_path):
+                                                                      fresh_save, tmp_path):
     """SIGKILL mid-training (the run RUNNING, a periodic checkpoint saved), then
     --resume: the same MLflow run, ended FINISHED, its training curve whole."""
     from mlflow import MlflowClient
@@ -132,6 +132,7 @@ def test_a_resumed_run_continues_its_killed_run_with_one_whole_curve(tracking_ur
             f"no checkpoint saved:\n{(tmp_path / 'killed.log').read_text()[-2000:]}")
         time.sleep(0.2)
     time.sleep(1.0)                                   # a few hundred iterations more
+    fresh_save(child, state)                          # then the kill, just after a save
     os.killpg(child.pid, signal.SIGKILL)
     child.wait(timeout=30)
     log.close()

@@ -159,6 +159,21 @@ def wait_for_file(path: Path, process: subprocess.Popen, what: str) -> None:
         time.sleep(0.1)
 
 
+def wait_for_a_save(state: Path, process: subprocess.Popen) -> None:
+    """Until ``process`` has written its resume ``state`` anew (a periodic save just
+    finished), to kill it then: a kill between a save's two writes (the model, then
+    its state) leaves a pair that --resume refuses, by design."""
+    def stamp():
+        st = state.stat()
+        return st.st_ino, st.st_mtime_ns
+    deadline, before = time.monotonic() + COMMAND_TIMEOUT, stamp()
+    while stamp() == before:
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"no new save of {state}: the training ended or took "
+                               f"over {COMMAND_TIMEOUT} s")
+        time.sleep(0.005)
+
+
 def log_runs(url: str, folder: Path) -> dict:
     """Logs a run of every kind to the store at ``url`` through the command line, each
     command's output folder in ``folder``; what the commands printed (role -> link), the
@@ -207,9 +222,10 @@ def log_runs(url: str, folder: Path) -> dict:
                               cwd=folder, env=command_env(), stdout=subprocess.PIPE,
                               stderr=subprocess.DEVNULL, text=True)
     try:
-        wait_for_file(folder / "resumed" / "model.bin.state.npz", killed,
-                      "the interrupted training's first checkpoint")
+        state = folder / "resumed" / "model.bin.state.npz"
+        wait_for_file(state, killed, "the interrupted training's first checkpoint")
         time.sleep(0.5)
+        wait_for_a_save(state, killed)          # not between a save's two writes
     finally:
         killed.kill()
         stdout, _ = killed.communicate(timeout=60)
