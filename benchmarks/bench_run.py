@@ -36,7 +36,6 @@ import argparse
 import json
 import math
 import os
-import shutil
 import statistics
 import subprocess
 import sys
@@ -45,6 +44,8 @@ import threading
 import time
 from pathlib import Path
 
+from machine import CpuMeter, pipeline_executable  # beside this script
+
 TRAINED = "trained: "                   # the line the run prints once the training ended
 # The lines that end the run's phases (the last of each), in order: the time between two
 # is what the phase took ("data" to "trained": the training, and the saves around it)
@@ -52,38 +53,8 @@ MARKS = (("data", "data: "), ("trained", TRAINED), ("valid", "valid: "), ("test"
          ("reproduce", "reproduce: "), ("registered", "registered: "), ("done", "done: "))
 
 
-def pipeline_executable() -> str | None:
-    beside = Path(sys.executable).parent / "wordnet-pipeline"
-    return str(beside) if beside.is_file() else shutil.which("wordnet-pipeline")
-
-
-class Machine:
-    """The CPU other processes used while a run ran, in cores: the machine's busy time
-    (/proc/stat) minus this process's and its waited-for children's; NaN without
-    /proc/stat."""
-
-    def __init__(self):
-        self.hz = os.sysconf("SC_CLK_TCK")
-
-    def sample(self):
-        try:
-            fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-        except (OSError, ValueError):
-            return None
-        idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
-        own = os.times()
-        return (time.perf_counter(), (sum(fields[:8]) - idle) / self.hz,
-                own.user + own.system + own.children_user + own.children_system)
-
-    @staticmethod
-    def others(a, b) -> float:
-        if a is None or b is None or b[0] <= a[0]:
-            return math.nan
-        return max(0.0, ((b[1] - a[1]) - (b[2] - a[2])) / (b[0] - a[0]))
-
-
 def timed_run(exe: str, pipeline: str, data_dir: str | None, folder: Path, store: Path,
-              machine: Machine, timeout: float) -> dict:
+              machine: CpuMeter, timeout: float) -> dict:
     """One `EXE run --stage all` in ``folder`` (its cwd and output), tracked into ``store``."""
     out = folder / "out"
     cmd = [exe, "run", "--stage", "all", "--pipeline", pipeline, "--out", str(out)]
@@ -110,7 +81,7 @@ def timed_run(exe: str, pipeline: str, data_dir: str | None, folder: Path, store
         proc.wait()
     wall = time.perf_counter() - start
     reader.join()
-    others = machine.others(before, machine.sample())
+    others = machine.foreign(before, machine.sample())
     result = {"cmd": " ".join(["wordnet-pipeline"] + cmd[1:]).replace(str(folder), "TMP"),
               "exe": exe, "returncode": proc.returncode, "wall_seconds": wall,
               "load_before": load_before, "load_after": os.getloadavg()[0],
@@ -208,7 +179,7 @@ def main(argv=None) -> int:
         print("no wordnet-pipeline found: pass --exe", file=sys.stderr)
         return 2
     sides = {"this": args.exe} | ({"against": args.against} if args.against else {})
-    machine = Machine()
+    machine = CpuMeter()
     print(f"== The run around the training: `wordnet-pipeline run --stage all --pipeline "
           f"{args.pipeline}`, tracked into "
           + ("a new SQLite store each ==" if args.store == "per-run" else

@@ -1,6 +1,6 @@
 """The machine a benchmark runs on: BLAS threads, the CPU other processes take,
 memory, and the environment (the engine's commit, the libraries, the variables that
-change the kernels).  Imports nothing of wordnet's."""
+change the kernels, the console script).  Imports nothing of wordnet's."""
 from __future__ import annotations
 
 import contextlib
@@ -8,7 +8,9 @@ import math
 import os
 import platform
 import resource
+import shutil
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -168,3 +170,9 @@ def print_environment(env: dict) -> None:
     if env["loadavg_start"][0] > 0.5:
         print("  note: the machine is not idle; ratios in one run stay comparable, "
               "absolute figures do not")
+
+
+def pipeline_executable() -> str | None:
+    """The `wordnet-pipeline` beside this Python, else the one on PATH."""
+    beside = Path(sys.executable).parent / "wordnet-pipeline"
+    return str(beside) if beside.is_file() else shutil.which("wordnet-pipeline")

@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
-import shutil
 import statistics
 import subprocess
 import sys
@@ -15,19 +14,13 @@ import time
 from pathlib import Path
 
 import numpy as np
-from machine import CpuMeter, blas_threads
+from machine import CpuMeter, blas_threads, pipeline_executable
 from rates import run_for
 from rows import TrainerTiming, cycle_batches
 
 from wordnet.data.dataset import load_dataset
 from wordnet.models.fourgram import FourGramConfig, Model
 from wordnet.training.trainer import Trainer
-
-
-def pipeline_executable() -> str | None:
-    beside = Path(sys.executable).parent / "wordnet-pipeline"
-    return str(beside) if beside.is_file() else shutil.which("wordnet-pipeline")
-
 
 TRACKING_RECIPES = ("quick", "reference")
 
