@@ -54,7 +54,7 @@ def test_train_validate_test_write_and_log_everything(trained, dataset):
     assert recorder.tags["wordnet.data.sha256.train_data.csv"].startswith("5f8816ab")
     assert recorder.tags["wordnet.override.early_stop"] == "20"
     assert recorder.tags["mlflow.note.content"].endswith("Overridden: early_stop=20 (recipe: "
-                                                         "3725), backend=exact (recipe: fast).")
+                                                         "epoch end), backend=exact (recipe: fast).")
     assert {"wordnet.cpu", "wordnet.isa", "wordnet.threads"} <= set(recorder.tags)
     # one epoch, one validation (the final model's): no chart of a single dot
     assert [k for k, v, s in recorder.metrics if k in ("train/epoch", "valid/ce")] == []

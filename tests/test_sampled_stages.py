@@ -246,7 +246,7 @@ def test_a_split_without_examples_is_named(tmp_path):
     run = SimpleNamespace(config=config, kind=registry.of(config), data_dir=tmp_path,
                           dataset=SimpleNamespace(vocab=Vocabulary(("a", "b", "c")),
                                                   files={"raw_sentences.txt": "-"}))
-    with pytest.raises(PipelineError, match="the train split of raw_sentences.txt has no "
+    with pytest.raises(PipelineError, match="the train split of the sentences has no "
                                             r"windows \(k = 2\): choose a smaller window"):
         SampledStages(run).examples("train")
 

@@ -316,7 +316,7 @@ def test_the_quick_pipeline_against_a_real_mlflow_server(mlflow_server, data_dir
     assert run.info.run_name == "stop=1500 every=500 · quick · exact"
     note = run.data.tags["mlflow.note.content"]
     assert note.startswith("The quick recipe, whose description reads: One-epoch smoke run")
-    assert "early_stop=1500 (recipe: 3725)" in note
+    assert "early_stop=1500 (recipe: epoch end)" in note
     assert run.data.tags["wordnet.override.validation_period"] == "500"
     assert run.data.tags["wordnet.backend"] == "exact" and run.data.tags["wordnet.threads"]
     assert (f"MLflow run 'stop=1500 every=500 · quick · exact': {mlflow_server}/#/experiments/"

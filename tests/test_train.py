@@ -5,7 +5,6 @@ import numpy as np
 import pytest
 
 from wordnet._loop import train_minibatches
-from wordnet.errors import ConfigError
 from wordnet.models import checkpoint
 from wordnet.models.base import Momentum
 from wordnet.models.checkpoint import Header
@@ -122,13 +121,20 @@ def test_early_stop_at_the_epoch_end_runs_whole_epochs(dataset):
     assert history.updates == len(history.train_ce) == 10
 
 
-def test_early_stop_beyond_the_epoch_is_refused_before_training(dataset):
-    config = FourGramConfig(epochs=2, early_stop=6, backend="fast")
-    model = Model.initialize(config, len(dataset.vocab))
-    W1 = model.W1.copy()
-    with pytest.raises(ConfigError, match="early_stop 6 is beyond the 5 minibatches"):
-        Trainer(model, config).run(dataset.train[:500])
-    assert np.array_equal(model.W1, W1)
+def test_early_stop_beyond_the_epoch_trains_the_whole_last_epoch(dataset):
+    """The shipped recipes say "the whole epoch" as an early_stop beyond any epoch, so
+    that they fit any data: the same training as early_stop at the epoch's end."""
+    rows = dataset.train[:500]                                  # 5 minibatches an epoch
+    trained = {}
+    for early_stop in (5, 6, 2**31 - 1):
+        config = FourGramConfig(epochs=2, early_stop=early_stop, backend="exact")
+        model = Model.initialize(config, len(dataset.vocab))
+        history = Trainer(model, config).run(rows)
+        assert history.updates == 10 and len(history.train_ce) == 10
+        trained[early_stop] = model.W1.copy()
+        header = Header.for_run(config, len(dataset.vocab), (len(rows), 0, 0))
+        assert header.early_stop == 5                           # the C format: the epoch's end
+    assert np.array_equal(trained[5], trained[6]) and np.array_equal(trained[5], trained[2**31 - 1])
 
 
 def test_interrupted_and_resumed_run_is_byte_identical(dataset, tmp_path):

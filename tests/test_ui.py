@@ -216,7 +216,7 @@ def test_runs_are_named_by_what_differs_and_listed(seen):
 
 def test_the_run_page_has_the_description_bars_for_finals_lines_for_curves(seen):
     assert "One-epoch smoke run" in seen["overview"]
-    assert "Overridden: early_stop=1500 (recipe: 3725), learning_rate=0." in seen["overview"]
+    assert "Overridden: early_stop=1500 (recipe: epoch end), learning_rate=0." in seen["overview"]
     for role in ("lr=0.05", "reference", "window", "skipgram"):
         page = seen["run_pages"][role]
         drawn = {key: card["kind"] for key, card in page["cards"].items()}

@@ -26,6 +26,14 @@ def said_model(origin: str) -> None:
     click.echo(f"model: {origin}", err=True)
 
 
+def said_unknown(vocab, *texts: str) -> None:
+    """On stderr, the words of ``texts`` a vocabulary with <unk> reads as <unk>."""
+    from wordnet.data.dataset import UNK
+    if UNK in vocab.index:
+        for word in vocab.unknown(" ".join(texts).lower().split()):
+            click.echo(f"note: {word!r} is not in the vocabulary: read as {UNK}", err=True)
+
+
 @cli.command(epilog=SEE_EXIT)
 @click.argument("context", nargs=-1, required=True)
 @model_options
@@ -44,6 +52,8 @@ def predict(context, model, tracking_uri, data_dir, top_k, as_json):
     predictor = load_predictor(model, data_dir, tracking_uri, None if as_json else said_model)
     text = " ".join(context)
     ranked = predictor.predict(text, min(top_k, len(predictor.vocab)))
+    if not as_json:
+        said_unknown(predictor.vocab, text)
     for line in [prediction_json(text, ranked)] if as_json else prediction_lines(ranked):
         click.echo(line)
 
@@ -81,7 +91,9 @@ def generate(ctx, context, model, tracking_uri, data_dir, words, sample, tempera
     import numpy as np
     rng = np.random.default_rng(seed) if sample else None
     text = " ".join(context)
-    click.echo(" ".join(text.lower().split() + predictor.generate(text, words, rng, temperature)))
+    continued = predictor.generate(text, words, rng, temperature)
+    said_unknown(predictor.vocab, text)
+    click.echo(" ".join(text.lower().split() + continued))
 
 
 @cli.command(epilog=SEE_EXIT)
@@ -95,7 +107,10 @@ def nearest(word, model, tracking_uri, data_dir, k):
     The K words whose embeddings (columns of W1) are closest in Euclidean distance.
     """
     from wordnet.runs.locate import load
-    for other, d in load(model, data_dir, tracking_uri, tell=said_model).nearest(word, k):
+    embeddings = load(model, data_dir, tracking_uri, tell=said_model)
+    found = embeddings.nearest(word, k)
+    said_unknown(embeddings.vocab, word)
+    for other, d in found:
         click.echo(f"{other:<12} {d:.6f}")
 
 
@@ -110,7 +125,9 @@ def distance(word1, word2, model, tracking_uri, data_dir):
     """
     from wordnet.runs.locate import load
     embeddings = load(model, data_dir, tracking_uri, tell=said_model)
-    click.echo(f"{embeddings.distance(word1, word2):.6f}")
+    d = embeddings.distance(word1, word2)
+    said_unknown(embeddings.vocab, word1, word2)
+    click.echo(f"{d:.6f}")
 
 
 @cli.command(epilog=SEE_EXIT)

@@ -244,7 +244,48 @@ def sweep(sets, samples, sampler, seed, prune, stages, threads, jobs, executor_n
 
 @cli.group()
 def data():
-    """The data files (pinned by SHA-256)."""
+    """The data: the course's files (pinned by SHA-256), or a folder made from your text."""
+
+
+@data.command(epilog=SEE_EXIT)
+@click.argument("texts", nargs=-1, required=True, metavar="TEXT...")
+@click.option("--out", required=True, type=click.Path(), help="The data folder to make (new).")
+@click.option("--vocab-size", type=click.IntRange(2, 1_000_000), default=10_000,
+              show_default=True, help="Words in the vocabulary, <unk> included.")
+@click.option("--min-count", type=click.IntRange(1), default=5, show_default=True,
+              help="Times a word appears in the training split to be in the vocabulary.")
+@click.option("--sentences", type=click.Choice(["lines", "text"]), default="lines",
+              show_default=True, help="lines: a sentence a line; text: running text, cut "
+                                      "after . ! ? and at blank lines.")
+@click.option("--keep-case", is_flag=True, help="Do not lower-case the text.")
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Of the split of the sentences (80 % training, 10 % validation, 10 % test).")
+def build(texts, out, vocab_size, min_count, sentences, keep_case, seed):
+    """Make a data folder from your text, for `run --data-dir`.
+
+    TEXT is a UTF-8 file (.gz and .xz are read as such), or - for standard input;
+    several are read one after the other.  A word is a run of letters, digits and
+    underscores (apostrophes inside it kept); every other character that is not
+    white space is a token of its own.  The vocabulary is the --vocab-size - 1 most
+    frequent words of the training split, after <unk>, which stands for the others.
+    Every model reads the folder: `wordnet-pipeline run --data-dir OUT --pipeline
+    quick` (or window, skipgram, skipgram-neg).
+    """
+    import sys
+
+    from wordnet.data.build import build as build_folder
+
+    def progress(total, label):
+        return click.progressbar(length=max(total, 1), label=label, file=sys.stderr)
+
+    made = build_folder(texts, Path(out), vocab_size=vocab_size, min_count=min_count,
+                        lowercase=not keep_case, mode=sentences, seed=seed, progress=progress)
+    counts = made["counts"]
+    splits = ", ".join(f"{name} {c['sentences']:,} sentences ({c['4grams']:,} 4-grams)"
+                       for name, c in counts["splits"].items())
+    click.echo(f"built {out}/ in {made['seconds']:.1f} s: {counts['vocabulary']:,} words "
+               f"(<unk> first); {splits}")
+    click.echo(f"train on it: wordnet-pipeline run --data-dir {out} --pipeline quick")
 
 
 @data.command(epilog=SEE_EXIT)

@@ -47,7 +47,10 @@ class Corpus:
 
 def load_corpus(vocab: Vocabulary, data_dir: Path | None) -> Corpus:
     """``raw_sentences.txt`` of ``data_dir`` (None: the copy shipped with the package),
-    split and read over ``vocab``."""
+    split and read over ``vocab``; or the token streams of a folder ``data build`` made."""
+    from wordnet.data import folder
+    if data_dir is not None and folder.is_built(data_dir):
+        return Corpus(vocab, *(folder.tokens(data_dir, s, len(vocab)) for s in SPLITS))
     if data_dir is None:
         text = embedded.read_bytes("raw_sentences.txt").decode("utf-8")
     else:

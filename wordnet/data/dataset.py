@@ -1,6 +1,8 @@
 """The vocabulary and the train / validation / test 4-grams.
 
-A data folder holds ``vocab.txt`` and either the three CSV files
+A data folder is either one ``wordnet-pipeline data build`` made from a user's text
+(:mod:`wordnet.data.folder`: its own split, read memory-mapped), or holds
+``vocab.txt`` and either the three CSV files
 (``train_data.csv``, ``valid_data.csv``, ``test_data.csv``: rows
 ``w1,w2,w3,target``, 1-based) or ``raw_sentences.txt``, from which the split
 is rebuilt (SPEC section 2): every 4-gram inside each sentence, in file
@@ -32,7 +34,8 @@ TRAIN_ROWS, VALID_ROWS = 372_550, 46_568
 SPLITS = ("train", "valid", "test")
 DATA_ENV = "WORDNET_DATA_DIR"
 DEFAULT_DIR = Path("data")
-BREAK = -1                   # in a token stream: a sentence's end, or a word outside the vocabulary
+UNK = "<unk>"                # the word that stands for every other (a built folder's vocabulary)
+BREAK = -1                   # in a token stream: a sentence's end (or a word outside the vocabulary)
 # The most a data file can sensibly hold (wordnet.fileio.read_bounded): a vocabulary of
 # a million words, the published CSV files (5 MB) and sentences (2 MB) many times over.
 VOCAB_LIMIT = 64 * MiB
@@ -63,18 +66,28 @@ class Vocabulary:
 
     def __post_init__(self):
         object.__setattr__(self, "index", {w: i for i, w in enumerate(self.words)})
+        object.__setattr__(self, "_ascii", all(w.isascii() for w in self.words))
 
     def __len__(self) -> int:
         return len(self.words)
 
     def encode(self, words) -> np.ndarray:
-        """0-based indices of ``words``; an unknown word raises UnknownWordError."""
-        out = []
+        """0-based indices of ``words``; a word outside the vocabulary is ``<unk>`` when
+        it has one (a folder ``data build`` made), else raises UnknownWordError."""
+        out, unk = [], self.index.get(UNK)
         for w in words:
-            if w not in self.index:
-                raise UnknownWordError(w, difflib.get_close_matches(w, self.words, n=3, cutoff=0.5))
-            out.append(self.index[w])
+            if w not in self.index and unk is None:
+                close = difflib.get_close_matches(w, self.words, n=3, cutoff=0.5)
+                raise UnknownWordError(w, close)
+            out.append(self.index.get(w, unk))
         return np.asarray(out, dtype=np.int32)
+
+    def unknown(self, words) -> list[str]:
+        """Those of ``words`` outside the vocabulary (which :meth:`encode` reads as <unk>)."""
+        return [w for w in words if w not in self.index]
+
+    def is_ascii(self) -> bool:
+        return self._ascii
 
     @classmethod
     def read(cls, path: Path) -> "Vocabulary":
@@ -116,7 +129,8 @@ class Dataset:
     test: np.ndarray
     files: dict[str, str]    # file name -> SHA-256 of the files read
     source: Path | None      # the data folder; None: the copy shipped with the package
-    unknown_words: int = 0   # words of raw_sentences.txt outside the vocabulary (skipped)
+    unknown_words: int = 0   # words outside the vocabulary: skipped (raw_sentences.txt), or <unk>
+    manifest: dict | None = field(default=None, compare=False)   # a built folder's (data build)
 
     def split(self, name: str) -> np.ndarray:
         return {"train": self.train, "valid": self.valid, "test": self.test}[name]
@@ -127,7 +141,20 @@ class Dataset:
 
     def is_published(self) -> bool:
         """Whether the splits are those of the course (and of the C reference's runs)."""
+        if (len(self.train), len(self.valid)) != (TRAIN_ROWS, VALID_ROWS):
+            return False
         return all(self.digest(s) == embedded.SPLIT_SHA256[s] for s in SPLITS)
+
+    def has_course_vocabulary(self) -> bool:
+        """Whether the words are the course's 250, those of the C reference's models."""
+        return self.vocab == Vocabulary.embedded()
+
+    def file_of(self, split: str) -> str:
+        """The file ``split``'s 4-grams were read from (a key of ``files``)."""
+        for name in (f"{split}_4grams.npy", f"{split}_data.csv"):
+            if name in self.files:
+                return name
+        return "raw_sentences.txt"
 
     def path(self, name: str) -> Path:
         """Where the file ``name`` was read from (the compressed copy, if embedded)."""
@@ -152,6 +179,8 @@ def has_data(folder: Path) -> bool:
     folder = Path(folder)
     # exists(), not is_file(): a vocab.txt that is a folder or a FIFO is an error to
     # report when reading it, not a reason to take the shipped copy instead
+    if (folder / "manifest.json").exists():         # a folder `data build` made
+        return True
     splits = all((folder / f"{s}_data.csv").exists() for s in SPLITS)
     return (folder / "vocab.txt").exists() and (splits or (folder / "raw_sentences.txt").exists())
 
@@ -169,8 +198,9 @@ def find_data(option: str | os.PathLike | None = None) -> Path | None:
             via = "--data-dir" if option else DATA_ENV
             raise DataError(f"{named}: no WordNet data there ({via}): it needs vocab.txt and "
                             "the three *_data.csv files or raw_sentences.txt; `wordnet-pipeline "
-                            f"data fetch --data-dir {named}` fills it, or leave {via} unset to "
-                            "use the copy shipped with the package")
+                            f"data fetch --data-dir {named}` fills it, `wordnet-pipeline data "
+                            f"build TEXT --out {named}` makes it from your text, or leave "
+                            f"{via} unset to use the copy shipped with the package")
         return Path(named)
     return DEFAULT_DIR if has_data(DEFAULT_DIR) else None
 
@@ -183,6 +213,9 @@ def load_dataset(data_dir=None) -> Dataset:
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
         raise DataError(f"{data_dir}: no such data folder")
+    from wordnet.data import folder             # it builds on this module
+    if folder.is_built(data_dir):
+        return folder.load(data_dir)
     vocab = Vocabulary.read(_need(data_dir / "vocab.txt"))
     csvs = [data_dir / f"{name}_data.csv" for name in SPLITS]
     unknown = 0

@@ -54,9 +54,10 @@ class Header:
     def for_run(cls, config, vocab_size: int, rows: tuple[int, int, int],
                 context_size: int = 3) -> "Header":
         """The header the C program writes for ``config`` on data of ``rows``
-        (train, valid, test) rows."""
+        (train, valid, test) rows; an early_stop beyond an epoch is the epoch's end."""
+        early_stop = min(config.early_stop, rows[0] // config.batch_size)
         return cls(config.batch_size, config.embedding_size, config.hidden_size, config.epochs,
-                   config.early_stop, config.momentum, config.learning_rate,
+                   early_stop, config.momentum, config.learning_rate,
                    config.validation_period, *rows, context_size + 1, context_size, vocab_size)
 
     def shapes(self) -> dict[str, tuple[int, ...]]:

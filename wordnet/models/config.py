@@ -40,7 +40,7 @@ class TrainingConfig:
     """How a model is trained: the schedule and the optimiser (SPEC section 3)."""
     batch_size: int = 100                  # N
     epochs: int = 9
-    early_stop: int = 3000                 # minibatch of the last epoch that ends training
+    early_stop: int = 3000                 # minibatch of the last epoch ending it (or beyond: all)
     learning_rate: float = 0.1
     momentum: float = 0.9
     validation_period: int = INT_MAX       # validate after minibatches b > 0, b % period == 0

@@ -99,7 +99,7 @@ class FourGramStages:
             jobs["valid"] = lambda: evaluate(model, data.valid, size)
         if "test" in planned or "reproduce" in planned:
             jobs["test"] = lambda: evaluate(model, data.test, size)
-        if "reproduce" in planned:
+        if "reproduce" in planned and data.has_course_vocabulary():
             jobs["engine"] = lambda: engine_figures(data)
         self._ahead = Ahead(jobs)
 
@@ -113,6 +113,11 @@ class FourGramStages:
 
     def reproduce(self):
         run = self.run
+        if not run.dataset.has_course_vocabulary():     # the C reference's models: 250 words
+            run.echo(f"reproduce: nothing to compare: the C reference's models know the "
+                     f"course's 250 words, and this data ({run.dataset.describe()}) has a "
+                     f"vocabulary of its own ({len(run.dataset.vocab):,} words)")
+            return
         said = waived_up_front(run.recipe, len(run.dataset.train))
         if said:
             run.echo(said)

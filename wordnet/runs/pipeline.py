@@ -155,7 +155,7 @@ class PipelineRun:
         self.tracked.set_tags({f"wordnet.data.sha256.{name}": digest
                                for name, digest in data.files.items()})
         for split, context in (("train", "training"), ("valid", "validation"), ("test", "test")):
-            file = self._file_of(split)
+            file = data.file_of(split)
             self.tracked.log_dataset(data.split(split), split, context, data.path(file),
                                       data.files[file])
 
@@ -255,12 +255,7 @@ class PipelineRun:
 
     def dataset_link(self, split: str) -> tuple[str, str]:
         """(name, digest) of the dataset a ``split``'s figures are about, as logged by load."""
-        return split, self.dataset.files[self._file_of(split)][:20]
-
-    def _file_of(self, split: str) -> str:
-        """The data file ``split`` was read from: its CSV file, or raw_sentences.txt."""
-        csv = f"{split}_data.csv"
-        return csv if csv in self.dataset.files else "raw_sentences.txt"
+        return split, self.dataset.files[self.dataset.file_of(split)][:20]
 
 
 def run(recipe: Recipe, overrides: dict[str, str], stages, out: Path,

@@ -17,6 +17,7 @@ from pathlib import Path
 from wordnet.errors import ConfigError
 from wordnet.fileio import MiB, read_bounded
 from wordnet.models import registry
+from wordnet.models.base import INT_MAX
 from wordnet.models.config import Config
 
 
@@ -103,7 +104,8 @@ class Recipe:
         the C program", is the recipe's claim, not this run's)."""
         text = self.description or f"The {self.name} recipe."
         written = self.written or self.config
-        overridden = [f"{key}={value} (recipe: {getattr(written, key, None)})"
+        overridden = [f"{key}={shown(key, value)} "
+                      f"(recipe: {shown(key, getattr(written, key, None))})"
                       for key, value in self.overridden().items()]
         if "train" not in stages:
             text = (f"{', '.join(stages).capitalize()} of a model trained by the {self.name} "
@@ -146,7 +148,7 @@ def differences(config: Config, other: Config, label: str = "recipe") -> list[st
             continue
         if key == "seed" and config.init == other.init != "gaussian":
             continue
-        out.append(f"{key}={mine} ({label}: {theirs})")
+        out.append(f"{key}={shown(key, mine)} ({label}: {shown(key, theirs)})")
     return out
 
 
@@ -266,6 +268,13 @@ def _typed(key: str, text: str, type_: type):
     except ValueError:
         kind = {int: "an integer", float: "a number"}.get(type_, type_.__name__)
         raise ConfigError(f"{key}: {text!r} is not {kind}") from None
+
+
+def shown(key: str, value) -> str:
+    """A value as descriptions show it: the recipes' 2^31 - 1 by what it means."""
+    if value == INT_MAX and key in ("early_stop", "validation_period"):
+        return "epoch end" if key == "early_stop" else "never"
+    return str(value)
 
 
 def _short_value(key: str, value) -> str:

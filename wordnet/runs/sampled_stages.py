@@ -41,7 +41,8 @@ class SampledStages:
         if self._corpus is None:
             run = self.run
             self._corpus = load_corpus(run.dataset.vocab, run.data_dir)
-            if "raw_sentences.txt" not in run.dataset.files:   # the 4-gram CSVs were read
+            if "raw_sentences.txt" not in run.dataset.files and not run.dataset.manifest:
+                # the 4-gram CSVs were read
                 run.tracked.set_tags({"wordnet.data.sha256.raw_sentences.txt":
                                       sha256(run.data_dir / "raw_sentences.txt")})
         return self._corpus
@@ -50,7 +51,7 @@ class SampledStages:
         """The split's examples; PipelineError when it has none."""
         rows = examples(self.cls, self.corpus, split, self.config)
         if len(rows) == 0:
-            raise PipelineError(f"the {split} split of raw_sentences.txt has no "
+            raise PipelineError(f"the {split} split of the sentences has no "
                                 f"{self.kind.examples} (k = {self.config.window}): choose a "
                                 "smaller window")
         return rows

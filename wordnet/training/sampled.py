@@ -90,9 +90,6 @@ class SampledTrainer:
         M = len(train) // N
         if M == 0:
             raise ConfigError(f"{len(train)} training examples do not fill one minibatch of {N}")
-        if cfg.early_stop > M:
-            raise ConfigError(f"early_stop {cfg.early_stop} is beyond the {M} minibatches "
-                              f"of an epoch (at most {M}: the whole last epoch)")
         history = History()
         start = time.perf_counter()
         try:
@@ -112,7 +109,7 @@ class SampledTrainer:
         step = 0
         for epoch in range(cfg.epochs):
             last_epoch = epoch == cfg.epochs - 1
-            stop = cfg.early_stop if last_epoch else M
+            stop = min(cfg.early_stop, M) if last_epoch else M
             ce, b = 0.0, 0
             while b < min(stop + 1, M) and not self._stop_requested:
                 model.workers = governor.workers

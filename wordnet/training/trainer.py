@@ -102,7 +102,7 @@ class Position:
         last = config.epochs - 1
         if not 0 <= pos.epoch <= last:
             raise ValueError(f"epoch {pos.epoch + 1} is not one of the recipe's {config.epochs}")
-        end = config.early_stop if pos.epoch == last else M
+        end = min(config.early_stop, M) if pos.epoch == last else M
         if not 0 <= pos.batch <= end:
             raise ValueError(f"minibatch {pos.batch} is beyond the {end} of epoch {pos.epoch + 1}")
         if not pos.step == pos.updates == pos.epoch * M + pos.batch:
@@ -173,9 +173,6 @@ class Trainer:
         if M == 0:
             raise ConfigError(f"{len(train_rows)} training rows do not fill one "
                               f"minibatch of {cfg.batch_size}")
-        if cfg.early_stop > M:
-            raise ConfigError(f"early_stop {cfg.early_stop} is beyond the {M} minibatches "
-                              f"of an epoch (at most {M}: the whole last epoch)")
         try:
             with self.model.single_threaded_blas():
                 return self._run(x, t, valid_rows, on_iteration, on_validation, on_checkpoint)
@@ -199,7 +196,7 @@ class Trainer:
             ce = pos.ce if resuming else 0.0
             b = pos.batch if resuming else 0
             last_epoch = epoch == cfg.epochs - 1
-            stop = cfg.early_stop if last_epoch else M      # minibatches b < stop are applied
+            stop = min(cfg.early_stop, M) if last_epoch else M      # minibatches b < stop are applied
             while b < stop and not self._stop_requested:
                 end = min(stop, b + self.governor.minibatches(chunk),
                           self._after_validation(b) if valid_rows is not None else M)

@@ -1,0 +1,239 @@
+"""`wordnet-pipeline data build`: a user's text made a data folder (wordnet/data/build.py,
+text.py, folder.py), and every model trained on it."""
+import gzip
+import json
+import lzma
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from wordnet.cli import cli
+from wordnet.data import build as builder
+from wordnet.data import folder, text
+from wordnet.data.corpus import load_corpus
+from wordnet.data.dataset import BREAK, UNK, DataError, load_dataset
+
+SPLIT_FILES = {f"{s}_{kind}.npy" for s in ("train", "valid", "test") for kind in ("tokens", "4grams")}
+
+
+def invoke(*args, input=None):
+    return CliRunner().invoke(cli, [str(a) for a in args], input=input)
+
+
+@pytest.fixture(scope="module")
+def sentences_text(data_dir, tmp_path_factory) -> Path:
+    """The first 3,000 lines of the course's sentences, as a user's text file."""
+    lines = (data_dir / "raw_sentences.txt").read_text().splitlines()[:3000]
+    path = tmp_path_factory.mktemp("text") / "mine.txt"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@pytest.fixture(scope="module")
+def built(sentences_text, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("built") / "data"
+    builder.build([str(sentences_text)], out, vocab_size=120, min_count=3)
+    return out
+
+
+def leftovers(parent: Path) -> list[str]:
+    return [p.name for p in parent.iterdir() if ".building-" in p.name]
+
+
+# -- the rule -------------------------------------------------------------------------
+
+def test_words_are_runs_of_letters_and_each_mark_a_token():
+    assert text.tokens("Don't stop -- it's 5 O\u2019Clock... \"Yes!?\"") == [
+        "don't", "stop", "--", "it's", "5", "o\u2019clock", "...", '"', "yes", "!", "?", '"']
+    assert text.tokens("Café au lait", lowercase=False) == ["Café", "au", "lait"]
+
+
+def test_running_text_is_cut_after_sentence_marks_and_at_blank_lines(tmp_path):
+    path = tmp_path / "t.txt"
+    path.write_text('He said "no." Then he left!\nIt went on\nand on...\n\nA new one')
+    found = list(text.sentences(text.Source(str(path)), "text"))
+    assert found == [["he", "said", '"', "no", ".", '"'], ["then", "he", "left", "!"],
+                     ["it", "went", "on", "and", "on", "..."], ["a", "new", "one"]]
+    assert [len(s) for s in text.sentences(text.Source(str(path)), "lines")] == [10, 3, 3, 3]
+
+
+def test_a_sentence_longer_than_the_bound_is_cut(tmp_path, monkeypatch):
+    monkeypatch.setattr(text, "MAX_SENTENCE", 4)
+    path = tmp_path / "t.txt"
+    path.write_text("a b c d e f g h i j\n")
+    assert [len(s) for s in text.sentences(text.Source(str(path)), "text")] == [4, 4, 2]
+    assert [len(s) for s in text.sentences(text.Source(str(path)), "lines")] == [4, 4, 2]
+
+
+# -- the folder -----------------------------------------------------------------------
+
+def test_the_folder_holds_the_vocabulary_the_splits_and_a_manifest(built, sentences_text):
+    manifest = json.loads((built / "manifest.json").read_text())
+    assert manifest["format"] == folder.FORMAT
+    [source] = manifest["sources"]
+    assert source["path"] == str(sentences_text.resolve())
+    assert source["sha256"] == builder._sha256(sentences_text)
+    assert manifest["settings"] | {"shares": None} == {
+        "vocab_size": 120, "min_count": 3, "lowercase": True, "sentences": "lines", "seed": 0,
+        "shares": None}
+    assert set(manifest["files"]) == SPLIT_FILES | {"vocab.txt", "counts.tsv"}
+    for name, digest in manifest["files"].items():
+        assert builder._sha256(built / name) == digest
+    words = (built / "vocab.txt").read_text().split("\n")[:-1]
+    assert words[0] == UNK and len(words) == manifest["counts"]["vocabulary"] == 120
+    counts = [line.split("\t") for line in (built / "counts.tsv").read_text().splitlines()]
+    assert [w for w, _ in counts] == words
+    frequencies = [int(c) for _, c in counts[1:]]
+    assert frequencies == sorted(frequencies, reverse=True) and min(frequencies) >= 3
+    splits = manifest["counts"]["splits"]
+    assert sum(s["sentences"] for s in splits.values()) == 3000
+    assert 0.75 < splits["train"]["sentences"] / 3000 < 0.85
+
+
+def test_the_counts_are_the_training_splits_and_the_4grams_its_windows(built):
+    data = load_dataset(built)
+    corpus = load_corpus(data.vocab, built)
+    train = np.asarray(corpus.train)
+    counts = dict(line.split("\t") for line in (built / "counts.tsv").read_text().splitlines())
+    found = np.bincount(train[train != BREAK], minlength=len(data.vocab))
+    assert [int(counts[w]) for w in data.vocab.words] == found.tolist()
+    windows = np.lib.stride_tricks.sliding_window_view(train, 4)
+    assert np.array_equal(data.train, windows[(windows != BREAK).all(axis=1)])
+    manifest = json.loads((built / "manifest.json").read_text())
+    assert manifest["counts"]["splits"]["train"]["unknown"] == found[0] > 0
+    assert isinstance(data.train, np.memmap) and isinstance(corpus.train, np.memmap)
+
+
+def test_the_split_is_seeded_and_does_not_depend_on_how_the_text_is_read(sentences_text, built,
+                                                                         tmp_path, monkeypatch):
+    monkeypatch.setattr(builder, "BATCH", 7)              # sentences a draw at a time
+    monkeypatch.setattr(builder, "FLUSH", 50)
+    monkeypatch.setattr(builder, "CHUNK", 101)            # 4-grams across the chunks' seams
+    compressed = tmp_path / "mine.txt.xz"
+    compressed.write_bytes(lzma.compress(sentences_text.read_bytes()))
+    builder.build([str(compressed)], tmp_path / "again", vocab_size=120, min_count=3)
+    for name in SPLIT_FILES | {"vocab.txt", "counts.tsv"}:
+        assert (tmp_path / "again" / name).read_bytes() == (built / name).read_bytes(), name
+    builder.build([str(sentences_text)], tmp_path / "other", vocab_size=120, min_count=3, seed=1)
+    assert (tmp_path / "other" / "test_4grams.npy").read_bytes() != \
+        (built / "test_4grams.npy").read_bytes()
+
+
+def test_gzip_and_standard_input_read_the_same_text(sentences_text, built, tmp_path):
+    zipped = tmp_path / "mine.txt.gz"
+    zipped.write_bytes(gzip.compress(sentences_text.read_bytes()))
+    assert invoke("data", "build", zipped, "--out", tmp_path / "gz", "--vocab-size", 120,
+                  "--min-count", 3).exit_code == 0
+    piped = invoke("data", "build", "-", "--out", tmp_path / "stdin", "--vocab-size", 120,
+                   "--min-count", 3, input=sentences_text.read_bytes())
+    assert piped.exit_code == 0, piped.output
+    assert "built" in piped.stdout and "wordnet-pipeline run --data-dir" in piped.stdout
+    for name in SPLIT_FILES:
+        assert (tmp_path / "gz" / name).read_bytes() == (built / name).read_bytes()
+        assert (tmp_path / "stdin" / name).read_bytes() == (built / name).read_bytes()
+    manifest = json.loads((tmp_path / "stdin" / "manifest.json").read_text())
+    assert manifest["sources"][0]["path"] == "-"
+    assert manifest["sources"][0]["sha256"] == builder._sha256(sentences_text)
+    assert "stdin.txt" not in {p.name for p in (tmp_path / "stdin").iterdir()}
+
+
+# -- what is refused ------------------------------------------------------------------
+
+@pytest.mark.parametrize("content, message", [
+    (b"fine words here\nand \xff\xfe there\n", r"bad.txt:2: not UTF-8 text \(byte 0xff"),
+    (b"ELF\x00\x01\x02 binary\n", r"bad.txt:1: a NUL byte: a binary file, not text"),
+    (b"", r"bad.txt: no words in it"),
+    (b"  \n\n\t\n", r"bad.txt: no words in it"),
+    (b"word\n" * 50, r"bad.txt: 1 distinct word\(s\) in its training split: a vocabulary needs 2"),
+    (b"a b c d\n", r"the (valid|test) split has no 4-gram"),
+])
+def test_bad_text_is_one_line_naming_the_file_and_leaves_no_folder(tmp_path, content, message):
+    bad = tmp_path / "bad.txt"
+    bad.write_bytes(content)
+    result = invoke("data", "build", bad, "--out", tmp_path / "out", "--min-count", 1)
+    assert result.exit_code != 0 and "Traceback" not in result.output
+    [line] = result.stderr.strip().splitlines()[-1:]
+    assert line.startswith("Error: ") and __import__("re").search(message, line), line
+    assert not (tmp_path / "out").exists() and not leftovers(tmp_path)
+
+
+def test_a_corrupt_compressed_file_and_a_missing_one_are_named(tmp_path):
+    (tmp_path / "broken.txt.gz").write_bytes(gzip.compress(b"some words\n" * 100)[:-20])
+    result = invoke("data", "build", tmp_path / "broken.txt.gz", "--out", tmp_path / "out")
+    assert result.exit_code != 0 and "broken.txt.gz: not a readable compressed file" in result.stderr
+    result = invoke("data", "build", tmp_path / "nowhere.txt", "--out", tmp_path / "out")
+    assert result.exit_code != 0 and "nowhere.txt: no such file" in result.stderr
+    assert not (tmp_path / "out").exists() and not leftovers(tmp_path)
+
+
+def test_an_existing_folder_is_never_replaced(sentences_text, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "mine").write_text("keep me")
+    result = invoke("data", "build", sentences_text, "--out", out)
+    assert result.exit_code != 0 and "exists: choose a new folder" in result.stderr
+    assert (out / "mine").read_text() == "keep me" and not leftovers(tmp_path)
+
+
+def test_an_interrupted_build_leaves_nothing(sentences_text, tmp_path):
+    class Interrupting:
+        def __init__(self, total, label):
+            self.label = label
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+        def update(self, n):
+            if self.label == "writing":
+                raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        builder.build([str(sentences_text)], tmp_path / "out", vocab_size=50,
+                      progress=Interrupting)
+    assert not (tmp_path / "out").exists() and not leftovers(tmp_path)
+
+
+def test_a_damaged_array_is_refused_before_a_model_reads_it(built, tmp_path):
+    import shutil
+    copy = tmp_path / "copy"
+    shutil.copytree(built, copy)
+    rows = np.load(copy / "valid_4grams.npy")
+    rows[3, 2] = 120                                      # one past the vocabulary
+    np.save(copy / "valid_4grams.npy", rows)
+    with pytest.raises(DataError, match="valid_4grams.npy: a word number outside the vocabulary"):
+        load_dataset(copy)
+    np.save(copy / "valid_4grams.npy", rows.astype(np.float64))
+    with pytest.raises(DataError, match="expected a non-empty int32 array"):
+        load_dataset(copy)
+    (copy / "valid_4grams.npy").unlink()
+    with pytest.raises(DataError, match="valid_4grams.npy: missing"):
+        load_dataset(copy)
+
+
+# -- every model on it ----------------------------------------------------------------
+
+@pytest.mark.parametrize("recipe", ["quick", "window", "skipgram", "skipgram-neg"])
+def test_every_model_trains_on_a_built_folder(built, tmp_path, recipe):
+    out = tmp_path / "run"
+    result = invoke("run", "--data-dir", built, "--pipeline", recipe, "--no-tracking",
+                    "--out", out)
+    assert result.exit_code == 0, result.output
+    assert f"over 120 words ({built}/)" in result.stdout
+    assert "reproduce: nothing to compare" in result.stdout
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert all(np.isfinite(v) for v in metrics.values())
+    if recipe == "quick":
+        assert metrics["perf/updates"] == len(load_dataset(built).train) // 100   # one epoch
+        said = invoke("predict", "have a zebra", "--model", out)
+        assert said.exit_code == 0, said.output
+        assert "note: 'zebra' is not in the vocabulary: read as <unk>" in said.stderr
+        assert len(said.stdout.splitlines()) == 5
+    else:
+        said = invoke("nearest", "zebra", "--model", out, "-k", "3")
+        assert said.exit_code == 0 and len(said.stdout.splitlines()) == 3
+        assert "read as <unk>" in said.stderr
