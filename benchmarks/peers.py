@@ -144,10 +144,12 @@ class TorchPeer:
     bench.py was started with.
     """
 
-    def __init__(self, data: Path, dtype: str, sgd: str, env: dict, threads: int = 2):
+    def __init__(self, data: Path, dtype: str, sgd: str, env: dict, threads: int = 2,
+                 model: str = "4gram"):
+        self.params = PARAMS if model == "4gram" else ("W1", "W2")
         self.proc = subprocess.Popen(
             [sys.executable, str(HERE / "torch_peer.py"), "--data", str(data), "--dtype", dtype,
-             "--sgd", sgd, "--threads", str(threads)],
+             "--sgd", sgd, "--threads", str(threads), "--model", model],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
         HELPER_PIDS.add(self.proc.pid)
         hello = self._read()
@@ -170,7 +172,7 @@ class TorchPeer:
     def check(self, updates: int, path: Path):
         ces = self.ask(f"check {updates} {path}")["ces"]
         with np.load(path) as saved:
-            return {k: saved[k] for k in PARAMS}, ces
+            return {k: saved[k] for k in self.params}, ces
 
     def peak_rss_mib(self) -> float:
         return self.ask("memory")["peak_rss_mib"]

@@ -80,9 +80,49 @@ class TorchNet:
                 "b3": get(self.output.bias)}
 
 
+class TorchSkipGram:
+    """Skip-gram with the full softmax: nn.Embedding (W1ᵀ) + Linear without bias (W2) +
+    cross-entropy, SGD with momentum: the same trajectory as wordnet's (see TorchNet)."""
+
+    def __init__(self, params: dict, x: np.ndarray, t: np.ndarray, dtype,
+                 learning_rate: float, momentum: float, sgd: str):
+        import torch
+        from torch import nn
+        self.torch, self.F = torch, torch.nn.functional
+        d, V = params["W1"].shape
+        self.embedding = nn.Embedding(V, d, dtype=dtype)
+        self.output = nn.Linear(d, V, bias=False, dtype=dtype)
+        with torch.no_grad():
+            self.embedding.weight.copy_(torch.from_numpy(np.ascontiguousarray(params["W1"].T)))
+            self.output.weight.copy_(torch.from_numpy(params["W2"]))
+        options = {"default": {}, "foreach": {"foreach": True}, "fused": {"fused": True}}[sgd]
+        self.optimizer = torch.optim.SGD(
+            [self.embedding.weight, self.output.weight], lr=learning_rate, momentum=momentum,
+            **options)
+        self.x = torch.from_numpy(x.astype(np.int64))      # (M, N): centre words
+        self.t = torch.from_numpy(t.astype(np.int64))      # (M, N): context words
+
+    def step(self, b: int) -> float:
+        loss = self.F.cross_entropy(self.output(self.embedding(self.x[b])), self.t[b])
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        return loss.item()
+
+    def params(self) -> dict:
+        def get(p):
+            return p.detach().double().numpy().copy()
+        return {"W1": get(self.embedding.weight).T.copy(), "W2": get(self.output.weight)}
+
+
+MODELS = {"4gram": (TorchNet, ("W1", "W2", "b2", "W3", "b3")),
+          "skipgram": (TorchSkipGram, ("W1", "W2"))}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--data", required=True, help=".npz: W1, W2, b2, W3, b3, x, t")
+    ap.add_argument("--data", required=True, help=".npz: the parameters, x, t")
+    ap.add_argument("--model", choices=tuple(MODELS), default="4gram")
     ap.add_argument("--dtype", choices=("float64", "float32"), default="float64")
     ap.add_argument("--sgd", choices=("default", "foreach", "fused"), default="default")
     ap.add_argument("--threads", type=int, default=2)
@@ -93,12 +133,13 @@ def main() -> int:
     import torch
     torch.set_num_threads(args.threads)
     data = np.load(args.data)
-    params = {k: data[k] for k in ("W1", "W2", "b2", "W3", "b3")}
+    net_class, names = MODELS[args.model]
+    params = {k: data[k] for k in names}
     x, t = data["x"], data["t"]
     dtype = getattr(torch, args.dtype)
 
     def make():
-        return TorchNet(params, x, t, dtype, args.learning_rate, args.momentum, args.sgd)
+        return net_class(params, x, t, dtype, args.learning_rate, args.momentum, args.sgd)
 
     net, b = make(), 0
 

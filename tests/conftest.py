@@ -66,6 +66,27 @@ def data_dir(tmp_path_factory) -> Path:
     return folder
 
 
+# A real corpus no one here wrote: the King James Bible (1611, out of copyright), as
+# Debian's bible-kjv prints it from bible-kjv-text (version 4.38), a verse a line.
+KJV_COMMAND = ["bible", "-l100000", "gen1:1-rev22:21"]
+KJV_SHA256 = "6f74f5589333c56c263963e6347dba662bae2d96861302e690aaae0b4a855eda"
+
+
+@pytest.fixture(scope="session")
+def kjv(tmp_path_factory) -> Path:
+    """The King James Bible as a text file (`apt-get install bible-kjv`: .ci/run does)."""
+    if not shutil.which("bible"):
+        message = "no `bible` program: apt-get install bible-kjv"
+        if os.environ.get("CI"):
+            pytest.fail(message + " (.ci/run installs it)")
+        pytest.skip(message)
+    path = tmp_path_factory.mktemp("kjv") / "kjv.txt"
+    with open(path, "wb") as out:
+        subprocess.run(KJV_COMMAND, stdout=out, stdin=subprocess.DEVNULL, check=True, timeout=60)
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == KJV_SHA256, "another KJV text"
+    return path
+
+
 @pytest.fixture(scope="session")
 def dataset(data_dir):
     from wordnet.data.dataset import load_dataset
@@ -118,8 +139,8 @@ class Recorder:
         self.metrics += [(k, v, step) for k, v in metrics.items()]
         self.linked.update({k: dataset for k in metrics})
 
-    def log_artifacts(self, *paths):
-        self.artifacts += [Path(p).name for p in paths]
+    def log_artifacts(self, *paths, folder=None):
+        self.artifacts += [f"{folder}/{Path(p).name}" if folder else Path(p).name for p in paths]
 
     def log_dataset(self, rows, name, context, source, digest):
         self.datasets.append((name, context, len(rows), digest))

@@ -67,6 +67,18 @@ def test_a_sentence_longer_than_the_bound_is_cut(tmp_path, monkeypatch):
     assert [len(s) for s in text.sentences(text.Source(str(path)), "lines")] == [4, 4, 2]
 
 
+def test_a_line_longer_than_the_bound_is_read_in_pieces_cut_at_white_space(tmp_path,
+                                                                          monkeypatch):
+    monkeypatch.setattr(text, "MAX_LINE", 16)
+    path = tmp_path / "t.txt"
+    path.write_text("abc def ghi jkl mno pqr stu vwx\n" + "\u00e9" * 20 + "\nend\n")
+    pieces = list(text.Source(str(path)).lines())
+    assert [n for n, _ in pieces] == [1, 1, 2, 2, 2, 3]
+    assert " ".join(line for n, line in pieces if n == 1) == "abc def ghi jkl mno pqr stu vwx"
+    assert "".join(line for n, line in pieces if n == 2) == "\u00e9" * 20  # no character cut
+    assert max(len(line.encode()) for _, line in pieces) <= 16
+
+
 # -- the folder -----------------------------------------------------------------------
 
 def test_the_folder_holds_the_vocabulary_the_splits_and_a_manifest(built, sentences_text):
@@ -237,3 +249,58 @@ def test_every_model_trains_on_a_built_folder(built, tmp_path, recipe):
         said = invoke("nearest", "zebra", "--model", out, "-k", "3")
         assert said.exit_code == 0 and len(said.stdout.splitlines()) == 3
         assert "read as <unk>" in said.stderr
+
+
+# -- a real corpus --------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def kjv_data(kjv, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("kjv") / "kjv"
+    builder.build([str(kjv)], out, mode="text")         # defaults: 10,000 words, min count 5
+    return out
+
+
+def test_the_king_james_bible_builds_into_the_pinned_counts(kjv_data):
+    counts = json.loads((kjv_data / "manifest.json").read_text())["counts"]
+    assert counts["vocabulary"] == 4877                 # the words seen 5 times in training
+    assert {s: (c["sentences"], c["words"], c["4grams"]) for s, c in counts["splits"].items()} == {
+        "train": (24_771, 758_471, 685_029), "valid": (3_169, 96_523, 87_126),
+        "test": (3_005, 92_438, 83_513)}
+    words = (kjv_data / "vocab.txt").read_text().split()
+    assert words[:6] == [UNK, ",", "the", "and", "of", "."] and "lord" in words
+
+
+@pytest.mark.parametrize("recipe, shortened", [
+    ("quick", 300), ("window", 300), ("skipgram", 300), ("skipgram-neg", 3000)])
+def test_every_model_learns_from_the_king_james_bible(kjv_data, tmp_path, recipe, shortened,
+                                                      tracking_uri):
+    out = tmp_path / "run"
+    result = invoke("run", "--data-dir", kjv_data, "--pipeline", recipe, "--out", out,
+                    "--set", f"early_stop={shortened}", "--no-register")
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((out / "metrics.json").read_text())
+    uniform = np.log(4877)
+    if recipe == "quick":
+        # 300 updates learn the frequent words; Kneser-Ney, on the same split, is far ahead
+        assert metrics["test/ce"] < uniform - 2
+        assert metrics["baseline/test_ce"] < metrics["test/ce"]
+        said = invoke("predict", "and god said", "--model", out)
+        assert said.exit_code == 0 and len(said.stdout.splitlines()) == 5
+    elif recipe == "window":
+        assert metrics["test/ranking_accuracy"] > 0.6
+    elif recipe == "skipgram":
+        assert -metrics["test/log_likelihood"] < uniform - 0.5
+    else:                           # its objective is not the softmax's: its loss falls
+        loss = json.loads((out / "history.json").read_text())["train_ce"]
+        assert loss[-1] < 0.95 * loss[0], (loss[0], loss[-1])
+    import mlflow
+    [run] = mlflow.search_runs(search_all_experiments=True, output_format="list")
+    inputs = {d.dataset.name: d.dataset for d in run.inputs.dataset_inputs}
+    assert set(inputs) == {"kjv-train", "kjv-valid", "kjv-test"}
+    manifest = json.loads((kjv_data / "manifest.json").read_text())
+    assert inputs["kjv-test"].digest == manifest["files"]["test_4grams.npy"][:20]
+    assert run.data.tags["wordnet.data.sources"] == "kjv.txt"
+    logged = mlflow.artifacts.download_artifacts(run_id=run.info.run_id,
+                                                 artifact_path="data/manifest.json",
+                                                 dst_path=str(tmp_path))
+    assert json.loads(Path(logged).read_text()) == manifest

@@ -149,6 +149,11 @@ class Dataset:
         """Whether the words are the course's 250, those of the C reference's models."""
         return self.vocab == Vocabulary.embedded()
 
+    def dataset_name(self, split: str) -> str:
+        """The name of ``split`` as MLflow's dataset: the course's ``train``; a built
+        folder's ``FOLDER-train``, so that runs on different corpora tell apart."""
+        return split if self.manifest is None else f"{self.source.name}-{split}"
+
     def file_of(self, split: str) -> str:
         """The file ``split``'s 4-grams were read from (a key of ``files``)."""
         for name in (f"{split}_4grams.npy", f"{split}_data.csv"):

@@ -23,6 +23,10 @@ MAPS_ACROSS = 2
 MAP_INCHES = 12
 TITLE_INCHES = 0.7
 COMPARED_LABEL_SIZE = 8         # points: a map of 600 pixels holds its 250 labels apart
+# A map holds about as many labels as the course's 250 words legibly: of a larger
+# vocabulary (a built folder's, ordered by frequency) it shows the most frequent.
+MAP_WORDS = 300
+UNK = "<unk>"                   # not a word: left off the map
 
 
 def embedding_map(path: Path, W1: np.ndarray, words, title: str = "",
@@ -30,11 +34,24 @@ def embedding_map(path: Path, W1: np.ndarray, words, title: str = "",
     """Each word at its embedding (a column of W1) laid out by t-SNE, as the course's
     assignment showed them, every label legible (see :func:`place_labels`); with
     ``html``, also that map as a page where pointing at a word lights up its nearest
-    words in the embedding space (the t-SNE layout only approximates them)."""
+    words in the embedding space (the t-SNE layout only approximates them).  Of more
+    than MAP_WORDS words, the first MAP_WORDS (:func:`most_frequent`)."""
+    W1, words = most_frequent(W1, words)
     fig, labels, anchors = draw_embedding_map(W1, words, title)
     save(fig, path)
     if html is not None:
         atomic_write(Path(html), map_page(fig, labels, anchors, W1, title).encode())
+
+
+def most_frequent(W1: np.ndarray, words) -> tuple[np.ndarray, list]:
+    """The columns of W1 and the words a map shows: all, up to MAP_WORDS of them; else
+    the first MAP_WORDS but <unk> (a vocabulary ``data build`` made is ordered by
+    frequency)."""
+    words = list(words)
+    if len(words) <= MAP_WORDS:
+        return W1, words
+    shown = [i for i, w in enumerate(words) if w != UNK][:MAP_WORDS]
+    return W1[:, shown], [words[i] for i in shown]
 
 
 def tsne(W1: np.ndarray) -> np.ndarray:
@@ -57,7 +74,8 @@ def draw_embedding_map(W1: np.ndarray, words, title: str = ""):
     fig.subplots_adjust(left=0.02, right=0.98, bottom=0.02, top=0.93)   # fixed: transforms hold
     fig.suptitle(title or "Word embeddings", fontsize=13)
     ax = fig.add_subplot()
-    ax.set_title(f"the {len(words)} words' embeddings (columns of W1) by t-SNE, "
+    ax.set_title(f"the {len(words)} {'most frequent ' if len(words) == MAP_WORDS else ''}"
+                 f"words' embeddings (columns of W1) by t-SNE, "
                  f"perplexity {PERPLEXITY}", fontsize=10, color="0.3")
     labels, anchors = _map_on(fig, ax, tsne(W1), words)
     return fig, labels, anchors
@@ -65,7 +83,10 @@ def draw_embedding_map(W1: np.ndarray, words, title: str = ""):
 
 def embedding_maps(path: Path, W1s: list[np.ndarray], titles: list[str], words,
                    title: str = "") -> None:
-    """Several models' maps in a grid (:func:`draw_embedding_maps`), as one PNG."""
+    """Several models' maps in a grid (:func:`draw_embedding_maps`), as one PNG; of more
+    than MAP_WORDS words, the most frequent (:func:`most_frequent`)."""
+    cut = [most_frequent(W1, words) for W1 in W1s]
+    W1s, words = [W1 for W1, _ in cut], cut[0][1] if cut else words
     save(draw_embedding_maps(W1s, titles, words, title)[0], path)
 
 

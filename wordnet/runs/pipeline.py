@@ -154,10 +154,15 @@ class PipelineRun:
         # as tags: 64 characters each would crowd the compare view's parameters
         self.tracked.set_tags({f"wordnet.data.sha256.{name}": digest
                                for name, digest in data.files.items()})
+        if data.manifest is not None:       # a folder `data build` made: from what, and how
+            self.tracked.log_artifacts(data.source / "manifest.json", folder="data")
+            sources = ", ".join(Path(s["path"]).name for s in data.manifest["sources"])
+            self.tracked.set_tags({"wordnet.data.folder": str(data.source.resolve()),
+                                   "wordnet.data.sources": sources[:500]})
         for split, context in (("train", "training"), ("valid", "validation"), ("test", "test")):
             file = data.file_of(split)
-            self.tracked.log_dataset(data.split(split), split, context, data.path(file),
-                                      data.files[file])
+            self.tracked.log_dataset(data.split(split), data.dataset_name(split), context,
+                                      data.path(file), data.files[file])
 
     # -- what the stages of every kind share ------------------------------------------
 
@@ -255,7 +260,8 @@ class PipelineRun:
 
     def dataset_link(self, split: str) -> tuple[str, str]:
         """(name, digest) of the dataset a ``split``'s figures are about, as logged by load."""
-        return split, self.dataset.files[self.dataset.file_of(split)][:20]
+        data = self.dataset
+        return data.dataset_name(split), data.files[data.file_of(split)][:20]
 
 
 def run(recipe: Recipe, overrides: dict[str, str], stages, out: Path,

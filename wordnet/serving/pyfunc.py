@@ -94,10 +94,12 @@ class WordNetModel(PythonModel):
                     f"inputs[{n}] {_shown(text)}: {e}") from None
         ranked = self.predictor.predict_batch(contexts, k)    # forward passes by the thousand
         # pydantic builds the answer objects in one call, three times faster than one by one
+        words = self.predictor.vocab.words
+        # the context as the model read it: a word outside a vocabulary with <unk>, as <unk>
         return ANSWERS.validate_python([
-            {"context": text.lower().split(),
+            {"context": [words[i] for i in context],
              "predictions": [{"word": w, "probability": q} for w, q in predictions]}
-            for text, predictions in zip(model_input, ranked)])
+            for context, predictions in zip(contexts.tolist(), ranked)])
 
     def _top_k(self, value) -> int:
         """``top_k`` checked here too: MLflow lets null through, and a model loaded
