@@ -148,7 +148,7 @@ def test_other_recipes_say_why_the_byte_checks_do_not_apply(tiny, dataset):
     [c_full] = report["notes"]
     assert c_full.startswith("comparison with c_full.bin: it is the C program's model of its "
                              "own recipe, and here epochs=1 (C recipe: 9); early_stop=19 "
-                             "(C recipe: 3000); validation_period=1000 (C recipe: 2147483647)")
+                             "(C recipe: 3000); validation_period=1000 (C recipe: never)")
     assert any(line.startswith("  info  test CE, against the unigram baseline: ")
                and line.endswith(", not enforced (overridden: early_stop=19)") for line in said)
     assert said[-1] == ("reproduce: 5 enforced check(s) passed, none of them on the model just "

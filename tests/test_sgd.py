@@ -62,11 +62,13 @@ def test_weight_decay_shrinks_the_weights(corpus):
     assert np.linalg.norm(decayed.W1) < 0.5 * np.linalg.norm(plain.W1)
 
 
-def test_too_few_examples_or_a_late_early_stop_are_refused(corpus):
-    with pytest.raises(ConfigError, match="beyond the 60 minibatches"):
-        train(corpus, model="window", early_stop=61)
+def test_too_few_examples_are_refused_and_a_late_early_stop_ends_the_epoch(corpus):
     with pytest.raises(ConfigError, match="do not fill one minibatch"):
         train(corpus, model="window", rows=10)
+    whole, history, _ = train(corpus, model="window", early_stop=60)      # 60 minibatches
+    beyond, later, _ = train(corpus, model="window", early_stop=2**31 - 1)
+    assert later.updates == history.updates == 120
+    np.testing.assert_array_equal(beyond.W1, whole.W1)
 
 
 def test_exact_and_fast_backends_train_alike(corpus):
