@@ -31,7 +31,7 @@ def main(argv=None) -> int:
     ap.add_argument("--text", help="the text to repeat [default: the King James Bible]")
     ap.add_argument("--gigabytes", type=float, default=1.0, help="size to build (default 1)")
     ap.add_argument("--sentences", default="text", choices=("lines", "text"))
-    ap.add_argument("--scratch", help="folder for the text and the data [default: a temporary one]")
+    ap.add_argument("--scratch", help="where the text and the folder go [default: the temp dir]")
     args = ap.parse_args(argv)
     exe = pipeline_executable()
     with tempfile.TemporaryDirectory(prefix="bench-build-", dir=args.scratch) as scratch:
@@ -60,8 +60,8 @@ def main(argv=None) -> int:
         made = json.loads((scratch / "data" / "manifest.json").read_text())
         on_disk = sum(p.stat().st_size for p in (scratch / "data").iterdir())
         words = sum(s["words"] for s in made["counts"]["splits"].values())
-        print(f"  {wall:.1f} s ({size / 1e6 / wall:.1f} MB/s, {words / wall / 1e6:.2f} M words/s); "
-              f"peak memory {peak:.0f} MiB; the folder {on_disk / 1e9:.2f} GB, "
+        print(f"  {wall:.1f} s ({size / 1e6 / wall:.1f} MB/s, {words / wall / 1e6:.2f} M "
+              f"words/s); peak memory {peak:.0f} MiB; the folder {on_disk / 1e9:.2f} GB, "
               f"{made['counts']['vocabulary']:,} words in its vocabulary")
     return 0
 

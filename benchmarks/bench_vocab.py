@@ -170,8 +170,9 @@ def main(argv=None) -> int:
             for name in chosen:
                 best = models[name](V, tokens, args, Path(scratch))
                 results.append((name, V, best))
+                ratio = best["ours"] / best["torch"]
                 print(f"  {name:<9} V={V:>6,}: ours {best['ours']:8,.0f} upd/s, torch "
-                      f"{best['torch']:8,.0f} upd/s, ours ÷ torch {best['ours'] / best['torch']:.2f}")
+                      f"{best['torch']:8,.0f} upd/s, ours ÷ torch {ratio:.2f}")
     print("\n| model | V | ours upd/s | torch upd/s | ours ÷ torch |\n|---|---|---|---|---|")
     for name, V, best in results:
         print(f"| {name} | {V:,} | {best['ours']:,.0f} | {best['torch']:,.0f} | "

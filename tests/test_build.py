@@ -15,7 +15,8 @@ from wordnet.data import folder, text
 from wordnet.data.corpus import load_corpus
 from wordnet.data.dataset import BREAK, UNK, DataError, load_dataset
 
-SPLIT_FILES = {f"{s}_{kind}.npy" for s in ("train", "valid", "test") for kind in ("tokens", "4grams")}
+SPLIT_FILES = {f"{s}_{kind}.npy" for s in ("train", "valid", "test")
+               for kind in ("tokens", "4grams")}
 
 
 def invoke(*args, input=None):
@@ -174,7 +175,8 @@ def test_bad_text_is_one_line_naming_the_file_and_leaves_no_folder(tmp_path, con
 def test_a_corrupt_compressed_file_and_a_missing_one_are_named(tmp_path):
     (tmp_path / "broken.txt.gz").write_bytes(gzip.compress(b"some words\n" * 100)[:-20])
     result = invoke("data", "build", tmp_path / "broken.txt.gz", "--out", tmp_path / "out")
-    assert result.exit_code != 0 and "broken.txt.gz: not a readable compressed file" in result.stderr
+    assert result.exit_code != 0
+    assert "broken.txt.gz: not a readable compressed file" in result.stderr
     result = invoke("data", "build", tmp_path / "nowhere.txt", "--out", tmp_path / "out")
     assert result.exit_code != 0 and "nowhere.txt: no such file" in result.stderr
     assert not (tmp_path / "out").exists() and not leftovers(tmp_path)
@@ -304,3 +306,27 @@ def test_every_model_learns_from_the_king_james_bible(kjv_data, tmp_path, recipe
                                                  artifact_path="data/manifest.json",
                                                  dst_path=str(tmp_path))
     assert json.loads(Path(logged).read_text()) == manifest
+
+
+def test_a_vocabulary_of_10000_words_trains_and_answers(tmp_path):
+    """A text of 12,000 distinct words (Zipf-distributed): the 4-gram model and
+    full-softmax skip-gram train at V = 10,000; predict and nearest answer from it."""
+    rng = np.random.default_rng(0)
+    ranks = np.arange(1, 12_001)
+    words = rng.choice(12_000, size=300_000, p=ranks ** -1.0 / (ranks ** -1.0).sum())
+    lines = np.array_split(words, 300_000 // 12)
+    (tmp_path / "zipf.txt").write_text("\n".join(" ".join(f"w{i}" for i in line)
+                                                 for line in lines) + "\n")
+    assert invoke("data", "build", tmp_path / "zipf.txt", "--out", tmp_path / "data",
+                  "--min-count", 1).exit_code == 0
+    assert len((tmp_path / "data" / "vocab.txt").read_text().split()) == 10_000
+    for recipe, out in (("quick", "fourgram"), ("skipgram", "skipgram")):
+        result = invoke("run", "--data-dir", tmp_path / "data", "--pipeline", recipe,
+                        "--out", tmp_path / out, "--no-tracking", "--set", "early_stop=20")
+        assert result.exit_code == 0, result.output
+        assert "over 10,000 words" in result.stdout
+    said = invoke("predict", "w0 w1 w2", "--model", tmp_path / "fourgram", "-k", "3")
+    assert said.exit_code == 0 and len(said.stdout.splitlines()) == 3
+    said = invoke("nearest", "w1", "--model", tmp_path / "skipgram", "-k", "3")
+    assert said.exit_code == 0 and len(said.stdout.splitlines()) == 3
+    assert (tmp_path / "skipgram" / "embeddings.png").stat().st_size > 0   # 300 words mapped

@@ -150,7 +150,7 @@ class PipelineRun:
         data = self._dataset
         train, valid, test = (self.stages.examples_in(s) for s in ("train", "valid", "test"))
         self.echo(f"data: {train:,} training, {valid:,} validation and {test:,} test "
-                  f"{self.kind.examples} over {len(data.vocab)} words ({data.describe()})")
+                  f"{self.kind.examples} over {len(data.vocab):,} words ({data.describe()})")
         # as tags: 64 characters each would crowd the compare view's parameters
         self.tracked.set_tags({f"wordnet.data.sha256.{name}": digest
                                for name, digest in data.files.items()})
