@@ -172,6 +172,27 @@ def test_bad_text_is_one_line_naming_the_file_and_leaves_no_folder(tmp_path, con
     assert not (tmp_path / "out").exists() and not leftovers(tmp_path)
 
 
+def test_what_min_count_leaves_and_a_repeated_stdin_are_refused(tmp_path):
+    (tmp_path / "once.txt").write_text("\n".join(f"word{i} other{i} more{i} again{i}"
+                                                for i in range(200)))
+    result = invoke("data", "build", tmp_path / "once.txt", "--out", tmp_path / "out")
+    assert result.exit_code != 0 and "no word appears 5 times in its training split" in \
+        result.stderr
+    result = invoke("data", "build", "-", "-", "--out", tmp_path / "out", input="a b c d\n")
+    assert result.exit_code != 0 and "standard input) given twice" in result.stderr
+    assert not (tmp_path / "out").exists() and not leftovers(tmp_path)
+
+
+def test_a_split_of_a_few_short_sentences_is_refused_by_name_at_any_seed(tmp_path):
+    """A split whose text is one or two words has no 4-gram: said, whatever the draw."""
+    (tmp_path / "short.txt").write_text("\n".join(["a b c d e f g"] * 8 + ["a b", "c"]) + "\n")
+    for seed in range(20):
+        result = invoke("data", "build", tmp_path / "short.txt", "--out", tmp_path / f"o{seed}",
+                        "--min-count", 1, "--seed", seed)
+        assert result.exit_code == 0 or "split has no 4-gram" in result.stderr, result.output
+        assert "Traceback" not in result.output and "unexpected" not in result.stderr
+
+
 def test_a_corrupt_compressed_file_and_a_missing_one_are_named(tmp_path):
     (tmp_path / "broken.txt.gz").write_bytes(gzip.compress(b"some words\n" * 100)[:-20])
     result = invoke("data", "build", tmp_path / "broken.txt.gz", "--out", tmp_path / "out")
@@ -243,6 +264,11 @@ def test_every_model_trains_on_a_built_folder(built, tmp_path, recipe):
     assert all(np.isfinite(v) for v in metrics.values())
     if recipe == "quick":
         assert metrics["perf/updates"] == len(load_dataset(built).train) // 100   # one epoch
+        from wordnet.models.predictor import Predictor
+        from wordnet.serving.pyfunc import WordNetModel
+        served = WordNetModel.of(Predictor.load(out / "model.bin", out / "vocab.txt"))
+        [answer] = served.predict(["Have a zebra"])             # the served model's answer
+        assert answer.context == ["have", "a", UNK] and len(answer.predictions) == 5
         said = invoke("predict", "have a zebra", "--model", out)
         assert said.exit_code == 0, said.output
         assert "note: 'zebra' is not in the vocabulary: read as <unk>" in said.stderr

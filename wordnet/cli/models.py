@@ -29,8 +29,9 @@ def said_model(origin: str) -> None:
 def said_unknown(vocab, *texts: str) -> None:
     """On stderr, the words of ``texts`` a vocabulary with <unk> reads as <unk>."""
     from wordnet.data.dataset import UNK
-    if UNK in vocab.index:
-        for word in vocab.unknown(" ".join(texts).lower().split()):
+    from wordnet.models.predictor import words_of
+    if vocab.has_unk():
+        for word in vocab.unknown(words_of(" ".join(texts), None, vocab)):
             click.echo(f"note: {word!r} is not in the vocabulary: read as {UNK}", err=True)
 
 

@@ -258,7 +258,7 @@ def data():
               show_default=True, help="lines: a sentence a line; text: running text, cut "
                                       "after . ! ? and at blank lines.")
 @click.option("--keep-case", is_flag=True, help="Do not lower-case the text.")
-@click.option("--seed", type=int, default=0, show_default=True,
+@click.option("--seed", type=click.IntRange(0), default=0, show_default=True,
               help="Of the split of the sentences (80 % training, 10 % validation, 10 % test).")
 def build(texts, out, vocab_size, min_count, sentences, keep_case, seed):
     """Make a data folder from your text, for `run --data-dir`.

@@ -66,7 +66,7 @@ class Vocabulary:
 
     def __post_init__(self):
         object.__setattr__(self, "index", {w: i for i, w in enumerate(self.words)})
-        object.__setattr__(self, "_ascii", all(w.isascii() for w in self.words))
+        object.__setattr__(self, "_lowercase", all(w == w.lower() for w in self.words))
 
     def __len__(self) -> int:
         return len(self.words)
@@ -86,8 +86,12 @@ class Vocabulary:
         """Those of ``words`` outside the vocabulary (which :meth:`encode` reads as <unk>)."""
         return [w for w in words if w not in self.index]
 
-    def is_ascii(self) -> bool:
-        return self._ascii
+    def has_unk(self) -> bool:
+        """Whether a word outside it is read as <unk> (a vocabulary ``data build`` made)."""
+        return UNK in self.index
+
+    def is_lowercase(self) -> bool:
+        return self._lowercase
 
     @classmethod
     def read(cls, path: Path) -> "Vocabulary":
@@ -127,7 +131,7 @@ class Dataset:
     train: np.ndarray        # (rows, 4) int32, 0-based: w1, w2, w3, target
     valid: np.ndarray
     test: np.ndarray
-    files: dict[str, str]    # file name -> SHA-256 of the files read
+    files: dict[str, str]    # file name -> SHA-256 of the files read (a built folder's manifest's)
     source: Path | None      # the data folder; None: the copy shipped with the package
     unknown_words: int = 0   # words outside the vocabulary: skipped (raw_sentences.txt), or <unk>
     manifest: dict | None = field(default=None, compare=False)   # a built folder's (data build)
@@ -152,7 +156,7 @@ class Dataset:
     def dataset_name(self, split: str) -> str:
         """The name of ``split`` as MLflow's dataset: the course's ``train``; a built
         folder's ``FOLDER-train``, so that runs on different corpora tell apart."""
-        return split if self.manifest is None else f"{self.source.name}-{split}"
+        return split if self.manifest is None else f"{self.source.resolve().name}-{split}"
 
     def file_of(self, split: str) -> str:
         """The file ``split``'s 4-grams were read from (a key of ``files``)."""
@@ -184,7 +188,8 @@ def has_data(folder: Path) -> bool:
     folder = Path(folder)
     # exists(), not is_file(): a vocab.txt that is a folder or a FIFO is an error to
     # report when reading it, not a reason to take the shipped copy instead
-    if (folder / "manifest.json").exists():         # a folder `data build` made
+    from wordnet.data import folder as built  # it builds on this module
+    if built.is_built(folder):                      # a folder `data build` made
         return True
     splits = all((folder / f"{s}_data.csv").exists() for s in SPLITS)
     return (folder / "vocab.txt").exists() and (splits or (folder / "raw_sentences.txt").exists())
@@ -218,7 +223,7 @@ def load_dataset(data_dir=None) -> Dataset:
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
         raise DataError(f"{data_dir}: no such data folder")
-    from wordnet.data import folder             # it builds on this module
+    from wordnet.data import folder  # it builds on this module
     if folder.is_built(data_dir):
         return folder.load(data_dir)
     vocab = Vocabulary.read(_need(data_dir / "vocab.txt"))

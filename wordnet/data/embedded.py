@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import importlib.resources
 import lzma
+
 from wordnet.errors import WordNetError
 
 FOLDER = "_embedded"

@@ -18,8 +18,16 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from wordnet.data.dataset import (DATA_ENV, DEFAULT_DIR, DataError, Vocabulary, csv_bytes, sha256,
-    split_ngrams, tokenize)
+from wordnet.data.dataset import (
+    DATA_ENV,
+    DEFAULT_DIR,
+    DataError,
+    Vocabulary,
+    csv_bytes,
+    sha256,
+    split_ngrams,
+    tokenize,
+)
 from wordnet.data.embedded import CSV_SHA256, SHA256
 from wordnet.errors import WordNetError
 from wordnet.fileio import MiB, atomic_write, read_bounded

@@ -44,15 +44,22 @@ def top_k(p: np.ndarray, k: int) -> np.ndarray:
     return np.take_along_axis(index, np.argsort(-values, axis=1, kind="stable"), axis=1)
 
 
-def words_of(text: str, count: int | None = None, ascii: bool = True) -> list[str]:
-    """``text`` normalised like the training data: lower-cased, split on white space;
-    only ASCII when the vocabulary is (``ascii``), as the course's is."""
+def words_of(text: str, count: int | None = None, vocab=None) -> list[str]:
+    """``text`` cut into words as the training data was: the course's, lower-cased and
+    split on white space, ASCII only; a vocabulary ``data build`` made (it has <unk>),
+    by that build's rule (:func:`wordnet.data.text.tokens`), lower-cased unless the
+    vocabulary has capitals (--keep-case)."""
     if len(text) > MAX_CHARS:
         raise InputError(f"input of {len(text)} characters is too long (at most {MAX_CHARS})")
-    if ascii and not text.isascii():
+    built = vocab is not None and vocab.has_unk()
+    if not built and not text.isascii():
         bad = next(c for c in text if not c.isascii())
         raise InputError(f"non-ASCII character {bad!r}: the vocabulary is plain English words")
-    words = text.lower().split()
+    if built:
+        from wordnet.data.text import tokens
+        words = tokens(text, lowercase=vocab.is_lowercase())
+    else:
+        words = text.lower().split()
     if not words:
         raise InputError("empty input: give words such as \"have a good\"")
     if count is not None and len(words) != count:
@@ -84,7 +91,7 @@ class Embeddings:
         return cls(params["W1"], vocab, kind)
 
     def embedding(self, word: str) -> np.ndarray:
-        return self.W1[:, self.vocab.encode(words_of(word, 1, self.vocab.is_ascii()))[0]]
+        return self.W1[:, self.vocab.encode(words_of(word, 1, self.vocab))[0]]
 
     def distance(self, a: str, b: str) -> float:
         """Euclidean distance between two word embeddings (columns of W1)."""
@@ -92,7 +99,7 @@ class Embeddings:
 
     def nearest(self, word: str, k: int = 10) -> list[tuple[str, float]]:
         """The ``k`` words closest to ``word`` in embedding space, closest first."""
-        i = int(self.vocab.encode(words_of(word, 1, self.vocab.is_ascii()))[0])
+        i = int(self.vocab.encode(words_of(word, 1, self.vocab))[0])
         d = np.linalg.norm(self.W1 - self.W1[:, [i]], axis=0)
         order = [j for j in np.argsort(d, kind="stable") if j != i][:k]
         return [(self.vocab.words[j], float(d[j])) for j in order]
@@ -128,11 +135,7 @@ class Predictor(Embeddings):
 
     def encode(self, text: str) -> np.ndarray:
         """The indices of a context; UnknownWordError names the closest words."""
-        return self.vocab.encode(words_of(text, self.context_size, self.vocab.is_ascii()))
-
-    def unknown(self, text: str) -> list[str]:
-        """The words of ``text`` outside the vocabulary, read as <unk>."""
-        return self.vocab.unknown(words_of(text, None, self.vocab.is_ascii()))
+        return self.vocab.encode(words_of(text, self.context_size, self.vocab))
 
     def probabilities(self, contexts: np.ndarray) -> np.ndarray:
         """P(next word | context), (n, V), for (n, D) 0-based contexts."""

@@ -36,8 +36,9 @@ def embedding_map(path: Path, W1: np.ndarray, words, title: str = "",
     ``html``, also that map as a page where pointing at a word lights up its nearest
     words in the embedding space (the t-SNE layout only approximates them).  Of more
     than MAP_WORDS words, the first MAP_WORDS (:func:`most_frequent`)."""
+    vocabulary = len(words)
     W1, words = most_frequent(W1, words)
-    fig, labels, anchors = draw_embedding_map(W1, words, title)
+    fig, labels, anchors = draw_embedding_map(W1, words, title, of=vocabulary)
     save(fig, path)
     if html is not None:
         atomic_write(Path(html), map_page(fig, labels, anchors, W1, title).encode())
@@ -48,8 +49,8 @@ def most_frequent(W1: np.ndarray, words) -> tuple[np.ndarray, list]:
     the first MAP_WORDS but <unk> (a vocabulary ``data build`` made is ordered by
     frequency)."""
     words = list(words)
-    if len(words) <= MAP_WORDS:
-        return W1, words
+    if len(words) <= MAP_WORDS and UNK not in words:
+        return W1, words                    # the course's 250: all of them, as they are
     shown = [i for i, w in enumerate(words) if w != UNK][:MAP_WORDS]
     return W1[:, shown], [words[i] for i in shown]
 
@@ -68,14 +69,16 @@ def tsne(W1: np.ndarray) -> np.ndarray:
                     max_iter=TSNE_ITERATIONS).fit_transform(np.asarray(W1.T, np.float64))
 
 
-def draw_embedding_map(W1: np.ndarray, words, title: str = ""):
-    """(figure, its word labels, the words' points in pixels): the map, not yet saved."""
+def draw_embedding_map(W1: np.ndarray, words, title: str = "", of: int | None = None):
+    """(figure, its word labels, the words' points in pixels): the map, not yet saved;
+    ``of``: the vocabulary's size, when ``words`` are its most frequent."""
     fig = figure(figsize=(10, 10), dpi=100)
     fig.subplots_adjust(left=0.02, right=0.98, bottom=0.02, top=0.93)   # fixed: transforms hold
     fig.suptitle(title or "Word embeddings", fontsize=13)
     ax = fig.add_subplot()
-    ax.set_title(f"the {len(words)} {'most frequent ' if len(words) == MAP_WORDS else ''}"
-                 f"words' embeddings (columns of W1) by t-SNE, "
+    shown = (f"the {len(words)} most frequent of {of:,} words'" if of and of > MAP_WORDS
+             else f"the {len(words)} words'")
+    ax.set_title(f"{shown} embeddings (columns of W1) by t-SNE, "
                  f"perplexity {PERPLEXITY}", fontsize=10, color="0.3")
     labels, anchors = _map_on(fig, ax, tsne(W1), words)
     return fig, labels, anchors
