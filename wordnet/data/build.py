@@ -235,7 +235,8 @@ def _write(read: _Read, lookup: np.ndarray, staging: Path, progress) -> dict:
                     bar.at(written)
             if not ngrams.rows:
                 raise DataError(f"the {split} split has no 4-gram ({read.sentences[split]:,} "
-                                "sentence(s) of 4 words or more needed): the text is too short")
+                                "sentence(s) drawn to it, none of 4 words or more): the text "
+                                "is too short for an 80/10/10 split")
             figures[split] = {"sentences": read.sentences[split], "words": read.words[split],
                               "unknown": unknown, "4grams": ngrams.rows}
     return {"splits": figures}
