@@ -13,7 +13,7 @@ from wordnet.cli import cli
 from wordnet.data import build as builder
 from wordnet.data import folder, text
 from wordnet.data.corpus import load_corpus
-from wordnet.data.dataset import BREAK, UNK, DataError, load_dataset
+from wordnet.data.dataset import BREAK, UNK, DataError, load_dataset, sha256
 
 SPLIT_FILES = {f"{s}_{kind}.npy" for s in ("train", "valid", "test")
                for kind in ("tokens", "4grams")}
@@ -87,13 +87,13 @@ def test_the_folder_holds_the_vocabulary_the_splits_and_a_manifest(built, senten
     assert manifest["format"] == folder.FORMAT
     [source] = manifest["sources"]
     assert source["path"] == str(sentences_text.resolve())
-    assert source["sha256"] == builder._sha256(sentences_text)
+    assert source["sha256"] == sha256(sentences_text)
     assert manifest["settings"] | {"shares": None} == {
         "vocab_size": 120, "min_count": 3, "lowercase": True, "sentences": "lines", "seed": 0,
         "shares": None}
     assert set(manifest["files"]) == SPLIT_FILES | {"vocab.txt", "counts.tsv"}
     for name, digest in manifest["files"].items():
-        assert builder._sha256(built / name) == digest
+        assert sha256(built / name) == digest
     words = (built / "vocab.txt").read_text().split("\n")[:-1]
     assert words[0] == UNK and len(words) == manifest["counts"]["vocabulary"] == 120
     counts = [line.split("\t") for line in (built / "counts.tsv").read_text().splitlines()]
@@ -148,7 +148,7 @@ def test_gzip_and_standard_input_read_the_same_text(sentences_text, built, tmp_p
         assert (tmp_path / "stdin" / name).read_bytes() == (built / name).read_bytes()
     manifest = json.loads((tmp_path / "stdin" / "manifest.json").read_text())
     assert manifest["sources"][0]["path"] == "-"
-    assert manifest["sources"][0]["sha256"] == builder._sha256(sentences_text)
+    assert manifest["sources"][0]["sha256"] == sha256(sentences_text)
     assert "stdin.txt" not in {p.name for p in (tmp_path / "stdin").iterdir()}
 
 

@@ -66,11 +66,11 @@ def test_the_callers_error_class_is_raised(tmp_path):
 
 
 def test_atomic_create_makes_a_file_once_and_never_replaces_one(tmp_path):
-    from wordnet.fileio import _umask, atomic_create
+    from wordnet.fileio import atomic_create, umask
     path = tmp_path / "store.db"
     assert atomic_create(path, b"first", 0o644) is True
     assert path.read_bytes() == b"first"
-    assert path.stat().st_mode & 0o777 == 0o644 & ~_umask()      # not mkstemp's 0600
+    assert path.stat().st_mode & 0o777 == 0o644 & ~umask()      # not mkstemp's 0600
     assert atomic_create(path, b"second", 0o644) is False         # made meanwhile: kept
     assert path.read_bytes() == b"first"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["store.db"]   # no temporary left

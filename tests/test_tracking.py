@@ -112,7 +112,7 @@ def test_a_new_sqlite_store_is_made_in_memory_then_linked_in(tmp_path, monkeypat
     import mlflow
     from mlflow import MlflowClient
 
-    from wordnet.fileio import _umask
+    from wordnet.fileio import umask
     ram, linked, atomic_create = tmp_path / "ram", [], store.atomic_create
     ram.mkdir()
 
@@ -129,7 +129,7 @@ def test_a_new_sqlite_store_is_made_in_memory_then_linked_in(tmp_path, monkeypat
     finally:
         mlflow.set_tracking_uri(None)
     assert linked == [(database, database.stat().st_size)]
-    assert database.stat().st_mode & 0o777 == 0o644 & ~_umask()
+    assert database.stat().st_mode & 0o777 == 0o644 & ~umask()
     assert list(ram.iterdir()) == []                              # the scratch is gone
     client = MlflowClient(f"sqlite:///{database}")
     [experiment] = [e for e in client.search_experiments() if e.name == "made"]

@@ -88,7 +88,7 @@ def atomic_write(path: Path, data: bytes) -> None:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
-            os.fchmod(f.fileno(), 0o666 & ~_umask())   # mkstemp's 0600 would hide it
+            os.fchmod(f.fileno(), 0o666 & ~umask())   # mkstemp's 0600 would hide it
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException as e:
@@ -113,7 +113,7 @@ def atomic_create(path: Path, data: bytes, mode: int = 0o666) -> bool:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
-            os.fchmod(f.fileno(), mode & ~_umask())
+            os.fchmod(f.fileno(), mode & ~umask())
             os.fsync(f.fileno())
         try:
             os.link(tmp, path)
@@ -135,7 +135,8 @@ def write_json(path: Path, obj) -> None:
     atomic_write(path, (json.dumps(obj, indent=1) + "\n").encode())
 
 
-def _umask() -> int:
+def umask() -> int:
+    """The process's umask (reading it means setting it: set back at once)."""
     mask = os.umask(0)
     os.umask(mask)
     return mask

@@ -18,7 +18,6 @@ Ctrl-C or a full disk leaves no folder that looks like data.
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import sys
@@ -33,9 +32,9 @@ from pathlib import Path
 import numpy as np
 
 from wordnet.data import folder as layout
-from wordnet.data.dataset import BREAK, COLUMNS, SPLITS, UNK, DataError
+from wordnet.data.dataset import BREAK, COLUMNS, SPLITS, UNK, DataError, sha256
 from wordnet.data.text import STDIN, Source, sentences
-from wordnet.fileio import write_json
+from wordnet.fileio import umask, write_json
 
 SHARES = (0.8, 0.1, 0.1)        # of the sentences: training, validation, test
 BATCH = 4096                    # sentences given their splits at a time
@@ -79,13 +78,13 @@ def build(texts: Sequence[str], out: Path, vocab_size: int = 10_000, min_count: 
                          "lowercase": lowercase, "sentences": mode, "seed": seed,
                          "shares": dict(zip(SPLITS, SHARES))},
             "counts": {"lines": read.lines, "vocabulary": len(vocab), **figures},
-            "files": {p.name: _sha256(p) for p in sorted(staging.iterdir())},
+            "files": {p.name: sha256(p) for p in sorted(staging.iterdir())},
             "seconds": round(time.monotonic() - started, 1),
         }
         for path in staging.iterdir():                  # on disk before it is renamed
             _sync(path)
         write_json(staging / layout.MANIFEST, manifest)
-        os.chmod(staging, 0o777 & ~_umask())            # mkdtemp's 0700 would hide it
+        os.chmod(staging, 0o777 & ~umask())            # mkdtemp's 0700 would hide it
         try:
             os.rename(staging, out)                     # over an empty folder only
         except OSError as e:
@@ -306,19 +305,11 @@ def _describe(source: Source) -> dict:
     if not path.is_file():
         raise DataError(f"{source.name}: not a file")
     try:
-        digest = _sha256(path)
+        digest = sha256(path)
     except OSError as e:
         raise DataError(f"{source.name}: cannot read ({e.strerror})") from None
     return {"path": source.name if source.name == STDIN else str(path.resolve()),
             "bytes": path.stat().st_size, "sha256": digest}
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _sync(path: Path) -> None:
@@ -327,9 +318,3 @@ def _sync(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
