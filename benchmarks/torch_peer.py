@@ -30,8 +30,10 @@ import numpy as np
 from rates import run_for  # benchmarks/rates.py, beside this script
 
 
-class TorchNet:
-    """nn.Embedding + Linear + sigmoid + Linear + cross-entropy, SGD with momentum.
+class TorchPeerNet:
+    """A torch network on the minibatches ``x``, ``t`` (M x N ...), from wordnet's
+    ``params``, trained by SGD with momentum; a subclass makes its modules (``build``),
+    its loss on a minibatch (``loss``) and gives its parameters back (``params``).
 
     The mean cross-entropy's gradient is the C's batch-summed gradient times
     1/N, and torch's SGD momentum (buf = m·buf + g; θ −= lr·buf) is the C's
@@ -41,77 +43,78 @@ class TorchNet:
     def __init__(self, params: dict, x: np.ndarray, t: np.ndarray, dtype,
                  learning_rate: float, momentum: float, sgd: str):
         import torch
-        from torch import nn
         self.torch, self.F = torch, torch.nn.functional
-        W1, W2, W3 = params["W1"], params["W2"], params["W3"]
-        h1, V = W1.shape
-        h2, Dh1 = W2.shape
-        self.embedding = nn.Embedding(V, h1, dtype=dtype)
-        self.hidden = nn.Linear(Dh1, h2, dtype=dtype)
-        self.output = nn.Linear(h2, V, dtype=dtype)
         with torch.no_grad():
-            self.embedding.weight.copy_(torch.from_numpy(np.ascontiguousarray(W1.T)))
-            self.hidden.weight.copy_(torch.from_numpy(W2))
-            self.hidden.bias.copy_(torch.from_numpy(params["b2"]))
-            self.output.weight.copy_(torch.from_numpy(W3))
-            self.output.bias.copy_(torch.from_numpy(params["b3"]))
-        modules = (self.embedding, self.hidden, self.output)
+            modules = self.build(params, dtype)
         options = {"default": {}, "foreach": {"foreach": True}, "fused": {"fused": True}}[sgd]
         self.optimizer = torch.optim.SGD([p for m in modules for p in m.parameters()],
                                          lr=learning_rate, momentum=momentum, **options)
-        self.x = torch.from_numpy(x.astype(np.int64))      # (M, N, D)
+        self.x = torch.from_numpy(x.astype(np.int64))
         self.t = torch.from_numpy(t.astype(np.int64))      # (M, N)
 
     def step(self, b: int) -> float:
-        x, t = self.x[b], self.t[b]
-        y1 = self.embedding(x).view(x.shape[0], -1)        # position-major, as W2's columns
-        y2 = self.torch.sigmoid(self.hidden(y1))
-        loss = self.F.cross_entropy(self.output(y2), t)
+        loss = self.loss(self.x[b], self.t[b])
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
         return loss.item()
 
+    @staticmethod
+    def numpy(p) -> np.ndarray:
+        return p.detach().double().numpy().copy()
+
+    def copy_in(self, weight, array: np.ndarray) -> None:
+        weight.copy_(self.torch.from_numpy(np.ascontiguousarray(array)))
+
+
+class TorchNet(TorchPeerNet):
+    """nn.Embedding + Linear + sigmoid + Linear + cross-entropy: the 4-gram model;
+    x is (M, N, D) contexts."""
+
+    def build(self, params: dict, dtype) -> tuple:
+        from torch import nn
+        h1, V = params["W1"].shape
+        h2, Dh1 = params["W2"].shape
+        self.embedding = nn.Embedding(V, h1, dtype=dtype)
+        self.hidden = nn.Linear(Dh1, h2, dtype=dtype)
+        self.output = nn.Linear(h2, V, dtype=dtype)
+        self.copy_in(self.embedding.weight, params["W1"].T)
+        self.copy_in(self.hidden.weight, params["W2"])
+        self.copy_in(self.hidden.bias, params["b2"])
+        self.copy_in(self.output.weight, params["W3"])
+        self.copy_in(self.output.bias, params["b3"])
+        return self.embedding, self.hidden, self.output
+
+    def loss(self, x, t):
+        y1 = self.embedding(x).view(x.shape[0], -1)        # position-major, as W2's columns
+        y2 = self.torch.sigmoid(self.hidden(y1))
+        return self.F.cross_entropy(self.output(y2), t)
+
     def params(self) -> dict:
-        def get(p):
-            return p.detach().double().numpy().copy()
+        get = self.numpy
         return {"W1": get(self.embedding.weight).T.copy(), "W2": get(self.hidden.weight),
                 "b2": get(self.hidden.bias), "W3": get(self.output.weight),
                 "b3": get(self.output.bias)}
 
 
-class TorchSkipGram:
+class TorchSkipGram(TorchPeerNet):
     """Skip-gram with the full softmax: nn.Embedding (W1ᵀ) + Linear without bias (W2) +
-    cross-entropy, SGD with momentum: the same trajectory as wordnet's (see TorchNet)."""
+    cross-entropy; x is (M, N) centre words, t their context words."""
 
-    def __init__(self, params: dict, x: np.ndarray, t: np.ndarray, dtype,
-                 learning_rate: float, momentum: float, sgd: str):
-        import torch
+    def build(self, params: dict, dtype) -> tuple:
         from torch import nn
-        self.torch, self.F = torch, torch.nn.functional
         d, V = params["W1"].shape
         self.embedding = nn.Embedding(V, d, dtype=dtype)
         self.output = nn.Linear(d, V, bias=False, dtype=dtype)
-        with torch.no_grad():
-            self.embedding.weight.copy_(torch.from_numpy(np.ascontiguousarray(params["W1"].T)))
-            self.output.weight.copy_(torch.from_numpy(params["W2"]))
-        options = {"default": {}, "foreach": {"foreach": True}, "fused": {"fused": True}}[sgd]
-        self.optimizer = torch.optim.SGD(
-            [self.embedding.weight, self.output.weight], lr=learning_rate, momentum=momentum,
-            **options)
-        self.x = torch.from_numpy(x.astype(np.int64))      # (M, N): centre words
-        self.t = torch.from_numpy(t.astype(np.int64))      # (M, N): context words
+        self.copy_in(self.embedding.weight, params["W1"].T)
+        self.copy_in(self.output.weight, params["W2"])
+        return self.embedding, self.output
 
-    def step(self, b: int) -> float:
-        loss = self.F.cross_entropy(self.output(self.embedding(self.x[b])), self.t[b])
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizer.step()
-        return loss.item()
+    def loss(self, x, t):
+        return self.F.cross_entropy(self.output(self.embedding(x)), t)
 
     def params(self) -> dict:
-        def get(p):
-            return p.detach().double().numpy().copy()
+        get = self.numpy
         return {"W1": get(self.embedding.weight).T.copy(), "W2": get(self.output.weight)}
 
 
