@@ -1,8 +1,14 @@
 """`wordnet-pipeline data build`: a user's text made a data folder (wordnet/data/build.py,
 text.py, folder.py), and every model trained on it."""
+import fcntl
 import gzip
 import json
 import lzma
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -233,6 +239,39 @@ def test_an_interrupted_build_leaves_nothing(sentences_text, tmp_path):
     assert not (tmp_path / "out").exists() and not leftovers(tmp_path)
 
 
+def test_a_killed_builds_folder_is_removed_by_the_next_build_not_a_running_ones(
+        sentences_text, tmp_path):
+    """SIGKILL runs no `finally`: the killed build's temporary folder stays, and the next
+    build of the same --out removes it; one that a live build holds (its lock) stays."""
+    big = tmp_path / "big.txt"
+    big.write_bytes(sentences_text.read_bytes() * 200)             # seconds of building
+    out = tmp_path / "out"
+    build = subprocess.Popen([sys.executable, "-c", "from wordnet.cli import main; main()",
+                              "data", "build", str(big), "--out", str(out)],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while not any(p.glob("*.scratch") for p in tmp_path.glob(".out.building-*")):
+        assert build.poll() is None and time.monotonic() < deadline, "no build under way"
+        time.sleep(0.05)
+    build.send_signal(signal.SIGKILL)
+    build.wait(timeout=30)
+    [killed] = tmp_path.glob(".out.building-*")
+    running = tmp_path / ".out.building-running"                  # a live build's
+    running.mkdir()
+    os.utime(killed, (time.time() - 60,) * 2)                     # found a minute later
+    os.utime(running, (time.time() - 60,) * 2)
+    held = os.open(running, os.O_RDONLY)
+    try:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        result = invoke("data", "build", sentences_text, "--out", out, "--vocab-size", 50)
+        assert result.exit_code == 0, result.output
+        assert f"removed {killed}/, left by a build of {out} that was killed" in result.stderr
+        assert not killed.exists() and running.is_dir()
+    finally:
+        os.close(held)
+    assert load_dataset(out).vocab.words[0] == UNK
+
+
 def test_a_damaged_array_is_refused_before_a_model_reads_it(built, tmp_path):
     import shutil
     copy = tmp_path / "copy"
@@ -273,6 +312,11 @@ def test_every_model_trains_on_a_built_folder(built, tmp_path, recipe):
         assert said.exit_code == 0, said.output
         assert "note: 'zebra' is not in the vocabulary: read as <unk>" in said.stderr
         assert len(said.stdout.splitlines()) == 5
+        # the context echoed as the model read it: the build's rule makes "good," 2 words
+        said = invoke("generate", "Very good,", "--model", out, "--words", "2")
+        assert said.exit_code == 0, said.output
+        assert said.stdout.split()[:3] == ["very", "good", ","]
+        assert len(said.stdout.split()) == 5
     else:
         said = invoke("nearest", "zebra", "--model", out, "-k", "3")
         assert said.exit_code == 0 and len(said.stdout.splitlines()) == 3

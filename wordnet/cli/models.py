@@ -83,6 +83,7 @@ def generate(ctx, context, model, tracking_uri, data_dir, words, sample, tempera
         raise click.BadParameter("nan is not a temperature", param_hint="--temperature")
     if not context and not interactive:
         raise BadInput("give 3 words to start from, e.g. \"have a good\"")
+    from wordnet.models.predictor import words_of
     from wordnet.runs.locate import load_predictor
     predictor = load_predictor(model, data_dir, tracking_uri, said_model)
     if interactive:
@@ -94,7 +95,7 @@ def generate(ctx, context, model, tracking_uri, data_dir, words, sample, tempera
     text = " ".join(context)
     continued = predictor.generate(text, words, rng, temperature)
     said_unknown(predictor.vocab, text)
-    click.echo(" ".join(text.lower().split() + continued))
+    click.echo(" ".join(words_of(text, vocab=predictor.vocab) + continued))  # as read
 
 
 @cli.command(epilog=SEE_EXIT)

@@ -279,7 +279,8 @@ def build(texts, out, vocab_size, min_count, sentences, keep_case, seed):
         return click.progressbar(length=max(total, 1), label=label, file=sys.stderr)
 
     made = build_folder(texts, Path(out), vocab_size=vocab_size, min_count=min_count,
-                        lowercase=not keep_case, mode=sentences, seed=seed, progress=progress)
+                        lowercase=not keep_case, mode=sentences, seed=seed, progress=progress,
+                        tell=lambda message: click.echo(message, err=True))
     counts = made["counts"]
     splits = ", ".join(f"{name} {c['sentences']:,} sentences ({c['4grams']:,} 4-grams)"
                        for name, c in counts["splits"].items())

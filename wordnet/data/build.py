@@ -14,10 +14,15 @@ Two passes, neither holding the text in memory:
 
 The folder (:mod:`wordnet.data.folder` reads it) is made under a temporary name
 beside ``out`` and renamed to it once whole, its manifest written last: an error,
-Ctrl-C or a full disk leaves no folder that looks like data.
+Ctrl-C or a full disk leaves no folder that looks like data.  A build killed outright
+(SIGKILL, a power cut) cannot remove its temporary folder, which may hold gigabytes:
+the build holds a lock on it (flock, released by the kernel when the process dies),
+and the next build of the same ``out`` removes such a folder that nobody holds.
 """
 from __future__ import annotations
 
+import fcntl
+import glob
 import os
 import shutil
 import sys
@@ -40,14 +45,19 @@ SHARES = (0.8, 0.1, 0.1)        # of the sentences: training, validation, test
 BATCH = 4096                    # sentences given their splits at a time
 FLUSH = 1 << 20                 # tokens buffered before a write
 CHUNK = 1 << 22                 # tokens mapped at a time in the second pass
+# A temporary folder younger than this is left alone even when unlocked: its build may
+# not have locked it yet (it does so just after making it).
+LOCK_GRACE = 5.0                # seconds
 
 
 def build(texts: Sequence[str], out: Path, vocab_size: int = 10_000, min_count: int = 5,
           lowercase: bool = True, mode: str = "lines", seed: int = 0,
-          progress: Callable | None = None) -> dict:
+          progress: Callable | None = None, tell: Callable[[str], None] | None = None
+          ) -> dict:
     """Build the data folder ``out`` from ``texts`` (paths, or ``-``: standard input);
     the manifest it wrote.  ``progress(total_bytes, label)`` gives a context manager
-    with ``update(n)``, told the bytes read (e.g. ``click.progressbar``)."""
+    with ``update(n)``, told the bytes read (e.g. ``click.progressbar``); ``tell`` is
+    told what was found left by a killed build, and removed."""
     out = Path(out)
     if list(texts).count(STDIN) > 1:
         raise DataError("- (standard input) given twice: it can be read once")
@@ -56,8 +66,11 @@ def build(texts: Sequence[str], out: Path, vocab_size: int = 10_000, min_count: 
         raise DataError(f"--vocab-size {vocab_size}: a vocabulary needs 2 words at least "
                         f"({UNK} and one other)")
     parent = out.parent if str(out.parent) else Path(".")
+    _remove_abandoned(out, parent, tell or (lambda message: None))
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.building-", dir=parent))
+    held = os.open(staging, os.O_RDONLY | os.O_DIRECTORY)
     try:
+        fcntl.flock(held, fcntl.LOCK_EX)        # ours while this process lives
         started = time.monotonic()
         sources = [_spooled(staging) if t == STDIN else Source(t) for t in texts]
         described = [_describe(s) for s in sources]     # every file there before any work
@@ -97,6 +110,27 @@ def build(texts: Sequence[str], out: Path, vocab_size: int = 10_000, min_count: 
         return manifest
     finally:
         shutil.rmtree(staging, ignore_errors=True)      # gone once renamed
+        os.close(held)
+
+
+def _remove_abandoned(out: Path, parent: Path, tell: Callable[[str], None]) -> None:
+    """The temporary folders that builds of ``out`` killed outright left in ``parent``,
+    removed: those no process holds a lock on (a running build's is left alone)."""
+    for path in parent.glob(f".{glob.escape(out.name)}.building-*"):
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+        except OSError:                         # gone meanwhile, or not a folder
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            if time.time() - os.fstat(fd).st_mtime < LOCK_GRACE:
+                continue                        # a build's that has not locked it yet
+            shutil.rmtree(path, ignore_errors=True)
+            tell(f"removed {path}/, left by a build of {out} that was killed")
+        except BlockingIOError:                 # a build of the same folder, running
+            continue
+        finally:
+            os.close(fd)
 
 
 class _Read:
