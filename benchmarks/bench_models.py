@@ -6,9 +6,10 @@ tanh), skip-gram with the full softmax and skip-gram with K = 5 negative samples
 (h1 = 50, V = 250), all with N = 100 on the real training examples, one process
 measures:
 
-  * ours, through the public API: ``SampledTrainer.batch_loss`` (which draws the
-    random words) then ``Momentum.step``, fast backend in float64 and float32, and
-    the exact backend;
+  * ours, through the public API, as SampledTrainer runs a minibatch: the model's
+    ``fused_step`` where it has one (skip-gram's full softmax on the fast backend),
+    else ``SampledTrainer.batch_loss`` (which draws the random words) then
+    ``Momentum.step``; fast backend in float64 and float32, and the exact backend;
   * the same step in numpy, written for speed (examples as rows, buffers reused
     where numpy allows, ``np.add.at`` for the scatters into the embeddings), with
     BLAS's own threads and with one.
@@ -164,8 +165,10 @@ def check(config, corpus, rows, params):
         else:
             s = (rng.integers(0, model.vocab_size, (N, config.negatives)).astype(np.int32)
                  if config.negatives else None)
-            model.gradients(batch, trainer.grads, s)
             peer.step(batch, s)
+            if s is None and model.fused_step(batch, optimizer, trainer.config) is not None:
+                continue                    # the full softmax's step, fused: done
+            model.gradients(batch, trainer.grads, s)
         optimizer.step(trainer.grads)
     gap = np.abs(peer.W1() - model.W1).max()
     assert gap < 1e-10, f"{config.model}: the numpy step differs from ours by {gap}"
@@ -186,8 +189,10 @@ def measure(name, corpus, seconds, repeats):
 
         def step(model=model, trainer=trainer, counter=counter):
             b = next(counter) % M
-            trainer.batch_loss(rows[b * N:(b + 1) * N])
-            trainer.optimizer.step(trainer.grads)
+            batch = rows[b * N:(b + 1) * N]
+            if model.fused_step(batch, trainer.optimizer, trainer.config) is None:
+                trainer.batch_loss(batch)
+                trainer.optimizer.step(trainer.grads)
         steps[f"ours {backend} {dtype}"] = (step, model.single_threaded_blas)
     peer_cls = NumpyWindow if config.model == "window" else NumpySkipGram
     V = 250

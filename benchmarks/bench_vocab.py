@@ -12,8 +12,8 @@ learning rate 0.1; float64.
 For each model and V, one process measures:
 
   * ours through the public API, fast backend, threads as by default: the 4-gram
-    model by ``Trainer(model, config).run`` (its own updates/s), skip-gram by
-    ``SampledTrainer.batch_loss`` then ``Momentum.step``;
+    model by ``Trainer(model, config).run`` (its own updates/s), skip-gram by the
+    step SampledTrainer runs, ``SkipGram.fused_step`` (pyx/softmax_step.pyx);
   * PyTorch (nn.Embedding, nn.Linear, cross-entropy, SGD with momentum) in a child
     process of its own (torch_peer.py; 2 threads), float64.
 
@@ -113,7 +113,7 @@ def skipgram(V: int, tokens, args, workdir: Path) -> dict:
     np.savez(data, x=x, t=t, **params)
     torch = TorchPeer(data, "float64", "default", START_ENV, model="skipgram")
     try:
-        ours, grads, step = stepper(params, cfg, examples, M)
+        ours, step = stepper(params, cfg, examples, M)
         for _ in range(SKIPGRAM_CHECK):
             step()
         theirs, _ = torch.check(SKIPGRAM_CHECK, workdir / "check.npz")
@@ -122,7 +122,7 @@ def skipgram(V: int, tokens, args, workdir: Path) -> dict:
               f"{'ok' if gap < 1e-10 else 'FAILED'}")
         if gap >= 1e-10:
             raise SystemExit(f"V={V}: the torch skip-gram does not train the same model")
-        ours, grads, step = stepper(params, cfg, examples, M)
+        ours, step = stepper(params, cfg, examples, M)
         with ours.single_threaded_blas():
             return timed({"ours": lambda s: run_for(step, s), "torch": torch.measure,
                           "products": products(V, cfg.embedding_size, N)}, args)
@@ -132,18 +132,17 @@ def skipgram(V: int, tokens, args, workdir: Path) -> dict:
 
 def stepper(params, cfg, examples, M):
     """Our skip-gram from ``params``, and a step through the public API on minibatch
-    0, 1, ... in turn: the gradients (SkipGram.gradients), then Momentum.step."""
+    0, 1, ... in turn, the one SampledTrainer runs: SkipGram.fused_step (the full
+    softmax's gradients and Momentum's step in one kernel)."""
     model = SkipGram({k: v.copy() for k, v in params.items()}, "fast")
-    grads = {k: np.empty_like(v) for k, v in model.params().items()}
     optimizer = Momentum(model, cfg.learning_rate, cfg.momentum, cfg.batch_size)
     N, b = cfg.batch_size, 0
 
     def step():
         nonlocal b
-        model.gradients(examples[b * N:(b + 1) * N], grads)
-        optimizer.step(grads)
+        model.fused_step(examples[b * N:(b + 1) * N], optimizer, cfg)
         b = b + 1 if b + 1 < M else 0
-    return model, grads, step
+    return model, step
 
 
 def products(V: int, h: int, N: int):

@@ -214,6 +214,31 @@ cdef inline void _softmax_fast(const floating* z, const floating* b, floating* y
             yk[i] = yk[i] * s[i]
 
 
+cdef void exp_shifted_block(floating* z, floating* m, floating* s, int rows, int cols,
+                            int ld) noexcept nogil:
+    """A softmax's unnormalised part, over a block of ``rows`` rows of a larger one, in
+    place: per column i, m[i] = max_k z[k, i], z[k, i] = exp_fast(z[k, i] - m[i]) and
+    s[i] = the sum of those, in ascending k.  The blocks' (m, s) combine into the whole
+    column's softmax: M = max m_b, S = sum s_b exp(m_b - M), y = z exp(m_b - M) / S
+    (see pyx/softmax_step.pyx)."""
+    cdef int k, i
+    cdef floating x
+    cdef floating* zk
+    for i in range(cols):
+        m[i] = z[i]
+        s[i] = 0
+    for k in range(1, rows):
+        zk = z + <Py_ssize_t> k * ld
+        for i in range(cols):
+            m[i] = zk[i] if zk[i] > m[i] else m[i]
+    for k in range(rows):
+        zk = z + <Py_ssize_t> k * ld
+        for i in range(cols):
+            x = exp_fast(zk[i] - m[i])
+            zk[i] = x
+            s[i] += x
+
+
 cdef double cross_entropy_batch(const floating* y3, const int* target, int V, int N,
                                int ld) noexcept nogil:
     """-(sum_i log(y3[target_i, i] + exp(-30))) / N, in the C reference's order (in float64)."""
@@ -333,6 +358,16 @@ def cross_entropy_in_order(const floating[:, ::view.contiguous] y3, const int[::
     cdef double[::1] lp = logp
     log_likelihood_block(&y3[0, 0], &target[0], &lp[0], N, y3.strides[0] // sizeof(floating))
     return cross_entropy_ordered(&lp[0], &order[0], N)
+
+
+def exp_shifted(floating[:, ::view.contiguous] z, floating[::1] m, floating[::1] s):
+    """exp_shifted_block on the whole of ``z`` (in place), m and s of its columns (a
+    test hook)."""
+    cdef int rows = z.shape[0], cols = z.shape[1]
+    if m.shape[0] < cols or s.shape[0] < cols or rows == 0 or cols == 0:
+        raise ValueError("exp_shifted: m and s need a value per column of a non-empty z")
+    with nogil:
+        exp_shifted_block(&z[0, 0], &m[0], &s[0], rows, cols, z.strides[0] // sizeof(floating))
 
 
 def exp_fast_py(const floating[::1] x, floating[::1] out):

@@ -11,7 +11,7 @@ import platform
 import numpy as np
 import pytest
 
-from wordnet._activations import bias_sigmoid, bias_softmax, cross_entropy
+from wordnet._activations import bias_sigmoid, bias_softmax, cross_entropy, exp_shifted
 from wordnet._activations import exp_fast_py as exp_fast
 from wordnet._gradients import (
     embed,
@@ -99,6 +99,18 @@ def test_bias_softmax(rng, V, N):
         assert np.array_equal(y, expected)
         bias_softmax(z, b, y, np.empty(N), False, threads)
         np.testing.assert_allclose(y, expected, rtol=4e-16 * V, atol=0)
+
+
+@pytest.mark.parametrize("rows,N", [(1, 1), (128, 100), (7, 3)])
+def test_exp_shifted_is_a_softmax_before_its_division(rng, rows, N):
+    z = rng.standard_normal((rows, N)) * 20
+    m, s = np.empty(N), np.empty(N)
+    e = z.copy()
+    exp_shifted(e, m, s)
+    assert np.array_equal(m, z.max(axis=0))
+    np.testing.assert_allclose(e, np.exp(z - m), rtol=1e-15, atol=0)
+    np.testing.assert_allclose(s, e.sum(axis=0), rtol=1e-15 * rows)
+    np.testing.assert_allclose(e / s, softmax_reference(z), rtol=4e-16 * rows, atol=1e-300)
 
 
 def test_exp_fast_is_within_two_ulp_of_libm():

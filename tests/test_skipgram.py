@@ -1,5 +1,6 @@
 """Skip-gram: the full softmax's and negative sampling's gradients, checked by finite
-differences on both backends; the held-out log-likelihood."""
+differences on both backends; the held-out log-likelihood; the full softmax's fused
+step (pyx/softmax_step.pyx) against the gradients and Momentum.step it replaces."""
 import math
 
 import numpy as np
@@ -7,7 +8,8 @@ import pytest
 from test_model import central_differences
 
 from wordnet._objectives import negative_sampling
-from wordnet.models.skipgram import SkipGram
+from wordnet.models.base import Momentum
+from wordnet.models.skipgram import SkipGram, SkipGramConfig
 
 V, d = 11, 4
 
@@ -131,3 +133,47 @@ def test_negative_sampling_adds_in_the_documented_order_bit_for_bit():
     g1, g2 = np.empty_like(model.W1), np.empty_like(model.W2)
     assert negative_sampling(model.W1, model.W2, centre, words, g1, g2) == total
     assert g1.tobytes() == dW1.tobytes() and g2.tobytes() == dW2.tobytes()
+
+
+@pytest.mark.parametrize("dtype,rtol", [("float64", 1e-12), ("float32", 1e-5)])
+@pytest.mark.parametrize("decay", [0.0, 1e-3])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_the_fused_full_softmax_step_is_gradients_then_momentum_step(dtype, rtol, decay,
+                                                                     threads):
+    """Five steps of 40 pairs over 300 words (blocks of 128 rows, the last one short),
+    centres and targets repeated: the same weights, velocities and losses, to within
+    rounding, as SkipGram.gradients then Momentum.step."""
+    words, size, N = 300, 6, 40
+    config = SkipGramConfig(backend="fast", negatives=0, embedding_size=size, dtype=dtype,
+                            weight_decay=decay)
+    rng = np.random.default_rng(3)
+    params = {"W1": rng.normal(0, 0.5, (size, words)), "W2": rng.normal(0, 0.5, (words, size))}
+    ours, theirs = (SkipGram(params, "fast", threads, dtype) for _ in range(2))
+    fused, stepped = (Momentum(m, 0.1, 0.9, N, weight_decay=decay) for m in (ours, theirs))
+    grads = {n: np.empty_like(p) for n, p in theirs.params().items()}
+    for _ in range(5):
+        pairs = rng.integers(0, words, (N, 2)).astype(np.int32)
+        pairs[:5, 0] = pairs[0, 0]
+        pairs[5:9, 1] = words - 1                       # in the last block, several times
+        loss = ours.fused_step(pairs, fused, config)
+        assert loss == pytest.approx(theirs.gradients(pairs, grads), rel=rtol)
+        stepped.step(grads)
+    for name in ("W1", "W2"):
+        scale = np.abs(getattr(theirs, name)).max()
+        np.testing.assert_allclose(getattr(ours, name), getattr(theirs, name), rtol=0,
+                                   atol=rtol * scale, err_msg=name)
+        np.testing.assert_allclose(fused.velocity[name], stepped.velocity[name], rtol=0,
+                                   atol=rtol * scale, err_msg=name)
+
+
+def test_the_fused_step_is_the_fast_backends_full_softmax_only():
+    model = random_model("exact")
+    optimizer = Momentum(model, 0.1, 0.9, 9)
+    pairs, _ = some_pairs()
+    assert model.fused_step(pairs, optimizer, SkipGramConfig(backend="exact")) is None
+    fast = random_model("fast")
+    assert fast.fused_step(pairs, Momentum(fast, 0.1, 0.9, 9),
+                           SkipGramConfig(backend="fast", negatives=5)) is None
+    assert fast.fused_step(pairs, Momentum(fast, 0.1, 0.9, 9),
+                           SkipGramConfig(backend="fast", negatives=0)) > 0
+

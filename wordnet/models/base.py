@@ -120,6 +120,12 @@ class Layers:
             return threadpool_limits(1, user_api="blas")
         return nullcontext()
 
+    def fused_step(self, batch: np.ndarray, optimizer: Momentum, config) -> float | None:
+        """The minibatch's gradients and ``optimizer``'s step (its rate set) in one kernel,
+        where this model has one under ``config``: the batch's summed loss before the
+        step.  None: it has none, and the trainer takes train_loss, then optimizer.step."""
+        return None
+
     def sgd_per_example(self, config) -> bool:
         """Whether ``sgd`` (word2vec's per-example SGD, for ``lr_schedule = "linear"``)
         trains this model under ``config``; if not, the minibatch step does."""

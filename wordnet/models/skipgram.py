@@ -27,6 +27,7 @@ from wordnet._activations import bias_softmax, cross_entropy
 from wordnet._gradients import embed, embed_grad, softmax_grad
 from wordnet._objectives import negative_sampling
 from wordnet._sgd import sgd_negative_sampling
+from wordnet._softmax_step import blocks_of, softmax_step
 from wordnet.data.corpus import pairs
 from wordnet.errors import ConfigError
 from wordnet.models import init as init_schemes
@@ -115,6 +116,21 @@ class SkipGram(Layers):
         ``draw``n at random); its gradients into ``grads``."""
         samples = draw((len(batch), config.negatives)) if config.negatives else None
         return self.gradients(batch, grads, samples)
+
+    def fused_step(self, batch: np.ndarray, optimizer, config: SkipGramConfig) -> float | None:
+        """The full softmax's step on the fast backend in one kernel, W2 visited in
+        blocks of rows that stay in cache (pyx/softmax_step.pyx): about twice as fast
+        as gradients, then Momentum.step, from V = 250 to 50,000."""
+        if config.negatives or self._exact:
+            return None
+        N, d, V, T = len(batch), self.embedding_size, self.vocab_size, self.workers
+        velocity = optimizer.velocity
+        centre, context = (np.ascontiguousarray(batch[:, k], np.int32) for k in (0, 1))
+        return softmax_step(
+            self.W1, self.W2, velocity["W1"], velocity["W2"], centre, context,
+            self.buffer("y", (V, N)), self.buffer("y1", (d, N)), self.buffer("dy1", (T, d, N)),
+            self.buffer("stats", (2, blocks_of(V), N)), np.empty(N), optimizer.learning_rate,
+            optimizer.momentum, optimizer.inv_n, optimizer.weight_decay, T)
 
     def sgd_per_example(self, config: SkipGramConfig) -> bool:
         return config.negatives > 0

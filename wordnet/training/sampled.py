@@ -123,8 +123,11 @@ class SampledTrainer:
                                        history.updates * N, total * N, cfg)
                     history.updates += end - b
                 else:
-                    end = b + 1
-                    losses = (self.batch_loss(train[b * N:end * N]),)
+                    end, batch, stepped = b + 1, train[b * N:(b + 1) * N], None
+                    if b < stop:                    # the loss and the step in one kernel?
+                        self.optimizer.learning_rate = cfg.rate(history.updates, total)
+                        stepped = model.fused_step(batch, self.optimizer, cfg)
+                    losses = (self.batch_loss(batch) if stepped is None else stepped,)
                 spent = time.perf_counter() - tick
                 for k, summed in enumerate(losses):
                     loss = float(summed) / N
@@ -136,8 +139,8 @@ class SampledTrainer:
                     break
                 if self.table is None:
                     tick = time.perf_counter()
-                    self.optimizer.learning_rate = cfg.rate(history.updates, total)
-                    self.optimizer.step(self.grads)
+                    if stepped is None:
+                        self.optimizer.step(self.grads)
                     history.updates += 1
                     spent += time.perf_counter() - tick
                 governor.ran(end - b, spent)
