@@ -246,12 +246,14 @@ def test_a_killed_builds_folder_is_removed_by_the_next_build_not_a_running_ones(
     big = tmp_path / "big.txt"
     big.write_bytes(sentences_text.read_bytes() * 200)             # seconds of building
     out = tmp_path / "out"
-    build = subprocess.Popen([sys.executable, "-c", "from wordnet.cli import main; main()",
-                              "data", "build", str(big), "--out", str(out)],
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    script = Path(sys.executable).with_name("wordnet-pipeline")     # the installed command
+    build = subprocess.Popen([script, "data", "build", big, "--out", out],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
     while not any(p.glob("*.scratch") for p in tmp_path.glob(".out.building-*")):
-        assert build.poll() is None and time.monotonic() < deadline, "no build under way"
+        if build.poll() is not None or time.monotonic() > deadline:
+            build.kill()
+            pytest.fail(f"no build under way: {build.communicate()[1]}")
         time.sleep(0.05)
     build.send_signal(signal.SIGKILL)
     build.wait(timeout=30)
