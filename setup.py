@@ -31,7 +31,7 @@ FLAGS = ["-O3", "-ffp-contract=off", "-fno-trapping-math", "-fopenmp"]
 # profilers still name the functions.
 LINK_FLAGS = ["-fopenmp"] + (["-Wl,--strip-debug"] if platform.system() == "Linux" else [])
 KERNELS = ["products", "activations", "gradients", "updates", "loop", "objectives", "sampling",
-           "sgd", "softmax_step"]
+           "sgd", "softmax_step", "wide_loop"]
 X86_64_V3 = {"avx", "avx2", "bmi1", "bmi2", "f16c", "fma", "abm", "movbe", "xsave"}
 
 

@@ -239,6 +239,26 @@ cdef void exp_shifted_block(floating* z, floating* m, floating* s, int rows, int
             s[i] += x
 
 
+cdef void softmax_factors(floating* m, const floating* s, int blocks, int N, int first,
+                          int last) noexcept nogil:
+    """The blocks' (m_b, s_b) of exp_shifted_block, ``blocks`` rows of N columns each,
+    made their factors, columns first..last-1: per column, M = max_b m_b, S = the sum
+    of s_b exp(m_b - M) in block order, and m_b = exp(m_b - M) / S, which turns a
+    block's exp(z - m_b) into the column's softmax."""
+    cdef int b, i
+    cdef floating big, total
+    for i in range(first, last):
+        big = m[i]
+        for b in range(1, blocks):
+            big = m[b * N + i] if m[b * N + i] > big else big
+        total = 0
+        for b in range(blocks):
+            m[b * N + i] = exp(m[b * N + i] - big)
+            total = total + s[b * N + i] * m[b * N + i]
+        for b in range(blocks):
+            m[b * N + i] = m[b * N + i] / total
+
+
 cdef double cross_entropy_batch(const floating* y3, const int* target, int V, int N,
                                int ld) noexcept nogil:
     """-(sum_i log(y3[target_i, i] + exp(-30))) / N, in the C reference's order (in float64)."""

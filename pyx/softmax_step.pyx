@@ -33,7 +33,7 @@ from cython cimport floating
 from cython.parallel cimport parallel, threadid
 from libc.math cimport exp, log
 
-from wordnet._activations cimport exp_shifted_block
+from wordnet._activations cimport exp_shifted_block, softmax_factors
 from wordnet._products cimport gemm_blas, gemm_blas_accumulate, load_blas
 
 cdef extern from *:
@@ -79,10 +79,10 @@ def softmax_step(floating[:, ::1] W1, floating[:, ::1] W2, floating[:, ::1] vW1,
         if not (0 <= centre[i] < V and 0 <= context[i] < V):
             raise ValueError(f"softmax_step: pair {i} has a word outside 0..{V - 1}")
     cdef floating mu = momentum, lr = learning_rate, scale = inv_n, wd = decay
-    cdef floating* m = &stats[0, 0, 0]     # m_b then, per column, its factor exp(m_b - M) / S
+    cdef floating* m = &stats[0, 0, 0]     # m_b, then its factor exp(m_b - M) / S
     cdef floating* s = &stats[1, 0, 0]
     cdef int tid, b, b0, b1, r0, r1, k, j, j0, j1, c, o, i0, i1
-    cdef floating big, total
+    cdef floating total
     cdef floating* zk
     cdef floating* part
     cdef double loss = 0
@@ -101,18 +101,7 @@ def softmax_step(floating[:, ::1] W1, floating[:, ::1] W2, floating[:, ::1] vW1,
                       &z[r0, 0], N, 1)
             exp_shifted_block(&z[r0, 0], m + b * N, s + b * N, r1 - r0, N, N)
         barrier()
-        # M and S per column, each thread its columns; each block's m_b becomes its
-        # factor exp(m_b - M) / S
-        for i in range(i0, i1):
-            big = m[i]
-            for b in range(1, nb):
-                big = m[b * N + i] if m[b * N + i] > big else big
-            total = 0
-            for b in range(nb):
-                m[b * N + i] = exp(m[b * N + i] - big)
-                total = total + s[b * N + i] * m[b * N + i]
-            for b in range(nb):
-                m[b * N + i] = m[b * N + i] / total
+        softmax_factors(m, s, nb, N, i0, i1)                   # m_b: exp(m_b - M) / S
         barrier()
         part = &dy1[tid, 0, 0]
         for k in range(d * N):

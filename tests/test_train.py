@@ -439,3 +439,101 @@ def test_evaluate_keeps_its_pace_beside_a_busy_python_thread():
     assert metrics.ce == expected.ce
     # a few waits for the GIL (before and after the kernels), and a core shared
     assert beside < 3 * alone + 1.0, (alone, beside)
+
+
+# -- a large vocabulary: the fast loop that shares W3's rows (pyx/wide_loop.pyx) -------
+
+WIDE_V = 700                 # three blocks of W3's rows: 256, 256 and a short one
+
+
+def wide_rows(n=1200, seed=7):
+    rng = np.random.default_rng(seed)
+    rows = rng.integers(0, WIDE_V, (n, 4)).astype(np.int32)
+    rows[:, 3] = (3 * rows[:, 0] + rows[:, 2]) % WIDE_V     # something to learn
+    rows[::9, 3] = WIDE_V - 1                                # the short block's last row
+    return rows
+
+
+def train_wide(config, rows, threads, wide, monkeypatch):
+    """(model, trainer, history) of ``rows`` with the wide loop, or the examples' one."""
+    import wordnet.training.trainer as trainer_module
+    monkeypatch.setattr(trainer_module, "WIDE_VOCABULARY", 0 if wide else 10**9)
+    model = Model.initialize(config, WIDE_V, threads=threads)
+    trainer = Trainer(model, config)
+    return model, trainer, trainer.run(rows)
+
+
+@pytest.mark.parametrize("threads,N,options", [
+    (1, 100, {}), (2, 100, {}), (3, 17, {"activation": "tanh", "weight_decay": 0.001}),
+    (2, 100, {"dtype": "float32"}), (2, 100, {"momentum": 0.0}), (2, 7, {})])
+def test_the_wide_loop_is_the_fused_loop_but_for_rounding(threads, N, options, monkeypatch):
+    """From V = WIDE_VOCABULARY words the fast loop shares W3's rows among the threads,
+    in blocks, the softmax of each example made whole from the blocks' maxima and sums:
+    the same training as the loop that shares the examples, rounded otherwise."""
+    config = FourGramConfig(epochs=1, early_stop=8, batch_size=N, backend="fast", **options)
+    rows = wide_rows()
+    wide, wide_trainer, wide_history = train_wide(config, rows, threads, True, monkeypatch)
+    loop, loop_trainer, loop_history = train_wide(config, rows, threads, False, monkeypatch)
+    eps = np.finfo(wide.dtype).eps
+    np.testing.assert_allclose(wide_history.train_ce, loop_history.train_ce, rtol=64 * eps)
+    for name, theta in loop.params().items():
+        for ours, theirs in ((wide.params()[name], theta),
+                             (wide_trainer.velocity[name], loop_trainer.velocity[name])):
+            np.testing.assert_allclose(ours, theirs, rtol=0, atol=64 * eps * np.abs(theirs).max(),
+                                       err_msg=name)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_the_wide_loop_gives_the_same_bits_however_the_minibatches_are_cut(threads):
+    """As the examples' loop: one call of six minibatches or six calls of one."""
+    from wordnet._wide_loop import train_minibatches_wide
+    config = FourGramConfig(epochs=1, early_stop=6, backend="fast", weight_decay=1e-3)
+    x, t = batches(wide_rows(), config.batch_size)
+    order = target_order(t)
+    runs = []
+    for cuts in ([0, 6], [0, 1, 2, 3, 4, 5, 6]):
+        model = Model.initialize(config, WIDE_V, threads=threads)
+        trainer = Trainer(model, config)
+        ce, trace = 0.0, np.empty(6)
+        with model.single_threaded_blas():
+            for first, last in zip(cuts, cuts[1:]):
+                done, ce, _ = train_minibatches_wide(
+                    model, trainer.velocity, trainer.grads, trainer.buffers, trainer.part,
+                    x, t, order, first, last, ce, trace, config.learning_rate, config.momentum,
+                    trainer.optimizer.inv_n, False, threads, False, config.weight_decay)
+                assert done == last - first
+        runs.append((model.params(), trainer.velocity, ce))
+    (p1, v1, ce1), (p2, v2, ce2) = runs
+    assert ce1 == ce2
+    for name in p1:
+        assert np.array_equal(p1[name], p2[name]) and np.array_equal(v1[name], v2[name]), name
+
+
+def test_the_wide_loop_stops_before_a_diverged_minibatchs_update(monkeypatch):
+    """As the examples' loop: Diverged names the iteration, and the weights are those
+    after the updates before it, whichever loop ran."""
+    config = FourGramConfig(epochs=1, early_stop=10, learning_rate=1e300, backend="fast")
+    found = []
+    for wide in (True, False):
+        with pytest.raises(Diverged) as stopped:
+            train_wide(config, wide_rows(), 1, wide, monkeypatch)
+        found.append(stopped.value.iteration.step)
+    assert found[0] == found[1]
+
+
+def test_the_trainer_takes_the_wide_loop_from_wide_vocabulary_words(monkeypatch):
+    import wordnet.training.trainer as trainer_module
+    taken = []
+    for name in ("train_minibatches", "train_minibatches_wide"):
+        real = getattr(trainer_module, name)
+        def spy(*args, real=real, name=name):
+            taken.append(name)
+            return real(*args)
+        monkeypatch.setattr(trainer_module, name, spy)
+    config = FourGramConfig(epochs=1, early_stop=2, backend="fast")
+    for V in (trainer_module.WIDE_VOCABULARY - 1, trainer_module.WIDE_VOCABULARY):
+        rows = np.random.default_rng(0).integers(0, V, (300, 4)).astype(np.int32)
+        Trainer(Model.initialize(config, V), config).run(rows)
+    exact = FourGramConfig(epochs=1, early_stop=2)
+    Trainer(Model.initialize(exact, trainer_module.WIDE_VOCABULARY), exact).run(rows)
+    assert taken == ["train_minibatches", "train_minibatches_wide", "train_minibatches"]

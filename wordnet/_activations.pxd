@@ -9,6 +9,8 @@ cdef void bias_softmax_block(const floating* z, const floating* b, floating* y, 
                              int V, int cols, int ld, bint exact) noexcept nogil
 cdef void exp_shifted_block(floating* z, floating* m, floating* s, int rows, int cols,
                             int ld) noexcept nogil
+cdef void softmax_factors(floating* m, const floating* s, int blocks, int N, int first,
+                          int last) noexcept nogil
 cdef void log_likelihood_block(const floating* y3, const int* target, double* logp, int cols,
                                int ld) noexcept nogil
 cdef double cross_entropy_ordered(const double* logp, const int* order, int N) noexcept nogil

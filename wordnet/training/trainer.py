@@ -16,6 +16,7 @@ from dataclasses import dataclass, field, fields
 import numpy as np
 
 from wordnet._loop import evaluate_minibatches, train_minibatches
+from wordnet._wide_loop import train_minibatches_wide
 from wordnet.errors import ConfigError, WordNetError
 from wordnet.models.base import Momentum
 from wordnet.models.config import TrainingConfig
@@ -25,6 +26,10 @@ from wordnet.training.threads import Governor
 CHUNK = 64   # minibatches per call into the fused loop: callbacks and Ctrl-C wait at most this
 # evaluate's batches above this size get one thread: two would hold two of them at once
 BIG_BATCH = 8192
+# From this many words the fast backend's loop shares W3's rows among the threads, in
+# blocks (pyx/wide_loop.pyx), instead of the examples: 1.2-1.35x as fast on two threads
+# at V = 2,000 to 50,000, level on one, slower at the course's 250 (0.82x)
+WIDE_VOCABULARY = 2000
 
 
 @dataclass(frozen=True)
@@ -189,6 +194,8 @@ class Trainer:
         total = cfg.updates(M * cfg.batch_size)
         # a linear rate changes at every minibatch: one minibatch a call
         chunk = CHUNK if cfg.lr_schedule == "constant" else 1
+        step_loop = (train_minibatches_wide if model.backend == "fast"
+                     and model.vocab_size >= WIDE_VOCABULARY else train_minibatches)
         start = time.perf_counter()
         saved = start
         for epoch in range(pos.epoch, cfg.epochs):
@@ -203,7 +210,7 @@ class Trainer:
                 before = ce
                 model.workers = self.governor.workers
                 tick = time.perf_counter()
-                done, ce, diverged = train_minibatches(
+                done, ce, diverged = step_loop(
                     model, self.velocity, self.grads, self.buffers, self.part, x, t, order,
                     b, end, ce, trace, cfg.rate(updates, total), cfg.momentum,
                     self.optimizer.inv_n, model.backend == "exact", model.workers,
