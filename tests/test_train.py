@@ -234,22 +234,28 @@ def test_fast_fused_loop_is_the_readable_step_but_for_rounding(dataset, threads,
 
 
 @pytest.mark.parametrize("threads", [1, 2])
-def test_fast_fused_loop_gives_the_same_bits_however_the_minibatches_are_cut(dataset, threads):
+@pytest.mark.parametrize("wide", [False, True])
+def test_fast_fused_loop_gives_the_same_bits_however_the_minibatches_are_cut(dataset, threads,
+                                                                             wide):
     """Between two minibatches of one call the fast loop keeps the weights' velocity
     ahead (m v + λθ); a call ends with the velocity itself, and the next starts by
     computing the same velocity ahead: one call of six minibatches or six calls of one
-    (as a validation point or the thread governor cuts them) give the same bits."""
+    (as a validation point or the thread governor cuts them) give the same bits.  So
+    does the wide loop, a large vocabulary's (pyx/wide_loop.pyx)."""
+    from wordnet._wide_loop import train_minibatches_wide
     config = FourGramConfig(epochs=1, early_stop=6, backend="fast", weight_decay=1e-3)
-    x, t = batches(dataset.train[:700], config.batch_size)
+    rows, V = (wide_rows(), WIDE_V) if wide else (dataset.train[:700], len(dataset.vocab))
+    step = train_minibatches_wide if wide else train_minibatches
+    x, t = batches(rows, config.batch_size)
     order = target_order(t)
     runs = []
     for cuts in ([0, 6], [0, 1, 2, 3, 4, 5, 6]):
-        model = Model.initialize(config, len(dataset.vocab), threads=threads)
+        model = Model.initialize(config, V, threads=threads)
         trainer = Trainer(model, config)
         ce, trace = 0.0, np.empty(6)
         with model.single_threaded_blas():
             for first, last in zip(cuts, cuts[1:]):
-                done, ce, _ = train_minibatches(
+                done, ce, _ = step(
                     model, trainer.velocity, trainer.grads, trainer.buffers, trainer.part,
                     x, t, order, first, last, ce, trace, config.learning_rate, config.momentum,
                     trainer.optimizer.inv_n, False, threads, False, config.weight_decay)
@@ -481,32 +487,6 @@ def test_the_wide_loop_is_the_fused_loop_but_for_rounding(threads, N, options, m
                              (wide_trainer.velocity[name], loop_trainer.velocity[name])):
             np.testing.assert_allclose(ours, theirs, rtol=0, atol=64 * eps * np.abs(theirs).max(),
                                        err_msg=name)
-
-
-@pytest.mark.parametrize("threads", [1, 2])
-def test_the_wide_loop_gives_the_same_bits_however_the_minibatches_are_cut(threads):
-    """As the examples' loop: one call of six minibatches or six calls of one."""
-    from wordnet._wide_loop import train_minibatches_wide
-    config = FourGramConfig(epochs=1, early_stop=6, backend="fast", weight_decay=1e-3)
-    x, t = batches(wide_rows(), config.batch_size)
-    order = target_order(t)
-    runs = []
-    for cuts in ([0, 6], [0, 1, 2, 3, 4, 5, 6]):
-        model = Model.initialize(config, WIDE_V, threads=threads)
-        trainer = Trainer(model, config)
-        ce, trace = 0.0, np.empty(6)
-        with model.single_threaded_blas():
-            for first, last in zip(cuts, cuts[1:]):
-                done, ce, _ = train_minibatches_wide(
-                    model, trainer.velocity, trainer.grads, trainer.buffers, trainer.part,
-                    x, t, order, first, last, ce, trace, config.learning_rate, config.momentum,
-                    trainer.optimizer.inv_n, False, threads, False, config.weight_decay)
-                assert done == last - first
-        runs.append((model.params(), trainer.velocity, ce))
-    (p1, v1, ce1), (p2, v2, ce2) = runs
-    assert ce1 == ce2
-    for name in p1:
-        assert np.array_equal(p1[name], p2[name]) and np.array_equal(v1[name], v2[name]), name
 
 
 def test_the_wide_loop_stops_before_a_diverged_minibatchs_update(monkeypatch):
