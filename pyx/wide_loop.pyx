@@ -19,12 +19,14 @@ minibatch:
     -- barrier --
     every thread: the batch CE (C order), its running mean; stop before the update if
         it is not finite
-    blocks, each thread its own:
-        y3_b = e_b times its factor;  dz3_b = y3_b - onehot
-        dy2_t += W3[r0:r1]ᵀ dz3_b                     the thread's partial sum
-        db3, b3's update;  v_b (ahead, as train_minibatches) += dz3_b y2ᵀ / N;  W3's step
+    blocks, each thread its own:  y3_b = e_b times its factor;  dz3_b = y3_b - onehot;
+        db3 and b3's update
+    each thread, on its rows:  dy2_t = W3ᵀ dz3        one product (per block, its short
+                                                      reductions cost more than they saved)
+    blocks, each thread its own:  v_b (ahead, as train_minibatches) += dz3_b y2ᵀ / N;
+        W3's step, the block's W3 and v_b in cache
     -- barrier --
-    columns: dy2 = Σ_t dy2_t, dz2 = f'(dy2), dy1 = W2ᵀ dz2
+    columns, each thread its own: dy2 = Σ_t dy2_t, dz2 = f'(dy2), dy1 = W2ᵀ dz2
     -- barrier --
     rows of h2, rows of h1: W2, b2 and W1 as train_minibatches updates them
     -- barrier --
