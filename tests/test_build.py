@@ -310,6 +310,13 @@ def test_every_model_trains_on_a_built_folder(built, tmp_path, recipe):
         served = WordNetModel.of(Predictor.load(out / "model.bin", out / "vocab.txt"))
         [answer] = served.predict(["Have a zebra"])             # the served model's answer
         assert answer.context == ["have", "a", UNK] and len(answer.predictions) == 5
+        assert answer.unknown == ["zebra"]                      # the note, in the answer
+        said = invoke("predict", "have a zebra", "--model", out, "--json")
+        assert said.exit_code == 0 and said.stderr == "", said.output
+        shown = json.loads(said.stdout)
+        assert (shown["context"], shown["unknown"]) == (["have", "a", UNK], ["zebra"])
+        assert [p["word"] for p in shown["predictions"]] == [
+            p.word for p in answer.predictions]
         said = invoke("predict", "have a zebra", "--model", out)
         assert said.exit_code == 0, said.output
         assert "note: 'zebra' is not in the vocabulary: read as <unk>" in said.stderr

@@ -97,7 +97,7 @@ def test_predict_json_gives_the_spec_top_5(model9):
     result = invoke("predict", "have a good", "--model", model9, "--json")
     assert result.exit_code == 0, result.output
     answer = json.loads(result.stdout)
-    assert answer["context"] == ["have", "a", "good"]
+    assert answer["context"] == ["have", "a", "good"] and answer["unknown"] == []
     assert [p["word"] for p in answer["predictions"]] == [w for w, _ in HAVE_A_GOOD]
     for p, (_, expected) in zip(answer["predictions"], HAVE_A_GOOD):
         assert p["probability"] == pytest.approx(expected, abs=5e-7)

@@ -273,6 +273,7 @@ def test_mlflow_models_serve_answers_over_http(served):
     answer = post(f"{url}/invocations", {"inputs": ["have a good"], "params": {"top_k": 5}})
     [prediction] = answer["predictions"]
     assert prediction["context"] == ["have", "a", "good"]
+    assert prediction["unknown"] == []                  # the course's words: none read as <unk>
     check_have_a_good(prediction["predictions"])
     with pytest.raises(urllib.error.HTTPError) as error:
         post(f"{url}/invocations", {"inputs": ["hve a good"]})

@@ -19,11 +19,14 @@ def prediction_lines(ranked) -> list[str]:
     return [f"{n:>2}. {p.word:<{width}}  {p.probability:.6f}" for n, p in enumerate(ranked, 1)]
 
 
-def prediction_json(text: str, ranked) -> str:
-    """``predict --json``: the context's words and the predictions, in one line."""
-    return json.dumps({"context": text.lower().split(),
+def prediction_json(predictor, text: str, ranked) -> str:
+    """``predict --json``: in one line, what the served model answers (wordnet.serving.pyfunc):
+    the context as the model read it, the predictions, the words read as <unk>."""
+    indices, unknown = predictor.read(text)
+    return json.dumps({"context": [predictor.vocab.words[i] for i in indices],
                        "predictions": [{"word": p.word, "probability": p.probability}
-                                       for p in ranked]})
+                                       for p in ranked],
+                       "unknown": unknown})
 
 
 def interactive(predictor, text: str, read=None, write=None) -> None:

@@ -55,7 +55,8 @@ def predict(context, model, tracking_uri, data_dir, top_k, as_json):
     ranked = predictor.predict(text, min(top_k, len(predictor.vocab)))
     if not as_json:
         said_unknown(predictor.vocab, text)
-    for line in [prediction_json(text, ranked)] if as_json else prediction_lines(ranked):
+    lines = [prediction_json(predictor, text, ranked)] if as_json else prediction_lines(ranked)
+    for line in lines:
         click.echo(line)
 
 

@@ -135,7 +135,14 @@ class Predictor(Embeddings):
 
     def encode(self, text: str) -> np.ndarray:
         """The indices of a context; UnknownWordError names the closest words."""
-        return self.vocab.encode(words_of(text, self.context_size, self.vocab))
+        return self.read(text)[0]
+
+    def read(self, text: str) -> tuple[np.ndarray, list[str]]:
+        """(the indices of a context, its words outside the vocabulary): a vocabulary with
+        ``<unk>`` reads those as ``<unk>``; any other raises UnknownWordError, which names
+        the closest words."""
+        words = words_of(text, self.context_size, self.vocab)
+        return self.vocab.encode(words), self.vocab.unknown(words)
 
     def probabilities(self, contexts: np.ndarray) -> np.ndarray:
         """P(next word | context), (n, V), for (n, D) 0-based contexts."""

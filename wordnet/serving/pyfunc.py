@@ -3,7 +3,9 @@
 Input: a list of contexts such as ``["have a good", "i want to"]``; the
 parameter ``top_k`` (default 5; null means the default) sets how many words
 come back.  Output, per context: ``{"context": [...], "predictions": [{"word",
-"probability"}, ...]}``.  Served over HTTP by ``mlflow models serve -m
+"probability"}, ...], "unknown": [...]}``: the context as the model read it, and
+the words of it outside the vocabulary, which a model trained on a folder ``data
+build`` made reads as ``<unk>`` (the course's vocabulary refuses them).  Served over HTTP by ``mlflow models serve -m
 models:/wordnet/latest --env-manager local``:
 
     curl -X POST localhost:5000/invocations -H 'Content-Type: application/json' \\
@@ -53,8 +55,9 @@ class WordProbability(BaseModel):
 
 
 class NextWords(BaseModel):
-    context: list[str]
+    context: list[str]                  # as the model read it: <unk> for a word outside
     predictions: list[WordProbability]
+    unknown: list[str] = []             # the words outside the vocabulary, read as <unk>
 
 
 ANSWERS = TypeAdapter(list[NextWords])
@@ -83,23 +86,25 @@ class WordNetModel(PythonModel):
         k = self._top_k((params or {}).get("top_k"))
         self._check_size(len(model_input), k)
         contexts = np.empty((len(model_input), self.predictor.context_size), dtype=np.int32)
+        unknown = []
         for n, text in enumerate(model_input):
             if not isinstance(text, str):
                 raise MlflowException.invalid_parameter_value(
                     f"inputs[{n}]: expected a string of 3 words, got {type(text).__name__}")
             try:
-                contexts[n] = self.predictor.encode(text)
+                contexts[n], outside = self.predictor.read(text)
             except (InputError, UnknownWordError) as e:   # a bad request, not a server fault
                 raise MlflowException.invalid_parameter_value(
                     f"inputs[{n}] {_shown(text)}: {e}") from None
+            unknown.append(outside)
         ranked = self.predictor.predict_batch(contexts, k)    # forward passes by the thousand
         # pydantic builds the answer objects in one call, three times faster than one by one
         words = self.predictor.vocab.words
-        # the context as the model read it: a word outside a vocabulary with <unk>, as <unk>
         return ANSWERS.validate_python([
             {"context": [words[i] for i in context],
-             "predictions": [{"word": w, "probability": q} for w, q in predictions]}
-            for context, predictions in zip(contexts.tolist(), ranked)])
+             "predictions": [{"word": w, "probability": q} for w, q in predictions],
+             "unknown": outside}
+            for context, predictions, outside in zip(contexts.tolist(), ranked, unknown)])
 
     def _top_k(self, value) -> int:
         """``top_k`` checked here too: MLflow lets null through, and a model loaded
