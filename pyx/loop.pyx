@@ -60,6 +60,22 @@ cdef extern from *:
     void barrier "wordnet_barrier"() noexcept nogil
 
 
+def check_minibatches(str name, buffers, Py_ssize_t traced, Py_ssize_t first, Py_ssize_t last,
+                      Py_ssize_t minibatches, Py_ssize_t examples, Py_ssize_t targets, order,
+                      bint embedding_fits):
+    """ValueError, named after the loop ``name``, unless the minibatches ``first`` to
+    ``last`` of ``minibatches`` (of ``examples`` each), their trace, targets and ``order``
+    fit the batch ``buffers`` and the weights: checked before a loop, which trusts them."""
+    if traced < last - first or not (0 <= first <= last <= minibatches):
+        raise ValueError(f"{name}: trace too short or minibatch range out of bounds")
+    if (buffers.y1.shape[1] != examples or targets != examples or not embedding_fits
+            or order.shape[1] != examples or order.shape[0] != minibatches):
+        raise ValueError(f"{name}: buffers do not fit the minibatches")
+    for field in ("y2", "dz3", "dz2", "dy1"):
+        if getattr(buffers, field).strides[0] != buffers.y1.strides[0]:
+            raise ValueError(f"{name}: the buffers' rows differ in length")
+
+
 cdef inline int product(bint exact, bint trans_a, bint trans_b, int M, int N, int K,
                         const floating* A, int lda, const floating* B, int ldb,
                         floating* C, int ldc) noexcept nogil:
@@ -113,14 +129,8 @@ def train_minibatches(model, velocity, grads, buffers, floating[:, ::1] part,
     cdef floating mu = momentum, lr = learning_rate, scale = inv_n, wd = weight_decay, nil = 0
     cdef int H1 = W1.shape[0], V = W1.shape[1], H2 = W2.shape[0], DH1 = W2.shape[1]
     cdef int N = x.shape[1], D = x.shape[2], ld = y1.strides[0] // sizeof(floating)
-    if trace.shape[0] < last - first or not (0 <= first <= last <= x.shape[0]):
-        raise ValueError("train_minibatches: trace too short or minibatch range out of bounds")
-    if (y1.shape[1] != N or t.shape[1] != N or D * H1 != DH1 or order.shape[1] != N
-            or order.shape[0] != x.shape[0]):
-        raise ValueError("train_minibatches: buffers do not fit the minibatches")
-    for name in ("y2", "dz3", "dz2", "dy1"):
-        if getattr(buffers, name).strides[0] != y1.strides[0]:
-            raise ValueError("train_minibatches: the buffers' rows differ in length")
+    check_minibatches("train_minibatches", buffers, trace.shape[0], first, last,
+                      x.shape[0], x.shape[1], t.shape[1], order, D * H1 == DH1)
     cdef int align = line_columns(&y1[0, 0], y1.strides[0], sizeof(floating))
     if exact and floating is float:
         raise ValueError("train_minibatches: the exact backend is float64 only")

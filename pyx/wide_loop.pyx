@@ -41,6 +41,8 @@ from libc.math cimport exp, isfinite, log
 
 import numpy as np
 
+from wordnet._loop import check_minibatches
+
 from wordnet._activations cimport (bias_sigmoid_block, bias_tanh_block, column_split,
                                    cross_entropy_ordered, exp_shifted_block, line_columns,
                                    softmax_factors)
@@ -83,14 +85,8 @@ def train_minibatches_wide(model, velocity, grads, buffers, floating[:, ::1] par
     cdef int N = x.shape[1], D = x.shape[2], ld = y1.strides[0] // sizeof(floating)
     if exact:
         raise ValueError("train_minibatches_wide: the fast backend's")
-    if trace.shape[0] < last - first or not (0 <= first <= last <= x.shape[0]):
-        raise ValueError("train_minibatches_wide: trace too short or range out of bounds")
-    if (y1.shape[1] != N or t.shape[1] != N or D * H1 != DH1 or order.shape[1] != N
-            or order.shape[0] != x.shape[0]):
-        raise ValueError("train_minibatches_wide: buffers do not fit the minibatches")
-    for name in ("y2", "dz3", "dz2", "dy1"):
-        if getattr(buffers, name).strides[0] != y1.strides[0]:
-            raise ValueError("train_minibatches_wide: the buffers' rows differ in length")
+    check_minibatches("train_minibatches_wide", buffers, trace.shape[0], first, last,
+                      x.shape[0], x.shape[1], t.shape[1], order, D * H1 == DH1)
     cdef int nb = (V + BLOCK - 1) // BLOCK
     cdef int T = max(1, min(threads, N, H1, nb))
     dtype = np.float32 if floating is float else np.float64

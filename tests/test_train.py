@@ -267,6 +267,31 @@ def test_fast_fused_loop_gives_the_same_bits_however_the_minibatches_are_cut(dat
         assert np.array_equal(p1[name], p2[name]) and np.array_equal(v1[name], v2[name]), name
 
 
+@pytest.mark.parametrize("wide", [False, True])
+@pytest.mark.parametrize("bad, says", [
+    ({"last": 1}, "out of bounds"), ({"backwards": True}, "out of bounds"),
+    ({"trace": 2}, "trace too short"), ({"order": slice(0, 5)}, "do not fit the minibatches")])
+def test_the_fused_loops_refuse_arguments_that_do_not_fit(dataset, wide, bad, says):
+    """Both loops check the range, the trace and the order against the minibatches and
+    buffers before the loop (which trusts them), naming themselves; nothing is trained."""
+    from wordnet._wide_loop import train_minibatches_wide
+    config = FourGramConfig(epochs=1, early_stop=6, backend="fast")
+    rows, V = (wide_rows(), WIDE_V) if wide else (dataset.train[:700], len(dataset.vocab))
+    step = train_minibatches_wide if wide else train_minibatches
+    x, t = batches(rows, config.batch_size)
+    order = target_order(t)[bad.get("order", slice(None))]
+    first, last = (3, 2) if bad.get("backwards") else (0, len(x) + bad.get("last", 0))
+    model = Model.initialize(config, V, threads=1)
+    before = {name: theta.copy() for name, theta in model.params().items()}
+    trainer = Trainer(model, config)
+    with pytest.raises(ValueError, match=f"^{step.__name__}: .*{says}"):
+        step(model, trainer.velocity, trainer.grads, trainer.buffers, trainer.part, x, t,
+             order, first, last, 0.0, np.empty(bad.get("trace", max(last - first, 0))),
+             config.learning_rate, config.momentum, trainer.optimizer.inv_n, False, 1)
+    for name, theta in model.params().items():
+        assert np.array_equal(theta, before[name]), name
+
+
 def test_fast_divergence_leaves_the_last_updates_velocity(dataset):
     """A fast loop that stops at a diverged minibatch has already computed the weights'
     velocity ahead for it: it is undone, to within rounding, so that the velocity is
