@@ -73,6 +73,21 @@ def test_a_choice_that_holds_is_tried_again_less_and_less_often():
     assert LONGEST_HOLD <= gaps[-1] <= LONGEST_HOLD + window
 
 
+def test_a_first_trial_is_sized_by_the_rate_already_timed():
+    """At a large vocabulary a minibatch takes tens of milliseconds: the first trial of
+    one thread runs about a window's worth (guessed from two threads' rate), not
+    TRIAL_MINIBATCHES of slow training."""
+    governor = Governor(2)
+    assert governor.workers == 2 and governor.minibatches(1000) == threads.TRIAL_MINIBATCHES
+    governor.ran(16, 0.4)                                   # the first call: not timed
+    assert governor.minibatches(1000) == threads.TRIAL_MINIBATCHES
+    governor.ran(16, 0.4)                                   # two threads: 40 a second
+    assert governor.workers == 1
+    assert governor.minibatches(1000) == round(40 * threads.TRIAL) == 2
+    governor.ran(2, 0.075)                                  # one thread: 27 a second
+    assert governor.choice == 2 and governor.minibatches(1000) == 1000
+
+
 def test_fixed_threads_are_never_changed():
     governor = Governor(2, adaptive=False)
     assert feed(governor, {2: 100, 1: 1000}.get, 5.0) == [2] * 500
