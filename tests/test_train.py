@@ -1,5 +1,6 @@
 """Training: bit-for-bit parity with the C reference, and the recipe's semantics."""
 import hashlib
+import math
 
 import numpy as np
 import pytest
@@ -42,6 +43,39 @@ def test_c_reference_init_is_byte_identical(dataset, reference_file, tmp_path):
     config = FourGramConfig(epochs=1, early_stop=0)
     model = Model.initialize(config, len(dataset.vocab))
     assert saved_bytes(model, config, dataset, tmp_path) == reference_file("c_init.bin").read_bytes()
+
+
+def spec_gaussians(count: int) -> list[float]:
+    """SPEC section 4's stream, one value at a time as the C program draws it: Park-Miller
+    uniforms, Marsaglia's polar method with the cached second value."""
+    state, values = 1, []
+    while len(values) < count:
+        while True:
+            state = 16807 * state % (2**31 - 1)
+            v1 = 2.0 * (state / 2147483647.0) - 1.0
+            state = 16807 * state % (2**31 - 1)
+            v2 = 2.0 * (state / 2147483647.0) - 1.0
+            s = v1 * v1 + v2 * v2
+            if 0.0 < s < 1.0:
+                break
+        values += [v1 * math.sqrt(-2.0 * math.log(s) / s), v2 * math.sqrt(-2.0 * math.log(s) / s)]
+    return values[:count]
+
+
+@pytest.mark.parametrize("chunk", [8, 1 << 20])
+def test_the_c_reference_stream_is_drawn_a_chunk_at_a_time_bit_for_bit(monkeypatch, chunk):
+    """The stream is made from chunks of uniforms: across the chunks' seams (8 uniforms,
+    4 attempts, each), an odd count (the cached value of the last pair unused), and
+    from a stream longer than the course model's (V = 2,000: 481,700 values)."""
+    from wordnet.models import init
+    monkeypatch.setattr(init, "CHUNK", chunk)
+    for count in (1, 7, 1001):
+        assert init.c_reference_gaussians(count).tolist() == spec_gaussians(count)
+    if chunk > 8:
+        shapes = Header.for_run(FourGramConfig(), 2000, (0, 0, 0)).shapes()
+        drawn = init.initial_weights(shapes)
+        stream = np.concatenate([drawn[n].ravel() for n in ("W1", "W2", "W3")])
+        assert stream.tolist() == [g * 0.01 + 0.0 for g in spec_gaussians(len(stream))]
 
 
 def test_gaussian_init_is_seeded():
