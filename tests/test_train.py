@@ -58,7 +58,8 @@ def spec_gaussians(count: int) -> list[float]:
             s = v1 * v1 + v2 * v2
             if 0.0 < s < 1.0:
                 break
-        values += [v1 * math.sqrt(-2.0 * math.log(s) / s), v2 * math.sqrt(-2.0 * math.log(s) / s)]
+        values += [v1 * math.sqrt(-2.0 * math.log(s) / s),
+                   v2 * math.sqrt(-2.0 * math.log(s) / s)]
     return values[:count]
 
 

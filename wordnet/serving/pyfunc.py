@@ -5,8 +5,8 @@ parameter ``top_k`` (default 5; null means the default) sets how many words
 come back.  Output, per context: ``{"context": [...], "predictions": [{"word",
 "probability"}, ...], "unknown": [...]}``: the context as the model read it, and
 the words of it outside the vocabulary, which a model trained on a folder ``data
-build`` made reads as ``<unk>`` (the course's vocabulary refuses them).  Served over HTTP by ``mlflow models serve -m
-models:/wordnet/latest --env-manager local``:
+build`` made reads as ``<unk>`` (the course's vocabulary refuses them).  Served over
+HTTP by ``mlflow models serve -m models:/wordnet/latest --env-manager local``:
 
     curl -X POST localhost:5000/invocations -H 'Content-Type: application/json' \\
          -d '{"inputs": ["have a good"], "params": {"top_k": 3}}'
