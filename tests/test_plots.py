@@ -12,6 +12,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from wordnet import plots
 from wordnet.data.dataset import Vocabulary
 from wordnet.models import checkpoint
+from wordnet.plots.embeddings import PERPLEXITY, perplexity
 
 
 @pytest.fixture(scope="module")
@@ -85,6 +86,21 @@ def test_the_page_shows_the_map_and_each_words_nearest_words(published, tmp_path
     assert he in [j for j, _ in she]
     assert all(d1 <= d2 for (_, d1), (_, d2) in zip(she, she[1:]))     # nearest first
     assert not re.search(r'(src|href)="?https?:', page)               # nothing fetched
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 24])
+def test_a_small_vocabulary_is_mapped_too(tmp_path, n):
+    """A user's text of a few dozen words: t-SNE's perplexity (30 for the course's 250
+    words) must stay below the number of words; it is a third of the others, and the
+    map says which; one word is drawn alone."""
+    W1 = np.random.default_rng(n).normal(size=(50, n))
+    words = [f"w{i}" for i in range(n)]
+    fig, labels, _ = plots.draw_embedding_map(W1, words, "small")
+    assert [label.get_text() for label in labels] == words
+    assert fig.axes[0].get_title().endswith(f"perplexity {perplexity(n):.3g}")
+    assert perplexity(n) < n and perplexity(250) == PERPLEXITY == 30
+    plots.embedding_map(tmp_path / "map.png", W1, words, "small", html=tmp_path / "map.html")
+    assert (tmp_path / "map.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_tsne_keeps_neighbours_together(published):

@@ -55,17 +55,27 @@ def most_frequent(W1: np.ndarray, words) -> tuple[np.ndarray, list]:
     return W1[:, shown], [words[i] for i in shown]
 
 
+def perplexity(words: int) -> float:
+    """t-SNE's perplexity for a map of ``words`` words: PERPLEXITY, or for a small
+    vocabulary (a user's text) a third of the other words, as t-SNE needs fewer
+    neighbours than words."""
+    return min(PERPLEXITY, max((words - 1) / 3, 0.5))
+
+
 def tsne(W1: np.ndarray) -> np.ndarray:
     """The 2-D t-SNE layout of the columns of ``W1`` (one row per word); the same
     for the same W1: a fixed seed and the PCA initialisation."""
     from sklearn.manifold import TSNE
     from threadpoolctl import threadpool_limits
+    if W1.shape[1] < 2:
+        return np.zeros((W1.shape[1], 2))   # one word: nothing to lay out
     # One thread, OpenMP's and BLAS's: with two OpenMP threads, on a two-core machine
     # where another process used a core, t-SNE took 5.3 s instead of 0.8 s; and its
     # PCA of a 250 x 50 matrix took 0.58 s (0.3 s of CPU) with OpenBLAS's two threads
     # instead of 0.006 s with one, for the same bits.
     with threadpool_limits(1):
-        return TSNE(n_components=2, perplexity=PERPLEXITY, init="pca", random_state=0,
+        return TSNE(n_components=2, perplexity=perplexity(W1.shape[1]), init="pca",
+                    random_state=0,
                     max_iter=TSNE_ITERATIONS).fit_transform(np.asarray(W1.T, np.float64))
 
 
@@ -79,7 +89,7 @@ def draw_embedding_map(W1: np.ndarray, words, title: str = "", of: int | None = 
     shown = (f"the {len(words)} most frequent of {of:,} words'" if of and of > MAP_WORDS
              else f"the {len(words)} words'")
     ax.set_title(f"{shown} embeddings (columns of W1) by t-SNE, "
-                 f"perplexity {PERPLEXITY}", fontsize=10, color="0.3")
+                 f"perplexity {perplexity(len(words)):.3g}", fontsize=10, color="0.3")
     labels, anchors = _map_on(fig, ax, tsne(W1), words)
     return fig, labels, anchors
 
@@ -133,6 +143,7 @@ def _map_on(fig, ax, xy: np.ndarray, words, size: float = LABEL_SIZE):
     # Equal scales on both axes (t-SNE distances have no direction), with a margin.
     low, high = xy.min(axis=0), xy.max(axis=0)
     scale = 1.1 * max((high - low) / [box.width, box.height])      # data units per pixel
+    scale = scale or 1 / box.width                                  # one word: any scale
     middle = (low + high) / 2
     ax.set_xlim(middle[0] - scale * box.width / 2, middle[0] + scale * box.width / 2)
     ax.set_ylim(middle[1] - scale * box.height / 2, middle[1] + scale * box.height / 2)
@@ -256,7 +267,8 @@ def map_page(fig, labels, anchors: np.ndarray, W1: np.ndarray, title: str) -> st
         title=escape(title or "Word embeddings"), size=f"{size:.1f}", view=(
             f"{x0:.0f} {height - y1:.0f} {x1 - x0:.0f} {y1 - y0:.0f}"),
         width=f"{x1 - x0:.0f}", texts="\n".join(texts), leaders="".join(leaders),
-        near=json.dumps(near, separators=(",", ":")), perplexity=PERPLEXITY, k=NEAREST)
+        near=json.dumps(near, separators=(",", ":")), k=NEAREST,
+        perplexity=f"{perplexity(len(labels)):.3g}")
 
 
 _PAGE = """<!doctype html>
