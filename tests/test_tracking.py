@@ -10,6 +10,7 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from wordnet import tracking
@@ -151,6 +152,38 @@ def test_a_store_that_exists_or_no_memory_folder_leaves_mlflow_to_it(tmp_path, m
     finally:
         mlflow.set_tracking_uri(None)
     assert "plain" in {e.name for e in MlflowClient(f"sqlite:///{database}").search_experiments()}
+
+
+RACE = ("BAD_REQUEST: (sqlite3.IntegrityError) UNIQUE constraint failed: "
+        "datasets.experiment_id, datasets.name, datasets.digest")
+
+
+@pytest.mark.parametrize("error, calls, lost", [
+    (RACE, 2, False),                                   # a sweep's trial beside: again
+    ("API request to endpoint /api/2.0/mlflow/runs/log-inputs failed: connection refused",
+     1, True)], ids=["raced", "refused"])               # anything else: lost at once
+def test_a_dataset_another_run_logged_at_the_same_moment_is_logged_again(
+        tracking_uri, monkeypatch, error, calls, lost):
+    """Two trials logging a dataset new to the experiment at once: the store's second
+    insert breaks its uniqueness (seen in CI, a Ray sweep on a tracking server); logged
+    again, it links the dataset the other made.  Other errors are not tried again."""
+    import mlflow
+    real, tries = mlflow.log_input, []
+
+    def log_input(*args, **kwargs):
+        tries.append(1)
+        if len(tries) == 1:
+            raise mlflow.exceptions.MlflowException(error)
+        return real(*args, **kwargs)
+    tracking.connect(None, "raced")
+    monkeypatch.setattr(mlflow, "log_input", log_input)
+    rows = np.arange(40, dtype=np.int32).reshape(10, 4)
+    with tracking.start_run("r") as run:
+        run.log_dataset(rows, "course-train", "training", tracking_uri.removeprefix(
+            "sqlite:///"), "ab" * 32)
+    assert len(tries) == calls and (run.lost is not None) == lost
+    inputs = mlflow.get_run(run.run_id).inputs.dataset_inputs
+    assert [d.dataset.name for d in inputs] == ([] if lost else ["course-train"])
 
 
 def test_a_store_that_refuses_a_new_run_is_a_one_line_error(tracking_uri, monkeypatch):

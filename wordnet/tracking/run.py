@@ -12,6 +12,7 @@ MLflow is imported by the functions that need it, never at import time.
 from __future__ import annotations
 
 import os
+import re
 import sys
 import warnings
 from concurrent.futures import ThreadPoolExecutor
@@ -29,6 +30,9 @@ if TYPE_CHECKING:
     import numpy as np
 
 ENDED_TAG = "wordnet.ended_because"   # why the next command ended a run left RUNNING
+# A store refusing a row another process inserted first: SQLite's and PostgreSQL's
+# words, MySQL's, and SQLAlchemy's class (through a tracking server: in its message)
+RACED = re.compile(r"unique constraint|duplicate entry|IntegrityError", re.IGNORECASE)
 # The one try to end a run whose tracking was lost: the store already failed once.
 LAST_TRY_HTTP_ENV = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "2"}
 
@@ -147,7 +151,8 @@ class Run(NoRun):
             origin = resolve_dataset_source(str(Path(source).resolve()))
         dataset = mlflow.data.from_numpy(rows[:, :-1], targets=rows[:, -1], source=origin,
                                          name=name, digest=digest[:20])
-        self._call(f"logging the {name} dataset", mlflow.log_input, dataset, context=context)
+        self._call(f"logging the {name} dataset", once_more_if_raced,
+                   lambda: mlflow.log_input(dataset, context=context))
 
     def log_model(self, checkpoint: Path, vocab: Path, example: str,
                   name: str = "model") -> None:
@@ -211,6 +216,20 @@ class Run(NoRun):
 
     def flush(self) -> None:
         self._call("logging metrics", self.metrics.flush)
+
+
+def once_more_if_raced(call):
+    """``call()``, and once more if the store refused it as a duplicate (RACED).  Two
+    runs logging a dataset new to the experiment at once (a sweep's trials) both find
+    it missing, and MLflow's store inserts it for both: the second insert breaks the
+    store's uniqueness (``UNIQUE constraint failed: datasets.experiment_id, ...``).
+    Once the other run's insert is in, the same call finds the dataset and links it."""
+    try:
+        return call()
+    except Exception as e:                      # MLflow's, HTTP's, the database's
+        if not RACED.search(str(e)):
+            raise
+    return call()
 
 
 @contextmanager
