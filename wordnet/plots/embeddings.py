@@ -135,6 +135,7 @@ def draw_embedding_maps(W1s: list[np.ndarray], titles: list[str], words, title: 
 def _map_on(fig, ax, xy: np.ndarray, words, size: float = LABEL_SIZE):
     """The words at their points ``xy`` on ``ax``, every label legible: (labels, the
     points in pixels)."""
+    from matplotlib.collections import LineCollection
     ax.set(xticks=[], yticks=[])
     for side in ax.spines.values():
         side.set_color("0.8")
@@ -163,11 +164,14 @@ def _map_on(fig, ax, xy: np.ndarray, words, size: float = LABEL_SIZE):
     moved = np.any(np.abs(centres - anchors) > sizes / 2, axis=1)
     for label, centre, shift in zip(labels, centres, shifts):
         label.set_position(to_pixels.inverted().transform(centre - shift))
-    for i in np.flatnonzero(moved):
-        end = np.clip(anchors[i], centres[i] - sizes[i] / 2, centres[i] + sizes[i] / 2)
-        ax.plot(*to_pixels.inverted().transform([anchors[i], end]).T, color="0.65", lw=0.6,
-                zorder=1)
-        ax.plot(*xy[i], ".", ms=3, color="0.45", zorder=1)
+    # one artist for all the lines and one for all the dots: 2 x 200 artists of their
+    # own cost the painter 0.15 s of the map's 1 s, for the same pixels
+    ends = np.clip(anchors, centres - sizes / 2, centres + sizes / 2)[moved]
+    back = to_pixels.inverted()
+    lines = np.stack([xy[moved], back.transform(ends)], axis=1) if moved.any() else []
+    ax.add_collection(LineCollection(lines, colors="0.65", linewidths=0.6, zorder=1),
+                      autolim=False)
+    ax.plot(*xy[moved].T, ".", ms=3, color="0.45", zorder=1)
     return labels, anchors
 
 
