@@ -33,6 +33,43 @@ def test_points_go_in_order_in_batches_of_at_most_max_batch():
     metrics.close()
 
 
+def test_a_call_sends_whole_send_ats_and_the_rest_waits_for_the_interval_or_a_flush():
+    sent, calls = [], threading.Semaphore(0)
+    metrics = MetricQueue(lambda points: (sent.append(len(points)), calls.release()),
+                          send_at=10, interval=60)
+    for i in range(25):
+        metrics.put("train_ce", 1.0, i + 1)
+    while sum(sent) < 20:
+        assert calls.acquire(timeout=10)
+    time.sleep(0.2)                                       # no call for the 5 left
+    assert sum(sent) == 20 and all(n % 10 == 0 for n in sent), sent
+    metrics.flush()
+    assert sum(sent) == 25 and sent[-1] == 5, sent
+    metrics.close()
+
+
+def test_the_worker_is_woken_for_a_call_not_for_every_point(monkeypatch):
+    """Woken at every point, the worker took the GIL from the training thread's callbacks
+    a thousand times a second, and the governor put the training on one thread."""
+    wakes = []
+
+    class Counted(threading.Event):
+        def set(self):
+            wakes.append(1)
+            super().set()
+
+    monkeypatch.setattr(threading, "Event", Counted)
+    sent = []
+    metrics = MetricQueue(sent.append, send_at=100, interval=60)
+    monkeypatch.undo()
+    for i in range(1_000):
+        metrics.put("train_ce", 1.0, i + 1)
+    metrics.flush()
+    assert sum(map(len, sent)) == 1_000
+    assert len(wakes) <= 1_000 // 100 + 3, len(wakes)     # a batch's first point and its last
+    metrics.close()
+
+
 def test_points_wait_at_most_the_interval():
     sent, arrived = [], threading.Event()
     metrics = MetricQueue(lambda points: (sent.append(points), arrived.set()), interval=0.05)

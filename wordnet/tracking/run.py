@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 from wordnet.tracking.errors import TrackingError, first_line, short
 from wordnet.tracking.logged_model import SERVING_CODE, model_artifacts
-from wordnet.tracking.metrics import MetricQueue
+from wordnet.tracking.metrics import MAX_BATCH, SEND_AT, MetricQueue
 from wordnet.tracking.noise import silently
 from wordnet.tracking.store import page_url, unique_name
 
@@ -258,10 +258,15 @@ def start_run(run_name: str | None, tags: dict | None = None, nested: bool = Fal
                             f"{mlflow.get_tracking_uri()} ({first_line(e)}); pass "
                             "--no-tracking to run without it") from None
     run_id = active.info.run_id
+    # a store in this process (SQLite, a folder) writes the points on our cores: short
+    # calls (metrics.SEND_AT); a server writes them on its own, and fewer requests serve
+    # it better
+    server = mlflow.get_tracking_uri().startswith(("http://", "https://", "databricks"))
     metrics = MetricQueue(lambda points: client.log_batch(run_id, metrics=[
         Metric(k, v, ts, step, model_id=model, dataset_name=dataset, dataset_digest=digest)
         for k, v, ts, step, model, dataset, digest in points], synchronous=True),
-        on_error=lambda e: run.lose(f"logging metrics failed ({short(first_line(e))})"))
+        on_error=lambda e: run.lose(f"logging metrics failed ({short(first_line(e))})"),
+        send_at=MAX_BATCH if server else SEND_AT)
     run = Run(run_id, active.info.run_name, metrics, page_url(active.info.experiment_id, run_id))
     if found is not None:
         if ENDED_TAG in found.data.tags:            # a killed command's run, going on now
