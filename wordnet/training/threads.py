@@ -8,13 +8,22 @@ and the load, so a model whose threads nobody fixed (``Layers.adaptive``) trains
 the number the governor measures to be fastest:
 
 * it times each candidate (``threads``, half of it, ..., 1) on the training itself
-  for ``TRIAL`` seconds, and keeps the fastest (the fewer threads, within ``TIE``);
+  for ``TRIAL`` seconds, and keeps the fastest (the fewer threads, within ``TIE``),
+  each at the faster of its last two windows: a burst of other work that takes a core
+  for a window (the run's own calls to MLflow, 10 ms ten times a second) slows two
+  threads more than one, and decided for one thread for seconds of a tracked run;
+  a process that holds a core slows both windows;
 * it goes on timing its choice, and tries the others again after ``HOLD`` seconds,
   waiting twice as long each time the choice holds (at most ``LONGEST_HOLD``), back to
   ``HOLD`` when it changes;
 * it tries them again at once when its choice, if not already one thread, slows below
-  ``SLOWED`` of the rate it was chosen at (another process started).
+  ``SLOWED`` of the rate it was chosen at, two windows in a row (another process
+  started).
 
+The first call on other workers is not timed: their threads wake, and a core that
+sat out (or ran other work: a tracked run's MLflow calls) fetches the weights into
+its caches.  Timed, it made two threads' trials 25-38 % slower than two threads
+chosen, in a tracked run, and the run trained mostly on one thread.
 A trial of a candidate that was far slower last time is shorter (its rate is known
 within a call or two), and trials grow rarer while the choice holds: a run pays a few
 per cent for following the machine.
@@ -46,6 +55,7 @@ class Governor:
         self.candidates = sorted({max(1, self.most >> k) for k in range(self.most.bit_length())}
                                  if adaptive else {self.most}, reverse=True)
         self.rates: dict[int, float] = {}               # updates a second, last measured
+        self._previous: dict[int, float] = {}           # each one's window before
         self.seconds: dict[int, float] = {}             # training seconds on each candidate
         self.workers = self.most
         self.choice: int | None = None                  # the workers chosen, once trials end
@@ -54,7 +64,7 @@ class Governor:
         self._hold = HOLD
         self._held = 0.0
         self._chosen_rate = 0.0
-        self._warm = False                              # the first call is not measured
+        self._on: int | None = None                     # the workers of the last call
         self._count, self._seconds = 0, 0.0
 
     @classmethod
@@ -84,15 +94,20 @@ class Governor:
         self.seconds[self.workers] = self.seconds.get(self.workers, 0.0) + seconds
         if len(self.candidates) == 1 or minibatches <= 0:
             return
-        if not self._warm:                  # the threads' start, the first page faults
-            self._warm = True
+        if self.workers != self._on:        # their first call: not timed (see above)
+            self._on = self.workers
             return
         self._count += minibatches
         self._seconds += seconds
         if self._seconds < self._window():
             return
-        rate, window = self._count / self._seconds, self._seconds
+        window, measured = self._seconds, self._count / self._seconds
         self._count, self._seconds = 0, 0.0
+        # the faster of the candidate's last two windows: one that a short burst of other
+        # work took a core from (the run's own call to MLflow) does not decide; a process
+        # that holds a core slows both
+        rate = max(measured, self._previous.get(self.workers, 0.0))
+        self._previous[self.workers] = measured
         self.rates[self.workers] = rate
         if self._queue:                     # a trial ends
             self._queue.pop(0)
