@@ -22,8 +22,8 @@ the number the governor measures to be fastest:
 
 The first call on other workers is not timed: their threads wake, and a core that
 sat out (or ran other work: a tracked run's MLflow calls) fetches the weights into
-its caches.  Timed, it made two threads' trials 25-38 % slower than two threads
-chosen, in a tracked run, and the run trained mostly on one thread.
+its caches.  In a tracked run, two threads' trials, that call included, timed 25-38 %
+below two threads chosen, and the run trained mostly on one thread.
 A trial of a candidate that was far slower last time is shorter (its rate is known
 within a call or two), and trials grow rarer while the choice holds: a run pays a few
 per cent for following the machine.
