@@ -1,5 +1,6 @@
 """wordnet.tracking (store, run, metrics): batched metrics off the training thread, run statuses, and the whole
 pipeline against a real `mlflow server` on loopback."""
+import collections
 import json
 import os
 import shutil
@@ -68,6 +69,34 @@ def test_the_worker_is_woken_for_a_call_not_for_every_point(monkeypatch):
     assert sum(map(len, sent)) == 1_000
     assert len(wakes) <= 1_000 // 100 + 3, len(wakes)     # a batch's first point and its last
     metrics.close()
+
+
+def test_points_put_while_the_worker_counts_are_sent_before_close_returns():
+    """The worker counts the points waiting, and meanwhile the training puts more and
+    closes: those are sent too (CI lost a backfilled run's last metrics so)."""
+    counting, resume = threading.Event(), threading.Event()
+
+    class Counted(collections.deque):
+        def __len__(self):
+            n = super().__len__()
+            if threading.current_thread().name == "wordnet-metrics" and not counting.is_set():
+                counting.set()                      # the count taken, the worker held
+                resume.wait(10)
+            return n
+
+    sent = []
+    metrics = MetricQueue(lambda points: sent.extend(points), send_at=100, interval=60)
+    metrics._points = Counted()
+    metrics.put("train_ce", 1.0, 1)
+    assert counting.wait(10)
+    for i in range(2, 11):
+        metrics.put("train_ce", 1.0, i)
+    closing = threading.Thread(target=metrics.close)
+    closing.start()
+    time.sleep(0.1)                                 # the stop requested
+    resume.set()
+    closing.join(10)
+    assert [p[3] for p in sent] == list(range(1, 11))
 
 
 def test_points_wait_at_most_the_interval():

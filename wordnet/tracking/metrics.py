@@ -92,16 +92,18 @@ class MetricQueue:
         while True:
             self._wake.wait(self._due_in())
             self._wake.clear()
+            # the requests counted first: every point put before one is then counted too
+            requests = self._requests.qsize()
             waiting = len(self._points)
-            if not self._requests.empty() or self._due_in(interval_only=True) == 0.0:
-                count = waiting                     # everything put before the request
+            if requests or self._due_in(interval_only=True) == 0.0:
+                count = waiting                     # everything put before the requests
             else:
                 count = waiting - waiting % self._send_at   # whole SEND_ATs, the rest waits
             while count > 0:
                 take = min(count, self._max_batch)
                 count -= take
                 self._deliver([self._point(self._points.popleft()) for _ in range(take)])
-            while not self._requests.empty():
+            for _ in range(requests):               # a later one: the next turn (its wake)
                 request = self._requests.get()
                 if request is self._STOP:
                     return
