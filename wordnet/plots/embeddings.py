@@ -162,12 +162,12 @@ def _map_on(fig, ax, xy: np.ndarray, words, size: float = LABEL_SIZE):
     centres = place_labels(anchors, sizes, (box.x0, box.y0, box.x1, box.y1))
     # moved off its point: a dot at the point, a line to the label
     moved = np.any(np.abs(centres - anchors) > sizes / 2, axis=1)
+    back = to_pixels.inverted()
     for label, centre, shift in zip(labels, centres, shifts):
-        label.set_position(to_pixels.inverted().transform(centre - shift))
+        label.set_position(back.transform(centre - shift))
     # one artist for all the lines and one for all the dots: 2 x 200 artists of their
     # own cost the painter 0.15 s of the map's 1 s, for the same pixels
     ends = np.clip(anchors, centres - sizes / 2, centres + sizes / 2)[moved]
-    back = to_pixels.inverted()
     lines = np.stack([xy[moved], back.transform(ends)], axis=1) if moved.any() else []
     ax.add_collection(LineCollection(lines, colors="0.65", linewidths=0.6, zorder=1),
                       autolim=False)

@@ -42,6 +42,7 @@ from wordnet.sweeps.trials import (
     run_process,
     thread_env,
 )
+from wordnet.tracking.store import is_server
 
 QUESTION_SECONDS = 1.0          # how long the sweep's judge waits for a question at a time
 PROBE_SECONDS = 5.0             # how long the head's port may take to accept a connection
@@ -110,7 +111,7 @@ class OnRay:
         if options.ray_address and not options.tracked:
             raise ConfigError("with --ray-address a trial's model and files reach you "
                               "only through MLflow: drop --no-tracking")
-        if options.ray_address and not (uri or "").startswith(("http://", "https://")):
+        if options.ray_address and not is_server(uri):
             raise ConfigError(
                 f"with --ray-address the trials may run on other machines, which cannot "
                 f"write to the tracking store {uri or './mlflow.db'} on this one: "

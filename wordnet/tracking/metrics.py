@@ -95,7 +95,7 @@ class MetricQueue:
             # the requests counted first: every point put before one is then counted too
             requests = self._requests.qsize()
             waiting = len(self._points)
-            if requests or self._due_in(interval_only=True) == 0.0:
+            if requests or self._interval_left() == 0.0:
                 count = waiting                     # everything put before the requests
             else:
                 count = waiting - waiting % self._send_at   # whole SEND_ATs, the rest waits
@@ -109,12 +109,15 @@ class MetricQueue:
                     return
                 request.set()
 
-    def _due_in(self, interval_only: bool = False) -> float | None:
+    def _due_in(self) -> float | None:
         """Seconds until a call is due (0: now; None: nothing waits): at once for a
         request or SEND_AT points, else when the oldest point's interval is over."""
-        if not interval_only and (not self._requests.empty()
-                                  or len(self._points) >= self._send_at):
+        if not self._requests.empty() or len(self._points) >= self._send_at:
             return 0.0
+        return self._interval_left()
+
+    def _interval_left(self) -> float | None:
+        """Seconds until the oldest point has waited the interval (None: no point)."""
         if not self._points:
             return None
         return max(0.0, self._points[0][2] + self._interval - time.time())

@@ -24,7 +24,7 @@ from wordnet.tracking.errors import TrackingError, first_line, short
 from wordnet.tracking.logged_model import SERVING_CODE, model_artifacts
 from wordnet.tracking.metrics import MAX_BATCH, SEND_AT, MetricQueue
 from wordnet.tracking.noise import silently
-from wordnet.tracking.store import page_url, unique_name
+from wordnet.tracking.store import is_server, page_url, unique_name
 
 if TYPE_CHECKING:
     import numpy as np
@@ -261,7 +261,7 @@ def start_run(run_name: str | None, tags: dict | None = None, nested: bool = Fal
     # a store in this process (SQLite, a folder) writes the points on our cores: short
     # calls (metrics.SEND_AT); a server writes them on its own, and fewer requests serve
     # it better
-    server = mlflow.get_tracking_uri().startswith(("http://", "https://", "databricks"))
+    server = is_server(mlflow.get_tracking_uri())
     metrics = MetricQueue(lambda points: client.log_batch(run_id, metrics=[
         Metric(k, v, ts, step, model_id=model, dataset_name=dataset, dataset_digest=digest)
         for k, v, ts, step, model, dataset, digest in points], synchronous=True),

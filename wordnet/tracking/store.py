@@ -36,6 +36,11 @@ RAM_FOLDER = Path("/dev/shm")   # a file system in memory (Linux): syncing a fil
 SQLITE_FILE_MODE = 0o644        # SQLite's for a new database, less the umask
 
 
+def is_server(uri: str | None) -> bool:
+    """Whether ``uri`` is a tracking server's (HTTP): not a store in this process."""
+    return bool(uri) and uri.startswith(("http://", "https://"))
+
+
 def connect(tracking_uri: str | None, experiment: str) -> None:
     """Point MLflow at ``tracking_uri`` (else its default) and ``experiment``; fail
     within seconds when the tracking server cannot be reached.
@@ -47,7 +52,7 @@ def connect(tracking_uri: str | None, experiment: str) -> None:
     experiment: MLflow then returns the other's without making it active, and
     the run lands in "Default"; setting it again by id makes it active.
     """
-    if tracking_uri and tracking_uri.startswith(("http://", "https://")):
+    if is_server(tracking_uri):
         _probe(tracking_uri)
     for name, value in WRITING_HTTP_ENV.items():
         os.environ.setdefault(name, value)                     # the user's settings win
@@ -97,7 +102,7 @@ def use_store_for_reading(tracking_uri: str | None) -> None:
     is not there: a server that does not answer, or a local store that does not exist
     (MLflow would create an empty one, then say the model is not in it)."""
     uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
-    if uri and uri.startswith(("http://", "https://")):
+    if is_server(uri):
         _probe(uri, hint="start it or fix --tracking-uri")    # before MLflow's import: 2 s
         for name, value in READING_HTTP_ENV.items():
             os.environ.setdefault(name, value)                 # the user's settings win
@@ -205,7 +210,7 @@ def page_url(experiment_id: str, run_id: str) -> str:
     which a fresh browser would otherwise not open (it starts in the GenAI view)."""
     import mlflow
     uri = mlflow.get_tracking_uri()
-    server = uri.rstrip("/") if uri.startswith(("http://", "https://")) else UI_ADDRESS
+    server = uri.rstrip("/") if is_server(uri) else UI_ADDRESS
     return f"{server}/#/experiments/{experiment_id}/runs/{run_id}?{TRAINING_VIEW}"
 
 
