@@ -215,12 +215,14 @@ def train_minibatches(model, velocity, grads, buffers, floating[:, ::1] part,
                     velocity_ahead_range(&vW3[0, 0], &W3[0, 0], v0 * H2, v1 * H2, mu, wd)
                     velocity_ahead_range(&vW2[0, 0], &W2[0, 0], h0 * DH1, h1 * DH1, mu, wd)
                     velocity_ahead_range(&vW1[0, 0], &W1[0, 0], j0 * V, j1 * V, mu, wd)
+                # each layer's update right after its product, while BLAS's output, the
+                # thread's rows of the velocity, is still in this core's cache
                 gemm_blas_accumulate(False, True, v1 - v0, H2, N, scale, &dz3[v0, 0], ld,
                                      &y2[0, 0], ld, &vW3[v0, 0], H2)
-                gemm_blas_accumulate(False, True, h1 - h0, DH1, N, scale, &dz2[h0, 0], ld,
-                                     &y1[0, 0], ld, &vW2[h0, 0], DH1)
                 step_ahead_range(&W3[0, 0], &vW3[0, 0], v0 * H2, v1 * H2, lr, mu, wd,
                                  ahead and b + 1 < last)
+                gemm_blas_accumulate(False, True, h1 - h0, DH1, N, scale, &dz2[h0, 0], ld,
+                                     &y1[0, 0], ld, &vW2[h0, 0], DH1)
                 step_ahead_range(&W2[0, 0], &vW2[0, 0], h0 * DH1, h1 * DH1, lr, mu, wd,
                                  ahead and b + 1 < last)
                 sum_columns_rows(&dz3[0, 0], &gb3[0], v0, v1, N, ld, exact)
