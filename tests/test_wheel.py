@@ -31,6 +31,9 @@ def test_the_wheel_holds_the_installed_package_and_a_true_record(tmp_path):
         assert any(n.startswith("wordnet/_loop.") and n.endswith(".so") for n in names)
         assert not {f"{info}/INSTALLER", f"{info}/REQUESTED", f"{info}/direct_url.json"} & names
         assert not any(n.endswith(".pyc") or n.startswith("..") for n in names)
+        packed = [n for n in names if n.endswith(".xz")]        # the data, compressed already
+        assert packed and all(archive.getinfo(n).compress_type == zipfile.ZIP_STORED
+                              for n in packed)
         rows = list(csv.reader(io.StringIO(archive.read(f"{info}/RECORD").decode())))
         assert {row[0] for row in rows} == names
         for name, digest, size in rows:
