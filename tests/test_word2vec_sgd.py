@@ -193,6 +193,33 @@ def test_every_sampled_model_trains_with_it_on_the_same_schedule(corpus, setting
     assert (trainer.table is not None) == (settings.get("negatives", 0) > 0)
 
 
+def test_the_per_pair_sgd_runs_in_long_calls_that_change_no_bit(corpus, monkeypatch):
+    """The trainer calls the kernel for SGD_CHUNK minibatches at a time (each call ends
+    at a barrier of its threads); on one thread, how it cuts them changes no bit."""
+    from wordnet.training import sampled
+    config = make_config({"model": "skipgram", "negatives": 3, "init": "gaussian",
+                          "embedding_size": 8, "batch_size": 10, "epochs": 1,
+                          "early_stop": 10**9, "backend": "fast"} | LINEAR)
+    rows = examples(SkipGram, corpus, "train", config)[:25000]      # 2,500 minibatches
+
+    def train(chunk):
+        monkeypatch.setattr(sampled, "SGD_CHUNK", chunk)
+        model, calls = SkipGram.initialize(config, 250, threads=1), []
+        sgd = model.sgd
+        monkeypatch.setattr(model, "sgd", lambda rows, *rest: calls.append(len(rows))
+                            or sgd(rows, *rest))
+        history = SampledTrainer(model, config, corpus).run(rows)
+        return model, history, calls
+
+    model, history, calls = train(sampled.SGD_CHUNK)
+    assert sampled.SGD_CHUNK >= 1000 and calls == [10 * sampled.SGD_CHUNK] * 2 + [
+        25000 - 20 * sampled.SGD_CHUNK]
+    cut, cut_history, cut_calls = train(7)
+    assert len(cut_calls) == 358
+    assert np.array_equal(model.W1, cut.W1) and np.array_equal(model.W2, cut.W2)
+    assert history.train_ce == cut_history.train_ce
+
+
 def test_skipgram_neg_linear_learns_as_well_as_the_default(corpus):
     """One epoch of the recipe, word2vec's optimiser at gensim's rate (0.025) against the
     default momentum minibatches: the held-out log-likelihood is no worse."""

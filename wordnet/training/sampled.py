@@ -28,7 +28,15 @@ from wordnet.models.base import Momentum
 from wordnet.models.config import TrainingConfig
 from wordnet.models.sampler import alias_table, cumulative
 from wordnet.training.threads import Governor
-from wordnet.training.trainer import CHUNK, History, Iteration, report
+from wordnet.training.trainer import History, Iteration, report
+
+# Minibatches per call of the per-pair SGD kernel (pyx/sgd.pyx): 102,400 pairs, 30-100
+# ms of the course's model.  A call ends at a barrier of its threads, where one the
+# machine has descheduled keeps the other waiting for the rest of a time slice, and
+# copies the embeddings into rows and back.  At the 4-gram loop's 64 minibatches (2-3
+# ms a call), two fixed threads on a machine another process kept busy trained at 0.75
+# of one thread's rate.
+SGD_CHUNK = 1024
 
 
 def examples(model, corpus: Corpus, split: str, config) -> np.ndarray:
@@ -116,7 +124,7 @@ class SampledTrainer:
                 tick = time.perf_counter()
                 if self.table is not None and b < stop:
                     # word2vec's per-example SGD, minibatches b..end-1 in one call
-                    end = min(stop, b + governor.minibatches(CHUNK),
+                    end = min(stop, b + governor.minibatches(SGD_CHUNK),
                               after_validation(b, cfg.validation_period)
                               if valid is not None else M)
                     losses = model.sgd(train[b * N:end * N], self.table, self.states,
